@@ -1,0 +1,161 @@
+using System.Globalization;
+using System.Net;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.Engine.Endpoints;
+
+/// <summary>The URI schemes qmTunnel understands on the command line.</summary>
+public enum EndpointScheme
+{
+    /// <summary><c>tcp://host:port</c>: an application endpoint.</summary>
+    Tcp,
+    /// <summary><c>qmt://host:port</c>: a tunnel server over TLS.</summary>
+    Qmt,
+    /// <summary><c>qmt+plain://host:port</c>: a tunnel server over an explicitly unencrypted link.</summary>
+    QmtPlain,
+}
+
+/// <summary>
+/// A parsed endpoint: scheme, host and port. Parsing collects the exact problem and says how to write it right.
+/// It does not resolve names (that happens on the server at that end of the tunnel) and does not know udp/unix/pipe
+/// yet: those schemes are refused with an error saying they are not supported in this version.
+/// </summary>
+public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
+{
+    public const int DefaultServerPort = 9200;
+
+    public static string SchemeText(EndpointScheme scheme) => scheme switch
+    {
+        EndpointScheme.Tcp => "tcp",
+        EndpointScheme.Qmt => "qmt",
+        EndpointScheme.QmtPlain => "qmt+plain",
+        _ => throw new ArgumentOutOfRangeException(nameof(scheme)),
+    };
+
+    public bool IsServer => Scheme is EndpointScheme.Qmt or EndpointScheme.QmtPlain;
+
+    public override string ToString()
+    {
+        var host = Host.Contains(':', StringComparison.Ordinal) ? "[" + Host + "]" : Host;
+        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{host}:{Port}");
+    }
+
+    /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
+    public static EndpointUri ParseApplication(string? text, string what)
+    {
+        var uri = Parse(text, what, requirePort: true);
+        if (uri.IsServer)
+        {
+            throw Invalid(text, what, $"'{text}' names a tunnel server; {what} needs an application endpoint such as tcp://127.0.0.1:5432.");
+        }
+        return uri;
+    }
+
+    /// <summary>
+    /// Parses a tunnel server (<c>qmt://host[:9200]</c> or <c>qmt+plain://host[:9200]</c>). TLS links arrive with
+    /// the security issue: until then <c>qmt://</c> is refused with <see cref="ErrorIds.TlsNotAvailable"/>.
+    /// </summary>
+    public static EndpointUri ParseServer(string? text, string what)
+    {
+        var uri = Parse(text, what, requirePort: false);
+        if (!uri.IsServer)
+        {
+            throw Invalid(text, what, $"'{text}' is not a tunnel server address; write it as qmt+plain://host:9200.");
+        }
+        if (uri.Scheme == EndpointScheme.Qmt)
+        {
+            throw new QmTunnelException(ErrorIds.TlsNotAvailable, QmErrorKind.NotEnabled, text,
+                $"'{text}': TLS links (qmt://) are not available in this version of qmTunnel yet. " +
+                $"Use an explicitly unencrypted link for now: qmt+plain://{uri.Host}:{uri.Port}.");
+        }
+        return uri;
+    }
+
+    private static EndpointUri Parse(string? text, string what, bool requirePort)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            throw Invalid(text, what, $"{what} is empty. Give a URI such as tcp://127.0.0.1:8080 or qmt+plain://host:9200.");
+        }
+        var trimmed = text.Trim();
+        var sep = trimmed.IndexOf("://", StringComparison.Ordinal);
+        if (sep <= 0)
+        {
+            throw Invalid(text, what, $"{what} '{text}' has no scheme. Write it as tcp://host:port (application) or qmt+plain://host:port (tunnel server).");
+        }
+        var schemeText = trimmed[..sep].ToLowerInvariant();
+        EndpointScheme scheme = schemeText switch
+        {
+            "tcp" => EndpointScheme.Tcp,
+            "qmt" => EndpointScheme.Qmt,
+            "qmt+plain" => EndpointScheme.QmtPlain,
+            "udp" or "unix" or "pipe" => throw Invalid(text, what,
+                $"{what} '{text}': {schemeText}:// endpoints are not supported in this version yet; only tcp:// application endpoints are."),
+            _ => throw Invalid(text, what, $"{what} '{text}' has an unknown scheme '{schemeText}'. Use tcp://, qmt:// or qmt+plain://."),
+        };
+        var rest = trimmed[(sep + 3)..].TrimEnd('/');
+        if (rest.Contains('/', StringComparison.Ordinal) || rest.Contains('?', StringComparison.Ordinal) || rest.Contains('@', StringComparison.Ordinal))
+        {
+            throw Invalid(text, what, $"{what} '{text}' must be scheme://host:port with no path, query or user part.");
+        }
+        string host;
+        string? portText = null;
+        if (rest.StartsWith('['))
+        {
+            var close = rest.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0)
+            {
+                throw Invalid(text, what, $"{what} '{text}' opens an IPv6 address with '[' but never closes it; write [::1]:port.");
+            }
+            host = rest[1..close];
+            var after = rest[(close + 1)..];
+            if (after.Length > 0)
+            {
+                if (after[0] != ':')
+                {
+                    throw Invalid(text, what, $"{what} '{text}': expected ':port' after the IPv6 address.");
+                }
+                portText = after[1..];
+            }
+            if (!IPAddress.TryParse(host, out _))
+            {
+                throw Invalid(text, what, $"{what} '{text}': '{host}' is not an IPv6 address.");
+            }
+        }
+        else
+        {
+            var colon = rest.LastIndexOf(':');
+            if (colon >= 0 && rest.IndexOf(':') != colon)
+            {
+                throw Invalid(text, what, $"{what} '{text}': put an IPv6 address in brackets, e.g. tcp://[::1]:8080.");
+            }
+            host = colon >= 0 ? rest[..colon] : rest;
+            portText = colon >= 0 ? rest[(colon + 1)..] : null;
+        }
+        if (host.Length == 0)
+        {
+            throw Invalid(text, what, $"{what} '{text}' has no host. Write e.g. tcp://127.0.0.1:8080 (use 0.0.0.0 to listen on every interface).");
+        }
+        if (Uri.CheckHostName(host) == UriHostNameType.Unknown)
+        {
+            throw Invalid(text, what, $"{what} '{text}': '{host}' is not a valid host name or IP address.");
+        }
+        int port;
+        if (portText is null)
+        {
+            if (requirePort)
+            {
+                throw Invalid(text, what, $"{what} '{text}' has no port. Write it as {schemeText}://{host}:PORT.");
+            }
+            port = DefaultServerPort;
+        }
+        else if (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port < 0 || port > 65535)
+        {
+            throw Invalid(text, what, $"{what} '{text}': port '{portText}' is not a number from 0 to 65535.");
+        }
+        return new EndpointUri(scheme, host, port);
+    }
+
+    private static QmTunnelException Invalid(string? text, string what, string message) =>
+        new(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, text ?? string.Empty, message);
+}

@@ -1,0 +1,63 @@
+namespace QmTunnel.Engine.Management;
+
+/// <summary>
+/// Every error id the engine reports, as <c>&lt;Noun&gt;&lt;Reason&gt;</c>. The PowerShell layer turns them into
+/// ErrorRecord ids unchanged, so they are a contract: add, never rename.
+/// </summary>
+public static class ErrorIds
+{
+    public const string TunnelNotFound = nameof(TunnelNotFound);
+    public const string TunnelNameInUse = nameof(TunnelNameInUse);
+    public const string TunnelNameInvalid = nameof(TunnelNameInvalid);
+    public const string TunnelSettingInvalid = nameof(TunnelSettingInvalid);
+    public const string TunnelRunning = nameof(TunnelRunning);
+    public const string PortInUse = nameof(PortInUse);
+    public const string BindFailed = nameof(BindFailed);
+    public const string EndpointUriInvalid = nameof(EndpointUriInvalid);
+    public const string TlsNotAvailable = nameof(TlsNotAvailable);
+    public const string ServerNotRunning = nameof(ServerNotRunning);
+    public const string ServerAlreadyRunning = nameof(ServerAlreadyRunning);
+    public const string ServerStartFailed = nameof(ServerStartFailed);
+    public const string DatabaseCorrupt = nameof(DatabaseCorrupt);
+    public const string DatabaseLocked = nameof(DatabaseLocked);
+    public const string DataPathInvalid = nameof(DataPathInvalid);
+    public const string HopConnectFailed = nameof(HopConnectFailed);
+    public const string HopHandshakeFailed = nameof(HopHandshakeFailed);
+    public const string ProtocolError = nameof(ProtocolError);
+}
+
+/// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>
+public enum QmErrorKind
+{
+    InvalidArgument,
+    ObjectNotFound,
+    ResourceExists,
+    ResourceBusy,
+    ResourceUnavailable,
+    ConnectionError,
+    InvalidOperation,
+    InvalidData,
+    NotEnabled,
+    ProtocolError,
+    OpenError,
+}
+
+/// <summary>
+/// The one exception type the engine's management API throws for a failure the user can act on. It carries an
+/// <see cref="ErrorId"/> from <see cref="ErrorIds"/>, a <see cref="Kind"/>, the <see cref="Target"/> at fault
+/// (tunnel name, URI, file) and a message that ends with what to do next. It is not used for bugs.
+/// </summary>
+public sealed class QmTunnelException : Exception
+{
+    public QmTunnelException(string errorId, QmErrorKind kind, object? target, string message, Exception? inner = null)
+        : base(message, inner)
+    {
+        ErrorId = errorId;
+        Kind = kind;
+        Target = target;
+    }
+
+    public string ErrorId { get; }
+    public QmErrorKind Kind { get; }
+    public object? Target { get; }
+}

@@ -1,0 +1,68 @@
+namespace QmTunnel.Engine.Management;
+
+/// <summary>How a qmTunnel server starts: where it listens and where it keeps its database.</summary>
+public sealed record ServerOptions
+{
+    public const int DefaultPort = 9200;
+
+    /// <summary>Link port (0 picks a free port; tests use that).</summary>
+    public int Port { get; init; } = DefaultPort;
+
+    /// <summary>
+    /// Interface to listen on. Loopback by default while links carry no authentication (security issue):
+    /// give 0.0.0.0 (or a host address) explicitly to accept links from other hosts.
+    /// </summary>
+    public string ListenAddress { get; init; } = "127.0.0.1";
+
+    /// <summary>Folder of the LiteDB database; created when missing. Default: <see cref="DefaultDataPath"/>.</summary>
+    public string DataPath { get; init; } = DefaultDataPath;
+
+    /// <summary>Name shown to peers in the link handshake.</summary>
+    public string ServerName { get; init; } = Environment.MachineName;
+
+    /// <summary>A link that has not finished its handshake after this long is closed.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Process id to report (a daemon sets its own).</summary>
+    public int? ProcessId { get; init; }
+
+    /// <summary>
+    /// <c>$QMTUNNEL_DATA</c>, else the user's data folder + <c>qmTunnel</c> (<c>~/.local/share/qmTunnel</c> on Linux,
+    /// <c>%LOCALAPPDATA%\qmTunnel</c> on Windows).
+    /// </summary>
+    public static string DefaultDataPath
+    {
+        get
+        {
+            var env = Environment.GetEnvironmentVariable("QMTUNNEL_DATA");
+            if (!string.IsNullOrWhiteSpace(env))
+            {
+                return env;
+            }
+            var baseDir = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify);
+            if (string.IsNullOrEmpty(baseDir))
+            {
+                baseDir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "share");
+            }
+            return Path.Combine(baseDir, "qmTunnel");
+        }
+    }
+
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (Port is < 0 or > 65535)
+        {
+            errors.Add($"Port {Port} is out of range: use 1 to 65535 (0 picks a free port).");
+        }
+        if (!System.Net.IPAddress.TryParse(ListenAddress, out _))
+        {
+            errors.Add($"ListenAddress '{ListenAddress}' is not an IP address: use e.g. 127.0.0.1, 0.0.0.0 or ::.");
+        }
+        if (string.IsNullOrWhiteSpace(DataPath))
+        {
+            errors.Add("DataPath is empty: give a folder for the database.");
+        }
+        return errors;
+    }
+}

@@ -1,0 +1,112 @@
+namespace QmTunnel.Engine.Management;
+
+/// <summary>
+/// What Get-QmTunnel shows: a tunnel's profile and its state on the owning server. A snapshot, not live.
+/// Type name <c>QmTunnel.Engine.Management.TunnelInfo</c> is keyed by the module's format file.
+/// </summary>
+public sealed class TunnelInfo
+{
+    public TunnelInfo(TunnelProfile profile, TunnelState state, string? boundListen, string? lastError)
+    {
+        Profile = profile;
+        State = state;
+        BoundListen = boundListen;
+        LastError = lastError;
+    }
+
+    public TunnelProfile Profile { get; }
+    public string Name => Profile.Name;
+    public TunnelState State { get; }
+    public string Listen => Profile.Listen;
+    /// <summary>The address actually listened on while running (shows the port picked for port 0).</summary>
+    public string? BoundListen { get; }
+    public IReadOnlyList<string> Via => Profile.Via;
+    public string Target => Profile.Target;
+    public TunnelDirection Direction => Profile.Direction;
+    public TunnelProtocol Protocol => Profile.Protocol;
+    public int MaxConnections => Profile.MaxConnections;
+    public TimeSpan ConnectTimeout => Profile.ConnectTimeout;
+    public bool NoDelay => Profile.NoDelay;
+    public bool KeepAlive => Profile.KeepAlive;
+    public int BufferSize => Profile.BufferSize;
+    public bool Persistent => Profile.Persistent;
+    public bool AutoStart => Profile.AutoStart;
+    public string Description => Profile.Description;
+    public DateTimeOffset CreatedAt => Profile.CreatedAt;
+    public DateTimeOffset ModifiedAt => Profile.ModifiedAt;
+    public string? LastError { get; }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>Counters of one tunnel on its owning server, read at one moment. Counters reset when the server restarts.</summary>
+public sealed class TunnelStats
+{
+    public required string Name { get; init; }
+    public required TunnelState State { get; init; }
+    /// <summary>Application bytes received from clients and sent into the tunnel.</summary>
+    public long BytesFromClients { get; init; }
+    /// <summary>Application bytes that came out of the tunnel and were sent to clients.</summary>
+    public long BytesToClients { get; init; }
+    /// <summary>Bytes this tunnel's streams put on the link to the first hop (frames with headers).</summary>
+    public long LinkBytesSent { get; init; }
+    /// <summary>Bytes this tunnel's streams took off the link from the first hop (frames with headers).</summary>
+    public long LinkBytesReceived { get; init; }
+    public long ConnectionsTotal { get; init; }
+    public long ConnectionsCurrent { get; init; }
+    /// <summary>Connections whose target (or a hop) could not be reached; each client was reset.</summary>
+    public long FailedConnections { get; init; }
+    /// <summary>Clients refused because MaxConnections were already open.</summary>
+    public long RejectedConnections { get; init; }
+    /// <summary>Round trip of the link to the first hop, measured at its handshake; null while no link is up.</summary>
+    public TimeSpan? LinkLatency { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public string? LastError { get; init; }
+    public DateTimeOffset? LastErrorAt { get; init; }
+}
+
+/// <summary>State of one application connection in a tunnel's connection list.</summary>
+public enum ConnectionState
+{
+    /// <summary>Accepted; the far end has not confirmed the target yet.</summary>
+    Connecting,
+    Open,
+    Closed,
+    Failed,
+}
+
+/// <summary>One application connection of a tunnel, as Get-QmTunnelConnection shows it. A snapshot.</summary>
+public sealed class ConnectionInfo
+{
+    public required long Id { get; init; }
+    public required string Tunnel { get; init; }
+    public required string Client { get; init; }
+    public required string Target { get; init; }
+    public required ConnectionState State { get; init; }
+    public long BytesFromClient { get; init; }
+    public long BytesToClient { get; init; }
+    public required DateTimeOffset ConnectedAt { get; init; }
+    public DateTimeOffset? DisconnectedAt { get; init; }
+    public string? Error { get; init; }
+    public TimeSpan Duration => (DisconnectedAt ?? DateTimeOffset.UtcNow) - ConnectedAt;
+}
+
+/// <summary>A running qmTunnel server, as Start-/Get-QmTunnelServer show it.</summary>
+public sealed class ServerInfo
+{
+    public required string ServerId { get; init; }
+    public required string ListenAddress { get; init; }
+    public required int Port { get; init; }
+    public required string DataPath { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+    /// <summary>Process id for a daemon; null for the engine inside this pwsh process.</summary>
+    public int? ProcessId { get; init; }
+    public bool IsDaemon => ProcessId is not null;
+    public string Kind => IsDaemon ? "Daemon" : "InProcess";
+    public int Tunnels { get; init; }
+    public int Links { get; init; }
+    public long TransitStreams { get; init; }
+    public long ProtocolErrors { get; init; }
+    public string Address => $"qmt+plain://{(ListenAddress is "0.0.0.0" or "::" ? "127.0.0.1" : ListenAddress)}:{Port}";
+    public override string ToString() => Address;
+}

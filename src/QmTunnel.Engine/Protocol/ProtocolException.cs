@@ -1,0 +1,39 @@
+namespace QmTunnel.Engine.Protocol;
+
+/// <summary>Why a link or stream was closed. Wire values (u32 in GoAway and Reset): never renumber.</summary>
+public enum ProtocolErrorCode : uint
+{
+    None = 0,
+    /// <summary>Link: a frame could not be parsed.</summary>
+    MalformedFrame = 1,
+    /// <summary>Link: a frame type this version does not know.</summary>
+    UnknownFrameType = 2,
+    /// <summary>Link: a payload larger than the limit.</summary>
+    FrameTooLarge = 3,
+    /// <summary>Link: no common protocol version.</summary>
+    UnsupportedVersion = 4,
+    /// <summary>Link: the peer did not start with the preamble and a Hello.</summary>
+    HandshakeFailed = 5,
+    /// <summary>Link: the peer sent more data than the credit it was given.</summary>
+    FlowControlViolation = 6,
+    /// <summary>Link or stream: the sender is shutting down.</summary>
+    Shutdown = 7,
+    /// <summary>Link: a frame referred to a stream in a state that does not allow it.</summary>
+    StreamStateError = 8,
+    /// <summary>Stream: the target could not be reached (refused, unreachable, timed out, name not resolved).</summary>
+    TargetConnectFailed = 100,
+    /// <summary>Stream: the application connection was reset or failed.</summary>
+    ConnectionReset = 101,
+    /// <summary>Stream: the open request was invalid.</summary>
+    OpenRejected = 102,
+    /// <summary>Stream: the tunnel was stopped.</summary>
+    TunnelStopped = 103,
+    /// <summary>Stream: the link that carried it is gone.</summary>
+    LinkLost = 104,
+}
+
+/// <summary>A protocol violation by the peer. Closes the link with a GoAway carrying <see cref="Code"/>.</summary>
+public sealed class ProtocolException(ProtocolErrorCode code, string message) : Exception(message)
+{
+    public ProtocolErrorCode Code { get; } = code;
+}
