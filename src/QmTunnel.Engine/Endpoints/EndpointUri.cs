@@ -62,6 +62,10 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             throw Invalid(text, what, $"'{text}' is not a tunnel server address; write it as qmt+plain://host:9200.");
         }
+        if (uri.Port == 0)
+        {
+            throw Invalid(text, what, $"'{text}': a tunnel server cannot be reached on port 0; give its real port (9200 by default).");
+        }
         if (uri.Scheme == EndpointScheme.Qmt)
         {
             throw new QmTunnelException(ErrorIds.TlsNotAvailable, QmErrorKind.NotEnabled, text,
@@ -117,7 +121,7 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
                 }
                 portText = after[1..];
             }
-            if (!IPAddress.TryParse(host, out _))
+            if (!IPAddress.TryParse(host, out var v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
             {
                 throw Invalid(text, what, $"{what} '{text}': '{host}' is not an IPv6 address.");
             }

@@ -1,39 +1,378 @@
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Storage;
+using QmTunnel.Engine.Tunnels;
 
 namespace QmTunnel.Engine.Management;
 
 /// <summary>
-/// A qmTunnel server: accepts links on its port, carries streams to their targets, owns its tunnels and its
-/// LiteDB database. This is the in-process management API the cmdlets and the daemon drive. Every failure the
-/// user can act on is a <see cref="QmTunnelException"/>.
+/// A qmTunnel server: accepts links on its port, carries the streams they open to their targets (or on to the next
+/// hop), owns its tunnels and its LiteDB database. This is the in-process management API the cmdlets and the daemon
+/// drive. Every failure the user can act on is a <see cref="QmTunnelException"/>. It is not thread-affine; management
+/// calls are serialized internally.
 /// </summary>
 public sealed partial class QmTunnelEngine : IAsyncDisposable
 {
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly LinkOptions _linkOptions;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Dictionary<string, TunnelRuntime> _tunnels = new(StringComparer.OrdinalIgnoreCase);
+    private readonly HashSet<Link> _inbound = [];
+    private readonly TrafficCounters _transit = new();
+    private LinkPool? _pool;
+    private TunnelStore? _store;
+    private Socket? _listener;
+    private CancellationTokenSource? _shutdown;
+    private Task? _acceptLoop;
+    private DateTimeOffset _startedAt;
+    private long _protocolErrors, _transitStreams;
+    private volatile bool _running;
+
     public QmTunnelEngine(ServerOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
         Options = options;
-        _loggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _time = timeProvider ?? TimeProvider.System;
+        _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout };
     }
 
-    private readonly ILoggerFactory _loggerFactory;
-    private readonly TimeProvider _time;
-
     public ServerOptions Options { get; }
+    public bool IsRunning => _running;
+    /// <summary>The port actually listened on (differs from Options.Port when that was 0).</summary>
+    public int Port { get; private set; }
+    /// <summary>This server's id in link handshakes.</summary>
+    public string ServerId => _linkOptions.ServerId;
+    /// <summary>Links closed because the peer broke the protocol (malformed frames, bad handshake).</summary>
+    public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
 
-    public bool IsRunning => throw new InvalidOperationException("under construction");
-    public int Port => throw new InvalidOperationException("under construction");
-    public Task StartAsync(CancellationToken cancellationToken = default) => throw new InvalidOperationException("under construction");
-    public Task StopAsync(CancellationToken cancellationToken = default) => throw new InvalidOperationException("under construction");
-    public ValueTask DisposeAsync() => throw new InvalidOperationException("under construction");
-    public ServerInfo GetServerInfo() => throw new InvalidOperationException("under construction");
-    public TunnelInfo NewTunnel(TunnelProfile profile) => throw new InvalidOperationException("under construction");
-    public IReadOnlyList<TunnelInfo> GetTunnels() => throw new InvalidOperationException("under construction");
-    public TunnelInfo GetTunnel(string name) => throw new InvalidOperationException("under construction");
-    public Task<TunnelInfo> StartTunnelAsync(string name, CancellationToken cancellationToken = default) => throw new InvalidOperationException("under construction");
-    public Task<TunnelInfo> StopTunnelAsync(string name, CancellationToken cancellationToken = default) => throw new InvalidOperationException("under construction");
-    public Task<TunnelInfo> SetTunnelAsync(string name, Func<TunnelProfile, TunnelProfile> change, CancellationToken cancellationToken = default) => throw new InvalidOperationException("under construction");
-    public Task RemoveTunnelAsync(string name, CancellationToken cancellationToken = default) => throw new InvalidOperationException("under construction");
-    public TunnelStats GetTunnelStats(string name) => throw new InvalidOperationException("under construction");
-    public IReadOnlyList<ConnectionInfo> GetConnections(string name) => throw new InvalidOperationException("under construction");
+    /// <summary>
+    /// Opens the database (DatabaseCorrupt / DatabaseLocked / DataPathInvalid), binds the port (PortInUse, BindFailed),
+    /// starts accepting links, and restores saved tunnels, starting those that were running.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_running)
+            {
+                throw new QmTunnelException(ErrorIds.ServerAlreadyRunning, QmErrorKind.InvalidOperation, Options.Port,
+                    "This qmTunnel server is already running. Stop it first.");
+            }
+            var errors = Options.Validate();
+            if (errors.Count > 0)
+            {
+                throw new QmTunnelException(ErrorIds.ServerStartFailed, QmErrorKind.InvalidArgument, Options, string.Join(" ", errors));
+            }
+            _store = TunnelStore.Open(Options.DataPath);
+            try
+            {
+                _listener = Bind();
+            }
+            catch
+            {
+                _store.Dispose();
+                _store = null;
+                throw;
+            }
+            Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
+            _shutdown = new CancellationTokenSource();
+            _pool = new LinkPool(_linkOptions, _logger);
+            _startedAt = _time.GetUtcNow();
+            _running = true;
+            _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _shutdown.Token));
+            EngineLog.Started(_logger, Options.ListenAddress, Port, _store.FilePath);
+
+            foreach (var profile in _store.LoadTunnels())
+            {
+                TunnelRuntime runtime;
+                try
+                {
+                    runtime = CreateRuntime(profile);
+                }
+                catch (QmTunnelException ex)
+                {
+                    EngineLog.TunnelNotRestored(_logger, profile.Name, ex.Message);
+                    continue;
+                }
+                _tunnels[profile.Name] = runtime;
+                if (profile.AutoStart)
+                {
+                    try
+                    {
+                        await runtime.StartAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (QmTunnelException ex)
+                    {
+                        EngineLog.TunnelNotRestored(_logger, profile.Name, ex.Message);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private Socket Bind()
+    {
+        var address = IPAddress.Parse(Options.ListenAddress);
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, Options.Port));
+            socket.Listen(512);
+            return socket;
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            var where = $"{Options.ListenAddress}:{Options.Port}";
+            if (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                throw new QmTunnelException(ErrorIds.PortInUse, QmErrorKind.ResourceBusy, where,
+                    $"The qmTunnel server cannot listen on {where}: the port is in use (another qmTunnel server or program). Stop it, or start this server with -Port.", ex);
+            }
+            throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.ResourceUnavailable, where,
+                $"The qmTunnel server cannot listen on {where} ({ex.SocketErrorCode}: {ex.Message}). Use an address of this host with -ListenAddress.", ex);
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                continue;
+            }
+            _ = AcceptLinkAsync(socket, cancellationToken);
+        }
+    }
+
+    private async Task AcceptLinkAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        socket.NoDelay = true;
+        var peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        Link link;
+        try
+        {
+            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ProtocolException ex)
+        {
+            Interlocked.Increment(ref _protocolErrors);
+            EngineLog.HandshakeRefused(_logger, peer, ex.Code, ex.Message);
+            socket.Dispose();
+            return;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            EngineLog.HandshakeRefused(_logger, peer, ProtocolErrorCode.HandshakeFailed, ex.Message);
+            socket.Dispose();
+            return;
+        }
+        link.StreamOpened = (stream, open) => OpenTargetAsync(stream, open, cancellationToken);
+        link.ProtocolError += _ => Interlocked.Increment(ref _protocolErrors);
+        lock (_inbound)
+        {
+            _inbound.Add(link);
+        }
+        _ = link.Completion.ContinueWith(_ =>
+        {
+            lock (_inbound)
+            {
+                _inbound.Remove(link);
+            }
+        }, TaskScheduler.Default);
+        link.Start();
+        LinkLog.Up(_logger, peer, link.Peer.ServerName, 0);
+    }
+
+    /// <summary>
+    /// A stream arrived on an accepted link: connect to its target (last hop) or carry it on to the next server of
+    /// its route. A target that cannot be reached resets the stream with TargetConnectFailed and the reason.
+    /// </summary>
+    private async Task OpenTargetAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _transitStreams);
+        EndpointUri target;
+        try
+        {
+            target = EndpointUri.ParseApplication(open.Target, "Target");
+        }
+        catch (QmTunnelException ex)
+        {
+            stream.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
+            return;
+        }
+        if (open.Route.Count > 0)
+        {
+            await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            timeout.CancelAfter(open.ConnectTimeoutMs);
+            try
+            {
+                socket.NoDelay = (open.Options & OpenOptions.NoDelay) != 0;
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, (open.Options & OpenOptions.KeepAlive) != 0);
+                await socket.ConnectAsync(target.Host, target.Port, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+            {
+                socket.Dispose();
+                var why = ex is SocketException se
+                    ? $"{se.SocketErrorCode}: {se.Message}"
+                    : cancellationToken.IsCancellationRequested ? "the server is stopping" : $"no answer within {open.ConnectTimeoutMs} ms";
+                EngineLog.TargetFailed(_logger, open.Tunnel, target.ToString(), why);
+                stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {Options.ServerName}: {why}");
+                return;
+            }
+        }
+        stream.SendOpenAck();
+        await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task ForwardAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
+    {
+        EndpointUri next;
+        try
+        {
+            next = EndpointUri.ParseServer(open.Route[0], "Route");
+        }
+        catch (QmTunnelException ex)
+        {
+            inbound.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
+            return;
+        }
+        Link link;
+        try
+        {
+            link = await _pool!.GetAsync(next, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+        }
+        catch (QmTunnelException ex)
+        {
+            inbound.Reset(ProtocolErrorCode.TargetConnectFailed, ex.Message);
+            return;
+        }
+        var onward = link.OpenStream(open with { Route = open.Route.Skip(1).ToList() }, _transit, _linkOptions.InitialWindow);
+        await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Stops accepting, stops every tunnel (their AutoStart is kept), closes links and the database.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (!_running)
+            {
+                return;
+            }
+            _running = false;
+            _listener?.Dispose();
+            _shutdown?.Cancel();
+            if (_acceptLoop is not null)
+            {
+                await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+            await Task.WhenAll(_tunnels.Values.Select(t => t.StopAsync())).ConfigureAwait(false);
+            _tunnels.Clear();
+            Link[] inbound;
+            lock (_inbound)
+            {
+                inbound = [.. _inbound];
+            }
+            await Task.WhenAll(inbound.Select(l => l.CloseAsync(ProtocolErrorCode.Shutdown, "the server is stopping"))).ConfigureAwait(false);
+            if (_pool is not null)
+            {
+                await _pool.DisposeAsync().ConfigureAwait(false);
+            }
+            _store?.Dispose();
+            _store = null;
+            EngineLog.Stopped(_logger, Port);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+
+    public ServerInfo GetServerInfo()
+    {
+        EnsureRunning();
+        int links;
+        lock (_inbound)
+        {
+            links = _inbound.Count;
+        }
+        return new ServerInfo
+        {
+            ServerId = ServerId,
+            ListenAddress = Options.ListenAddress,
+            Port = Port,
+            DataPath = Options.DataPath,
+            StartedAt = _startedAt,
+            ProcessId = Options.ProcessId,
+            Tunnels = _tunnels.Count,
+            Links = links + (_pool?.Count ?? 0),
+            TransitStreams = Interlocked.Read(ref _transitStreams),
+            ProtocolErrors = ProtocolErrors,
+        };
+    }
+
+    private void EnsureRunning()
+    {
+        if (!_running)
+        {
+            throw new QmTunnelException(ErrorIds.ServerNotRunning, QmErrorKind.InvalidOperation, null,
+                "The qmTunnel server is not running. Start it with Start-QmTunnelServer.");
+        }
+    }
+}
+
+internal static partial class EngineLog
+{
+    // Event ids 1-99 belong to the engine. Next free: 7.
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "qmTunnel server listening on {Address}:{Port}, database {Database}")]
+    public static partial void Started(ILogger logger, string address, int port, string database);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "qmTunnel server on port {Port} stopped")]
+    public static partial void Stopped(ILogger logger, int port);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Link from {Peer} refused ({Code}): {Detail}")]
+    public static partial void HandshakeRefused(ILogger logger, string peer, ProtocolErrorCode code, string detail);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Tunnel {Tunnel}: target {Target} unreachable: {Detail}")]
+    public static partial void TargetFailed(ILogger logger, string tunnel, string target, string detail);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "Saved tunnel {Name} was not restored: {Detail}")]
+    public static partial void TunnelNotRestored(ILogger logger, string name, string detail);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "Tunnel {Name}: {Change}")]
+    public static partial void TunnelChanged(ILogger logger, string name, string change);
 }

@@ -69,6 +69,7 @@ public static class ControlCodec
 
     public static int Write(ControlMessage message, IBufferWriter<byte> output)
     {
+        Check(message);
         var w = new Writer(output);
         switch (message)
         {
@@ -98,6 +99,45 @@ public static class ControlCodec
                 throw new ArgumentException($"{message.GetType().Name} is not a control message", nameof(message));
         }
         return w.Written;
+    }
+
+    /// <summary>Refuses a message the reader would refuse, before a byte is written (all or nothing).</summary>
+    private static void Check(ControlMessage message)
+    {
+        static void Str(string s, string field)
+        {
+            if (Encoding.UTF8.GetByteCount(s) > MaxStringBytes)
+            {
+                throw new ArgumentException($"{field} is longer than {MaxStringBytes} UTF-8 bytes", nameof(message));
+            }
+        }
+        switch (message)
+        {
+            case HelloMessage h:
+                Str(h.ServerId, "ServerId"); Str(h.ServerName, "ServerName");
+                break;
+            case GoAwayMessage g:
+                Str(g.Reason, "Reason");
+                break;
+            case ResetMessage r:
+                Str(r.Reason, "Reason");
+                break;
+            case OpenMessage o:
+                Str(o.Tunnel, "Tunnel"); Str(o.Target, "Target"); Str(o.Client, "Client");
+                if (o.Route.Count > MaxListItems)
+                {
+                    throw new ArgumentException($"a route has at most {MaxListItems} servers", nameof(message));
+                }
+                foreach (var hop in o.Route)
+                {
+                    Str(hop, "Route");
+                }
+                if (o.ConnectTimeoutMs <= 0)
+                {
+                    throw new ArgumentException("ConnectTimeoutMs must be positive", nameof(message));
+                }
+                break;
+        }
     }
 
     /// <summary>Serializes to a new array (handshake and tests; the link writes into pooled buffers).</summary>

@@ -1,0 +1,400 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Protocol;
+
+namespace QmTunnel.Engine.Links;
+
+public sealed partial class Link
+{
+    /// <summary>A frame waiting for the writer: header and payload in one buffer rented from the shared pool.</summary>
+    private readonly record struct OutFrame(byte[] Buffer, int Length);
+
+    private const int MaxBatchBytes = 1024 * 1024;
+    private const int MaxBatchFrames = 256;
+
+    internal void EnqueueFrame(FrameHeader header, byte[] rentedBuffer)
+    {
+        header.Write(rentedBuffer);
+        Enqueue(new OutFrame(rentedBuffer, FrameHeader.Size + header.Length));
+    }
+
+    internal void EnqueueEmpty(FrameHeader header)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size);
+        header.Write(buffer);
+        Enqueue(new OutFrame(buffer, FrameHeader.Size));
+    }
+
+    internal void EnqueueWindowUpdate(uint streamId, int increment)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + 4);
+        new FrameHeader(FrameType.WindowUpdate, FrameFlags.None, streamId, 4).Write(buffer);
+        BinaryPrimitives.WriteInt32BigEndian(buffer.AsSpan(FrameHeader.Size), increment);
+        Enqueue(new OutFrame(buffer, FrameHeader.Size + 4));
+    }
+
+    internal void EnqueueControl(uint streamId, ControlMessage message)
+    {
+        var payload = ControlCodec.ToArray(message);
+        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + payload.Length);
+        new FrameHeader(message.FrameType, FrameFlags.None, streamId, payload.Length).Write(buffer);
+        payload.CopyTo(buffer.AsSpan(FrameHeader.Size));
+        Enqueue(new OutFrame(buffer, FrameHeader.Size + payload.Length));
+    }
+
+    private void Enqueue(OutFrame frame)
+    {
+        if (!_out.Writer.TryWrite(frame))
+        {
+            ArrayPool<byte>.Shared.Return(frame.Buffer);
+        }
+    }
+
+    internal void Forget(MuxStream stream) => _streams.TryRemove(new KeyValuePair<uint, MuxStream>(stream.Id, stream));
+
+    internal void MaybeForget(MuxStream stream)
+    {
+        if (stream.FinSent && stream.FinReceived)
+        {
+            Forget(stream);
+        }
+    }
+
+    /// <summary>Measures the round trip of a Ping on this link.</summary>
+    public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken)
+    {
+        var stamp = Stopwatch.GetTimestamp();
+        var waiter = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pings[stamp] = waiter;
+        try
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + 8);
+            new FrameHeader(FrameType.Ping, FrameFlags.None, 0, 8).Write(buffer);
+            BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(FrameHeader.Size), stamp);
+            Enqueue(new OutFrame(buffer, FrameHeader.Size + 8));
+            return await waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _pings.TryRemove(stamp, out _);
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var segments = new List<ArraySegment<byte>>(MaxBatchFrames);
+        try
+        {
+            var reader = _out.Reader;
+            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                var total = 0;
+                while (segments.Count < MaxBatchFrames && total < MaxBatchBytes && reader.TryRead(out var frame))
+                {
+                    segments.Add(new ArraySegment<byte>(frame.Buffer, 0, frame.Length));
+                    total += frame.Length;
+                }
+                try
+                {
+                    var sent = segments.Count == 1
+                        ? await _socket.SendAsync(segments[0].AsMemory(), SocketFlags.None).ConfigureAwait(false)
+                        : await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
+                    if (sent < total)
+                    {
+                        await SendRestAsync(segments, sent).ConfigureAwait(false);
+                    }
+                    Interlocked.Add(ref _bytesSent, total);
+                }
+                finally
+                {
+                    foreach (var segment in segments)
+                    {
+                        ArrayPool<byte>.Shared.Return(segment.Array!);
+                    }
+                    segments.Clear();
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        {
+            Teardown($"sending failed: {ex.Message}");
+        }
+        finally
+        {
+            while (_out.Reader.TryRead(out var frame))
+            {
+                ArrayPool<byte>.Shared.Return(frame.Buffer);
+            }
+        }
+    }
+
+    private async Task SendRestAsync(List<ArraySegment<byte>> segments, int alreadySent)
+    {
+        foreach (var segment in segments)
+        {
+            if (alreadySent >= segment.Count)
+            {
+                alreadySent -= segment.Count;
+                continue;
+            }
+            var rest = segment.AsMemory(alreadySent);
+            alreadySent = 0;
+            while (!rest.IsEmpty)
+            {
+                var n = await _socket.SendAsync(rest, SocketFlags.None).ConfigureAwait(false);
+                rest = rest[n..];
+            }
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        string reason = "the peer closed the link";
+        try
+        {
+            while (true)
+            {
+                var result = await _reader.ReadAsync(_closing.Token).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                var goAway = false;
+                while (!goAway && FrameCodec.TryReadFrame(ref buffer, Options.MaxPayload, out var header, out var payload))
+                {
+                    Interlocked.Add(ref _bytesReceived, FrameHeader.Size + header.Length);
+                    if (header.Type == FrameType.GoAway)
+                    {
+                        var message = (GoAwayMessage)ControlCodec.Read(header.Type, payload);
+                        reason = $"the peer closed the link ({message.Code}): {message.Reason}";
+                        goAway = true;
+                        break;
+                    }
+                    var flush = Dispatch(header, payload);
+                    if (!flush.IsCompletedSuccessfully)
+                    {
+                        await flush.ConfigureAwait(false);
+                    }
+                }
+                _reader.AdvanceTo(buffer.Start, buffer.End);
+                if (goAway)
+                {
+                    break;
+                }
+                if (result.IsCompleted)
+                {
+                    if (!buffer.IsEmpty)
+                    {
+                        throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"the link ended inside a frame ({buffer.Length} bytes left)");
+                    }
+                    break;
+                }
+            }
+        }
+        catch (ProtocolException ex)
+        {
+            reason = $"protocol error ({ex.Code}): {ex.Message}";
+            LinkLog.ProtocolViolation(_logger, RemoteEndPoint, ex.Code, ex.Message);
+            ProtocolError?.Invoke(ex);
+            TrySendGoAway(ex.Code, ex.Message);
+        }
+        catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+        {
+            reason = CloseReason ?? "closed by this side";
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            reason = $"the link failed: {ex.Message}";
+        }
+        Teardown(reason);
+    }
+
+    private ValueTask<System.IO.Pipelines.FlushResult> Dispatch(FrameHeader header, System.Buffers.ReadOnlySequence<byte> payload)
+    {
+        switch (header.Type)
+        {
+            case FrameType.Data:
+                if (_streams.TryGetValue(header.StreamId, out var dataStream))
+                {
+                    if (dataStream.FinReceived && !dataStream.IsReset)
+                    {
+                        throw new ProtocolException(ProtocolErrorCode.StreamStateError, $"data on stream {header.StreamId} after its FIN");
+                    }
+                    return dataStream.OnDataAsync(payload, (header.Flags & FrameFlags.Fin) != 0);
+                }
+                if (!IsKnownStreamId(header.StreamId))
+                {
+                    throw new ProtocolException(ProtocolErrorCode.StreamStateError, $"data on stream {header.StreamId}, which was never opened");
+                }
+                break; // a stream we already reset or finished: late data is dropped
+            case FrameType.WindowUpdate:
+                var increment = BinaryPrimitives.ReadInt32BigEndian(payload.FirstSpan.Length >= 4 ? payload.FirstSpan : payload.ToArray());
+                if (increment <= 0)
+                {
+                    throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"window update of {increment} on stream {header.StreamId}");
+                }
+                if (_streams.TryGetValue(header.StreamId, out var updated))
+                {
+                    updated.OnWindowUpdate(increment);
+                }
+                break;
+            case FrameType.Open:
+                OnOpen(header.StreamId, (OpenMessage)ControlCodec.Read(header.Type, payload));
+                break;
+            case FrameType.OpenAck:
+                if (_streams.TryGetValue(header.StreamId, out var acked))
+                {
+                    acked.OnOpenAck();
+                }
+                break;
+            case FrameType.Reset:
+                var reset = (ResetMessage)ControlCodec.Read(header.Type, payload);
+                if (_streams.TryGetValue(header.StreamId, out var resetStream))
+                {
+                    resetStream.OnReset(reset.Code, reset.Reason);
+                }
+                break;
+            case FrameType.Ping:
+                var pong = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + 8);
+                new FrameHeader(FrameType.Pong, FrameFlags.None, 0, 8).Write(pong);
+                payload.CopyTo(pong.AsSpan(FrameHeader.Size));
+                Enqueue(new OutFrame(pong, FrameHeader.Size + 8));
+                break;
+            case FrameType.Pong:
+                Span<byte> stampBytes = stackalloc byte[8];
+                payload.CopyTo(stampBytes);
+                var stamp = BinaryPrimitives.ReadInt64BigEndian(stampBytes);
+                if (_pings.TryRemove(stamp, out var waiter))
+                {
+                    waiter.TrySetResult(Stopwatch.GetElapsedTime(stamp));
+                }
+                break;
+            case FrameType.Ack:
+                break; // reserved for session resume (protocol.md); version 1 peers never send it, and it is harmless
+            case FrameType.Hello:
+                throw new ProtocolException(ProtocolErrorCode.StreamStateError, "a second Hello after the handshake");
+            default:
+                throw new ProtocolException(ProtocolErrorCode.UnknownFrameType, $"unexpected {header.Type} frame");
+        }
+        return default;
+    }
+
+    private uint _highestPeerStreamId;
+
+    private bool IsPeerStreamId(uint id) => (id % 2 == 1) != _isDialer;
+
+    private bool IsKnownStreamId(uint id) => IsPeerStreamId(id) ? id <= Volatile.Read(ref _highestPeerStreamId) : id < _nextStreamId;
+
+    private void OnOpen(uint id, OpenMessage open)
+    {
+        if (!IsPeerStreamId(id) || id <= _highestPeerStreamId)
+        {
+            throw new ProtocolException(ProtocolErrorCode.StreamStateError, $"the peer opened stream {id}, which it may not (wrong parity or reused)");
+        }
+        Volatile.Write(ref _highestPeerStreamId, id);
+        var stream = new MuxStream(this, id, Options.InitialWindow, Peer.InitialWindow, new TrafficCounters());
+        _streams[id] = stream;
+        var handler = StreamOpened;
+        if (handler is null)
+        {
+            stream.Reset(ProtocolErrorCode.OpenRejected, "this side of the link accepts no streams");
+            return;
+        }
+        _ = RunHandlerAsync(handler, stream, open);
+    }
+
+    private async Task RunHandlerAsync(Func<MuxStream, OpenMessage, Task> handler, MuxStream stream, OpenMessage open)
+    {
+        try
+        {
+            await handler(stream, open).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            LinkLog.StreamHandlerFailed(_logger, stream.Id, RemoteEndPoint, ex);
+            stream.Reset(ProtocolErrorCode.ConnectionReset, ex.Message);
+        }
+    }
+
+    private void TrySendGoAway(ProtocolErrorCode code, string reason)
+    {
+        try
+        {
+            var bytes = ControlCodec.ToArray(new GoAwayMessage(code, reason.Length > 1000 ? reason[..1000] : reason));
+            var frame = new byte[FrameHeader.Size + bytes.Length];
+            new FrameHeader(FrameType.GoAway, FrameFlags.None, 0, bytes.Length).Write(frame);
+            bytes.CopyTo(frame.AsSpan(FrameHeader.Size));
+            _socket.Send(frame, SocketFlags.None);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // the peer is gone already
+        }
+    }
+
+    /// <summary>Closes the link politely: GoAway, then the socket. Streams still open are reset with LinkLost.</summary>
+    public async Task CloseAsync(ProtocolErrorCode code, string reason)
+    {
+        if (!IsClosed)
+        {
+            CloseReason ??= reason;
+            EnqueueControl(0, new GoAwayMessage(code, reason));
+            _out.Writer.TryComplete();
+            if (_writeLoop is not null)
+            {
+                await Task.WhenAny(_writeLoop, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+            }
+        }
+        Teardown(reason);
+        await _closed.Task.ConfigureAwait(false);
+    }
+
+    public ValueTask DisposeAsync() => new(CloseAsync(ProtocolErrorCode.Shutdown, "the server is closing the link"));
+
+    private void Teardown(string reason)
+    {
+        if (Interlocked.Exchange(ref _closeStarted, 1) != 0)
+        {
+            return;
+        }
+        CloseReason ??= reason;
+        _closing.Cancel();
+        _out.Writer.TryComplete();
+        foreach (var stream in _streams.Values)
+        {
+            stream.OnReset(ProtocolErrorCode.LinkLost, $"the link to {RemoteEndPoint} closed: {CloseReason}");
+        }
+        _streams.Clear();
+        foreach (var ping in _pings.Values)
+        {
+            ping.TrySetException(new IOException($"the link to {RemoteEndPoint} closed: {CloseReason}"));
+        }
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // already gone
+        }
+        _socket.Dispose();
+        LinkLog.Closed(_logger, RemoteEndPoint, CloseReason);
+        _closed.TrySetResult();
+    }
+}
+
+internal static partial class LinkLog
+{
+    // Event ids 100-199 belong to links. Next free: 104.
+    [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "Link {Peer}: protocol error {Code}: {Detail}; link closed")]
+    public static partial void ProtocolViolation(ILogger logger, string peer, ProtocolErrorCode code, string detail);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Error, Message = "Link {Peer}: handler of stream {StreamId} failed")]
+    public static partial void StreamHandlerFailed(ILogger logger, uint streamId, string peer, Exception exception);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Link {Peer} closed: {Reason}")]
+    public static partial void Closed(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Information, Message = "Link {Peer} up (peer {PeerName}, {Rtt} ms handshake)")]
+    public static partial void Up(ILogger logger, string peer, string peerName, double rtt);
+}

@@ -1,0 +1,237 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Protocol;
+
+namespace QmTunnel.Engine.Links;
+
+/// <summary>
+/// One link: a TCP connection between two adjacent qmTunnel servers carrying many <see cref="MuxStream"/>s.
+/// One reader loop parses frames and dispatches them; one writer loop drains a queue of frames into the socket
+/// with gathered sends. It does not dial, retry or resume (see <see cref="LinkConnector"/>); it knows nothing
+/// of tunnels, only of streams and of a handler for streams the peer opens.
+/// </summary>
+public sealed partial class Link : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly PipeReader _reader;
+    private readonly Channel<OutFrame> _out = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentDictionary<uint, MuxStream> _streams = new();
+    private readonly CancellationTokenSource _closing = new();
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ILogger _logger;
+    private readonly bool _isDialer;
+    private uint _nextStreamId;
+    private long _bytesSent, _bytesReceived;
+    private Task? _readLoop, _writeLoop;
+    private int _closeStarted;
+    private readonly ConcurrentDictionary<long, TaskCompletionSource<TimeSpan>> _pings = new();
+
+    private Link(Socket socket, PipeReader reader, LinkOptions options, HelloMessage peer, bool isDialer, TimeSpan handshakeRtt, ILogger logger)
+    {
+        _socket = socket;
+        _reader = reader;
+        Options = options;
+        Peer = peer;
+        _isDialer = isDialer;
+        _nextStreamId = isDialer ? 1u : 2u;
+        HandshakeRoundTrip = handshakeRtt;
+        _logger = logger;
+        RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? "?";
+    }
+
+    public LinkOptions Options { get; }
+    /// <summary>The peer's Hello: its id, name and limits.</summary>
+    public HelloMessage Peer { get; }
+    public string RemoteEndPoint { get; }
+    public TimeSpan HandshakeRoundTrip { get; }
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+    public int StreamCount => _streams.Count;
+    public bool IsClosed => _closed.Task.IsCompleted || _closing.IsCancellationRequested;
+    /// <summary>Completes when the link is gone (either side closed it or it failed).</summary>
+    public Task Completion => _closed.Task;
+    /// <summary>Why the link closed, when it closed for a reason.</summary>
+    public string? CloseReason { get; private set; }
+
+    /// <summary>Called for each stream the peer opens. The handler owns the stream from then on.</summary>
+    public Func<MuxStream, OpenMessage, Task>? StreamOpened { get; set; }
+
+    /// <summary>Raised once when a protocol error closes the link.</summary>
+    public event Action<ProtocolException>? ProtocolError;
+
+    // ---------------- handshake ----------------
+
+    /// <summary>Dialer side: preamble + Hello, then waits for the peer's Hello. Throws <see cref="ProtocolException"/> or IO errors.</summary>
+    public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken)
+    {
+        var stream = new NetworkStream(socket, ownsSocket: false);
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.HandshakeTimeout);
+        var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
+        var started = Stopwatch.GetTimestamp();
+        await socket.SendAsync(BuildHandshake(preamble: true, hello), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+        var (type, message) = await ReadControlAsync(reader, timeout.Token).ConfigureAwait(false);
+        var rtt = Stopwatch.GetElapsedTime(started);
+        if (message is GoAwayMessage goAway)
+        {
+            throw new ProtocolException(goAway.Code, $"the server refused the link: {goAway.Reason}");
+        }
+        if (type != FrameType.Hello || message is not HelloMessage peer)
+        {
+            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {type}");
+        }
+        if (peer.MinVersion != peer.MaxVersion || peer.MinVersion < LinkOptions.MinVersion || peer.MinVersion > LinkOptions.MaxVersion)
+        {
+            throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, $"the server chose protocol version {peer.MinVersion}-{peer.MaxVersion}; this side speaks {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}");
+        }
+        ValidatePeerLimits(peer);
+        var link = new Link(socket, reader, options, peer, isDialer: true, rtt, logger);
+        return link;
+    }
+
+    /// <summary>
+    /// Acceptor side: reads the preamble and the dialer's Hello, picks the highest common version, answers. On no
+    /// common version it answers GoAway(UnsupportedVersion) and throws.
+    /// </summary>
+    public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken)
+    {
+        var stream = new NetworkStream(socket, ownsSocket: false);
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.HandshakeTimeout);
+        await ReadPreambleAsync(reader, timeout.Token).ConfigureAwait(false);
+        var (type, message) = await ReadControlAsync(reader, timeout.Token).ConfigureAwait(false);
+        if (type != FrameType.Hello || message is not HelloMessage peer)
+        {
+            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {type}");
+        }
+        var version = Math.Min(peer.MaxVersion, LinkOptions.MaxVersion);
+        if (version < peer.MinVersion || version < LinkOptions.MinVersion)
+        {
+            var reason = $"no common protocol version: the peer speaks {peer.MinVersion}-{peer.MaxVersion}, this server {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}";
+            await socket.SendAsync(BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.UnsupportedVersion, reason)), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, reason);
+        }
+        ValidatePeerLimits(peer);
+        var answer = new HelloMessage((ushort)version, (ushort)version, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
+        await socket.SendAsync(BuildHandshake(preamble: false, answer), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+        return new Link(socket, reader, options, peer, isDialer: false, TimeSpan.Zero, logger);
+    }
+
+    private static void ValidatePeerLimits(HelloMessage peer)
+    {
+        if (peer.MaxPayload < 1024 || peer.InitialWindow < 1024)
+        {
+            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"the peer announced unusable limits (max payload {peer.MaxPayload}, window {peer.InitialWindow})");
+        }
+    }
+
+    private static byte[] BuildHandshake(bool preamble, ControlMessage message)
+    {
+        var payload = ControlCodec.ToArray(message);
+        var offset = preamble ? FrameCodec.Preamble.Length : 0;
+        var bytes = new byte[offset + FrameHeader.Size + payload.Length];
+        if (preamble)
+        {
+            FrameCodec.Preamble.CopyTo(bytes);
+        }
+        new FrameHeader(message.FrameType, FrameFlags.None, 0, payload.Length).Write(bytes.AsSpan(offset));
+        payload.CopyTo(bytes.AsSpan(offset + FrameHeader.Size));
+        return bytes;
+    }
+
+    private static async Task ReadPreambleAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (buffer.Length >= FrameCodec.Preamble.Length)
+            {
+                Span<byte> first = stackalloc byte[4];
+                buffer.Slice(0, 4).CopyTo(first);
+                if (!first.SequenceEqual(FrameCodec.Preamble))
+                {
+                    reader.AdvanceTo(buffer.Start);
+                    throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, "the peer is not a qmTunnel link (wrong preamble)");
+                }
+                reader.AdvanceTo(buffer.GetPosition(4));
+                return;
+            }
+            if (result.IsCompleted)
+            {
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, "the peer closed the connection before the handshake");
+            }
+            reader.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    private static async Task<(FrameType, ControlMessage)> ReadControlAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (FrameCodec.TryReadFrame(ref buffer, 16 * 1024, out var header, out var payload))
+            {
+                if (header.Type is not (FrameType.Hello or FrameType.GoAway))
+                {
+                    reader.AdvanceTo(buffer.Start);
+                    throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {header.Type}");
+                }
+                var message = ControlCodec.Read(header.Type, payload);
+                reader.AdvanceTo(buffer.Start);
+                return (header.Type, message);
+            }
+            if (result.IsCompleted)
+            {
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, "the peer closed the connection during the handshake");
+            }
+            reader.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    // ---------------- running ----------------
+
+    /// <summary>Starts the reader and writer loops. Call once, after setting <see cref="StreamOpened"/>.</summary>
+    public void Start()
+    {
+        _writeLoop = Task.Run(WriteLoopAsync);
+        _readLoop = Task.Run(ReadLoopAsync);
+    }
+
+    /// <summary>Opens a stream to the peer. Data may be sent at once (the peer buffers it within the window).</summary>
+    public MuxStream OpenStream(OpenMessage open, TrafficCounters counters, int receiveWindow)
+    {
+        if (IsClosed)
+        {
+            throw new StreamResetException(ProtocolErrorCode.LinkLost, $"the link to {RemoteEndPoint} is closed{(CloseReason is null ? "" : ": " + CloseReason)}");
+        }
+        uint id;
+        lock (_streams)
+        {
+            id = _nextStreamId;
+            _nextStreamId += 2;
+        }
+        // The peer may send us Options.InitialWindow at first (announced in our Hello); a larger buffer for this
+        // stream is granted with a WindowUpdate right behind the Open. We may send Peer.InitialWindow at first.
+        var window = Math.Max(receiveWindow, Options.InitialWindow);
+        var stream = new MuxStream(this, id, window, Peer.InitialWindow, counters);
+        _streams[id] = stream;
+        EnqueueControl(id, open);
+        if (window > Options.InitialWindow)
+        {
+            EnqueueWindowUpdate(id, window - Options.InitialWindow);
+        }
+        return stream;
+    }
+}

@@ -1,0 +1,257 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using QmTunnel.Engine.Protocol;
+
+namespace QmTunnel.Engine.Links;
+
+/// <summary>Counters a stream adds to (a tunnel's, or the server's transit counters). Thread-safe.</summary>
+public sealed class TrafficCounters
+{
+    private long _appIn, _appOut, _linkSent, _linkReceived;
+
+    /// <summary>Application bytes that entered the tunnel (read from the application side).</summary>
+    public long AppBytesIn => Volatile.Read(ref _appIn);
+    /// <summary>Application bytes that left the tunnel (written to the application side).</summary>
+    public long AppBytesOut => Volatile.Read(ref _appOut);
+    public long LinkBytesSent => Volatile.Read(ref _linkSent);
+    public long LinkBytesReceived => Volatile.Read(ref _linkReceived);
+
+    internal void AddAppIn(long n) => Interlocked.Add(ref _appIn, n);
+    internal void AddAppOut(long n) => Interlocked.Add(ref _appOut, n);
+    internal void AddLinkSent(long n) => Interlocked.Add(ref _linkSent, n);
+    internal void AddLinkReceived(long n) => Interlocked.Add(ref _linkReceived, n);
+}
+
+/// <summary>A stream was reset by the peer, by the link going away, or locally.</summary>
+public sealed class StreamResetException(ProtocolErrorCode code, string reason) : IOException(reason)
+{
+    public ProtocolErrorCode Code { get; } = code;
+}
+
+/// <summary>
+/// One application connection multiplexed on a <see cref="Link"/>. Sending is credit based: the sender may have at
+/// most the peer's window in flight and waits for WindowUpdate frames; received data lands in <see cref="Input"/>
+/// (bounded by the window this side granted) and <see cref="Consumed"/> returns credit. Half-close each way with
+/// <see cref="SendFin"/> / <see cref="Input"/> completing. It does not touch sockets: relays do.
+/// </summary>
+public sealed class MuxStream
+{
+    private readonly Link _link;
+    private readonly Pipe _receive;
+    private readonly int _window;
+    private long _sendCredit;
+    private int _receiveCredit;   // bytes the peer may still send before our next WindowUpdate
+    private int _unreported;      // consumed bytes not yet returned as credit
+    private int _finSent, _finReceived, _reset;
+    private TaskCompletionSource? _creditWaiter;
+    private readonly object _creditLock = new();
+    private readonly TaskCompletionSource<bool> _opened = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal MuxStream(Link link, uint id, int receiveWindow, int sendCredit, TrafficCounters counters)
+    {
+        _link = link;
+        Id = id;
+        _window = receiveWindow;
+        _receiveCredit = receiveWindow;
+        _sendCredit = sendCredit;
+        Counters = counters;
+        _receive = new Pipe(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, minimumSegmentSize: 16 * 1024, useSynchronizationContext: false));
+    }
+
+    public uint Id { get; }
+    public Link Link => _link;
+    public TrafficCounters Counters { get; }
+    /// <summary>Data from the peer. Completes at the peer's FIN; fails with <see cref="StreamResetException"/> on reset.</summary>
+    public PipeReader Input => _receive.Reader;
+    /// <summary>True when the far end confirmed the target (OpenAck); false when the stream was reset first.</summary>
+    public Task<bool> Opened => _opened.Task;
+    public bool IsReset => Volatile.Read(ref _reset) != 0;
+    public ProtocolErrorCode ResetCode { get; private set; }
+    public string? ResetReason { get; private set; }
+    internal bool FinSent => Volatile.Read(ref _finSent) != 0;
+    internal bool FinReceived => Volatile.Read(ref _finReceived) != 0;
+
+    /// <summary>Waits until the peer grants credit; returns how many bytes may be sent now (at most <paramref name="max"/>).</summary>
+    public ValueTask<int> WaitForCreditAsync(int max, CancellationToken cancellationToken)
+    {
+        var credit = Interlocked.Read(ref _sendCredit);
+        if (credit > 0 && !IsReset)
+        {
+            return ValueTask.FromResult((int)Math.Min(credit, max));
+        }
+        return WaitSlowAsync(max, cancellationToken);
+    }
+
+    private async ValueTask<int> WaitSlowAsync(int max, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_creditLock)
+            {
+                if (IsReset)
+                {
+                    throw new StreamResetException(ResetCode, ResetReason ?? "stream reset");
+                }
+                var credit = Interlocked.Read(ref _sendCredit);
+                if (credit > 0)
+                {
+                    return (int)Math.Min(credit, max);
+                }
+                _creditWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = _creditWaiter.Task;
+            }
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> bytes that the caller placed at offset <see cref="FrameHeader.Size"/> of a buffer
+    /// rented from <see cref="ArrayPool{T}.Shared"/>; ownership of the buffer passes to the link. The caller must have
+    /// obtained the credit from <see cref="WaitForCreditAsync"/>.
+    /// </summary>
+    public void SendData(byte[] rentedBuffer, int count)
+    {
+        if (IsReset || FinSent)
+        {
+            ArrayPool<byte>.Shared.Return(rentedBuffer);
+            return;
+        }
+        Interlocked.Add(ref _sendCredit, -count);
+        Counters.AddAppIn(count);
+        Counters.AddLinkSent(FrameHeader.Size + count);
+        _link.EnqueueFrame(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer);
+    }
+
+    /// <summary>Half-closes the sending direction (the peer's application sees end of stream after all data).</summary>
+    public void SendFin()
+    {
+        if (IsReset || Interlocked.Exchange(ref _finSent, 1) != 0)
+        {
+            return;
+        }
+        Counters.AddLinkSent(FrameHeader.Size);
+        _link.EnqueueEmpty(new FrameHeader(FrameType.Data, FrameFlags.Fin, Id, 0));
+        _link.MaybeForget(this);
+    }
+
+    public void SendOpenAck()
+    {
+        if (!IsReset)
+        {
+            _link.EnqueueEmpty(new FrameHeader(FrameType.OpenAck, FrameFlags.None, Id, 0));
+            _opened.TrySetResult(true);
+        }
+    }
+
+    /// <summary>Aborts the stream both ways and tells the peer why. Idempotent.</summary>
+    public void Reset(ProtocolErrorCode code, string reason)
+    {
+        if (MarkReset(code, reason))
+        {
+            _link.EnqueueControl(Id, new ResetMessage(code, reason));
+        }
+    }
+
+    /// <summary>The application side consumed <paramref name="count"/> bytes of <see cref="Input"/>: return credit in batches.</summary>
+    public void Consumed(int count)
+    {
+        Counters.AddAppOut(count);
+        var pending = Interlocked.Add(ref _unreported, count);
+        if (pending >= _window / 4 && !FinReceived && !IsReset)
+        {
+            var grant = Interlocked.Exchange(ref _unreported, 0);
+            if (grant > 0)
+            {
+                Interlocked.Add(ref _receiveCredit, grant);
+                _link.EnqueueWindowUpdate(Id, grant);
+            }
+        }
+    }
+
+    // ---- called by the link's reader loop (one thread) ----
+
+    internal ValueTask<FlushResult> OnDataAsync(ReadOnlySequence<byte> payload, bool fin)
+    {
+        var length = (int)payload.Length;
+        if (Interlocked.Add(ref _receiveCredit, -length) < 0)
+        {
+            throw new ProtocolException(ProtocolErrorCode.FlowControlViolation,
+                $"stream {Id} received {length} bytes beyond the window it granted");
+        }
+        Counters.AddLinkReceived(FrameHeader.Size + length);
+        if (IsReset)
+        {
+            return ValueTask.FromResult(default(FlushResult));
+        }
+        var writer = _receive.Writer;
+        foreach (var segment in payload)
+        {
+            writer.Write(segment.Span);
+        }
+        if (fin)
+        {
+            if (length > 0)
+            {
+                var flushed = writer.FlushAsync();
+                if (!flushed.IsCompleted)
+                {
+                    throw new InvalidOperationException("receive pipe flush must not block (pause threshold is off)");
+                }
+                flushed.GetAwaiter().GetResult();
+            }
+            OnFin();
+            return ValueTask.FromResult(default(FlushResult));
+        }
+        return length > 0 ? writer.FlushAsync() : ValueTask.FromResult(default(FlushResult));
+    }
+
+    private void OnFin()
+    {
+        if (Interlocked.Exchange(ref _finReceived, 1) == 0)
+        {
+            _receive.Writer.Complete();
+            _link.MaybeForget(this);
+        }
+    }
+
+    internal void OnWindowUpdate(int increment)
+    {
+        Interlocked.Add(ref _sendCredit, increment);
+        TaskCompletionSource? waiter;
+        lock (_creditLock)
+        {
+            waiter = _creditWaiter;
+            _creditWaiter = null;
+        }
+        waiter?.TrySetResult();
+    }
+
+    internal void OnOpenAck() => _opened.TrySetResult(true);
+
+    internal void OnReset(ProtocolErrorCode code, string reason) => MarkReset(code, reason);
+
+    private bool MarkReset(ProtocolErrorCode code, string reason)
+    {
+        if (Interlocked.Exchange(ref _reset, 1) != 0)
+        {
+            return false;
+        }
+        ResetCode = code;
+        ResetReason = reason;
+        _opened.TrySetResult(false);
+        if (Interlocked.Exchange(ref _finReceived, 1) == 0)
+        {
+            _receive.Writer.Complete(new StreamResetException(code, reason));
+        }
+        TaskCompletionSource? waiter;
+        lock (_creditLock)
+        {
+            waiter = _creditWaiter;
+            _creditWaiter = null;
+        }
+        waiter?.TrySetResult();
+        _link.Forget(this);
+        return true;
+    }
+}

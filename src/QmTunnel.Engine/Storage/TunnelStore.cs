@@ -1,0 +1,170 @@
+using LiteDB;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.Engine.Storage;
+
+/// <summary>
+/// The server's LiteDB file (<c>qmtunnel.db</c> in the data path): tunnel profiles and server settings. The engine is
+/// its only writer (exclusive connection). A file that cannot be opened or read is reported with
+/// <see cref="ErrorIds.DatabaseCorrupt"/> naming the file; it is never overwritten, rebuilt or reset.
+/// Documents are mapped by hand so the stored schema is ours, not the CLR types'.
+/// </summary>
+public sealed class TunnelStore : IDisposable
+{
+    public const string FileName = "qmtunnel.db";
+    public const int SchemaVersion = 1;
+    private readonly LiteDatabase _db;
+    private readonly ILiteCollection<BsonDocument> _tunnels;
+    private readonly object _gate = new();
+
+    private TunnelStore(LiteDatabase db, string path)
+    {
+        _db = db;
+        FilePath = path;
+        _tunnels = db.GetCollection("tunnels");
+    }
+
+    public string FilePath { get; }
+
+    public static TunnelStore Open(string dataPath)
+    {
+        try
+        {
+            Directory.CreateDirectory(dataPath);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new QmTunnelException(ErrorIds.DataPathInvalid, QmErrorKind.InvalidArgument, dataPath,
+                $"The data path '{dataPath}' cannot be created: {ex.Message} Give a writable folder with -DataPath.", ex);
+        }
+        var path = Path.Combine(dataPath, FileName);
+        LiteDatabase? db = null;
+        try
+        {
+            db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, Upgrade = false });
+            var store = new TunnelStore(db, path);
+            store.CheckReadable();
+            return store;
+        }
+        catch (QmTunnelException)
+        {
+            db?.Dispose();
+            throw;
+        }
+        catch (IOException ex) when (IsLocked(ex))
+        {
+            db?.Dispose();
+            throw new QmTunnelException(ErrorIds.DatabaseLocked, QmErrorKind.ResourceBusy, path,
+                $"The database '{path}' is in use by another qmTunnel server. Stop that server, or start this one with another -DataPath.", ex);
+        }
+        catch (Exception ex) when (ex is LiteException or IOException or InvalidCastException or InvalidOperationException or ArgumentException or IndexOutOfRangeException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+            db?.Dispose();
+            throw Corrupt(path, ex);
+        }
+    }
+
+    private static bool IsLocked(IOException ex) =>
+        ex.HResult is 32 or 33 or unchecked((int)0x80070020) || ex.Message.Contains("being used by another process", StringComparison.OrdinalIgnoreCase)
+        || ex.Message.Contains("lock", StringComparison.OrdinalIgnoreCase);
+
+    private static QmTunnelException Corrupt(string path, Exception ex) =>
+        new(ErrorIds.DatabaseCorrupt, QmErrorKind.InvalidData, path,
+            $"The database '{path}' cannot be read ({ex.GetType().Name}: {ex.Message}). It was left untouched. " +
+            "Restore it from a backup, or move it aside to start with an empty configuration, then start the server again.", ex);
+
+    private void CheckReadable()
+    {
+        var meta = _db.GetCollection("meta");
+        var version = meta.FindById("schema");
+        if (version is null)
+        {
+            meta.Upsert(new BsonDocument { ["_id"] = "schema", ["version"] = SchemaVersion });
+        }
+        else if (version["version"].AsInt32 > SchemaVersion)
+        {
+            throw new QmTunnelException(ErrorIds.DatabaseCorrupt, QmErrorKind.InvalidData, FilePath,
+                $"The database '{FilePath}' has schema version {version["version"].AsInt32}, newer than this qmTunnel ({SchemaVersion}). Use a newer qmTunnel with it; the file was left untouched.");
+        }
+        foreach (var doc in _tunnels.FindAll())
+        {
+            _ = FromDocument(doc);
+        }
+    }
+
+    public IReadOnlyList<TunnelProfile> LoadTunnels()
+    {
+        lock (_gate)
+        {
+            try
+            {
+                return _tunnels.FindAll().Select(FromDocument).ToList();
+            }
+            catch (Exception ex) when (ex is LiteException or InvalidCastException or KeyNotFoundException)
+            {
+                throw Corrupt(FilePath, ex);
+            }
+        }
+    }
+
+    public void Save(TunnelProfile profile)
+    {
+        lock (_gate)
+        {
+            _tunnels.Upsert(ToDocument(profile));
+        }
+    }
+
+    public void Delete(string name)
+    {
+        lock (_gate)
+        {
+            _tunnels.Delete(Key(name));
+        }
+    }
+
+    /// <summary>Tunnel names are case-insensitive, like PowerShell names.</summary>
+    private static string Key(string name) => name.ToUpperInvariant();
+
+    private static BsonDocument ToDocument(TunnelProfile p) => new()
+    {
+        ["_id"] = Key(p.Name),
+        ["name"] = p.Name,
+        ["description"] = p.Description,
+        ["direction"] = p.Direction.ToString(),
+        ["protocol"] = p.Protocol.ToString(),
+        ["listen"] = p.Listen,
+        ["via"] = new BsonArray(p.Via.Select(v => new BsonValue(v))),
+        ["target"] = p.Target,
+        ["maxConnections"] = p.MaxConnections,
+        ["connectTimeoutMs"] = (long)p.ConnectTimeout.TotalMilliseconds,
+        ["noDelay"] = p.NoDelay,
+        ["keepAlive"] = p.KeepAlive,
+        ["bufferSize"] = p.BufferSize,
+        ["autoStart"] = p.AutoStart,
+        ["createdAtMs"] = p.CreatedAt.ToUnixTimeMilliseconds(),
+        ["modifiedAtMs"] = p.ModifiedAt.ToUnixTimeMilliseconds(),
+    };
+
+    private static TunnelProfile FromDocument(BsonDocument d) => new()
+    {
+        Name = d["name"].AsString ?? throw new InvalidCastException("tunnel without a name"),
+        Description = d["description"].AsString ?? string.Empty,
+        Direction = Enum.Parse<TunnelDirection>(d["direction"].AsString),
+        Protocol = Enum.Parse<TunnelProtocol>(d["protocol"].AsString),
+        Listen = d["listen"].AsString ?? throw new InvalidCastException("tunnel without listen"),
+        Via = d["via"].AsArray.Select(v => v.AsString).ToList(),
+        Target = d["target"].AsString ?? throw new InvalidCastException("tunnel without target"),
+        MaxConnections = d["maxConnections"].AsInt32,
+        ConnectTimeout = TimeSpan.FromMilliseconds(d["connectTimeoutMs"].AsInt64),
+        NoDelay = d["noDelay"].AsBoolean,
+        KeepAlive = d["keepAlive"].AsBoolean,
+        BufferSize = d["bufferSize"].AsInt32,
+        Persistent = true,
+        AutoStart = d["autoStart"].AsBoolean,
+        CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["createdAtMs"].AsInt64),
+        ModifiedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["modifiedAtMs"].AsInt64),
+    };
+
+    public void Dispose() => _db.Dispose();
+}

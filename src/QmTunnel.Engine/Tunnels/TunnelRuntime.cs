@@ -1,0 +1,377 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Protocol;
+
+namespace QmTunnel.Engine.Tunnels;
+
+/// <summary>
+/// A running LocalToRemote TCP tunnel on its owning server: listens, and carries each accepted connection as a
+/// stream over the shared link to the first hop, asking the chain to open the target. Keeps the tunnel's counters
+/// and connection list. It does not persist anything (the engine does) and does not own the links (the pool does).
+/// </summary>
+internal sealed partial class TunnelRuntime
+{
+    private readonly LinkPool _links;
+    private readonly LinkOptions _linkOptions;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly EndpointUri _listen;
+    private readonly EndpointUri _firstHop;
+    private readonly IReadOnlyList<string> _route;
+    private readonly string _target;
+    private readonly object _statsGate = new();
+    private readonly HashSet<ConnectionRecord> _open = [];
+    private readonly HashSet<Task> _connections = [];
+    private Socket? _listener;
+    private CancellationTokenSource? _stop;
+    private Task? _acceptLoop;
+    private long _total, _failed, _rejected, _closedIn, _closedOut, _closedLinkSent, _closedLinkReceived;
+    private volatile TunnelState _state = TunnelState.Stopped;
+
+    public TunnelRuntime(TunnelProfile profile, LinkPool links, LinkOptions linkOptions, ILogger logger, TimeProvider time)
+    {
+        Profile = profile;
+        _links = links;
+        _linkOptions = linkOptions;
+        _logger = logger;
+        _time = time;
+        _listen = EndpointUri.ParseApplication(profile.Listen, "Listen");
+        var hops = profile.Via.Select((v, i) => EndpointUri.ParseServer(v, $"Via[{i}]")).ToList();
+        _firstHop = hops[0];
+        _route = hops.Skip(1).Select(h => h.ToString()).ToList();
+        _target = EndpointUri.ParseApplication(profile.Target, "Target").ToString();
+        Connections = new ConnectionLog(time);
+    }
+
+    public TunnelProfile Profile { get; private set; }
+
+    /// <summary>Takes a profile that differs only in bookkeeping (AutoStart, ModifiedAt).</summary>
+    public void ReplaceProfile(TunnelProfile profile) => Profile = profile;
+
+    public ConnectionLog Connections { get; }
+    public string? LastError { get; private set; }
+    public DateTimeOffset? LastErrorAt { get; private set; }
+    public DateTimeOffset? StartedAt { get; private set; }
+    public string? BoundListen { get; private set; }
+
+    public TunnelState State
+    {
+        get
+        {
+            var state = _state;
+            if (state is TunnelState.Listening or TunnelState.Established)
+            {
+                return _links.TryGet(_firstHop) is null ? TunnelState.Listening : TunnelState.Established;
+            }
+            return state;
+        }
+    }
+
+    public bool IsRunning => _state is TunnelState.Starting or TunnelState.Listening or TunnelState.Established;
+
+    /// <summary>Binds the listener (errors: PortInUse, BindFailed) and starts accepting; dials the first hop in the background.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (IsRunning)
+        {
+            return;
+        }
+        _state = TunnelState.Starting;
+        try
+        {
+            _listener = await BindAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (QmTunnelException ex)
+        {
+            _state = TunnelState.Failed;
+            RecordError(ex.Message);
+            throw;
+        }
+        BoundListen = new EndpointUri(EndpointScheme.Tcp, ((IPEndPoint)_listener.LocalEndPoint!).Address.ToString(), ((IPEndPoint)_listener.LocalEndPoint!).Port).ToString();
+        _stop = new CancellationTokenSource();
+        StartedAt = _time.GetUtcNow();
+        _state = TunnelState.Listening;
+        _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _stop.Token));
+        TunnelLog.Started(_logger, Profile.Name, BoundListen, _firstHop.ToString(), _target);
+        _ = WarmUpLinkAsync(_stop.Token);
+    }
+
+    private async Task WarmUpLinkAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _links.GetAsync(_firstHop, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (QmTunnelException ex)
+        {
+            RecordError(ex.Message);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task<Socket> BindAsync(CancellationToken cancellationToken)
+    {
+        IPAddress address;
+        if (!IPAddress.TryParse(_listen.Host, out address!))
+        {
+            try
+            {
+                var addresses = await Dns.GetHostAddressesAsync(_listen.Host, cancellationToken).ConfigureAwait(false);
+                address = addresses.First();
+            }
+            catch (Exception ex) when (ex is SocketException or InvalidOperationException)
+            {
+                throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.InvalidArgument, Profile.Listen,
+                    $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen}: the name '{_listen.Host}' does not resolve. Use an IP address of this host.", ex);
+            }
+        }
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, _listen.Port));
+            socket.Listen(1024);
+            return socket;
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            if (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                throw new QmTunnelException(ErrorIds.PortInUse, QmErrorKind.ResourceBusy, Profile.Listen,
+                    $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen}: the port is in use by another program. Free the port, or choose another one with Set-QmTunnel -Name {Profile.Name} -Listen tcp://{_listen.Host}:PORT.", ex);
+            }
+            throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.ResourceUnavailable, Profile.Listen,
+                $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen} ({ex.SocketErrorCode}: {ex.Message}). Use an address of this host and a port you may bind.", ex);
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+            {
+                continue;
+            }
+            catch (SocketException ex)
+            {
+                RecordError($"accepting a connection failed: {ex.SocketErrorCode}");
+                await Task.Delay(50, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                continue;
+            }
+            lock (_statsGate)
+            {
+                if (_open.Count >= Profile.MaxConnections)
+                {
+                    _rejected++;
+                    Relay.Abort(client);
+                    RecordError($"refused a client: MaxConnections ({Profile.MaxConnections}) are open");
+                    continue;
+                }
+                var record = Connections.Add(client.RemoteEndPoint?.ToString() ?? "?", _target);
+                _open.Add(record);
+                _total++;
+                var task = HandleClientAsync(client, record, cancellationToken);
+                _connections.Add(task);
+                _ = task.ContinueWith(t =>
+                {
+                    lock (_statsGate)
+                    {
+                        _connections.Remove(t);
+                    }
+                }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    private async Task HandleClientAsync(Socket client, ConnectionRecord record, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        string? error = null;
+        try
+        {
+            client.NoDelay = Profile.NoDelay;
+            client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, Profile.KeepAlive);
+            Link link;
+            try
+            {
+                link = await _links.GetAsync(_firstHop, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (QmTunnelException ex)
+            {
+                error = ex.Message;
+                Interlocked.Increment(ref _failed);
+                Relay.Abort(client);
+                return;
+            }
+            var options = (Profile.NoDelay ? OpenOptions.NoDelay : OpenOptions.None) | (Profile.KeepAlive ? OpenOptions.KeepAlive : OpenOptions.None);
+            var open = new OpenMessage(StreamProtocol.Tcp, Profile.Name, _target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds, options, record.Client);
+            MuxStream stream;
+            try
+            {
+                stream = link.OpenStream(open, record.Counters, Profile.BufferSize);
+            }
+            catch (StreamResetException ex)
+            {
+                error = ex.Message;
+                Interlocked.Increment(ref _failed);
+                Relay.Abort(client);
+                return;
+            }
+            _ = stream.Opened.ContinueWith(t =>
+            {
+                if (t.Result && record.State == ConnectionState.Connecting)
+                {
+                    record.State = ConnectionState.Open;
+                }
+            }, TaskScheduler.Default);
+            var result = await Relay.RunAsync(client, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+            if (!result.Clean)
+            {
+                error = result.Error ?? result.ResetCode.ToString();
+                if (result.ResetCode == ProtocolErrorCode.TargetConnectFailed)
+                {
+                    Interlocked.Increment(ref _failed);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        {
+            error = ex.Message;
+            Relay.Abort(client);
+        }
+        finally
+        {
+            if (error is not null && !cancellationToken.IsCancellationRequested)
+            {
+                RecordError(error);
+            }
+            lock (_statsGate)
+            {
+                _open.Remove(record);
+                _closedIn += record.Counters.AppBytesIn;
+                _closedOut += record.Counters.AppBytesOut;
+                _closedLinkSent += record.Counters.LinkBytesSent;
+                _closedLinkReceived += record.Counters.LinkBytesReceived;
+                Connections.Close(record, error);
+            }
+        }
+    }
+
+    private void RecordError(string message)
+    {
+        LastError = message;
+        LastErrorAt = _time.GetUtcNow();
+        TunnelLog.Error(_logger, Profile.Name, message);
+    }
+
+    /// <summary>Stops listening and closes every connection of the tunnel (their streams are reset).</summary>
+    public async Task StopAsync()
+    {
+        if (!IsRunning)
+        {
+            return;
+        }
+        _state = TunnelState.Stopping;
+        _stop?.Cancel();
+        _listener?.Dispose();
+        if (_acceptLoop is not null)
+        {
+            await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+        Task[] running;
+        lock (_statsGate)
+        {
+            running = [.. _connections];
+        }
+        await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _stop?.Dispose();
+        _stop = null;
+        _listener = null;
+        BoundListen = null;
+        _state = TunnelState.Stopped;
+        TunnelLog.Stopped(_logger, Profile.Name);
+    }
+
+    public TunnelStats GetStats()
+    {
+        lock (_statsGate)
+        {
+            long appIn = _closedIn, appOut = _closedOut, linkSent = _closedLinkSent, linkReceived = _closedLinkReceived;
+            foreach (var record in _open)
+            {
+                appIn += record.Counters.AppBytesIn;
+                appOut += record.Counters.AppBytesOut;
+                linkSent += record.Counters.LinkBytesSent;
+                linkReceived += record.Counters.LinkBytesReceived;
+            }
+            var link = IsRunning ? _links.TryGet(_firstHop) : null;
+            return new TunnelStats
+            {
+                Name = Profile.Name,
+                State = State,
+                BytesFromClients = appIn,
+                BytesToClients = appOut,
+                LinkBytesSent = linkSent,
+                LinkBytesReceived = linkReceived,
+                ConnectionsTotal = _total,
+                ConnectionsCurrent = _open.Count,
+                FailedConnections = Interlocked.Read(ref _failed),
+                RejectedConnections = _rejected,
+                LinkLatency = link?.HandshakeRoundTrip,
+                StartedAt = IsRunning ? StartedAt : null,
+                LastError = LastError,
+                LastErrorAt = LastErrorAt,
+            };
+        }
+    }
+
+    /// <summary>Carries counters and the connection list over to a runtime made for a changed profile.</summary>
+    public void CopyHistoryFrom(TunnelRuntime previous)
+    {
+        lock (previous._statsGate)
+        {
+            _total = previous._total;
+            _failed = previous._failed;
+            _rejected = previous._rejected;
+            _closedIn = previous._closedIn;
+            _closedOut = previous._closedOut;
+            _closedLinkSent = previous._closedLinkSent;
+            _closedLinkReceived = previous._closedLinkReceived;
+            LastError = previous.LastError;
+            LastErrorAt = previous.LastErrorAt;
+        }
+    }
+}
+
+internal static partial class TunnelLog
+{
+    // Event ids 200-299 belong to tunnels. Next free: 203.
+    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Tunnel {Name} started: {Listen} via {Hop} to {Target}")]
+    public static partial void Started(ILogger logger, string name, string listen, string hop, string target);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Tunnel {Name} stopped")]
+    public static partial void Stopped(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Tunnel {Name}: {Error}")]
+    public static partial void Error(ILogger logger, string name, string error);
+}

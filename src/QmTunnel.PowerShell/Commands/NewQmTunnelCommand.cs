@@ -1,0 +1,88 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// New-QmTunnel: defines a tunnel on the in-process server (saved unless -Persistent:$false) and outputs it,
+/// stopped; Start-QmTunnel starts it. Settings not given keep the original qmTunnel's defaults. The engine checks
+/// the settings and the URIs; this cmdlet only gathers them.
+/// </summary>
+[Cmdlet(VerbsCommon.New, "QmTunnel", SupportsShouldProcess = true)]
+[OutputType(typeof(TunnelInfo))]
+public sealed class NewQmTunnelCommand : QmTunnelCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Name { get; set; } = null!;
+
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateNotNullOrEmpty]
+    public string Listen { get; set; } = null!;
+
+    [Parameter(Mandatory = true, Position = 2)]
+    [ValidateNotNullOrEmpty]
+    public string[] Via { get; set; } = null!;
+
+    [Parameter(Mandatory = true, Position = 3)]
+    [ValidateNotNullOrEmpty]
+    public string Target { get; set; } = null!;
+
+    [Parameter]
+    public int MaxConnections { get; set; }
+
+    [Parameter]
+    public TimeSpan ConnectTimeout { get; set; }
+
+    [Parameter]
+    public SwitchParameter NoDelay { get; set; }
+
+    [Parameter]
+    public SwitchParameter KeepAlive { get; set; }
+
+    [Parameter]
+    public int BufferSize { get; set; }
+
+    [Parameter]
+    [AllowEmptyString]
+    public string? Description { get; set; }
+
+    [Parameter]
+    public SwitchParameter Persistent { get; set; }
+
+    protected override void EndProcessing()
+    {
+        var engine = RequireServer();
+        var bound = MyInvocation.BoundParameters;
+        var profile = new TunnelProfile
+        {
+            Name = Name,
+            Listen = Listen,
+            Via = [.. Via],
+            Target = Target,
+        };
+        // Only what was given replaces a default; switches are on unless turned off (-NoDelay:$false).
+        profile = profile with
+        {
+            Description = Description ?? profile.Description,
+            MaxConnections = bound.ContainsKey(nameof(MaxConnections)) ? MaxConnections : profile.MaxConnections,
+            ConnectTimeout = bound.ContainsKey(nameof(ConnectTimeout)) ? ConnectTimeout : profile.ConnectTimeout,
+            NoDelay = bound.ContainsKey(nameof(NoDelay)) ? NoDelay.IsPresent : profile.NoDelay,
+            KeepAlive = bound.ContainsKey(nameof(KeepAlive)) ? KeepAlive.IsPresent : profile.KeepAlive,
+            BufferSize = bound.ContainsKey(nameof(BufferSize)) ? BufferSize : profile.BufferSize,
+            Persistent = bound.ContainsKey(nameof(Persistent)) ? Persistent.IsPresent : profile.Persistent,
+        };
+        if (!ShouldProcess($"tunnel '{Name}': {Listen} -> {string.Join(" -> ", Via)} -> {Target}", "Create"))
+        {
+            return;
+        }
+        try
+        {
+            WriteObject(engine.NewTunnel(profile));
+        }
+        catch (QmTunnelException ex)
+        {
+            WriteError(ToErrorRecord(ex));
+        }
+    }
+}

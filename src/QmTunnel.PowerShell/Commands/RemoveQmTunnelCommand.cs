@@ -1,0 +1,16 @@
+using System.Management.Automation;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Remove-QmTunnel: deletes each tunnel given from the in-process server and from its database (the engine
+/// decides whether a running one is stopped first). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
+/// </summary>
+[Cmdlet(VerbsCommon.Remove, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[OutputType(typeof(void))]
+public sealed class RemoveQmTunnelCommand : TunnelActionCmdlet
+{
+    protected override string Action => "Remove";
+
+    protected override void Process(string name) => Wait(Engine.RemoveTunnelAsync(name, CancellationToken));
+}

@@ -1,0 +1,392 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Management.Automation;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Start-QmTunnelServer: starts the qmTunnel engine inside this pwsh process (default; one per process), or with
+/// -Daemon the qmtunnel-server daemon as a separate background process, returning once it listens.
+/// </summary>
+[Cmdlet(VerbsLifecycle.Start, "QmTunnelServer")]
+[OutputType(typeof(ServerInfo))]
+public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
+{
+    /// <summary>File name of the daemon's log in its data folder; the daemon writes there, never to the console.</summary>
+    public const string DaemonLogFileName = "qmtunnel-server.log";
+
+    [Parameter]
+    [ValidateRange(0, 65535)]
+    public int Port { get; set; } = ServerOptions.DefaultPort;
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string ListenAddress { get; set; } = "127.0.0.1";
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? DataPath { get; set; }
+
+    [Parameter]
+    public SwitchParameter Daemon { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    [Parameter]
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    protected override void EndProcessing()
+    {
+        var options = new ServerOptions
+        {
+            Port = Port,
+            ListenAddress = ListenAddress,
+            DataPath = DataPath is null
+                ? ServerOptions.DefaultDataPath
+                : SessionState.Path.GetUnresolvedProviderPathFromPSPath(DataPath),
+        };
+        var problems = options.Validate();
+        if (problems.Count > 0)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, ListenAddress, string.Join(" ", problems)));
+        }
+        if (StartTimeout <= TimeSpan.Zero)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, StartTimeout,
+                $"StartTimeout {StartTimeout} is not positive: give how long to wait for the daemon, e.g. -StartTimeout 00:00:30."));
+        }
+        if (Daemon)
+        {
+            WriteObject(StartDaemon(options));
+        }
+        else
+        {
+            var info = StartInProcess(options);
+            if (PassThru)
+            {
+                WriteObject(info);
+            }
+        }
+    }
+
+    private ServerInfo StartInProcess(ServerOptions options)
+    {
+        if (!ServerRegistry.TryBeginStart())
+        {
+            var running = ServerRegistry.Engine;
+            var where = running is null ? "" : $" ({running.GetServerInfo().Address}, data {running.Options.DataPath})";
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerAlreadyRunning, QmErrorKind.ResourceExists, running?.GetServerInfo(),
+                $"A qmTunnel server is already running in this PowerShell process{where}. Stop it with Stop-QmTunnelServer first, " +
+                "or add -Daemon to run another server as a separate process."));
+        }
+        var engine = new QmTunnelEngine(options);
+        var started = false;
+        try
+        {
+            WriteVerbose($"Starting the qmTunnel server on {options.ListenAddress}:{options.Port} with data in {options.DataPath}.");
+            Wait(engine.StartAsync(CancellationToken));
+            started = true;
+            ServerRegistry.CompleteStart(engine);
+            var info = engine.GetServerInfo();
+            WriteVerbose($"qmTunnel server listening on {info.Address}.");
+            return info;
+        }
+        catch (QmTunnelException ex)
+        {
+            ThrowTerminatingError(ToErrorRecord(ex));
+            throw; // not reached
+        }
+        finally
+        {
+            if (!started)
+            {
+                ServerRegistry.AbortStart();
+                DisposeQuietly(engine);
+            }
+        }
+    }
+
+    private static void DisposeQuietly(QmTunnelEngine engine)
+    {
+        try
+        {
+            engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        catch (Exception)
+        {
+            // The start already failed; that error is the one to report.
+        }
+    }
+
+    private ServerInfo StartDaemon(ServerOptions options)
+    {
+        var moduleDir = Path.GetDirectoryName(typeof(StartQmTunnelServerCommand).Assembly.Location) ?? AppContext.BaseDirectory;
+        var daemonDll = Path.Combine(moduleDir, "daemon", "qmtunnel-server.dll");
+        if (!File.Exists(daemonDll))
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerStartFailed, QmErrorKind.ObjectNotFound, daemonDll,
+                $"The daemon is missing from the module: '{daemonDll}' does not exist. Rebuild the module " +
+                "(dotnet pwsh ./build.ps1 build) or reinstall it."));
+        }
+        var dotnet = FindDotnetHost();
+        if (dotnet is null)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerStartFailed, QmErrorKind.ObjectNotFound, "dotnet",
+                "Cannot find the dotnet host to run the daemon with. Install the .NET 10 runtime so 'dotnet' is on PATH, " +
+                "or start the server in this process (without -Daemon)."));
+        }
+        try
+        {
+            Directory.CreateDirectory(options.DataPath);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.DataPathInvalid, QmErrorKind.OpenError, options.DataPath,
+                $"Cannot create the data folder '{options.DataPath}': {ex.Message} Give a writable folder with -DataPath.", ex));
+        }
+        var logFile = Path.Combine(options.DataPath, DaemonLogFileName);
+        var logStart = LogLength(logFile);
+
+        var startInfo = new ProcessStartInfo
+        {
+            UseShellExecute = false,
+            CreateNoWindow = true,
+            // The daemon writes to its --log-file; the pipes only keep it off this console, so they are never read.
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = options.DataPath,
+        };
+        // On Linux, run it in a session of its own (setsid execs in place, so the process id is the daemon's): then
+        // Ctrl+C in this terminal, or closing it, does not reach the daemon.
+        const string setsid = "/usr/bin/setsid";
+        if (OperatingSystem.IsLinux() && File.Exists(setsid))
+        {
+            startInfo.FileName = setsid;
+            startInfo.ArgumentList.Add(dotnet!);
+        }
+        else
+        {
+            startInfo.FileName = dotnet!;
+        }
+        foreach (var arg in new[]
+        {
+            daemonDll,
+            "--port", options.Port.ToString(CultureInfo.InvariantCulture),
+            "--listen", options.ListenAddress,
+            "--data-path", options.DataPath,
+            "--log-file", logFile,
+        })
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        WriteVerbose($"Starting the qmtunnel-server daemon: {startInfo.FileName} {string.Join(' ', startInfo.ArgumentList)}");
+        Process process;
+        try
+        {
+            process = Process.Start(startInfo) ?? throw new InvalidOperationException("Process.Start returned no process.");
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerStartFailed, QmErrorKind.OpenError, dotnet,
+                $"Cannot start the daemon with '{dotnet}': {ex.Message} Check that the .NET 10 runtime is installed.", ex));
+            throw; // not reached
+        }
+
+        var listening = WaitForListening(process, logFile, logStart, out var failure);
+        if (listening is null)
+        {
+            StopQuietly(process);
+            var tail = LastLogLines(logFile, logStart, 15);
+            var console = ConsoleOutput(process, 15);
+            var portAdvice = options.Port == 0
+                ? string.Empty
+                : $"that port {options.Port} is free on {options.ListenAddress} (or use -Port 0 to pick a free one), ";
+            var message = failure + Environment.NewLine +
+                (tail.Length > 0 ? $"Last lines of {logFile}:{Environment.NewLine}{tail}{Environment.NewLine}" : $"The log {logFile} is empty.{Environment.NewLine}") +
+                (console.Length > 0 ? $"Console output of the daemon:{Environment.NewLine}{console}{Environment.NewLine}" : string.Empty) +
+                $"Check {portAdvice}that '{options.DataPath}' is writable and not used by another server, and raise -StartTimeout on a slow machine.";
+            process.Dispose();
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerStartFailed, QmErrorKind.OpenError, logFile, message));
+        }
+        var (port, processId) = listening!.Value;
+        if (processId != process.Id)
+        {
+            // Not expected (setsid does not fork here), but the daemon's own word on its id is the one to keep.
+            process.Dispose();
+            process = Process.GetProcessById(processId);
+        }
+        var info = new ServerInfo
+        {
+            ServerId = $"qmtunnel-server:{processId}",
+            ListenAddress = options.ListenAddress,
+            Port = port,
+            DataPath = options.DataPath,
+            StartedAt = DateTimeOffset.Now,
+            ProcessId = processId,
+        };
+        ServerRegistry.AddDaemon(process, info);
+        WriteVerbose($"qmtunnel-server (pid {processId}) listening on {info.Address}; log: {logFile}.");
+        return info;
+    }
+
+    /// <summary>
+    /// Polls the daemon's log (only what it wrote after <paramref name="logStart"/>) for its "listening on" line;
+    /// null with <paramref name="failure"/> set when the process exits or <see cref="StartTimeout"/> passes first.
+    /// </summary>
+    private (int Port, int ProcessId)? WaitForListening(Process process, string logFile, long logStart, out string failure)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (ReadLogSince(logFile, logStart) is { } text && ListeningLine().Match(text) is { Success: true } match)
+            {
+                failure = string.Empty;
+                return (int.Parse(match.Groups["port"].Value, CultureInfo.InvariantCulture),
+                        int.Parse(match.Groups["pid"].Value, CultureInfo.InvariantCulture));
+            }
+            if (ServerRegistry.HasExited(process))
+            {
+                string code;
+                try
+                {
+                    code = process.ExitCode.ToString(CultureInfo.InvariantCulture);
+                }
+                catch (InvalidOperationException)
+                {
+                    code = "unknown";
+                }
+                failure = $"qmtunnel-server exited with code {code} before it was listening.";
+                return null;
+            }
+            if (deadline.Elapsed >= StartTimeout)
+            {
+                failure = $"qmtunnel-server did not report listening within {StartTimeout.TotalSeconds:0.#} s; it was stopped.";
+                return null;
+            }
+            if (CancellationToken.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(100)))
+            {
+                StopQuietly(process);
+                process.Dispose();
+                throw new PipelineStoppedException();
+            }
+        }
+    }
+
+    // "qmtunnel-server listening on qmt+plain://127.0.0.1:9200 (pid 1234, data /path)"
+    [GeneratedRegex(@"listening on qmt(?:\+plain)?://\S+:(?<port>\d+)\s+\(pid (?<pid>\d+)", RegexOptions.CultureInvariant)]
+    private static partial Regex ListeningLine();
+
+    private static long LogLength(string logFile)
+    {
+        try
+        {
+            return File.Exists(logFile) ? new FileInfo(logFile).Length : 0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>What the log holds after <paramref name="offset"/> (all of it if the daemon truncated it), or null.</summary>
+    private static string? ReadLogSince(string logFile, long offset)
+    {
+        try
+        {
+            using var stream = new FileStream(logFile, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            stream.Position = stream.Length >= offset ? offset : 0;
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static string LastLogLines(string logFile, long offset, int count)
+    {
+        var text = ReadLogSince(logFile, offset) ?? string.Empty;
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return string.Join(Environment.NewLine, lines.TakeLast(count).Select(l => "  " + l));
+    }
+
+    /// <summary>
+    /// The last lines the daemon wrote to its (redirected, unread) stdout and stderr. Only once it has exited: the
+    /// pipes then hold what it wrote and reach their end, so reading cannot block.
+    /// </summary>
+    private static string ConsoleOutput(Process process, int count)
+    {
+        if (!ServerRegistry.HasExited(process))
+        {
+            return string.Empty;
+        }
+        var lines = new List<string>();
+        foreach (var reader in new[] { process.StandardOutput, process.StandardError })
+        {
+            try
+            {
+                var read = reader.ReadToEndAsync();
+                if (read.Wait(TimeSpan.FromSeconds(2)))
+                {
+                    lines.AddRange(read.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                }
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or AggregateException)
+            {
+                // Nothing to add.
+            }
+        }
+        return string.Join(Environment.NewLine, lines.TakeLast(count).Select(l => "  " + l));
+    }
+
+    private static void StopQuietly(Process process)
+    {
+        try
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit(5000);
+            }
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            // Already gone.
+        }
+    }
+
+    /// <summary>
+    /// The dotnet host of the runtime this pwsh runs on (it can run the framework-dependent daemon); else this
+    /// process itself when it is dotnet (pwsh as a dotnet tool); else 'dotnet' on PATH; else null.
+    /// </summary>
+    internal static string? FindDotnetHost()
+    {
+        var exe = OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet";
+        var beside = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", exe));
+        if (File.Exists(beside))
+        {
+            return beside;
+        }
+        var self = Environment.ProcessPath;
+        if (self is not null && string.Equals(Path.GetFileNameWithoutExtension(self), "dotnet", StringComparison.OrdinalIgnoreCase))
+        {
+            return self;
+        }
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(dir, exe);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,26 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Stop-QmTunnel: stops each tunnel given: closes its listener and its open connections. The tunnel stays defined (Remove-QmTunnel deletes it).
+/// </summary>
+[Cmdlet(VerbsLifecycle.Stop, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[OutputType(typeof(TunnelInfo))]
+public sealed class StopQmTunnelCommand : TunnelActionCmdlet
+{
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override string Action => "Stop";
+
+    protected override void Process(string name)
+    {
+        var tunnel = Wait(Engine.StopTunnelAsync(name, CancellationToken));
+        if (PassThru)
+        {
+            WriteObject(tunnel);
+        }
+    }
+}

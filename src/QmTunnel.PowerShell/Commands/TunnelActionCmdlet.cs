@@ -1,0 +1,53 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Base of the cmdlets that act on existing tunnels one at a time (Start, Stop, Set, Remove): the tunnels come by
+/// -Name (parameter set ByName; also from a Name property in the pipeline) or as tunnel objects (ByInputObject,
+/// the pipeline). Each tunnel is asked about with ShouldProcess and handled on its own: a failure is written as
+/// an error and the next tunnel goes on. Names are literal (no wildcards: these cmdlets change things).
+/// </summary>
+public abstract class TunnelActionCmdlet : QmTunnelCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(TunnelNameCompleter))]
+    public string[] Name { get; set; } = null!;
+
+    [Parameter(Mandatory = true, ParameterSetName = ByInputObject, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public TunnelInfo[] InputObject { get; set; } = null!;
+
+    /// <summary>The in-process engine, found once in BeginProcessing.</summary>
+    protected QmTunnelEngine Engine { get; private set; } = null!;
+
+    /// <summary>What ShouldProcess shows as the action, e.g. "Start".</summary>
+    protected abstract string Action { get; }
+
+    protected override void BeginProcessing() => Engine = RequireServer();
+
+    protected override void ProcessRecord()
+    {
+        var names = ParameterSetName == ByInputObject ? InputObject.Select(t => t.Name) : Name;
+        foreach (var name in names)
+        {
+            if (!ShouldProcess($"tunnel '{name}'", Action))
+            {
+                continue;
+            }
+            try
+            {
+                Process(name);
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+    }
+
+    /// <summary>Acts on one tunnel; a <see cref="QmTunnelException"/> becomes that tunnel's error.</summary>
+    protected abstract void Process(string name);
+}

@@ -1,0 +1,27 @@
+namespace QmTunnel.PowerShell;
+
+/// <summary>
+/// Error ids the module itself raises (the engine's own failures keep the engine's id). Ids shared with the engine
+/// re-use <see cref="Engine.Management.ErrorIds"/>, so a script sees one id whichever layer noticed the problem.
+/// A contract like the engine's: add, never rename.
+/// </summary>
+internal static class ErrorIds
+{
+    /// <summary>No in-process server, or a daemon that is not running (any more).</summary>
+    public const string ServerNotRunning = Engine.Management.ErrorIds.ServerNotRunning;
+
+    /// <summary>Start-QmTunnelServer while this session already runs an in-process server.</summary>
+    public const string ServerAlreadyRunning = Engine.Management.ErrorIds.ServerAlreadyRunning;
+
+    /// <summary>A daemon that could not be launched or did not report listening in time.</summary>
+    public const string ServerStartFailed = Engine.Management.ErrorIds.ServerStartFailed;
+
+    /// <summary>-ListenAddress (or another server option) the engine would refuse.</summary>
+    public const string ServerSettingInvalid = nameof(ServerSettingInvalid);
+
+    /// <summary>The data folder could not be created.</summary>
+    public const string DataPathInvalid = Engine.Management.ErrorIds.DataPathInvalid;
+
+    /// <summary>A daemon that did not exit, even after being killed.</summary>
+    public const string ServerStopFailed = nameof(ServerStopFailed);
+}

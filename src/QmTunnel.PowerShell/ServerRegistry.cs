@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell;
+
+/// <summary>
+/// The servers this PowerShell process owns: at most one in-process <see cref="QmTunnelEngine"/> (shared by every
+/// runspace of the process) and the daemons started from it with Start-QmTunnelServer -Daemon. It does not find
+/// daemons started elsewhere, and it never stops a daemon on its own: daemons outlive the session by design.
+/// The in-process engine is stopped cleanly when the module is removed or the process exits.
+/// </summary>
+internal static class ServerRegistry
+{
+    private static readonly Lock Gate = new();
+    private static readonly List<DaemonEntry> Daemons = [];
+    private static QmTunnelEngine? _engine;
+    private static bool _starting;
+    private static bool _exitHookInstalled;
+
+    /// <summary>How long a stop at module removal / process exit may take before the engine is abandoned.</summary>
+    private static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The running in-process engine, or null.</summary>
+    public static QmTunnelEngine? Engine
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return _engine;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reserves the in-process slot before an engine starts, so two runspaces cannot both start one. False when an
+    /// engine runs or another start is under way. Follow with <see cref="CompleteStart"/> or <see cref="AbortStart"/>.
+    /// </summary>
+    public static bool TryBeginStart()
+    {
+        lock (Gate)
+        {
+            if (_engine is not null || _starting)
+            {
+                return false;
+            }
+            _starting = true;
+            return true;
+        }
+    }
+
+    public static void CompleteStart(QmTunnelEngine engine)
+    {
+        lock (Gate)
+        {
+            _engine = engine;
+            _starting = false;
+        }
+    }
+
+    public static void AbortStart()
+    {
+        lock (Gate)
+        {
+            _starting = false;
+        }
+    }
+
+    /// <summary>Forgets <paramref name="engine"/> if it is the registered one; returns whether it was.</summary>
+    public static bool ClearEngine(QmTunnelEngine engine)
+    {
+        lock (Gate)
+        {
+            if (!ReferenceEquals(_engine, engine))
+            {
+                return false;
+            }
+            _engine = null;
+            return true;
+        }
+    }
+
+    public static void AddDaemon(Process process, ServerInfo info)
+    {
+        lock (Gate)
+        {
+            Daemons.Add(new DaemonEntry(process, info));
+        }
+    }
+
+    /// <summary>Daemons of this session still running, oldest first; those that exited are forgotten.</summary>
+    public static IReadOnlyList<DaemonEntry> GetLiveDaemons()
+    {
+        lock (Gate)
+        {
+            PruneExited();
+            return [.. Daemons];
+        }
+    }
+
+    /// <summary>The live daemon with this process id, or null.</summary>
+    public static DaemonEntry? FindDaemon(int processId)
+    {
+        lock (Gate)
+        {
+            PruneExited();
+            return Daemons.Find(d => d.Info.ProcessId == processId);
+        }
+    }
+
+    public static void RemoveDaemon(DaemonEntry entry)
+    {
+        lock (Gate)
+        {
+            if (Daemons.Remove(entry))
+            {
+                entry.Process.Dispose();
+            }
+        }
+    }
+
+    private static void PruneExited()
+    {
+        foreach (var gone in Daemons.Where(d => HasExited(d.Process)).ToList())
+        {
+            Daemons.Remove(gone);
+            gone.Process.Dispose();
+        }
+    }
+
+    internal static bool HasExited(Process process)
+    {
+        try
+        {
+            return process.HasExited;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>Stops the in-process engine when the process exits (installed once per process).</summary>
+    public static void InstallExitHook()
+    {
+        lock (Gate)
+        {
+            if (_exitHookInstalled)
+            {
+                return;
+            }
+            _exitHookInstalled = true;
+        }
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => StopEngineForShutdown();
+    }
+
+    /// <summary>
+    /// Stops and disposes the in-process engine, if any, within <see cref="ShutdownTimeout"/>. Never throws: it runs
+    /// at module removal and process exit, where nobody could handle an error.
+    /// </summary>
+    public static void StopEngineForShutdown()
+    {
+        QmTunnelEngine? engine;
+        lock (Gate)
+        {
+            engine = _engine;
+            _engine = null;
+        }
+        if (engine is null)
+        {
+            return;
+        }
+        try
+        {
+            using var timeout = new CancellationTokenSource(ShutdownTimeout);
+            engine.StopAsync(timeout.Token).GetAwaiter().GetResult();
+        }
+        catch (Exception)
+        {
+            // Best effort: the process is going away; DisposeAsync below still releases the database and sockets.
+        }
+        try
+        {
+            engine.DisposeAsync().AsTask().Wait(ShutdownTimeout);
+        }
+        catch (Exception)
+        {
+            // As above.
+        }
+    }
+}
+
+/// <summary>A daemon started from this session: its process and what Start-QmTunnelServer -Daemon reported.</summary>
+internal sealed record DaemonEntry(Process Process, ServerInfo Info);

@@ -1,0 +1,43 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.Server;
+
+/// <summary>
+/// Runs the engine for the host's lifetime: start = open database, bind, restore tunnels; stop (SIGTERM, Ctrl+C,
+/// service stop) = stop accepting, close tunnels and links, close the database.
+/// </summary>
+internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicationLifetime lifetime, ILogger<EngineService> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await engine.StartAsync(cancellationToken);
+        }
+        catch (QmTunnelException ex)
+        {
+            LogStartFailed(logger, ex.ErrorId, ex.Message);
+            throw;
+        }
+        var info = engine.GetServerInfo();
+        // A plain line on stdout that scripts (and Start-QmTunnelServer -Daemon) can read.
+        Console.Out.WriteLine($"qmtunnel-server listening on {info.Address} (pid {Environment.ProcessId}, data {info.DataPath})");
+        Console.Out.Flush();
+        _ = lifetime;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        LogStopping(logger);
+        await engine.StopAsync(cancellationToken);
+        await engine.DisposeAsync();
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Critical, Message = "qmTunnel server could not start: {ErrorId}: {Message}")]
+    private static partial void LogStartFailed(ILogger logger, string errorId, string message);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "qmTunnel server stopping: closing tunnels and links")]
+    private static partial void LogStopping(ILogger logger);
+}

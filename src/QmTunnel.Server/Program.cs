@@ -1,0 +1,56 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Management;
+using QmTunnel.Server;
+
+// qmtunnel-server: the qmTunnel engine as a daemon (.NET Generic Host; systemd-aware).
+//   qmtunnel-server [--port 9200] [--listen 127.0.0.1] [--data-path DIR]
+// Configuration also comes from QMTUNNEL_ environment variables (QMTUNNEL_Port, ...).
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+{
+    Args = ServerCommandLine.Normalize(args),
+    ContentRootPath = AppContext.BaseDirectory,
+});
+builder.Configuration.AddEnvironmentVariables("QMTUNNEL_");
+if (ServerCommandLine.WantsHelp(args))
+{
+    Console.WriteLine(ServerCommandLine.Usage);
+    return 0;
+}
+
+ServerOptions options;
+try
+{
+    options = ServerCommandLine.ReadOptions(builder.Configuration);
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"qmtunnel-server: {ex.Message}");
+    Console.Error.WriteLine(ServerCommandLine.Usage);
+    return 2;
+}
+
+builder.Services.AddSystemd();
+builder.Logging.AddSimpleConsole(o =>
+{
+    o.SingleLine = true;
+    o.TimestampFormat = "yyyy-MM-dd HH:mm:ss ";
+});
+builder.Services.AddSingleton(options);
+builder.Services.AddSingleton(sp => new QmTunnelEngine(options, sp.GetRequiredService<ILoggerFactory>()));
+builder.Services.AddHostedService<EngineService>();
+builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
+
+using var host = builder.Build();
+try
+{
+    await host.RunAsync();
+    return 0;
+}
+catch (QmTunnelException ex)
+{
+    Console.Error.WriteLine($"qmtunnel-server: {ex.ErrorId}: {ex.Message}");
+    return 1;
+}

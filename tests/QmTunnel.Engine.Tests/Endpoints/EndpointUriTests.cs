@@ -1,0 +1,200 @@
+using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Management;
+using Xunit;
+
+namespace QmTunnel.Engine.Tests.Endpoints;
+
+public sealed class EndpointUriTests
+{
+    [Theory]
+    [InlineData("tcp://127.0.0.1:5432", "127.0.0.1", 5432, "tcp://127.0.0.1:5432")]
+    [InlineData("tcp://localhost:80", "localhost", 80, "tcp://localhost:80")]
+    [InlineData("tcp://db.internal.example:1", "db.internal.example", 1, "tcp://db.internal.example:1")]
+    [InlineData("tcp://0.0.0.0:0", "0.0.0.0", 0, "tcp://0.0.0.0:0")]
+    [InlineData("tcp://host:65535", "host", 65535, "tcp://host:65535")]
+    [InlineData("TCP://Host:8080", "Host", 8080, "tcp://Host:8080")]
+    [InlineData("  tcp://127.0.0.1:8080  ", "127.0.0.1", 8080, "tcp://127.0.0.1:8080")]
+    [InlineData("tcp://127.0.0.1:8080/", "127.0.0.1", 8080, "tcp://127.0.0.1:8080")]
+    [InlineData("tcp://[::1]:8080", "::1", 8080, "tcp://[::1]:8080")]
+    [InlineData("tcp://[2001:db8::42]:443", "2001:db8::42", 443, "tcp://[2001:db8::42]:443")]
+    [InlineData("tcp://[::]:0", "::", 0, "tcp://[::]:0")]
+    public void Application_endpoint_parses(string text, string host, int port, string canonical)
+    {
+        var uri = EndpointUri.ParseApplication(text, "Listen");
+
+        Assert.Equal(EndpointScheme.Tcp, uri.Scheme);
+        Assert.Equal(host, uri.Host);
+        Assert.Equal(port, uri.Port);
+        Assert.False(uri.IsServer);
+        Assert.Equal(canonical, uri.ToString());
+    }
+
+    [Theory]
+    [InlineData("qmt+plain://hostB:9300", "hostB", 9300, "qmt+plain://hostB:9300")]
+    [InlineData("qmt+plain://hostB", "hostB", EndpointUri.DefaultServerPort, "qmt+plain://hostB:9200")]
+    [InlineData("qmt+plain://hostB/", "hostB", EndpointUri.DefaultServerPort, "qmt+plain://hostB:9200")]
+    [InlineData("QMT+PLAIN://10.0.0.2", "10.0.0.2", EndpointUri.DefaultServerPort, "qmt+plain://10.0.0.2:9200")]
+    [InlineData("qmt+plain://[::1]", "::1", EndpointUri.DefaultServerPort, "qmt+plain://[::1]:9200")]
+    [InlineData("qmt+plain://[::1]:9201", "::1", 9201, "qmt+plain://[::1]:9201")]
+    public void Server_endpoint_parses_with_default_port_9200(string text, string host, int port, string canonical)
+    {
+        var uri = EndpointUri.ParseServer(text, "Via");
+
+        Assert.Equal(EndpointScheme.QmtPlain, uri.Scheme);
+        Assert.Equal(host, uri.Host);
+        Assert.Equal(port, uri.Port);
+        Assert.True(uri.IsServer);
+        Assert.Equal(canonical, uri.ToString());
+    }
+
+    [Fact]
+    public void Default_server_port_is_9200()
+    {
+        Assert.Equal(9200, EndpointUri.DefaultServerPort);
+    }
+
+    [Theory]
+    [InlineData("qmt://hostB:9200")]
+    [InlineData("qmt://hostB")]
+    [InlineData("QMT://[::1]:9300")]
+    public void Tls_server_is_refused_with_TlsNotAvailable_pointing_at_qmt_plain(string text)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer(text, "Via"));
+
+        Assert.Equal(ErrorIds.TlsNotAvailable, e.ErrorId);
+        Assert.Equal(QmErrorKind.NotEnabled, e.Kind);
+        Assert.Equal(text, e.Target);
+        Assert.Contains("qmt+plain://", e.Message, StringComparison.Ordinal);
+        Assert.Contains(text, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Tls_refusal_suggests_the_same_host_and_port_over_qmt_plain()
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer("qmt://hostB", "Via"));
+
+        Assert.Contains("qmt+plain://hostB:9200", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1:8080", "no scheme")]
+    [InlineData("localhost", "no scheme")]
+    [InlineData("://127.0.0.1:8080", "no scheme")]
+    [InlineData("http://127.0.0.1:8080", "unknown scheme")]
+    [InlineData("ssh://host:22", "unknown scheme")]
+    [InlineData("udp://127.0.0.1:53", "not supported")]
+    [InlineData("unix:///tmp/app.sock", "not supported")]
+    [InlineData("pipe://./pipe/app", "not supported")]
+    [InlineData("tcp://:8080", "no host")]
+    [InlineData("tcp://", "no host")]
+    [InlineData("tcp://127.0.0.1", "no port")]
+    [InlineData("tcp://[::1]", "no port")]
+    [InlineData("tcp://127.0.0.1:", "port")]
+    [InlineData("tcp://127.0.0.1:65536", "65535")]
+    [InlineData("tcp://127.0.0.1:99999999999", "65535")]
+    [InlineData("tcp://127.0.0.1:-1", "65535")]
+    [InlineData("tcp://127.0.0.1:+80", "65535")]
+    [InlineData("tcp://127.0.0.1:http", "65535")]
+    [InlineData("tcp://127.0.0.1:8080/path", "path")]
+    [InlineData("tcp://127.0.0.1:8080?x=1", "query")]
+    [InlineData("tcp://user@127.0.0.1:8080", "user")]
+    [InlineData("tcp://::1:8080", "brackets")]
+    [InlineData("tcp://[::1:8080", "never closes")]
+    [InlineData("tcp://[::1]8080", "':port'")]
+    [InlineData("tcp://[not-an-ip]:8080", "not an IPv6 address")]
+    [InlineData("tcp://bad host:8080", "not a valid host")]
+    [InlineData("qmt+plain://hostB:9200", "tunnel server")]
+    [InlineData("qmt://hostB:9200", "tunnel server")]
+    public void Invalid_application_endpoint_is_EndpointUriInvalid_naming_the_input(string text, string hint)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseApplication(text, "Listen"));
+
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Equal(QmErrorKind.InvalidArgument, e.Kind);
+        Assert.Equal(text, e.Target);
+        Assert.Contains(text, e.Message, StringComparison.Ordinal);
+        Assert.Contains(hint, e.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Theory]
+    [InlineData("hostB:9200", "no scheme")]
+    [InlineData("http://hostB:9200", "unknown scheme")]
+    [InlineData("udp://hostB:9200", "not supported")]
+    [InlineData("qmt+plain://:9200", "no host")]
+    [InlineData("qmt+plain://hostB:65536", "65535")]
+    [InlineData("qmt+plain://hostB:9200/x", "path")]
+    [InlineData("qmt+plain://hostB:9200?tls=0", "query")]
+    [InlineData("tcp://hostB:9200", "qmt+plain://")]
+    [InlineData("tcp://127.0.0.1:5432", "not a tunnel server")]
+    public void Invalid_server_endpoint_is_EndpointUriInvalid_naming_the_input(string text, string hint)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer(text, "Via"));
+
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Equal(text, e.Target);
+        Assert.Contains(text, e.Message, StringComparison.Ordinal);
+        Assert.Contains(hint, e.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Theory]
+    [InlineData("tcp://[127.0.0.1]:8080")]
+    [InlineData("tcp://[1]:8080")]
+    public void Brackets_hold_only_an_IPv6_address(string text)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseApplication(text, "Listen"));
+
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Contains("not an IPv6 address", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Invalid_qmt_uri_is_EndpointUriInvalid_not_TlsNotAvailable()
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer("qmt://hostB:70000", "Via"));
+
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("   ")]
+    public void Empty_endpoint_is_EndpointUriInvalid_naming_the_setting(string? text)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseApplication(text, "Target"));
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Contains("Target", e.Message, StringComparison.Ordinal);
+
+        var e2 = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer(text, "Via"));
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e2.ErrorId);
+        Assert.Contains("Via", e2.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Error_names_the_setting_it_came_from()
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseApplication("tcp://127.0.0.1", "Target"));
+
+        Assert.StartsWith("Target 'tcp://127.0.0.1'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(EndpointScheme.Tcp, "tcp")]
+    [InlineData(EndpointScheme.Qmt, "qmt")]
+    [InlineData(EndpointScheme.QmtPlain, "qmt+plain")]
+    public void Scheme_text(EndpointScheme scheme, string text)
+    {
+        Assert.Equal(text, EndpointUri.SchemeText(scheme));
+    }
+
+    [Theory]
+    [InlineData("tcp://127.0.0.1:5432")]
+    [InlineData("tcp://[fe80::1]:22")]
+    [InlineData("tcp://my-host.example:65535")]
+    public void ToString_parses_back_to_the_same_endpoint(string text)
+    {
+        var uri = EndpointUri.ParseApplication(text, "Target");
+
+        Assert.Equal(uri, EndpointUri.ParseApplication(uri.ToString(), "Target"));
+    }
+}

@@ -1,0 +1,147 @@
+using System.Net;
+using System.Net.Sockets;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.Engine.Tests.Functional;
+
+/// <summary>A real TCP echo server on 127.0.0.1, port 0. Echoes until the client half-closes, then half-closes.</summary>
+public sealed class EchoServer : IAsyncDisposable
+{
+    private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private int _accepted;
+
+    public EchoServer()
+    {
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen(1024);
+        _loop = Task.Run(AcceptAsync);
+    }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
+    public string Uri => $"tcp://127.0.0.1:{Port}";
+    public int Accepted => Volatile.Read(ref _accepted);
+    /// <summary>When set, each connection first sends this many bytes and then echoes.</summary>
+    public Func<Socket, Task>? OnConnection { get; set; }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket s;
+            try
+            {
+                s = await _listener.AcceptAsync(_stop.Token);
+            }
+            catch
+            {
+                return;
+            }
+            Interlocked.Increment(ref _accepted);
+            _ = Task.Run(async () =>
+            {
+                using (s)
+                {
+                    try
+                    {
+                        if (OnConnection is { } handler)
+                        {
+                            await handler(s);
+                            return;
+                        }
+                        var buffer = new byte[64 * 1024];
+                        while (true)
+                        {
+                            var n = await s.ReceiveAsync(buffer, SocketFlags.None, _stop.Token);
+                            if (n == 0)
+                            {
+                                s.Shutdown(SocketShutdown.Send);
+                                return;
+                            }
+                            await s.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _stop.Token);
+                        }
+                    }
+                    catch
+                    {
+                        // test server: a client that vanished is fine
+                    }
+                }
+            });
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listener.Dispose();
+        await _loop;
+    }
+}
+
+/// <summary>Engines with throwaway data paths, stopped and deleted at the end.</summary>
+public sealed class EngineFixture : IAsyncDisposable
+{
+    private readonly List<(QmTunnelEngine Engine, string Path)> _engines = [];
+
+    public async Task<QmTunnelEngine> StartAsync(string? dataPath = null)
+    {
+        var path = dataPath ?? Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
+        var engine = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path });
+        await engine.StartAsync();
+        _engines.Add((engine, path));
+        return engine;
+    }
+
+    public static string Hop(QmTunnelEngine engine) => $"qmt+plain://127.0.0.1:{engine.Port}";
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var (engine, path) in _engines)
+        {
+            await engine.DisposeAsync();
+            try
+            {
+                Directory.Delete(path, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}
+
+public static class SocketTestExtensions
+{
+    public static async Task<Socket> ConnectAsync(string tcpUri)
+    {
+        var port = int.Parse(tcpUri[(tcpUri.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await s.ConnectAsync(IPAddress.Loopback, port);
+        return s;
+    }
+
+    public static async Task<byte[]> ReadToEndAsync(this Socket s, CancellationToken ct = default)
+    {
+        var ms = new MemoryStream();
+        var buffer = new byte[64 * 1024];
+        while (true)
+        {
+            var n = await s.ReceiveAsync(buffer, SocketFlags.None, ct);
+            if (n == 0)
+            {
+                return ms.ToArray();
+            }
+            ms.Write(buffer, 0, n);
+        }
+    }
+
+    public static async Task SendAllAsync(this Socket s, ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var n = await s.SendAsync(data, SocketFlags.None);
+            data = data[n..];
+        }
+    }
+}

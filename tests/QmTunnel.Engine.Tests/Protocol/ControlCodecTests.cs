@@ -1,0 +1,452 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+using QmTunnel.Engine.Protocol;
+using Xunit;
+
+namespace QmTunnel.Engine.Tests.Protocol;
+
+public sealed class ControlCodecTests
+{
+    private static readonly string[] NoRoute = [];
+
+    private const string Unicode = "Zürich → 東京 🚇 ünïcødé";
+
+    private static readonly string[] SixtyFourHops =
+        Enumerable.Range(1, ControlCodec.MaxListItems).Select(i => $"qmt+plain://hop{i}.example:9200").ToArray();
+
+    /// <summary>4096 bytes of UTF-8 exactly: 1365 three-byte characters and one ASCII letter.</summary>
+    private static readonly string LongestString = new string('€', 1365) + "a";
+
+    public static TheoryData<ControlMessage> Messages() => new()
+    {
+        new HelloMessage(1, 1, "3f2c9d1e-0000-4000-8000-000000000001", "server-a", 1024 * 1024, 256 * 1024),
+        new HelloMessage(0, ushort.MaxValue, "", "", 0, int.MaxValue),
+        new HelloMessage(1, 3, Unicode, Unicode, -1, int.MinValue),
+        new GoAwayMessage(ProtocolErrorCode.Shutdown, "server stopping"),
+        new GoAwayMessage(ProtocolErrorCode.None, ""),
+        new GoAwayMessage((ProtocolErrorCode)0xFFFF_FFFF, Unicode),
+        new GoAwayMessage(ProtocolErrorCode.UnsupportedVersion, LongestString),
+        new OpenMessage(StreamProtocol.Tcp, "web", "tcp://db.internal:5432", [], 10_000, OpenOptions.NoDelay | OpenOptions.KeepAlive, "127.0.0.1:50312"),
+        new OpenMessage(StreamProtocol.Tcp, "", "", [], 1, OpenOptions.None, ""),
+        new OpenMessage(StreamProtocol.Tcp, Unicode, "tcp://[::1]:80", ["qmt+plain://b:9200", Unicode], int.MaxValue, OpenOptions.KeepAlive, Unicode),
+        new OpenMessage(StreamProtocol.Tcp, "many-hops", "tcp://far:1", SixtyFourHops, 100, OpenOptions.NoDelay, "[::1]:1"),
+        new OpenMessage(StreamProtocol.Tcp, LongestString, LongestString, [LongestString], 5, OpenOptions.None, LongestString),
+        new ResetMessage(ProtocolErrorCode.TargetConnectFailed, "connection refused by db.internal:5432"),
+        new ResetMessage(ProtocolErrorCode.LinkLost, ""),
+        new ResetMessage(ProtocolErrorCode.ConnectionReset, Unicode),
+    };
+
+    /// <summary>Smaller messages for the quadratic tests (every offset, every split).</summary>
+    private static readonly ControlMessage[] Small =
+    [
+        new HelloMessage(1, 2, "id-ü", "name", 65536, 262144),
+        new GoAwayMessage(ProtocolErrorCode.HandshakeFailed, "bye 👋"),
+        new OpenMessage(StreamProtocol.Tcp, "web", "tcp://t:1", ["qmt+plain://b:9200", "qmt+plain://東京:9200"], 10_000, OpenOptions.NoDelay, "c"),
+        new OpenMessage(StreamProtocol.Tcp, "t", "tcp://t:1", [], 1, OpenOptions.None, ""),
+        new ResetMessage(ProtocolErrorCode.OpenRejected, "nö"),
+    ];
+
+    public static TheoryData<ControlMessage> SmallMessages() => new(Small);
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void Round_trips(ControlMessage message)
+    {
+        var bytes = ControlCodec.ToArray(message);
+
+        AssertSame(message, ControlCodec.Read(message.FrameType, new ReadOnlySequence<byte>(bytes)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void Write_returns_the_bytes_written_and_matches_ToArray(ControlMessage message)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1);
+        var written = ControlCodec.Write(message, buffer);
+
+        Assert.Equal(buffer.WrittenCount, written);
+        Assert.Equal(ControlCodec.ToArray(message), buffer.WrittenSpan.ToArray());
+    }
+
+    [Fact]
+    public void Hello_has_the_documented_layout()
+    {
+        var bytes = ControlCodec.ToArray(new HelloMessage(1, 2, "ab", "é", 0x0102_0304, -2));
+
+        Assert.Equal(
+            new byte[] { 0, 1, 0, 2, 0, 2, (byte)'a', (byte)'b', 0, 2, 0xC3, 0xA9, 1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFE },
+            bytes);
+    }
+
+    [Fact]
+    public void Open_has_the_documented_layout()
+    {
+        var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", ["h"], 256, OpenOptions.NoDelay | OpenOptions.KeepAlive, ""));
+
+        Assert.Equal(
+            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0 },
+            bytes);
+    }
+
+    [Theory]
+    [MemberData(nameof(SmallMessages))]
+    public void Truncated_at_every_offset_throws_ProtocolException(ControlMessage message)
+    {
+        var bytes = ControlCodec.ToArray(message);
+        for (var length = 0; length < bytes.Length; length++)
+        {
+            var truncated = bytes[..length];
+            var e = Record.Exception(() => ControlCodec.Read(message.FrameType, new ReadOnlySequence<byte>(truncated)));
+            Assert.IsType<ProtocolException>(e);
+            Assert.Equal(ProtocolErrorCode.MalformedFrame, ((ProtocolException)e).Code);
+
+            var e2 = Record.Exception(() => ControlCodec.Read(message.FrameType, TestSequences.Bytewise(truncated)));
+            Assert.IsType<ProtocolException>(e2);
+        }
+    }
+
+    [Fact]
+    public void Truncated_64_hop_open_at_every_offset_throws_ProtocolException()
+    {
+        var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "tcp://t:1", SixtyFourHops, 1000, OpenOptions.None, "c"));
+        for (var length = 0; length < bytes.Length; length++)
+        {
+            var e = Record.Exception(() => ControlCodec.Read(FrameType.Open, new ReadOnlySequence<byte>(bytes, 0, length)));
+            Assert.IsType<ProtocolException>(e);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SmallMessages))]
+    public void Trailing_bytes_are_rejected(ControlMessage message)
+    {
+        foreach (var extra in new[] { new byte[] { 0 }, new byte[] { 1, 2, 3 } })
+        {
+            var bytes = ControlCodec.ToArray(message).Concat(extra).ToArray();
+
+            AssertMalformed(message.FrameType, bytes);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SmallMessages))]
+    public void Multi_segment_payload_parses_identically_at_every_split(ControlMessage message)
+    {
+        var bytes = ControlCodec.ToArray(message);
+        for (var split = 0; split <= bytes.Length; split++)
+        {
+            AssertSame(message, ControlCodec.Read(message.FrameType, TestSequences.Split(bytes, split)));
+        }
+        for (var first = 0; first <= bytes.Length; first++)
+        {
+            for (var second = first; second <= bytes.Length; second++)
+            {
+                AssertSame(message, ControlCodec.Read(message.FrameType, TestSequences.Split(bytes, first, second)));
+            }
+        }
+        AssertSame(message, ControlCodec.Read(message.FrameType, TestSequences.Bytewise(bytes)));
+    }
+
+    [Fact]
+    public void Longest_string_in_many_segments_round_trips()
+    {
+        var message = new GoAwayMessage(ProtocolErrorCode.Shutdown, LongestString);
+        var bytes = ControlCodec.ToArray(message);
+
+        AssertSame(message, ControlCodec.Read(FrameType.GoAway, TestSequences.Bytewise(bytes)));
+        AssertSame(message, ControlCodec.Read(FrameType.GoAway, TestSequences.Split(bytes, 7, 1000, 1001, 4000)));
+    }
+
+    public static TheoryData<byte[]> InvalidUtf8() => new()
+    {
+        new byte[] { 0xFF },
+        new byte[] { 0xC3 },                   // lead byte without continuation
+        new byte[] { 0x80 },                   // lone continuation byte
+        new byte[] { 0xC0, 0x80 },             // overlong NUL
+        new byte[] { 0xE0, 0x80, 0xAF },       // overlong '/'
+        new byte[] { 0xED, 0xA0, 0x80 },       // UTF-16 surrogate D800
+        new byte[] { 0xF4, 0x90, 0x80, 0x80 }, // beyond U+10FFFF
+        new byte[] { (byte)'o', (byte)'k', 0xE2, 0x82 }, // truncated '€' at the end
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidUtf8))]
+    public void Invalid_utf8_is_rejected(byte[] invalid)
+    {
+        var bytes = Reset(ProtocolErrorCode.Shutdown, invalid);
+
+        AssertMalformed(FrameType.Reset, bytes);
+        for (var split = 0; split <= bytes.Length; split++)
+        {
+            var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Reset, TestSequences.Split(bytes, split)));
+            Assert.Equal(ProtocolErrorCode.MalformedFrame, e.Code);
+        }
+        var e2 = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Reset, TestSequences.Bytewise(bytes)));
+        Assert.Equal(ProtocolErrorCode.MalformedFrame, e2.Code);
+    }
+
+    [Fact]
+    public void Invalid_utf8_is_rejected_in_every_string_field()
+    {
+        var bad = new byte[] { 0xFF, 0xFE };
+        var ok = "x"u8.ToArray();
+        var w = new Builder();
+
+        AssertMalformed(FrameType.Hello, w.Reset().U16(1).U16(1).Str(bad).Str(ok).I32(1).I32(1).Bytes);
+        AssertMalformed(FrameType.Hello, w.Reset().U16(1).U16(1).Str(ok).Str(bad).I32(1).I32(1).Bytes);
+        AssertMalformed(FrameType.GoAway, w.Reset().U32(7).Str(bad).Bytes);
+        AssertMalformed(FrameType.Open, OpenBytes(w, tunnel: bad));
+        AssertMalformed(FrameType.Open, OpenBytes(w, target: bad));
+        AssertMalformed(FrameType.Open, OpenBytes(w, hop: bad));
+        AssertMalformed(FrameType.Open, OpenBytes(w, client: bad));
+    }
+
+    [Fact]
+    public void String_of_exactly_4096_bytes_is_accepted()
+    {
+        var text = new string('a', ControlCodec.MaxStringBytes);
+        var bytes = Reset(ProtocolErrorCode.Shutdown, Encoding.UTF8.GetBytes(text));
+
+        var message = Assert.IsType<ResetMessage>(ControlCodec.Read(FrameType.Reset, new ReadOnlySequence<byte>(bytes)));
+        Assert.Equal(text, message.Reason);
+    }
+
+    [Theory]
+    [InlineData(ControlCodec.MaxStringBytes + 1)]
+    [InlineData(ushort.MaxValue)]
+    public void String_longer_than_4096_bytes_is_rejected(int length)
+    {
+        var bytes = Reset(ProtocolErrorCode.Shutdown, Enumerable.Repeat((byte)'a', length).ToArray());
+
+        AssertMalformed(FrameType.Reset, bytes);
+    }
+
+    [Fact]
+    public void String_length_prefix_over_4096_is_rejected_without_the_bytes()
+    {
+        // Only the prefix: the codec must not wait for or look at 60,000 bytes it will refuse anyway.
+        var bytes = new Builder().U32(7).U16(60_000).Bytes;
+
+        AssertMalformed(FrameType.Reset, bytes);
+    }
+
+    [Fact]
+    public void Writing_a_string_longer_than_4096_bytes_throws_ArgumentException()
+    {
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(new GoAwayMessage(ProtocolErrorCode.Shutdown, new string('a', 4097))));
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(new GoAwayMessage(ProtocolErrorCode.Shutdown, LongestString + "é")));
+    }
+
+    [Fact]
+    public void Route_of_65_servers_is_rejected()
+    {
+        var hops = Enumerable.Range(0, ControlCodec.MaxListItems + 1).Select(i => "h").ToArray();
+        var w = new Builder().U8(1).Str("t"u8).Str("x"u8).U16((ushort)hops.Length);
+        foreach (var hop in hops)
+        {
+            w.Str(Encoding.UTF8.GetBytes(hop));
+        }
+        var bytes = w.I32(1000).U8(0).Str("c"u8).Bytes;
+
+        AssertMalformed(FrameType.Open, bytes);
+    }
+
+    [Theory]
+    [InlineData(65)]
+    [InlineData(ushort.MaxValue)]
+    public void Route_count_over_64_is_rejected_without_the_items(int count)
+    {
+        var bytes = new Builder().U8(1).Str("t"u8).Str("x"u8).U16((ushort)count).Bytes;
+
+        AssertMalformed(FrameType.Open, bytes);
+    }
+
+    [Fact]
+    public void Writing_a_route_of_65_servers_throws_ArgumentException()
+    {
+        var hops = Enumerable.Range(0, ControlCodec.MaxListItems + 1).Select(i => "h").ToArray();
+
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", hops, 1, OpenOptions.None, "c")));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    [InlineData(255)]
+    public void Open_with_an_unknown_stream_protocol_is_rejected(int protocol)
+    {
+        var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", [], 1, OpenOptions.None, "c"));
+        bytes[0] = (byte)protocol;
+
+        AssertMalformed(FrameType.Open, bytes);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(int.MinValue)]
+    public void Open_with_a_connect_timeout_that_is_not_positive_is_rejected(int timeout)
+    {
+        AssertMalformed(FrameType.Open, OpenBytes(new Builder(), timeout: timeout));
+    }
+
+    [Theory]
+    [InlineData(FrameType.Ping)]
+    [InlineData(FrameType.Pong)]
+    [InlineData(FrameType.Ack)]
+    [InlineData(FrameType.OpenAck)]
+    [InlineData(FrameType.Data)]
+    [InlineData(FrameType.WindowUpdate)]
+    [InlineData((FrameType)0x77)]
+    public void Frames_without_a_control_message_are_rejected(FrameType type)
+    {
+        AssertMalformed(type, new byte[8]);
+    }
+
+    [Fact]
+    public void Payload_larger_than_the_hard_limit_is_rejected()
+    {
+        var bytes = new byte[FrameCodec.HardMaxPayload + 1];
+
+        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.GoAway, new ReadOnlySequence<byte>(bytes)));
+        Assert.Equal(ProtocolErrorCode.FrameTooLarge, e.Code);
+    }
+
+    [Fact]
+    public void Writing_a_frame_type_that_is_not_a_control_message_throws_ArgumentException()
+    {
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(new NotAControlMessage()));
+    }
+
+    [Theory]
+    [InlineData(11)]
+    [InlineData(12)]
+    [InlineData(13)]
+    public void Random_payloads_parse_or_throw_ProtocolException_only(int seed)
+    {
+        var random = new Random(seed);
+        FrameType[] types = [FrameType.Hello, FrameType.GoAway, FrameType.Open, FrameType.Reset, FrameType.Ping, FrameType.Data];
+        var messages = Small;
+        var valid = messages.Select(ControlCodec.ToArray).ToArray();
+        var validTypes = messages.Select(m => m.FrameType).ToArray();
+
+        for (var i = 0; i < 10_000; i++)
+        {
+            byte[] bytes;
+            FrameType type;
+            switch (random.Next(3))
+            {
+                case 0:
+                    // Pure noise.
+                    bytes = new byte[random.Next(0, 64)];
+                    random.NextBytes(bytes);
+                    type = types[random.Next(types.Length)];
+                    break;
+                case 1:
+                    // A valid message with a few bytes mutated: reaches the deeper fields.
+                    var pick = random.Next(valid.Length);
+                    bytes = (byte[])valid[pick].Clone();
+                    type = validTypes[pick];
+                    for (var m = random.Next(1, 4); m > 0; m--)
+                    {
+                        bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
+                    }
+                    break;
+                default:
+                    // Small lengths and counts, so strings and routes are read rather than refused at once.
+                    type = types[random.Next(4)];
+                    bytes = new byte[random.Next(0, 96)];
+                    for (var b = 0; b < bytes.Length; b++)
+                    {
+                        bytes[b] = random.Next(3) == 0 ? (byte)random.Next(256) : (byte)random.Next(4);
+                    }
+                    break;
+            }
+            var sequence = random.Next(2) == 0
+                ? new ReadOnlySequence<byte>(bytes)
+                : TestSequences.Split(bytes, random.Next(0, bytes.Length + 1));
+
+            var e = Record.Exception(() => ControlCodec.Read(type, sequence));
+            if (e is not null)
+            {
+                Assert.IsType<ProtocolException>(e);
+            }
+        }
+    }
+
+    private sealed record NotAControlMessage : ControlMessage
+    {
+        public override FrameType FrameType => FrameType.Ping;
+    }
+
+    private static byte[] OpenBytes(Builder w, byte[]? tunnel = null, byte[]? target = null, byte[]? hop = null, byte[]? client = null, int timeout = 1000) =>
+        w.Reset().U8(1).Str(tunnel ?? "t"u8.ToArray()).Str(target ?? "x"u8.ToArray()).U16(1).Str(hop ?? "h"u8.ToArray())
+            .I32(timeout).U8(0).Str(client ?? "c"u8.ToArray()).Bytes;
+
+    private static byte[] Reset(ProtocolErrorCode code, byte[] reason) => new Builder().U32((uint)code).Str(reason).Bytes;
+
+    private static void AssertMalformed(FrameType type, byte[] bytes)
+    {
+        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(type, new ReadOnlySequence<byte>(bytes)));
+        Assert.Equal(ProtocolErrorCode.MalformedFrame, e.Code);
+    }
+
+    /// <summary>Compares field by field: OpenMessage.Route is a list, which record equality compares by reference.</summary>
+    private static void AssertSame(ControlMessage expected, ControlMessage actual)
+    {
+        Assert.Equal(expected.GetType(), actual.GetType());
+        if (expected is OpenMessage eo && actual is OpenMessage ao)
+        {
+            Assert.Equal(eo.Route, ao.Route);
+            Assert.Equal(eo with { Route = NoRoute }, ao with { Route = NoRoute });
+            return;
+        }
+        Assert.Equal(expected, actual);
+    }
+
+    /// <summary>Writes raw payloads by hand, including ones the codec's writer refuses to produce.</summary>
+    private sealed class Builder
+    {
+        private readonly List<byte> _bytes = [];
+
+        public byte[] Bytes => _bytes.ToArray();
+
+        public Builder Reset()
+        {
+            _bytes.Clear();
+            return this;
+        }
+
+        public Builder U8(byte v)
+        {
+            _bytes.Add(v);
+            return this;
+        }
+
+        public Builder U16(ushort v)
+        {
+            Span<byte> s = stackalloc byte[2];
+            BinaryPrimitives.WriteUInt16BigEndian(s, v);
+            _bytes.AddRange(s);
+            return this;
+        }
+
+        public Builder U32(uint v)
+        {
+            Span<byte> s = stackalloc byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(s, v);
+            _bytes.AddRange(s);
+            return this;
+        }
+
+        public Builder I32(int v) => U32((uint)v);
+
+        public Builder Str(ReadOnlySpan<byte> utf8)
+        {
+            U16((ushort)utf8.Length);
+            _bytes.AddRange(utf8);
+            return this;
+        }
+    }
+}
