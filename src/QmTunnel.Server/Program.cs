@@ -32,12 +32,38 @@ catch (ArgumentException ex)
     return 2;
 }
 
-builder.Services.AddSystemd();
-builder.Logging.AddSimpleConsole(o =>
+if (builder.Configuration["LogFile"] is { Length: > 0 } logFile)
 {
-    o.SingleLine = true;
-    o.TimestampFormat = "yyyy-MM-dd HH:mm:ss ";
-});
+    // Start-QmTunnelServer -Daemon: everything the daemon prints goes to this file, not to the parent's console.
+    try
+    {
+        var writer = new StreamWriter(new FileStream(Path.GetFullPath(logFile), FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete)) { AutoFlush = true };
+        Console.SetOut(writer);
+        Console.SetError(writer);
+    }
+    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+    {
+        Console.Error.WriteLine($"qmtunnel-server: cannot write the log file '{logFile}': {ex.Message}");
+        return 2;
+    }
+    builder.Logging.ClearProviders();
+    builder.Logging.AddSimpleConsole(o =>
+    {
+        o.SingleLine = true;
+        o.TimestampFormat = "yyyy-MM-dd HH:mm:ss ";
+        o.ColorBehavior = Microsoft.Extensions.Logging.Console.LoggerColorBehavior.Disabled;
+    });
+}
+builder.Services.AddSystemd();
+if (builder.Configuration["LogFile"] is not { Length: > 0 })
+{
+    builder.Logging.ClearProviders();
+    builder.Logging.AddSimpleConsole(o =>
+    {
+        o.SingleLine = true;
+        o.TimestampFormat = "yyyy-MM-dd HH:mm:ss ";
+    });
+}
 builder.Services.AddSingleton(options);
 builder.Services.AddSingleton(sp => new QmTunnelEngine(options, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<EngineService>();

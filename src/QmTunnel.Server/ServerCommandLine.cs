@@ -12,6 +12,7 @@ internal static class ServerCommandLine
           --port       link port (default 9200; 0 picks a free port)
           --listen     interface address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
           --data-path  folder of the LiteDB database (default $QMTUNNEL_DATA or ~/.local/share/qmTunnel)
+          --log-file   append everything the server prints to this file instead of the console
         """;
 
     public static bool WantsHelp(string[] args) => args.Any(a => a is "-h" or "--help" or "-?");
@@ -22,6 +23,7 @@ internal static class ServerCommandLine
         "--data-path" => "--DataPath",
         "--listen" => "--ListenAddress",
         "--port" => "--Port",
+        "--log-file" => "--LogFile",
         _ => a,
     }).ToArray();
 

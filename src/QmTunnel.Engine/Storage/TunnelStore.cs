@@ -17,6 +17,8 @@ public sealed class TunnelStore : IDisposable
     private readonly ILiteCollection<BsonDocument> _tunnels;
     private readonly object _gate = new();
 
+    private FileStream? _lock;
+
     private TunnelStore(LiteDatabase db, string path)
     {
         _db = db;
@@ -38,28 +40,48 @@ public sealed class TunnelStore : IDisposable
                 $"The data path '{dataPath}' cannot be created: {ex.Message} Give a writable folder with -DataPath.", ex);
         }
         var path = Path.Combine(dataPath, FileName);
+        // One engine per data path: an exclusive lock file (released by the OS if the process dies).
+        FileStream lockFile;
+        var lockPath = Path.Combine(dataPath, "qmtunnel.lock");
+        try
+        {
+            lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex)
+        {
+            throw new QmTunnelException(ErrorIds.DatabaseLocked, QmErrorKind.ResourceBusy, path,
+                $"The database '{path}' is in use by another qmTunnel server. Stop that server, or start this one with another -DataPath.", ex);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new QmTunnelException(ErrorIds.DataPathInvalid, QmErrorKind.InvalidArgument, dataPath,
+                $"The data path '{dataPath}' is not writable ({ex.Message}). Give a writable folder with -DataPath.", ex);
+        }
         LiteDatabase? db = null;
         try
         {
             db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, Upgrade = false });
-            var store = new TunnelStore(db, path);
+            var store = new TunnelStore(db, path) { _lock = lockFile };
             store.CheckReadable();
             return store;
         }
         catch (QmTunnelException)
         {
             db?.Dispose();
+            lockFile.Dispose();
             throw;
         }
         catch (IOException ex) when (IsLocked(ex))
         {
             db?.Dispose();
+            lockFile.Dispose();
             throw new QmTunnelException(ErrorIds.DatabaseLocked, QmErrorKind.ResourceBusy, path,
                 $"The database '{path}' is in use by another qmTunnel server. Stop that server, or start this one with another -DataPath.", ex);
         }
         catch (Exception ex) when (ex is LiteException or IOException or InvalidCastException or InvalidOperationException or ArgumentException or IndexOutOfRangeException or UnauthorizedAccessException or FormatException or OverflowException)
         {
             db?.Dispose();
+            lockFile.Dispose();
             throw Corrupt(path, ex);
         }
     }
@@ -166,5 +188,9 @@ public sealed class TunnelStore : IDisposable
         ModifiedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["modifiedAtMs"].AsInt64),
     };
 
-    public void Dispose() => _db.Dispose();
+    public void Dispose()
+    {
+        _db.Dispose();
+        _lock?.Dispose();
+    }
 }

@@ -1,0 +1,433 @@
+<#
+.SYNOPSIS
+Benchmarks a 1-hop qmTunnel tunnel against a direct connection and a socat relay, all on loopback, in one run.
+
+.DESCRIPTION
+Starts an in-process qmTunnel server A (in this pwsh process) and a daemon server B, an iperf3 server, an echo server
+(bench/QmTunnel.BenchTool) and two socat relays, then measures:
+  - single-stream and 8-stream iperf3 throughput: direct, through socat, through the tunnel A -> B -> iperf3;
+  - 64-byte ping-pong round trips (median, p99): direct, socat, tunnel;
+  - connect + first byte echoed (median, p99): direct, socat, tunnel;
+  - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
+    and of B's daemon process.
+Prints a markdown table (figure, ratio, goal) and writes it to bench/results/latest.md with the date, the machine and
+the exact commands. Loopback only. Needs socat and iperf3 (installed with apt-get when missing and root).
+Run it through `dotnet pwsh ./build.ps1 bench`, which builds first and raises the open-files limit.
+
+.PARAMETER SkipTunnel
+Measure only direct and socat (when the engine cannot run tunnels yet).
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Release', 'Debug')]
+    [string]$Configuration = 'Release',
+    [string]$ModulePath,
+    [ValidateRange(1, 60)]
+    [int]$Seconds = 5,
+    [ValidateRange(100, 1000000)]
+    [int]$PingCount = 20000,
+    [ValidateRange(10, 100000)]
+    [int]$ConnectCount = 1000,
+    [int[]]$IdleCounts = @(1000, 10000),
+    [string]$OutFile,
+    [switch]$SkipTunnel
+)
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+
+$repo = (Resolve-Path (Join-Path $PSScriptRoot '..')).Path
+Import-Module (Join-Path $repo 'src' 'Build' 'QmTunnel.Build.psm1') -Force
+if (-not $ModulePath) { $ModulePath = Join-Path $repo 'out' 'qmTunnel' 'qmTunnel.psd1' }
+if (-not $OutFile) { $OutFile = Join-Path $repo 'bench' 'results' 'latest.md' }
+if (-not $IsLinux) { throw 'The benchmark reads /proc and runs socat and iperf3: it runs on Linux only.' }
+
+$script:Commands = [System.Collections.Generic.List[string]]::new()
+$script:Background = [System.Collections.Generic.List[object]]::new()
+$script:Errors = [System.Collections.Generic.List[string]]::new()
+$results = @{}
+
+#region helpers
+function Get-FreePort {
+    $listener = [System.Net.Sockets.TcpListener]::new([System.Net.IPAddress]::Loopback, 0)
+    $listener.Start()
+    try { $listener.LocalEndpoint.Port } finally { $listener.Stop() }
+}
+
+function Test-Listening([int]$Port) {
+    $hex = ':{0:X4} ' -f $Port
+    foreach ($table in '/proc/net/tcp', '/proc/net/tcp6') {
+        if (-not (Test-Path $table)) { continue }
+        foreach ($line in [System.IO.File]::ReadAllLines($table)) {
+            $fields = $line.Trim() -split '\s+'
+            if ($fields.Count -gt 3 -and $fields[3] -eq '0A' -and ($fields[1] + ' ').EndsWith($hex)) { return $true }
+        }
+    }
+    $false
+}
+
+function Wait-Until([scriptblock]$Condition, [int]$TimeoutSeconds, [string]$What) {
+    $clock = [System.Diagnostics.Stopwatch]::StartNew()
+    while (-not (& $Condition)) {
+        if ($clock.Elapsed.TotalSeconds -ge $TimeoutSeconds) { throw "Timed out after $TimeoutSeconds s waiting for $What." }
+        Start-Sleep -Milliseconds 50
+    }
+}
+
+function Format-Command([string[]]$Command) {
+    ($Command | ForEach-Object { if ($_ -match '[\s;$"'']') { "'$_'" } else { $_ } }) -join ' '
+}
+
+# Starts a long-running process with its output in a log file and its standard input kept open (closed to stop it).
+function Start-BenchProcess([string]$Name, [string[]]$Command, [int]$ListenPort) {
+    $log = Join-Path $script:WorkDir "$Name.log"
+    $start = [System.Diagnostics.ProcessStartInfo]::new('bash')
+    $start.UseShellExecute = $false
+    $start.RedirectStandardInput = $true
+    foreach ($arg in @('-c', 'exec "$@" >"$QMB_LOG" 2>&1', 'bash') + $Command) { $start.ArgumentList.Add($arg) }
+    $start.Environment['QMB_LOG'] = $log
+    $script:Commands.Add("$Name`: $(Format-Command $Command)")
+    $process = [System.Diagnostics.Process]::Start($start)
+    $entry = [pscustomobject]@{ Name = $Name; Process = $process; Log = $log }
+    $script:Background.Add($entry)
+    if ($ListenPort) {
+        Wait-Until { (Test-Listening $ListenPort) -or $process.HasExited } 20 "$Name to listen on port $ListenPort"
+        if ($process.HasExited) { throw "$Name exited with $($process.ExitCode): $(Get-Content -Raw $log)" }
+    }
+    $entry
+}
+
+function Stop-BenchProcess($Entry, [int]$GraceSeconds = 5) {
+    if (-not $Entry) { return }
+    $process = $Entry.Process
+    try {
+        if (-not $process.HasExited) {
+            try { $process.StandardInput.Close() } catch { Write-Verbose "stdin of $($Entry.Name): $_" }
+            if (-not $process.WaitForExit($GraceSeconds * 1000)) {
+                $process.Kill($true)
+                $null = $process.WaitForExit(5000)
+            }
+        }
+    }
+    catch {
+        Write-Verbose "Stopping $($Entry.Name): $_"
+    }
+    $null = $script:Background.Remove($Entry)
+    $process.Dispose()
+}
+
+# Runs a command to completion and returns its exit code and output; kills it after the timeout.
+function Invoke-Captured([string]$Label, [string[]]$Command, [int]$TimeoutSeconds) {
+    $script:Commands.Add("$Label`: $(Format-Command $Command)")
+    $start = [System.Diagnostics.ProcessStartInfo]::new($Command[0])
+    $start.UseShellExecute = $false
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    foreach ($arg in $Command | Select-Object -Skip 1) { $start.ArgumentList.Add($arg) }
+    $process = [System.Diagnostics.Process]::Start($start)
+    try {
+        $stdout = $process.StandardOutput.ReadToEndAsync()
+        $stderr = $process.StandardError.ReadToEndAsync()
+        if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
+            $process.Kill($true)
+            $null = $process.WaitForExit(5000)
+            throw "$Label did not finish within $TimeoutSeconds s."
+        }
+        $process.WaitForExit()
+        [pscustomobject]@{ ExitCode = $process.ExitCode; Stdout = $stdout.Result; Stderr = $stderr.Result }
+    }
+    finally {
+        $process.Dispose()
+    }
+}
+
+function Invoke-Iperf([string]$Label, [int]$Port, [int]$Parallel) {
+    # A one-off iperf3 server per measurement: a failed test can never leave it stuck for the next one.
+    $server = Start-BenchProcess -Name "iperf3-server-$Label" -Command @('iperf3', '-s', '-1', '-B', '127.0.0.1', '-p', $script:IperfPort) -ListenPort $script:IperfPort
+    try {
+        $command = @('iperf3', '-c', '127.0.0.1', '-p', $Port, '-t', $Seconds, '-P', $Parallel, '-J', '--connect-timeout', '5000')
+        $run = Invoke-Captured -Label "iperf3 $Label" -Command $command -TimeoutSeconds ($Seconds + 30)
+        $json = $null
+        try { $json = $run.Stdout | ConvertFrom-Json } catch { Write-Verbose "iperf3 output is not JSON: $_" }
+        if ($null -eq $json) { throw "iperf3 $Label printed no JSON (exit $($run.ExitCode)): $($run.Stderr)" }
+        if ($json.PSObject.Properties['error']) { throw "iperf3 $Label`: $($json.error)" }
+        if ($run.ExitCode -ne 0) { throw "iperf3 $Label exited with $($run.ExitCode): $($run.Stderr)" }
+        [double]$json.end.sum_received.bits_per_second / 1e9
+    }
+    finally {
+        Stop-BenchProcess $server -GraceSeconds 3
+    }
+}
+
+function Invoke-BenchTool([string]$Label, [string[]]$Arguments, [int]$TimeoutSeconds = 120) {
+    $run = Invoke-Captured -Label $Label -Command (@('dotnet', $script:ToolDll) + $Arguments) -TimeoutSeconds $TimeoutSeconds
+    if ($run.ExitCode -ne 0) { throw "$Label exited with $($run.ExitCode): $($run.Stderr.Trim())" }
+    $run.Stdout.Trim() | ConvertFrom-Json
+}
+
+function Get-RssKiB([int]$ProcessId) {
+    $line = [System.IO.File]::ReadAllLines("/proc/$ProcessId/status") | Where-Object { $_ -like 'VmRSS:*' }
+    if (-not $line) { throw "No VmRSS in /proc/$ProcessId/status." }
+    [long](($line -split '\s+')[1])
+}
+
+function Get-OpenFileLimit([int]$ProcessId) {
+    $line = [System.IO.File]::ReadAllLines("/proc/$ProcessId/limits") | Where-Object { $_ -like 'Max open files*' }
+    [long](($line -split '\s{2,}')[1])
+}
+
+# Runs one measurement; a failure is recorded and the run goes on.
+function Measure-Step([string]$Key, [string]$Title, [scriptblock]$Body) {
+    Write-Host ("   {0,-52}" -f $Title) -NoNewline
+    try {
+        $value = & $Body
+        $results[$Key] = $value
+        Write-Host (Format-Value $value) -ForegroundColor Green
+    }
+    catch {
+        $results[$Key] = "error: $($_.Exception.Message)"
+        $script:Errors.Add("$Title`: $($_.Exception.Message)")
+        Write-Host "error: $($_.Exception.Message)" -ForegroundColor Red
+    }
+}
+
+function Format-Value($Value) {
+    if ($null -eq $Value) { return 'n/a' }
+    if ($Value -is [string]) { return $Value }
+    if ($Value -is [System.Collections.IDictionary] -or $Value -is [pscustomobject]) {
+        return (($Value.PSObject.Properties | Where-Object MemberType -EQ NoteProperty | ForEach-Object { "$($_.Name)=$($_.Value)" }) -join ' ')
+    }
+    '{0:0.##}' -f $Value
+}
+#endregion
+
+$script:WorkDir = Join-Path ([System.IO.Path]::GetTempPath()) ("qmtunnel-bench-" + [System.IO.Path]::GetRandomFileName().Replace('.', ''))
+$null = New-Item -ItemType Directory -Path $script:WorkDir -Force
+$tunnelReady = $false
+$serverB = $null
+$serverAStarted = $false
+$idle = $null
+try {
+    Write-QmStep 'Benchmark prerequisites'
+    Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3' }
+    foreach ($tool in 'socat', 'iperf3') {
+        if (-not (Get-Command $tool -CommandType Application -ErrorAction Ignore)) { throw "$tool is not installed: apt-get install -y $tool" }
+    }
+    if (-not (Test-Path -LiteralPath $ModulePath)) { throw "The module is not staged at ${ModulePath}: run dotnet pwsh ./build.ps1 build first." }
+    $toolProject = Join-Path $repo 'bench' 'QmTunnel.BenchTool' 'QmTunnel.BenchTool.csproj'
+    Invoke-QmNative -What 'dotnet build (bench tool)' -FilePath dotnet -ArgumentList @('build', $toolProject, '-c', $Configuration, '--nologo', '-v', 'q')
+    $script:ToolDll = Join-Path $repo 'bench' 'QmTunnel.BenchTool' 'bin' $Configuration 'net10.0' 'qmtunnel-bench.dll'
+
+    $fileLimit = Get-OpenFileLimit $PID
+    $maxIdle = ($IdleCounts | Measure-Object -Maximum).Maximum
+    Write-Host "   open files limit of this process: $fileLimit"
+    if ($maxIdle -and $fileLimit -lt $maxIdle + 500) {
+        Write-Warning "The open files limit ($fileLimit) is too low for $maxIdle idle connections: run through build.ps1 bench (it raises it) or ulimit -n."
+    }
+
+    Write-QmStep 'Starting the targets, relays and servers (loopback)'
+    $script:IperfPort = Get-FreePort
+    $echoPort = Get-FreePort
+    $socatIperfPort = Get-FreePort
+    $socatEchoPort = Get-FreePort
+    $null = Start-BenchProcess -Name 'echo-server' -Command @('dotnet', $script:ToolDll, 'echo-server', '--port', $echoPort, '--watch-stdin', '1') -ListenPort $echoPort
+    $null = Start-BenchProcess -Name 'socat-iperf' -Command @('socat', "TCP-LISTEN:$socatIperfPort,bind=127.0.0.1,reuseaddr,fork", "TCP:127.0.0.1:$($script:IperfPort)") -ListenPort $socatIperfPort
+    $null = Start-BenchProcess -Name 'socat-echo' -Command @('socat', "TCP-LISTEN:$socatEchoPort,bind=127.0.0.1,reuseaddr,fork", "TCP:127.0.0.1:$echoPort") -ListenPort $socatEchoPort
+    Write-Host "   iperf3 :$($script:IperfPort)  echo :$echoPort  socat :$socatIperfPort -> iperf3, :$socatEchoPort -> echo"
+
+    $tunnelIperfPort = $null
+    $tunnelEchoPort = $null
+    if (-not $SkipTunnel) {
+        try {
+            Import-Module $ModulePath -Force
+            $serverA = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $script:WorkDir 'server-a') -PassThru
+            $serverAStarted = $true
+            $script:Commands.Add("server A (in this pwsh, pid $PID): Start-QmTunnelServer -Port 0 -DataPath <temp>/server-a -PassThru  -> $($serverA.Address)")
+            $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $script:WorkDir 'server-b')
+            $script:Commands.Add("server B (daemon, pid $($serverB.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-b  -> $($serverB.Address)")
+            $via = "qmt+plain://127.0.0.1:$($serverB.Port)"
+            $tunnelIperfPort = Get-FreePort
+            $tunnelEchoPort = Get-FreePort
+            $null = New-QmTunnel bench-iperf -Listen "tcp://127.0.0.1:$tunnelIperfPort" -Via $via -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
+            $script:Commands.Add("tunnel: New-QmTunnel bench-iperf -Listen tcp://127.0.0.1:$tunnelIperfPort -Via $via -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel")
+            $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$tunnelEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
+            $script:Commands.Add("tunnel: New-QmTunnel bench-echo -Listen tcp://127.0.0.1:$tunnelEchoPort -Via $via -Target tcp://127.0.0.1:$echoPort -MaxConnections 20000 | Start-QmTunnel")
+            Wait-Until { (Test-Listening $tunnelIperfPort) -and (Test-Listening $tunnelEchoPort) } 20 'the tunnels to listen'
+            Write-Host "   A: $($serverA.Address) (pid $PID)  B: $($serverB.Address) (pid $($serverB.ProcessId))  tunnels :$tunnelIperfPort -> iperf3, :$tunnelEchoPort -> echo"
+            $tunnelReady = $true
+        }
+        catch {
+            $script:Errors.Add("tunnel set-up: $($_.Exception.Message)")
+            Write-Host "   tunnel set-up failed: $($_.Exception.Message)" -ForegroundColor Red
+        }
+    }
+    $paths = [ordered]@{ direct = @{ Iperf = $script:IperfPort; Echo = $echoPort }; socat = @{ Iperf = $socatIperfPort; Echo = $socatEchoPort } }
+    if ($tunnelReady) { $paths.tunnel = @{ Iperf = $tunnelIperfPort; Echo = $tunnelEchoPort } }
+
+    Write-QmStep "Throughput (iperf3 -t $Seconds)"
+    foreach ($parallel in 1, 8) {
+        foreach ($path in $paths.Keys) {
+            Measure-Step "stream$parallel.$path" "$parallel stream(s), $path (Gbit/s)" { Invoke-Iperf -Label "$path-P$parallel" -Port $paths[$path].Iperf -Parallel $parallel }
+        }
+    }
+
+    Write-QmStep "Latency (64-byte ping-pong x $PingCount, connect + first byte x $ConnectCount)"
+    foreach ($path in $paths.Keys) {
+        Measure-Step "ping.$path" "ping-pong 64 B, $path (us)" {
+            Invoke-BenchTool -Label "pingpong $path" -Arguments @('pingpong', '--port', $paths[$path].Echo, '--count', $PingCount, '--size', '64', '--warmup', '1000')
+        }
+    }
+    foreach ($path in $paths.Keys) {
+        Measure-Step "connect.$path" "connect + first byte, $path (us)" {
+            Invoke-BenchTool -Label "connect-first-byte $path" -Arguments @('connect-first-byte', '--port', $paths[$path].Echo, '--count', $ConnectCount, '--warmup', '50')
+        }
+    }
+
+    if ($tunnelReady) {
+        Write-QmStep 'Idle connections through the tunnel (resident memory per connection)'
+        foreach ($count in $IdleCounts) {
+            Measure-Step "idle.$count" "$count idle connections (KiB per connection)" {
+                [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [GC]::Collect()
+                Start-Sleep -Seconds 1
+                $a0 = Get-RssKiB $PID
+                $b0 = Get-RssKiB $serverB.ProcessId
+                $idle = Start-BenchProcess -Name "idle-$count" -Command @('dotnet', $script:ToolDll, 'idle', '--port', $tunnelEchoPort, '--count', $count,
+                    '--hold-seconds', '900', '--concurrency', '64', '--watch-stdin', '1')
+                try {
+                    Wait-Until { ((Get-Content -Raw -LiteralPath $idle.Log -ErrorAction Ignore) -match 'READY') -or $idle.Process.HasExited } 300 "$count idle connections"
+                    $ready = [regex]::Match((Get-Content -Raw -LiteralPath $idle.Log), 'READY (\d+) (\d+)')
+                    if (-not $ready.Success) { throw "the idle client stopped: $(Get-Content -Raw -LiteralPath $idle.Log)" }
+                    $opened = [int]$ready.Groups[1].Value
+                    $failed = [int]$ready.Groups[2].Value
+                    if ($opened -eq 0) { throw "no connection opened: $(Get-Content -Raw -LiteralPath $idle.Log)" }
+                    $current = { try { (Get-QmTunnelStats bench-echo).ConnectionsCurrent } catch { -1 } }
+                    try { Wait-Until { (& $current) -ge $opened } 30 "the tunnel to count $opened connections" } catch { Write-Verbose $_ }
+                    $inTunnel = & $current
+                    Start-Sleep -Seconds 2
+                    [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [GC]::Collect()
+                    Start-Sleep -Seconds 1
+                    $a1 = Get-RssKiB $PID
+                    $b1 = Get-RssKiB $serverB.ProcessId
+                    [pscustomobject]@{
+                        Opened     = $opened
+                        Failed     = $failed
+                        InTunnel   = $inTunnel
+                        AKiBPer    = [math]::Round(($a1 - $a0) / $opened, 2)
+                        BKiBPer    = [math]::Round(($b1 - $b0) / $opened, 2)
+                        ARssMiB    = [math]::Round($a1 / 1024, 1)
+                        BRssMiB    = [math]::Round($b1 / 1024, 1)
+                    }
+                }
+                finally {
+                    Stop-BenchProcess $idle -GraceSeconds 60
+                    try { Wait-Until { (Get-QmTunnelStats bench-echo).ConnectionsCurrent -eq 0 } 60 'the idle connections to close' } catch { Write-Verbose $_ }
+                }
+            }
+        }
+    }
+}
+catch {
+    $script:Errors.Add($_.Exception.Message)
+    Write-Host "Benchmark set-up failed: $($_.Exception.Message)" -ForegroundColor Red
+}
+finally {
+    Write-QmStep 'Stopping everything the benchmark started'
+    if ($serverAStarted) {
+        try { Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server A: $_" }
+    }
+    if ($serverB) {
+        try { $serverB | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server B: $_" }
+    }
+    foreach ($entry in @($script:Background)) { Stop-BenchProcess $entry -GraceSeconds 3 }
+    Remove-Item -LiteralPath $script:WorkDir -Recurse -Force -ErrorAction Ignore
+}
+
+#region report
+function Get-Figure([string]$Key, [string]$Property) {
+    if (-not $results.ContainsKey($Key)) { return $null }
+    $value = $results[$Key]
+    if ($value -is [string]) { return $value }
+    if ($Property) { return $value.$Property }
+    $value
+}
+
+function Format-Cell($Value, [string]$Format = '0.##') {
+    if ($null -eq $Value) { return 'n/a' }
+    if ($Value -is [string]) { return 'error' }
+    $Value.ToString($Format, [cultureinfo]::InvariantCulture)
+}
+
+function Get-Ratio($Tunnel, $Reference) {
+    if ($Tunnel -isnot [double] -and $Tunnel -isnot [decimal] -and $Tunnel -isnot [int] -and $Tunnel -isnot [long]) { return $null }
+    if ($Reference -isnot [double] -and $Reference -isnot [decimal] -and $Reference -isnot [int] -and $Reference -isnot [long]) { return $null }
+    if ([double]$Reference -eq 0) { return $null }
+    [double]$Tunnel / [double]$Reference
+}
+
+$rows = [System.Collections.Generic.List[string]]::new()
+$rows.Add('| Measurement | direct | socat | qmTunnel | qmTunnel / socat | goal | met |')
+$rows.Add('|---|---:|---:|---:|---:|---|---|')
+function Add-Row([string]$Name, $Direct, $Socat, $Tunnel, [string]$Goal, [scriptblock]$Met, [string]$Format = '0.##') {
+    $ratio = Get-Ratio $Tunnel $Socat
+    $ratioText = if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }
+    $metText = if ($Met -and $null -ne $ratio) { if (& $Met $ratio $Tunnel) { 'yes' } else { '**no**' } } elseif ($Met) { 'n/a' } else { '' }
+    $rows.Add("| $Name | $(Format-Cell $Direct $Format) | $(Format-Cell $Socat $Format) | $(Format-Cell $Tunnel $Format) | $ratioText | $Goal | $metText |")
+}
+Add-Row 'Throughput, 1 stream (Gbit/s)' (Get-Figure 'stream1.direct') (Get-Figure 'stream1.socat') (Get-Figure 'stream1.tunnel') '≥ 1.8 × socat' { param($r) $r -ge 1.8 }
+Add-Row 'Throughput, 8 streams (Gbit/s)' (Get-Figure 'stream8.direct') (Get-Figure 'stream8.socat') (Get-Figure 'stream8.tunnel') 'reported' $null
+Add-Row 'Ping-pong 64 B, median (µs)' (Get-Figure 'ping.direct' 'median_us') (Get-Figure 'ping.socat' 'median_us') (Get-Figure 'ping.tunnel' 'median_us') 'reported (lower is better)' $null '0.0'
+Add-Row 'Ping-pong 64 B, p99 (µs)' (Get-Figure 'ping.direct' 'p99_us') (Get-Figure 'ping.socat' 'p99_us') (Get-Figure 'ping.tunnel' 'p99_us') 'reported (lower is better)' $null '0.0'
+Add-Row 'Connect + first byte, median (µs)' (Get-Figure 'connect.direct' 'median_us') (Get-Figure 'connect.socat' 'median_us') (Get-Figure 'connect.tunnel' 'median_us') 'reported (lower is better)' $null '0.0'
+Add-Row 'Connect + first byte, p99 (µs)' (Get-Figure 'connect.direct' 'p99_us') (Get-Figure 'connect.socat' 'p99_us') (Get-Figure 'connect.tunnel' 'p99_us') 'reported (lower is better)' $null '0.0'
+foreach ($count in $IdleCounts) {
+    $idleResult = if ($results.ContainsKey("idle.$count")) { $results["idle.$count"] } else { $null }
+    foreach ($side in @(@{ Name = 'A (in-process, pwsh)'; Property = 'AKiBPer' }, @{ Name = 'B (daemon)'; Property = 'BKiBPer' })) {
+        $value = if ($idleResult -is [string]) { $idleResult } elseif ($idleResult) { [double]$idleResult.($side.Property) } else { $null }
+        $met = if ($value -is [double]) { if ($value -lt 16) { 'yes' } else { '**no**' } } else { 'n/a' }
+        $opened = if ($idleResult -and $idleResult -isnot [string]) { " ($($idleResult.Opened) open, $($idleResult.InTunnel) in the tunnel)" } else { '' }
+        $rows.Add("| $('{0:N0}' -f $count) idle connections, RSS per connection, server $($side.Name) (KiB)$opened | | | $(Format-Cell $value '0.0') | | < 16 KiB | $met |")
+    }
+}
+$table = $rows -join "`n"
+
+$cpu = ([System.IO.File]::ReadAllLines('/proc/cpuinfo') | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', ''
+$machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r))"
+$versions = "qmTunnel $((Get-QmVersion).Text), .NET $([Environment]::Version), PowerShell $($PSVersionTable.PSVersion), $((& iperf3 --version 2>$null | Select-Object -First 1)), $(((& socat -V 2>$null) | Where-Object { $_ -like 'socat version*' } | Select-Object -First 1))"
+$date = [DateTimeOffset]::UtcNow.ToString('yyyy-MM-dd HH:mm:ss', [cultureinfo]::InvariantCulture) + ' UTC'
+$notes = @(
+    "- One run, all on loopback (127.0.0.1). Tunnel path: client -> server A (in the bench's pwsh process) -> one qmt+plain link -> server B (qmtunnel-server daemon) -> target."
+    "- Throughput: iperf3 client -> server, $Seconds s, received rate. Ping-pong: one connection, $PingCount round trips of 64 bytes after 1,000 untimed ones. Connect + first byte: $ConnectCount new connections, each timed from connect() to its 1-byte echo."
+    "- Idle: the client opens the connections through the tunnel to an echo server (each echoes 1 byte first, so the whole path is up), then holds them. RSS per connection = (VmRSS with the connections open - VmRSS before) / connections; server A's process gets a full GC before each reading, server B's daemon is read as it is."
+    "- Machine: 2 cores shared by the client, the relays, both servers and the target: absolute figures are low and noisy; the ratios from the same run are what the goals use."
+)
+$errorsText = if ($script:Errors.Count -gt 0) { "`n## Errors`n`n" + (($script:Errors | ForEach-Object { "- $_" }) -join "`n") + "`n" } else { '' }
+$markdown = @"
+# qmTunnel benchmark
+
+Date: $date
+Machine: $machine
+Versions: $versions
+Command: ``dotnet pwsh ./build.ps1 bench`` (bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ','))
+
+$table
+
+$($notes -join "`n")
+$errorsText
+## Commands run
+
+``````
+$($script:Commands -join "`n")
+``````
+"@
+
+Write-QmStep 'Results'
+Write-Host $table
+$null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
+Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM
+Write-Host ''
+Write-Host "Written to $OutFile"
+if ($script:Errors.Count -gt 0) {
+    Write-Host "$($script:Errors.Count) measurement(s) failed: see $OutFile" -ForegroundColor Red
+    exit 1
+}
+exit 0
+#endregion

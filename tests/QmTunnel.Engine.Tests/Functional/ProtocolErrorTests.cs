@@ -1,0 +1,190 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Protocol;
+
+namespace QmTunnel.Engine.Tests.Functional;
+
+/// <summary>A hostile or broken peer talks raw bytes to a real engine: the link closes with a GoAway, the error is counted, the server lives on.</summary>
+public sealed class ProtocolErrorTests : IAsyncLifetime
+{
+    private readonly EngineFixture _engines = new();
+    private QmTunnelEngine _server = null!;
+
+    public async Task InitializeAsync() => _server = await _engines.StartAsync();
+
+    public async Task DisposeAsync() => await _engines.DisposeAsync();
+
+    private async Task<Socket> ConnectAsync()
+    {
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await s.ConnectAsync(IPAddress.Loopback, _server.Port);
+        return s;
+    }
+
+    private static byte[] Frame(FrameType type, uint stream, byte[] payload, FrameFlags flags = FrameFlags.None)
+    {
+        var frame = new byte[FrameHeader.Size + payload.Length];
+        new FrameHeader(type, flags, stream, payload.Length).Write(frame);
+        payload.CopyTo(frame, FrameHeader.Size);
+        return frame;
+    }
+
+    private static byte[] Hello(ushort min = 1, ushort max = 1) =>
+        Frame(FrameType.Hello, 0, ControlCodec.ToArray(new HelloMessage(min, max, "raw", "raw-test", 65536, 65536)));
+
+    private async Task<Socket> HandshakeAsync()
+    {
+        var s = await ConnectAsync();
+        await s.SendAsync(FrameCodec.Preamble.ToArray().Concat(Hello()).ToArray(), SocketFlags.None);
+        var header = new byte[FrameHeader.Size];
+        await ReceiveExactlyAsync(s, header);
+        var parsed = FrameCodec.ParseHeader(header, 1 << 20);
+        Assert.Equal(FrameType.Hello, parsed.Type);
+        await ReceiveExactlyAsync(s, new byte[parsed.Length]);
+        return s;
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket s, byte[] buffer)
+    {
+        var got = 0;
+        while (got < buffer.Length)
+        {
+            var n = await s.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.NotEqual(0, n);
+            got += n;
+        }
+    }
+
+    /// <summary>Reads until the server closes; returns the GoAway it sent last.</summary>
+    private static async Task<GoAwayMessage> ExpectGoAwayAsync(Socket s)
+    {
+        var all = await s.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var seq = new System.Buffers.ReadOnlySequence<byte>(all);
+        GoAwayMessage? last = null;
+        while (FrameCodec.TryReadFrame(ref seq, 1 << 20, out var h, out var p))
+        {
+            if (h.Type == FrameType.GoAway)
+            {
+                last = (GoAwayMessage)ControlCodec.Read(h.Type, p);
+            }
+        }
+        return last ?? throw new Xunit.Sdk.XunitException("the server closed without a GoAway");
+    }
+
+    private async Task ServerStillWorksAsync()
+    {
+        await using var echo = new EchoServer();
+        var client = await _engines.StartAsync();
+        client.NewTunnel(new TunnelProfile { Name = "after", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(_server)], Target = echo.Uri });
+        var info = await client.StartTunnelAsync("after");
+        using var c = await SocketTestExtensions.ConnectAsync(info.BoundListen!);
+        await c.SendAllAsync(new byte[] { 1, 2, 3 });
+        c.Shutdown(SocketShutdown.Send);
+        Assert.Equal(new byte[] { 1, 2, 3 }, await c.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task Unknown_frame_type_closes_the_link_with_a_protocol_error()
+    {
+        using var s = await HandshakeAsync();
+        var bad = new byte[FrameHeader.Size];
+        bad[0] = 0x7F;
+        await s.SendAsync(bad, SocketFlags.None);
+        var goAway = await ExpectGoAwayAsync(s);
+        Assert.Equal(ProtocolErrorCode.UnknownFrameType, goAway.Code);
+        await TunnelTests.WaitUntil(() => _server.ProtocolErrors == 1);
+        await ServerStillWorksAsync();
+    }
+
+    [Fact]
+    public async Task Oversize_frame_is_refused_from_its_header_alone()
+    {
+        using var s = await HandshakeAsync();
+        var header = new byte[FrameHeader.Size];
+        new FrameHeader(FrameType.Data, FrameFlags.None, 1, 0).Write(header);
+        BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(8), int.MaxValue);
+        await s.SendAsync(header, SocketFlags.None); // no payload follows: the server must not wait for 2 GiB
+        var goAway = await ExpectGoAwayAsync(s);
+        Assert.Equal(ProtocolErrorCode.FrameTooLarge, goAway.Code);
+        Assert.Equal(1, _server.ProtocolErrors);
+    }
+
+    [Fact]
+    public async Task Truncated_frame_at_end_of_stream_is_a_protocol_error()
+    {
+        using var s = await HandshakeAsync();
+        var open = Frame(FrameType.Open, 1, ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "tcp://127.0.0.1:9", [], 1000, OpenOptions.None, "c")));
+        await s.SendAsync(open.AsMemory(0, open.Length - 3), SocketFlags.None);
+        s.Shutdown(SocketShutdown.Send);
+        await TunnelTests.WaitUntil(() => _server.ProtocolErrors == 1);
+    }
+
+    [Fact]
+    public async Task Data_beyond_the_window_is_a_flow_control_violation()
+    {
+        using var s = await HandshakeAsync();
+        var open = Frame(FrameType.Open, 1, ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "tcp://127.0.0.1:9", [], 5000, OpenOptions.None, "c")));
+        await s.SendAsync(open, SocketFlags.None);
+        // The server granted 1 MiB (its default window). Send 1 MiB + 64 KiB without waiting for credit.
+        var chunk = Frame(FrameType.Data, 1, new byte[64 * 1024]);
+        for (var i = 0; i < 17; i++)
+        {
+            try
+            {
+                await s.SendAsync(chunk, SocketFlags.None);
+            }
+            catch (SocketException)
+            {
+                break;
+            }
+        }
+        await TunnelTests.WaitUntil(() => _server.ProtocolErrors == 1);
+    }
+
+    [Fact]
+    public async Task Unknown_protocol_version_is_refused_with_UnsupportedVersion()
+    {
+        using var s = await ConnectAsync();
+        await s.SendAsync(FrameCodec.Preamble.ToArray().Concat(Hello(7, 9)).ToArray(), SocketFlags.None);
+        var goAway = await ExpectGoAwayAsync(s);
+        Assert.Equal(ProtocolErrorCode.UnsupportedVersion, goAway.Code);
+        Assert.Contains("7-9", goAway.Reason);
+        await TunnelTests.WaitUntil(() => _server.ProtocolErrors == 1);
+    }
+
+    [Fact]
+    public async Task Something_that_is_not_a_link_is_closed_and_counted()
+    {
+        using var s = await ConnectAsync();
+        await s.SendAsync("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray(), SocketFlags.None);
+        var rest = await s.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Empty(rest);
+        await TunnelTests.WaitUntil(() => _server.ProtocolErrors == 1);
+        await ServerStillWorksAsync();
+    }
+
+    [Fact]
+    public async Task Dialing_a_server_that_speaks_another_version_fails_with_HopHandshakeFailed()
+    {
+        // A fake "server" that answers every Hello with a Hello of version 5.
+        using var fake = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        fake.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        fake.Listen();
+        var port = ((IPEndPoint)fake.LocalEndPoint!).Port;
+        _ = Task.Run(async () =>
+        {
+            using var peer = await fake.AcceptAsync();
+            await peer.ReceiveAsync(new byte[4096], SocketFlags.None);
+            await peer.SendAsync(Hello(5, 5), SocketFlags.None);
+            await Task.Delay(2000);
+        });
+        await using var echo = new EchoServer();
+        _server.NewTunnel(new TunnelProfile { Name = "v5", Listen = "tcp://127.0.0.1:0", Via = [$"qmt+plain://127.0.0.1:{port}"], Target = echo.Uri });
+        var info = await _server.StartTunnelAsync("v5");
+        using var c = await SocketTestExtensions.ConnectAsync(info.BoundListen!);
+        await Assert.ThrowsAnyAsync<SocketException>(() => c.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10)));
+        await TunnelTests.WaitUntil(() => _server.GetTunnelStats("v5").LastError?.Contains("compatible version", StringComparison.Ordinal) == true);
+    }
+}
