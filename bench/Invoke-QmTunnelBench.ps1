@@ -14,6 +14,9 @@ Prints a markdown table (figure, ratio, goal) and writes it to bench/results/lat
 the exact commands. Loopback only. Needs socat and iperf3 (installed with apt-get when missing and root).
 Run it through `dotnet pwsh ./build.ps1 bench`, which builds first and raises the open-files limit.
 
+.PARAMETER Include
+Which groups of measurements to run (all by default).
+
 .PARAMETER SkipTunnel
 Measure only direct and socat (when the engine cannot run tunnels yet).
 #>
@@ -30,6 +33,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
+    [ValidateSet('throughput', 'latency', 'idle')]
+    [string[]]$Include = @('throughput', 'latency', 'idle'),
     [switch]$SkipTunnel
 )
 $ErrorActionPreference = 'Stop'
@@ -193,6 +198,9 @@ function Measure-Step([string]$Key, [string]$Title, [scriptblock]$Body) {
 function Format-Value($Value) {
     if ($null -eq $Value) { return 'n/a' }
     if ($Value -is [string]) { return $Value }
+    if ($Value -is [pscustomobject] -and $Value.PSObject.Properties['median_us']) {
+        return "median $($Value.median_us) us, p99 $($Value.p99_us) us"
+    }
     if ($Value -is [System.Collections.IDictionary] -or $Value -is [pscustomobject]) {
         return (($Value.PSObject.Properties | Where-Object MemberType -EQ NoteProperty | ForEach-Object { "$($_.Name)=$($_.Value)" }) -join ' ')
     }
@@ -263,26 +271,27 @@ try {
     $paths = [ordered]@{ direct = @{ Iperf = $script:IperfPort; Echo = $echoPort }; socat = @{ Iperf = $socatIperfPort; Echo = $socatEchoPort } }
     if ($tunnelReady) { $paths.tunnel = @{ Iperf = $tunnelIperfPort; Echo = $tunnelEchoPort } }
 
-    Write-QmStep "Throughput (iperf3 -t $Seconds)"
-    foreach ($parallel in 1, 8) {
+    if ('throughput' -in $Include) { Write-QmStep "Throughput (iperf3 -t $Seconds)" }
+    foreach ($parallel in @(1, 8) | Where-Object { 'throughput' -in $Include }) {
         foreach ($path in $paths.Keys) {
             Measure-Step "stream$parallel.$path" "$parallel stream(s), $path (Gbit/s)" { Invoke-Iperf -Label "$path-P$parallel" -Port $paths[$path].Iperf -Parallel $parallel }
         }
     }
 
-    Write-QmStep "Latency (64-byte ping-pong x $PingCount, connect + first byte x $ConnectCount)"
-    foreach ($path in $paths.Keys) {
+    $latencyPaths = if ('latency' -in $Include) { @($paths.Keys) } else { @() }
+    if ($latencyPaths) { Write-QmStep "Latency (64-byte ping-pong x $PingCount, connect + first byte x $ConnectCount)" }
+    foreach ($path in $latencyPaths) {
         Measure-Step "ping.$path" "ping-pong 64 B, $path (us)" {
             Invoke-BenchTool -Label "pingpong $path" -Arguments @('pingpong', '--port', $paths[$path].Echo, '--count', $PingCount, '--size', '64', '--warmup', '1000')
         }
     }
-    foreach ($path in $paths.Keys) {
+    foreach ($path in $latencyPaths) {
         Measure-Step "connect.$path" "connect + first byte, $path (us)" {
             Invoke-BenchTool -Label "connect-first-byte $path" -Arguments @('connect-first-byte', '--port', $paths[$path].Echo, '--count', $ConnectCount, '--warmup', '50')
         }
     }
 
-    if ($tunnelReady) {
+    if ($tunnelReady -and 'idle' -in $Include) {
         Write-QmStep 'Idle connections through the tunnel (resident memory per connection)'
         foreach ($count in $IdleCounts) {
             Measure-Step "idle.$count" "$count idle connections (KiB per connection)" {
@@ -315,6 +324,7 @@ try {
                         BKiBPer    = [math]::Round(($b1 - $b0) / $opened, 2)
                         ARssMiB    = [math]::Round($a1 / 1024, 1)
                         BRssMiB    = [math]::Round($b1 / 1024, 1)
+                        FirstError = if ($failed -gt 0) { ([regex]::Match((Get-Content -Raw -LiteralPath $idle.Log), 'first error: (.*)')).Groups[1].Value.Trim() } else { '' }
                     }
                 }
                 finally {

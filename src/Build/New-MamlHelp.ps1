@@ -519,6 +519,8 @@ function Write-Command([System.Xml.XmlWriter]$W, $Page) {
         $W.WriteElementString('dev', 'code', $script:DevNs, $e.Code)
         $W.WriteStartElement('dev', 'remarks', $script:DevNs)
         Write-Paragraphs $W $e.Remarks
+        # An empty paragraph keeps a blank line between one example's remarks and the next example's title.
+        $W.WriteElementString('maml', 'para', $script:MamlNs, '')
         $W.WriteEndElement()
         $W.WriteEndElement()
     }
@@ -543,6 +545,9 @@ function Write-Command([System.Xml.XmlWriter]$W, $Page) {
 $docs = Resolve-Path -LiteralPath $DocsPath
 $pages = foreach ($item in Get-ChildItem -LiteralPath $docs -Filter '*.md' -File | Sort-Object Name) {
     $display = [System.IO.Path]::GetRelativePath((Get-Location).ProviderPath, $item.FullName)
+    if ($display.StartsWith('..')) {
+        $display = $item.FullName
+    }
     Read-HelpPage $item $display
 }
 $pages = @($pages | Where-Object { $null -ne $_ })

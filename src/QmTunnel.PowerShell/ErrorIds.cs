@@ -22,6 +22,9 @@ internal static class ErrorIds
     /// <summary>The data folder could not be created.</summary>
     public const string DataPathInvalid = Engine.Management.ErrorIds.DataPathInvalid;
 
+    /// <summary>-Daemon on a data folder a server of this session already uses.</summary>
+    public const string DatabaseLocked = Engine.Management.ErrorIds.DatabaseLocked;
+
     /// <summary>A daemon that did not exit, even after being killed.</summary>
     public const string ServerStopFailed = nameof(ServerStopFailed);
 }

@@ -63,6 +63,20 @@ public sealed partial class Link
         }
     }
 
+    private long _lastPingAt;
+
+    /// <summary>Round trip of the last answered Ping (the handshake's until then).</summary>
+    public TimeSpan LastRoundTrip { get; private set; }
+
+    /// <summary>Sends a Ping in the background when the last measurement is older than <paramref name="maxAge"/>.</summary>
+    public void RefreshRoundTrip(TimeSpan maxAge)
+    {
+        if (!IsClosed && _pings.IsEmpty && Stopwatch.GetElapsedTime(Volatile.Read(ref _lastPingAt)) > maxAge)
+        {
+            _ = PingAsync(_closing.Token).ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+        }
+    }
+
     /// <summary>Measures the round trip of a Ping on this link.</summary>
     public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken)
     {
@@ -266,7 +280,10 @@ public sealed partial class Link
                 var stamp = BinaryPrimitives.ReadInt64BigEndian(stampBytes);
                 if (_pings.TryRemove(stamp, out var waiter))
                 {
-                    waiter.TrySetResult(Stopwatch.GetElapsedTime(stamp));
+                    var rtt = Stopwatch.GetElapsedTime(stamp);
+                    LastRoundTrip = rtt;
+                    _lastPingAt = Stopwatch.GetTimestamp();
+                    waiter.TrySetResult(rtt);
                 }
                 break;
             case FrameType.Ack:

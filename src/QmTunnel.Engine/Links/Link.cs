@@ -41,6 +41,7 @@ public sealed partial class Link : IAsyncDisposable
         _isDialer = isDialer;
         _nextStreamId = isDialer ? 1u : 2u;
         HandshakeRoundTrip = handshakeRtt;
+        LastRoundTrip = handshakeRtt;
         _logger = logger;
         RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? "?";
     }
@@ -71,7 +72,7 @@ public sealed partial class Link : IAsyncDisposable
     public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken)
     {
         var stream = new NetworkStream(socket, ownsSocket: false);
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
         var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
@@ -103,7 +104,7 @@ public sealed partial class Link : IAsyncDisposable
     public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken)
     {
         var stream = new NetworkStream(socket, ownsSocket: false);
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
         await ReadPreambleAsync(reader, timeout.Token).ConfigureAwait(false);
@@ -207,6 +208,7 @@ public sealed partial class Link : IAsyncDisposable
     {
         _writeLoop = Task.Run(WriteLoopAsync);
         _readLoop = Task.Run(ReadLoopAsync);
+        RefreshRoundTrip(TimeSpan.Zero);
     }
 
     /// <summary>Opens a stream to the peer. Data may be sent at once (the peer buffers it within the window).</summary>

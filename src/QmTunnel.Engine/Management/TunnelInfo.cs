@@ -58,7 +58,7 @@ public sealed class TunnelStats
     public long FailedConnections { get; init; }
     /// <summary>Clients refused because MaxConnections were already open.</summary>
     public long RejectedConnections { get; init; }
-    /// <summary>Round trip of the link to the first hop, measured at its handshake; null while no link is up.</summary>
+    /// <summary>Round trip of the link to the first hop (a Ping, refreshed at most once a second when stats are read); null while no link is up.</summary>
     public TimeSpan? LinkLatency { get; init; }
     public DateTimeOffset? StartedAt { get; init; }
     public string? LastError { get; init; }

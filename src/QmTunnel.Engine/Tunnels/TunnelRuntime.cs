@@ -325,6 +325,7 @@ internal sealed partial class TunnelRuntime
                 linkReceived += record.Counters.LinkBytesReceived;
             }
             var link = IsRunning ? _links.TryGet(_firstHop) : null;
+            link?.RefreshRoundTrip(TimeSpan.FromSeconds(1));
             return new TunnelStats
             {
                 Name = Profile.Name,
@@ -337,7 +338,7 @@ internal sealed partial class TunnelRuntime
                 ConnectionsCurrent = _open.Count,
                 FailedConnections = Interlocked.Read(ref _failed),
                 RejectedConnections = _rejected,
-                LinkLatency = link?.HandshakeRoundTrip,
+                LinkLatency = link?.LastRoundTrip,
                 StartedAt = IsRunning ? StartedAt : null,
                 LastError = LastError,
                 LastErrorAt = LastErrorAt,

@@ -139,6 +139,13 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
                 "Cannot find the dotnet host to run the daemon with. Install the .NET 10 runtime so 'dotnet' is on PATH, " +
                 "or start the server in this process (without -Daemon)."));
         }
+        if (ServerUsingDataPath(options.DataPath) is { } owner)
+        {
+            // Caught here rather than by the daemon's database lock so the running server's log is not shared.
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.DatabaseLocked, QmErrorKind.ResourceBusy, options.DataPath,
+                $"The data path '{options.DataPath}' is in use by the qmTunnel server {owner.Address} of this session. " +
+                "Give the new server another -DataPath, or stop that server first with Stop-QmTunnelServer."));
+        }
         try
         {
             Directory.CreateDirectory(options.DataPath);
@@ -235,6 +242,20 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         return info;
     }
 
+    /// <summary>The server of this session (in-process or daemon) whose data folder is <paramref name="dataPath"/>, or null.</summary>
+    private static ServerInfo? ServerUsingDataPath(string dataPath)
+    {
+        var comparison = OperatingSystem.IsLinux() ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase;
+        static string Normalize(string path) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        var wanted = Normalize(dataPath);
+        var servers = ServerRegistry.GetLiveDaemons().Select(d => d.Info).ToList();
+        if (ServerRegistry.Engine is { } engine)
+        {
+            servers.Insert(0, engine.GetServerInfo());
+        }
+        return servers.FirstOrDefault(s => string.Equals(Normalize(s.DataPath), wanted, comparison));
+    }
+
     /// <summary>
     /// Polls the daemon's log (only what it wrote after <paramref name="logStart"/>) for its "listening on" line;
     /// null with <paramref name="failure"/> set when the process exits or <see cref="StartTimeout"/> passes first.
@@ -314,8 +335,12 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
     {
         var text = ReadLogSince(logFile, offset) ?? string.Empty;
         var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return string.Join(Environment.NewLine, lines.TakeLast(count).Select(l => "  " + l));
+        return FormatTail(lines, count);
     }
+
+    /// <summary>The last <paramref name="count"/> lines, indented, each cut at 300 characters (stack traces are one long line).</summary>
+    private static string FormatTail(IEnumerable<string> lines, int count) =>
+        string.Join(Environment.NewLine, lines.TakeLast(count).Select(l => "  " + (l.Length > 300 ? l[..300] + "…" : l)));
 
     /// <summary>
     /// The last lines the daemon wrote to its (redirected, unread) stdout and stderr. Only once it has exited: the
@@ -343,7 +368,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
                 // Nothing to add.
             }
         }
-        return string.Join(Environment.NewLine, lines.TakeLast(count).Select(l => "  " + l));
+        return FormatTail(lines, count);
     }
 
     private static void StopQuietly(Process process)

@@ -180,6 +180,45 @@ public sealed class FlowControlTests : IAsyncLifetime
         await FunctionalWait(() => _dialer.StreamCount == 0 && _acceptor.StreamCount == 0);
     }
 
+    [Fact]
+    public async Task A_peer_that_sends_beyond_its_credit_is_closed_with_FlowControlViolation()
+    {
+        // A raw peer dials a Link whose stream handler never reads: the window it granted must hold.
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        using var raw = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await raw.ConnectAsync(listener.LocalEndPoint!);
+        using var server = await listener.AcceptAsync();
+        var accepting = Link.HandshakeAsAcceptorAsync(server, new LinkOptions { InitialWindow = Window }, NullLogger.Instance, default);
+        var hello = ControlCodec.ToArray(new HelloMessage(1, 1, "raw", "raw", 65536, 65536));
+        await raw.SendAsync(Concat(FrameCodec.Preamble.ToArray(), Frame(FrameType.Hello, 0, hello)), SocketFlags.None);
+        await using var link = await accepting;
+        link.StreamOpened = (_, _) => Task.CompletedTask;
+        ProtocolException? seen = null;
+        link.ProtocolError += ex => seen = ex;
+        link.Start();
+        var open = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "tcp://127.0.0.1:1", [], 1000, OpenOptions.None, "c"));
+        await raw.SendAsync(Frame(FrameType.Open, 1, open), SocketFlags.None);
+        await raw.SendAsync(Frame(FrameType.Data, 1, new byte[Window]), SocketFlags.None);  // exactly the window: fine
+        await Task.Delay(100);
+        Assert.False(link.IsClosed);
+        await raw.SendAsync(Frame(FrameType.Data, 1, new byte[1]), SocketFlags.None);       // one byte more: violation
+        await link.Completion.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(ProtocolErrorCode.FlowControlViolation, seen?.Code);
+        Assert.Contains("FlowControlViolation", link.CloseReason);
+    }
+
+    private static byte[] Frame(FrameType type, uint stream, byte[] payload)
+    {
+        var frame = new byte[FrameHeader.Size + payload.Length];
+        new FrameHeader(type, FrameFlags.None, stream, payload.Length).Write(frame);
+        payload.CopyTo(frame, FrameHeader.Size);
+        return frame;
+    }
+
+    private static byte[] Concat(byte[] a, byte[] b) => [.. a, .. b];
+
     private static async Task FunctionalWait(Func<bool> condition)
     {
         var deadline = Environment.TickCount64 + 5000;
