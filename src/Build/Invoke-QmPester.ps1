@@ -26,6 +26,16 @@ if ($XmlPath) {
 
 $run = Invoke-Pester -Configuration $config
 
+# A block whose BeforeAll failed already marks its tests failed; only a failed block with no failed test in it (an
+# AfterAll failure, say) adds a failure of its own, so nothing is counted twice.
+function Test-HasFailedTest($Block) {
+    if ($null -eq $Block) { return $false }
+    if (@($Block.Tests | Where-Object { $_.Result -eq 'Failed' }).Count -gt 0) { return $true }
+    foreach ($child in @($Block.Blocks | Where-Object { $null -ne $_ })) { if (Test-HasFailedTest $child) { return $true } }
+    $false
+}
+$extraBlocks = @($run.FailedBlocks | Where-Object { -not (Test-HasFailedTest $_) })
+
 $summary = [ordered]@{
     result               = [string]$run.Result
     total                = $run.TotalCount
@@ -33,10 +43,10 @@ $summary = [ordered]@{
     failed               = $run.FailedCount
     skipped              = $run.SkippedCount
     notRun               = $run.NotRunCount
-    failedBlocks         = $run.FailedBlocksCount
+    failedBlocks         = $extraBlocks.Count
     failedContainers     = $run.FailedContainersCount
     failedTests          = @($run.Failed | ForEach-Object { $_.ExpandedPath })
-    failedBlockNames     = @($run.FailedBlocks | ForEach-Object { "block: $($_.ExpandedPath)" })
+    failedBlockNames     = @($extraBlocks | ForEach-Object { "block: $($_.ExpandedPath)" })
     failedContainerNames = @($run.FailedContainers | ForEach-Object { "file: $($_.Item)" })
 }
 $summary | ConvertTo-Json -Depth 4 | Set-Content -LiteralPath $ResultPath -Encoding utf8NoBOM

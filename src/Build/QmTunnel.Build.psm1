@@ -33,7 +33,8 @@ function Invoke-QmNative {
         [string[]]$ArgumentList = @()
     )
     Write-Host "   $FilePath $($ArgumentList -join ' ')" -ForegroundColor DarkGray
-    & $FilePath @ArgumentList
+    # Out-Host: the tool's output is shown as it comes and never becomes the caller's return value.
+    & $FilePath @ArgumentList | Out-Host
     if ($LASTEXITCODE -ne 0) {
         throw "$What failed (exit code $LASTEXITCODE): $FilePath $($ArgumentList -join ' ')"
     }
@@ -125,7 +126,7 @@ function Publish-QmModule {
         $converter = 'src/Build/New-MamlHelp.ps1'
         if (Test-Path -LiteralPath $converter) {
             Write-Host "   $converter -DocsPath docs -OutputPath $helpXml" -ForegroundColor DarkGray
-            & ./src/Build/New-MamlHelp.ps1 -DocsPath docs -OutputPath $helpXml
+            & ./src/Build/New-MamlHelp.ps1 -DocsPath docs -OutputPath $helpXml | Out-Host
             if (-not (Test-Path -LiteralPath $helpXml)) { throw "$converter ran but did not write $helpXml." }
             Write-Host "   $helpXml"
         }
@@ -219,7 +220,7 @@ function Invoke-QmXunit {
             '--results-directory', $script:TestResultsDir,
             '--blame-hang-timeout', '15m', '--blame-hang-dump-type', 'none')
         Write-Host "   dotnet $($arguments -join ' ')" -ForegroundColor DarkGray
-        & dotnet @arguments
+        & dotnet @arguments | Out-Host
         $exitCode = $LASTEXITCODE
         if (-not (Test-Path -LiteralPath $trx)) {
             $result.Crashed = $true
@@ -372,11 +373,10 @@ function Start-QmDevServer {
         Write-Host ''
         Write-Host "qmTunnel server listening on $($server.Address)  (data: $($server.DataPath))" -ForegroundColor Green
         Write-Host ''
-        Write-Host 'Create your first tunnel (in another pwsh, after Import-Module ./out/qmTunnel/qmTunnel.psd1 and Start-QmTunnelServer there,'
-        Write-Host 'or on another host running a server too):'
-        Write-Host "  New-QmTunnel web -Listen tcp://127.0.0.1:8080 -Via qmt+plain://<other server>:$Port -Target tcp://127.0.0.1:80 |"
-        Write-Host '      Start-QmTunnel'
-        Write-Host '  Get-QmTunnelStats web'
+        Write-Host 'Create your first tunnel from another pwsh (its own server, on another port or host; this one is the hop):'
+        Write-Host "  Import-Module $manifest; Start-QmTunnelServer -Port $(if ($Port -eq 9201) { 9202 } else { 9201 })"
+        Write-Host "  New-QmTunnel web -Listen tcp://127.0.0.1:8080 -Via $($server.Address) -Target tcp://127.0.0.1:80 | Start-QmTunnel"
+        Write-Host '  Get-QmTunnelStats web        # clients of 127.0.0.1:8080 there reach port 80 of this host'
         Write-Host ''
         Write-Host 'Press Ctrl+C to stop the server.' -ForegroundColor Yellow
         try { [Console]::TreatControlCAsInput = $false } catch { Write-Verbose "No console to configure: $_" }
@@ -428,7 +428,7 @@ function Remove-QmBuildOutput {
         foreach ($top in 'src', 'tests', 'bench') {
             if (-not (Test-Path -LiteralPath $top)) { continue }
             Get-ChildItem -LiteralPath $top -Directory -Recurse -Force |
-                Where-Object { $_.Name -in 'bin', 'obj' -and (Test-Path -LiteralPath (Join-Path $_.Parent.FullName '*.csproj')) } |
+                Where-Object { $_.Name -in 'bin', 'obj' -and (Test-Path -Path (Join-Path $_.Parent.FullName '*.csproj')) } |
                 ForEach-Object { $targets.Add($_.FullName) }
         }
         foreach ($t in $targets) {

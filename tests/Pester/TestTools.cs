@@ -298,6 +298,11 @@ namespace QmTunnel.PesterTools
             {
                 socket.ConnectAsync(NetTools.ParseEndpoint(address), timeout.Token).AsTask().GetAwaiter().GetResult();
             }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+            {
+                // Accepted, then reset before the connect completed here (loopback is that fast).
+                return "Reset";
+            }
             catch (Exception ex) when (ex is SocketException || ex is OperationCanceledException)
             {
                 return "ConnectFailed: " + (ex is SocketException se ? se.SocketErrorCode.ToString() : "timeout");

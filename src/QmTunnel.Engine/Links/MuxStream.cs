@@ -55,7 +55,7 @@ public sealed class MuxStream
         _receiveCredit = receiveWindow;
         _sendCredit = sendCredit;
         Counters = counters;
-        _receive = new Pipe(new PipeOptions(readerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, resumeWriterThreshold: 0, minimumSegmentSize: 16 * 1024, useSynchronizationContext: false));
+        _receive = new Pipe(new PipeOptions(readerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, resumeWriterThreshold: 0, minimumSegmentSize: 64 * 1024, useSynchronizationContext: false));
     }
 
     public uint Id { get; }

@@ -10,7 +10,6 @@ public static class ErrorIds
     public const string TunnelNameInUse = nameof(TunnelNameInUse);
     public const string TunnelNameInvalid = nameof(TunnelNameInvalid);
     public const string TunnelSettingInvalid = nameof(TunnelSettingInvalid);
-    public const string TunnelRunning = nameof(TunnelRunning);
     public const string PortInUse = nameof(PortInUse);
     public const string BindFailed = nameof(BindFailed);
     public const string EndpointUriInvalid = nameof(EndpointUriInvalid);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Net.Sockets;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
@@ -54,6 +55,15 @@ public static class Relay
         socket.Dispose();
     }
 
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> memory, CancellationToken token)
+    {
+        while (!memory.IsEmpty)
+        {
+            var sent = await socket.SendAsync(memory, SocketFlags.None, token).ConfigureAwait(false);
+            memory = memory[sent..];
+        }
+    }
+
     private static async Task<string?> SocketToStreamAsync(Socket socket, MuxStream stream, int chunkSize, CancellationTokenSource abort)
     {
         var token = abort.Token;
@@ -107,6 +117,7 @@ public static class Relay
     {
         var input = stream.Input;
         var token = abort.Token;
+        List<ArraySegment<byte>>? gather = null;
         try
         {
             while (true)
@@ -116,13 +127,30 @@ public static class Relay
                 var length = (int)buffer.Length;
                 try
                 {
-                    foreach (var segment in buffer)
+                    if (buffer.IsSingleSegment)
                     {
-                        var memory = segment;
-                        while (!memory.IsEmpty)
+                        await SendAllAsync(socket, buffer.First, token).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // several pipe segments: one gathered send instead of one send per segment
+                        gather ??= new List<ArraySegment<byte>>(8);
+                        gather.Clear();
+                        foreach (var segment in buffer)
                         {
-                            var sent = await socket.SendAsync(memory, SocketFlags.None, token).ConfigureAwait(false);
-                            memory = memory[sent..];
+                            if (!MemoryMarshal.TryGetArray(segment, out var array))
+                            {
+                                throw new InvalidOperationException("pipe memory is not array-backed");
+                            }
+                            gather.Add(array);
+                        }
+                        var sent = await socket.SendAsync(gather, SocketFlags.None).ConfigureAwait(false);
+                        if (sent < length)
+                        {
+                            foreach (var segment in buffer.Slice(sent))
+                            {
+                                await SendAllAsync(socket, segment, token).ConfigureAwait(false);
+                            }
                         }
                     }
                 }
