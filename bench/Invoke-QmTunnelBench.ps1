@@ -79,7 +79,10 @@ function Wait-Until([scriptblock]$Condition, [int]$TimeoutSeconds, [string]$What
 }
 
 function Format-Command([string[]]$Command) {
-    ($Command | ForEach-Object { if ($_ -match '[\s;$"'']') { "'$_'" } else { $_ } }) -join ' '
+    ($Command | ForEach-Object {
+            $text = if ($_.StartsWith($repo + '/')) { '.' + $_.Substring($repo.Length) } else { $_ }
+            if ($text -match '[\s;$"'']') { "'$text'" } else { $text }
+        }) -join ' '
 }
 
 # Starts a long-running process with its output in a log file and its standard input kept open (closed to stop it).
@@ -211,6 +214,7 @@ function Format-Value($Value) {
 $script:WorkDir = Join-Path ([System.IO.Path]::GetTempPath()) ("qmtunnel-bench-" + [System.IO.Path]::GetRandomFileName().Replace('.', ''))
 $null = New-Item -ItemType Directory -Path $script:WorkDir -Force
 $tunnelReady = $false
+$fileLimit = $null
 $serverB = $null
 $serverAStarted = $false
 $idle = $null
@@ -307,10 +311,17 @@ try {
                     if (-not $ready.Success) { throw "the idle client stopped: $(Get-Content -Raw -LiteralPath $idle.Log)" }
                     $opened = [int]$ready.Groups[1].Value
                     $failed = [int]$ready.Groups[2].Value
+                    if ($failed -gt 0) {
+                        $firstError = ([regex]::Match((Get-Content -Raw -LiteralPath $idle.Log), 'first error: (.*)')).Groups[1].Value.Trim()
+                        $script:Errors.Add("$count idle connections: $failed of $count failed to open or echo through the tunnel (first error: $firstError); the figures are per connection that opened")
+                    }
                     if ($opened -eq 0) { throw "no connection opened: $(Get-Content -Raw -LiteralPath $idle.Log)" }
                     $current = { try { (Get-QmTunnelStats bench-echo).ConnectionsCurrent } catch { -1 } }
                     try { Wait-Until { (& $current) -ge $opened } 30 "the tunnel to count $opened connections" } catch { Write-Verbose $_ }
                     $inTunnel = & $current
+                    if ($inTunnel -lt $opened) {
+                        $script:Errors.Add("$count idle connections: the tunnel counted only $inTunnel of the $opened open connections when memory was read (last error: $((Get-QmTunnelStats bench-echo).LastError))")
+                    }
                     Start-Sleep -Seconds 2
                     [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [GC]::Collect()
                     Start-Sleep -Seconds 1
@@ -324,7 +335,6 @@ try {
                         BKiBPer    = [math]::Round(($b1 - $b0) / $opened, 2)
                         ARssMiB    = [math]::Round($a1 / 1024, 1)
                         BRssMiB    = [math]::Round($b1 / 1024, 1)
-                        FirstError = if ($failed -gt 0) { ([regex]::Match((Get-Content -Raw -LiteralPath $idle.Log), 'first error: (.*)')).Groups[1].Value.Trim() } else { '' }
                     }
                 }
                 finally {
@@ -377,6 +387,7 @@ $rows = [System.Collections.Generic.List[string]]::new()
 $rows.Add('| Measurement | direct | socat | qmTunnel | qmTunnel / socat | goal | met |')
 $rows.Add('|---|---:|---:|---:|---:|---|---|')
 function Add-Row([string]$Name, $Direct, $Socat, $Tunnel, [string]$Goal, [scriptblock]$Met, [string]$Format = '0.##') {
+    if ($null -eq $Direct -and $null -eq $Socat -and $null -eq $Tunnel) { return }
     $ratio = Get-Ratio $Tunnel $Socat
     $ratioText = if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }
     $metText = if ($Met -and $null -ne $ratio) { if (& $Met $ratio $Tunnel) { 'yes' } else { '**no**' } } elseif ($Met) { 'n/a' } else { '' }
@@ -388,12 +399,13 @@ Add-Row 'Ping-pong 64 B, median (µs)' (Get-Figure 'ping.direct' 'median_us') (G
 Add-Row 'Ping-pong 64 B, p99 (µs)' (Get-Figure 'ping.direct' 'p99_us') (Get-Figure 'ping.socat' 'p99_us') (Get-Figure 'ping.tunnel' 'p99_us') 'reported (lower is better)' $null '0.0'
 Add-Row 'Connect + first byte, median (µs)' (Get-Figure 'connect.direct' 'median_us') (Get-Figure 'connect.socat' 'median_us') (Get-Figure 'connect.tunnel' 'median_us') 'reported (lower is better)' $null '0.0'
 Add-Row 'Connect + first byte, p99 (µs)' (Get-Figure 'connect.direct' 'p99_us') (Get-Figure 'connect.socat' 'p99_us') (Get-Figure 'connect.tunnel' 'p99_us') 'reported (lower is better)' $null '0.0'
-foreach ($count in $IdleCounts) {
+foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") }) {
     $idleResult = if ($results.ContainsKey("idle.$count")) { $results["idle.$count"] } else { $null }
     foreach ($side in @(@{ Name = 'A (in-process, pwsh)'; Property = 'AKiBPer' }, @{ Name = 'B (daemon)'; Property = 'BKiBPer' })) {
         $value = if ($idleResult -is [string]) { $idleResult } elseif ($idleResult) { [double]$idleResult.($side.Property) } else { $null }
-        $met = if ($value -is [double]) { if ($value -lt 16) { 'yes' } else { '**no**' } } else { 'n/a' }
-        $opened = if ($idleResult -and $idleResult -isnot [string]) { " ($($idleResult.Opened) open, $($idleResult.InTunnel) in the tunnel)" } else { '' }
+        $complete = $idleResult -and $idleResult -isnot [string] -and $idleResult.Failed -eq 0 -and $idleResult.InTunnel -ge $idleResult.Opened
+        $met = if ($value -isnot [double]) { 'n/a' } elseif (-not $complete) { 'n/a: connections lost' } elseif ($value -lt 16) { 'yes' } else { '**no**' }
+        $opened = if ($idleResult -and $idleResult -isnot [string]) { " ($($idleResult.Opened) of $count open, $($idleResult.InTunnel) counted by the tunnel)" } else { '' }
         $rows.Add("| $('{0:N0}' -f $count) idle connections, RSS per connection, server $($side.Name) (KiB)$opened | | | $(Format-Cell $value '0.0') | | < 16 KiB | $met |")
     }
 }
@@ -416,7 +428,7 @@ $markdown = @"
 Date: $date
 Machine: $machine
 Versions: $versions
-Command: ``dotnet pwsh ./build.ps1 bench`` (bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ','))
+Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
 
 $table
 

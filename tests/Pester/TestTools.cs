@@ -5,6 +5,8 @@
 //   EchoClient      sends N random bytes while receiving the echo, hashing both sides as they stream (SHA-256),
 //                   half-closes, and waits for the echo's end; RunMany runs K of them at once; Probe tells how a
 //                   connection ends (echo, clean end, reset, timeout)
+//   EchoBatch       K such clients opened one after another, held open together (each has had its first echo
+//                   back), then all released to transfer at once
 //   NetTools        a free TCP port
 #nullable enable
 using System;
@@ -220,7 +222,15 @@ namespace QmTunnel.PesterTools
             return Task.WhenAll(tasks).GetAwaiter().GetResult();
         }
 
-        public static async Task<TransferResult> RunAsync(string address, long bytes, int timeoutSeconds, int index)
+        public static Task<TransferResult> RunAsync(string address, long bytes, int timeoutSeconds, int index) =>
+            RunAsync(address, bytes, timeoutSeconds, index, null, null);
+
+        /// <summary>
+        /// As <see cref="RunAsync(string, long, int, int)"/>; with a <paramref name="gate"/>, sends its first chunk only,
+        /// then waits for the gate before the rest; <paramref name="firstEcho"/> completes when the first echoed bytes
+        /// arrive (the connection is then open end to end).
+        /// </summary>
+        internal static async Task<TransferResult> RunAsync(string address, long bytes, int timeoutSeconds, int index, Task? gate, TaskCompletionSource<bool>? firstEcho)
         {
             var result = new TransferResult { Index = index };
             var clock = Stopwatch.StartNew();
@@ -231,8 +241,8 @@ namespace QmTunnel.PesterTools
                 socket.NoDelay = true;
                 var endpoint = NetTools.ParseEndpoint(address);
                 await socket.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
-                var receiving = ReceiveAsync(socket, result, timeout.Token);
-                var sending = SendAsync(socket, bytes, result, timeout.Token);
+                var receiving = ReceiveAsync(socket, result, firstEcho, timeout.Token);
+                var sending = SendAsync(socket, bytes, result, gate, timeout.Token);
                 // A failed side must not leave the other one waiting until the timeout.
                 var first = await Task.WhenAny(receiving, sending).ConfigureAwait(false);
                 if (first.IsFaulted)
@@ -248,10 +258,11 @@ namespace QmTunnel.PesterTools
                     : ex is SocketException se ? se.SocketErrorCode + ": " + se.Message : ex.GetType().Name + ": " + ex.Message;
             }
             result.Elapsed = clock.Elapsed;
+            firstEcho?.TrySetResult(false);
             return result;
         }
 
-        private static async Task SendAsync(Socket socket, long bytes, TransferResult result, CancellationToken token)
+        private static async Task SendAsync(Socket socket, long bytes, TransferResult result, Task? gate, CancellationToken token)
         {
             await Task.Yield();
             var random = new Random();
@@ -266,12 +277,22 @@ namespace QmTunnel.PesterTools
                 await EchoServer.SendAllAsync(socket, buffer.AsMemory(0, n), token).ConfigureAwait(false);
                 left -= n;
                 result.BytesSent += n;
+                if (gate != null)
+                {
+                    await gate.WaitAsync(token).ConfigureAwait(false);
+                    gate = null;
+                }
+            }
+            if (gate != null)
+            {
+                // All of it fitted in the first chunk: still hold the connection open until the gate opens.
+                await gate.WaitAsync(token).ConfigureAwait(false);
             }
             result.SentSha256 = Convert.ToHexString(hash.GetHashAndReset());
             socket.Shutdown(SocketShutdown.Send);
         }
 
-        private static async Task ReceiveAsync(Socket socket, TransferResult result, CancellationToken token)
+        private static async Task ReceiveAsync(Socket socket, TransferResult result, TaskCompletionSource<bool>? firstEcho, CancellationToken token)
         {
             await Task.Yield();
             var buffer = new byte[ChunkSize];
@@ -281,6 +302,7 @@ namespace QmTunnel.PesterTools
             {
                 hash.AppendData(buffer, 0, n);
                 result.BytesReceived += n;
+                firstEcho?.TrySetResult(true);
             }
             result.ReceivedEnd = true;
             result.ReceivedSha256 = Convert.ToHexString(hash.GetHashAndReset());
@@ -336,6 +358,55 @@ namespace QmTunnel.PesterTools
             {
                 return "Timeout";
             }
+        }
+    }
+
+    /// <summary>
+    /// Echo clients opened one after another, each waiting for its first echo before the next connects, then held
+    /// open together until <see cref="Finish"/> lets them all send the rest at once. Between the two, exactly
+    /// <see cref="Count"/> connections are open end to end.
+    /// </summary>
+    public sealed class EchoBatch
+    {
+        private readonly TaskCompletionSource<bool> _go = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly Task<TransferResult>[] _clients;
+
+        private EchoBatch(int count)
+        {
+            _clients = new Task<TransferResult>[count];
+        }
+
+        public int Count => _clients.Length;
+
+        /// <summary>Clients whose connection ended before <see cref="Finish"/> (an error: the echo never ends on its own).</summary>
+        public int Ended => _clients.Count(c => c != null && c.IsCompleted);
+
+        public static EchoBatch Open(string address, int count, long bytesEach, int extraBytes, int timeoutSeconds)
+        {
+            var batch = new EchoBatch(count);
+            var sizes = new Random();
+            var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
+            for (var i = 0; i < count; i++)
+            {
+                var size = Math.Max(1, bytesEach + (extraBytes > 0 ? sizes.Next(extraBytes + 1) : 0));
+                var index = i;
+                var firstEcho = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+                batch._clients[i] = Task.Run(() => EchoClient.RunAsync(address, size, timeoutSeconds, index, batch._go.Task, firstEcho));
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || !firstEcho.Task.Wait(left))
+                {
+                    batch._go.TrySetResult(true);
+                    throw new TimeoutException("Echo client #" + index + " had no echo within " + timeoutSeconds + " s of the batch start.");
+                }
+            }
+            return batch;
+        }
+
+        /// <summary>Lets every client send the rest, half-close and read to the end; results in client order.</summary>
+        public TransferResult[] Finish()
+        {
+            _go.TrySetResult(true);
+            return Task.WhenAll(_clients).GetAwaiter().GetResult();
         }
     }
 

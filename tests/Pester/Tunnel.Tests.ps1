@@ -178,10 +178,25 @@ Describe 'qmTunnel end to end: in-process server A, daemon server B, echo server
         BeforeAll {
             $count = 200
             $tunnel = New-QmTunnel bidi-many -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri -MaxConnections 250 | Start-QmTunnel -PassThru
-            # 256 KiB + up to 64 KiB each: every client its own random data and its own size.
-            $results = [QmTunnel.PesterTools.EchoClient]::RunMany($tunnel.BoundListen, $count, 256KB, 64KB, 120)
+            # 256 KiB + up to 64 KiB each: every client its own random data and its own size. The clients connect one
+            # after another (each waits for its first echo), are then all open together, and then all transfer at once.
+            $batch = [QmTunnel.PesterTools.EchoBatch]::Open($tunnel.BoundListen, $count, 256KB, 64KB, 120)
+            try {
+                $whileOpen = Get-QmTunnelStats bidi-many
+                $openConnections = @(Get-QmTunnelConnection bidi-many -State Open)
+                $endedEarly = $batch.Ended
+            }
+            finally {
+                $results = $batch.Finish()
+            }
             Wait-Until { (Get-QmTunnelStats bidi-many).ConnectionsCurrent -eq 0 } 'the connections of bidi-many are closed'
             $stats = Get-QmTunnelStats bidi-many
+        }
+
+        It 'holds all 200 open at the same time' {
+            $endedEarly | Should -Be 0
+            $whileOpen.ConnectionsCurrent | Should -Be $count
+            $openConnections.Count | Should -Be $count
         }
 
         It 'delivers every connection intact' {
@@ -207,6 +222,22 @@ Describe 'qmTunnel end to end: in-process server A, daemon server B, echo server
             $connections = @(Get-QmTunnelConnection bidi-many)
             $connections.Count | Should -Be $count
             @($connections | Where-Object { "$($_.State)" -ne 'Closed' -or $_.Error }).Count | Should -Be 0
+        }
+
+        It '200 clients connecting at the same moment are all intact' {
+            # Regression test: Open frames must reach the wire in stream-id order even when clients arrive together.
+            $burst = New-QmTunnel burst -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri -MaxConnections 250 | Start-QmTunnel -PassThru
+            try {
+                $simultaneous = [QmTunnel.PesterTools.EchoClient]::RunMany($burst.BoundListen, $count, 128KB, 64KB, 120)
+                @($simultaneous | Where-Object { -not $_.Intact }).Count | Should -Be 0 -Because (Format-Failure $simultaneous)
+                Wait-Until { (Get-QmTunnelStats burst).ConnectionsCurrent -eq 0 } 'the connections of burst are closed'
+                $burstStats = Get-QmTunnelStats burst
+                $burstStats.ConnectionsTotal | Should -Be $count
+                $burstStats.FailedConnections | Should -Be 0
+            }
+            finally {
+                Remove-QmTunnel burst
+            }
         }
     }
 

@@ -218,21 +218,22 @@ public sealed partial class Link : IAsyncDisposable
         {
             throw new StreamResetException(ProtocolErrorCode.LinkLost, $"the link to {RemoteEndPoint} is closed{(CloseReason is null ? "" : ": " + CloseReason)}");
         }
-        uint id;
+        // The peer requires rising ids: allocate and queue the Open under one lock so they reach the wire in order.
+        var window = Math.Max(receiveWindow, Options.InitialWindow);
+        MuxStream stream;
         lock (_streams)
         {
-            id = _nextStreamId;
+            var id = _nextStreamId;
             _nextStreamId += 2;
+            // The peer may send us Options.InitialWindow at first (announced in our Hello); a larger buffer for this
+            // stream is granted with a WindowUpdate right behind the Open. We may send Peer.InitialWindow at first.
+            stream = new MuxStream(this, id, window, Peer.InitialWindow, counters);
+            _streams[id] = stream;
+            EnqueueControl(id, open);
         }
-        // The peer may send us Options.InitialWindow at first (announced in our Hello); a larger buffer for this
-        // stream is granted with a WindowUpdate right behind the Open. We may send Peer.InitialWindow at first.
-        var window = Math.Max(receiveWindow, Options.InitialWindow);
-        var stream = new MuxStream(this, id, window, Peer.InitialWindow, counters);
-        _streams[id] = stream;
-        EnqueueControl(id, open);
         if (window > Options.InitialWindow)
         {
-            EnqueueWindowUpdate(id, window - Options.InitialWindow);
+            EnqueueWindowUpdate(stream.Id, window - Options.InitialWindow);
         }
         return stream;
     }

@@ -17,6 +17,9 @@ public sealed partial class QmTunnelEngine
         return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time);
     }
 
+    // The database keeps milliseconds: so does the profile in memory, so times do not change across a restart.
+    private static DateTimeOffset TruncateToMilliseconds(DateTimeOffset t) => DateTimeOffset.FromUnixTimeMilliseconds(t.ToUnixTimeMilliseconds());
+
     private TunnelRuntime Find(string name)
     {
         EnsureRunning();
@@ -48,7 +51,7 @@ public sealed partial class QmTunnelEngine
                 throw new QmTunnelException(ErrorIds.TunnelNameInUse, QmErrorKind.ResourceExists, profile.Name,
                     $"A tunnel named '{profile.Name}' already exists. Choose another name, or change it with Set-QmTunnel -Name {profile.Name}.");
             }
-            var now = _time.GetUtcNow();
+            var now = TruncateToMilliseconds(_time.GetUtcNow());
             profile = profile with { CreatedAt = now, ModifiedAt = now, AutoStart = false };
             var runtime = CreateRuntime(profile);
             if (profile.Persistent)
@@ -131,7 +134,7 @@ public sealed partial class QmTunnelEngine
         {
             return;
         }
-        var profile = runtime.Profile with { AutoStart = autoStart, ModifiedAt = _time.GetUtcNow() };
+        var profile = runtime.Profile with { AutoStart = autoStart, ModifiedAt = TruncateToMilliseconds(_time.GetUtcNow()) };
         var replacement = CreateRuntimeLike(runtime, profile);
         if (profile.Persistent)
         {
@@ -158,7 +161,7 @@ public sealed partial class QmTunnelEngine
         try
         {
             var current = Find(name);
-            var changed = change(current.Profile) with { Name = current.Profile.Name, CreatedAt = current.Profile.CreatedAt, ModifiedAt = _time.GetUtcNow() };
+            var changed = change(current.Profile) with { Name = current.Profile.Name, CreatedAt = current.Profile.CreatedAt, ModifiedAt = TruncateToMilliseconds(_time.GetUtcNow()) };
             var replacement = CreateRuntime(changed);
             replacement.CopyHistoryFrom(current);
             var wasRunning = current.IsRunning;

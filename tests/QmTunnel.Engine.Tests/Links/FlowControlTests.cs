@@ -165,6 +165,31 @@ public sealed class FlowControlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Streams_opened_from_many_threads_at_once_reach_the_peer_in_order()
+    {
+        for (var round = 0; round < 20; round++)
+        {
+            Parallel.For(0, 64, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+                _dialer.OpenStream(new OpenMessage(StreamProtocol.Tcp, $"p{round}-{i}", "tcp://127.0.0.1:1", [], 1000, OpenOptions.None, "test"), new TrafficCounters(), Window));
+        }
+        var deadline = Environment.TickCount64 + 10_000;
+        while (true)
+        {
+            lock (_accepted)
+            {
+                if (_accepted.Count == 20 * 64)
+                {
+                    break;
+                }
+            }
+            Assert.False(_acceptor.IsClosed, _acceptor.CloseReason);
+            Assert.True(Environment.TickCount64 < deadline, "not every stream arrived");
+            await Task.Delay(10);
+        }
+        Assert.False(_acceptor.IsClosed);
+    }
+
+    [Fact]
     public async Task Ping_measures_a_round_trip()
     {
         var rtt = await _dialer.PingAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5));
