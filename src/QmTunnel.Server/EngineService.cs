@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Management;
@@ -14,7 +15,8 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
     {
         try
         {
-            await engine.StartAsync(cancellationToken);
+            // Inline socket completions (Diagnostics.SocketTuning); the daemon keeps the variable, it starts no children.
+            await SocketTuning.RunWithInlineCompletionsAsync(() => engine.StartAsync(cancellationToken), scoped: false);
         }
         catch (QmTunnelException ex)
         {

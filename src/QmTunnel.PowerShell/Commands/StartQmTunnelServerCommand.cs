@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using System.Diagnostics;
 using System.Globalization;
 using System.Management.Automation;
@@ -88,7 +89,8 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         try
         {
             WriteVerbose($"Starting the qmTunnel server on {options.ListenAddress}:{options.Port} with data in {options.DataPath}.");
-            Wait(engine.StartAsync(CancellationToken));
+            // Inline socket completions for the engine's sockets, without leaking the variable to child processes.
+            Wait(SocketTuning.RunWithInlineCompletionsAsync(() => engine.StartAsync(CancellationToken), scoped: true));
             started = true;
             ServerRegistry.CompleteStart(engine);
             var info = engine.GetServerInfo();
