@@ -1,4 +1,3 @@
-using QmTunnel.Engine.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Management;
@@ -15,8 +14,7 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
     {
         try
         {
-            // Inline socket completions (Diagnostics.SocketTuning); the daemon keeps the variable, it starts no children.
-            await SocketTuning.RunWithInlineCompletionsAsync(() => engine.StartAsync(cancellationToken), scoped: false);
+            await engine.StartAsync(cancellationToken);
         }
         catch (QmTunnelException ex)
         {

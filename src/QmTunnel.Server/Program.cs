@@ -5,6 +5,9 @@ using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Management;
 using QmTunnel.Server;
 
+// First, before any socket exists: socket completions inline on the epoll threads (see SocketTuning).
+QmTunnel.Engine.Diagnostics.SocketTuning.EnableInlineCompletions();
+
 // qmtunnel-server: the qmTunnel engine as a daemon (.NET Generic Host; systemd-aware).
 //   qmtunnel-server [--port 9200] [--listen 127.0.0.1] [--data-path DIR]
 // Configuration also comes from QMTUNNEL_ environment variables (QMTUNNEL_Port, ...).

@@ -1,41 +1,27 @@
 namespace QmTunnel.Engine.Diagnostics;
 
 /// <summary>
-/// Process-wide socket tuning for hosts of the engine. On Linux/macOS, .NET hands every socket completion from its
-/// epoll thread to the thread pool; with <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1</c> it runs it inline, which
-/// the relay (that never blocks in a continuation) turns into about half the latency per hop and more throughput on
-/// small machines. The runtime reads that variable once, when the process's first asynchronous socket operation
-/// starts. This type does not change anything else, and nothing at all when the variable is already set, when
-/// <c>QMTUNNEL_INLINE_COMPLETIONS=0</c>, or when sockets were used before (then the setting has no effect).
+/// Process-wide socket tuning for a process that hosts the engine and nothing else (the daemon). On Linux/macOS, .NET
+/// hands every socket completion from its epoll thread to the thread pool; with
+/// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1</c> it runs it inline, which the relay (that never blocks in a
+/// continuation) turns into about half the latency per hop and more throughput on small machines. The runtime reads
+/// the variable once, before the process's first socket operation, so this must run first thing in Main. It cannot
+/// help inside pwsh, which uses sockets (its IPC pipe) before any module loads. It changes nothing when the variable is
+/// already set or when <c>QMTUNNEL_INLINE_COMPLETIONS=0</c>.
 /// </summary>
 public static class SocketTuning
 {
     public const string RuntimeVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
     public const string OptOutVariable = "QMTUNNEL_INLINE_COMPLETIONS";
 
-    /// <summary>
-    /// Runs <paramref name="start"/> (which must begin the engine's first asynchronous socket operation before it
-    /// returns, as <see cref="Management.QmTunnelEngine.StartAsync"/> does) with inline completions requested; when
-    /// <paramref name="scoped"/>, the variable is removed again afterwards so child processes do not inherit it.
-    /// </summary>
-    public static async Task RunWithInlineCompletionsAsync(Func<Task> start, bool scoped)
+    /// <summary>Requests inline completions; returns true when the variable was set by this call.</summary>
+    public static bool EnableInlineCompletions()
     {
-        ArgumentNullException.ThrowIfNull(start);
-        var set = Environment.GetEnvironmentVariable(OptOutVariable) != "0" && Environment.GetEnvironmentVariable(RuntimeVariable) is null;
-        if (set)
+        if (Environment.GetEnvironmentVariable(OptOutVariable) == "0" || Environment.GetEnvironmentVariable(RuntimeVariable) is not null)
         {
-            Environment.SetEnvironmentVariable(RuntimeVariable, "1");
+            return false;
         }
-        try
-        {
-            await start().ConfigureAwait(false);
-        }
-        finally
-        {
-            if (set && scoped)
-            {
-                Environment.SetEnvironmentVariable(RuntimeVariable, null);
-            }
-        }
+        Environment.SetEnvironmentVariable(RuntimeVariable, "1");
+        return true;
     }
 }

@@ -89,8 +89,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _pool = new LinkPool(_linkOptions, _logger);
             _startedAt = _time.GetUtcNow();
             _running = true;
-            // Not Task.Run: the first AcceptAsync starts before StartAsync returns (see Diagnostics.SocketTuning).
-            _acceptLoop = AcceptLoopAsync(_listener, _shutdown.Token);
+            _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _shutdown.Token));
             EngineLog.Started(_logger, Options.ListenAddress, Port, _store.FilePath);
 
             foreach (var profile in _store.LoadTunnels())

@@ -1,4 +1,3 @@
-using QmTunnel.Engine.Diagnostics;
 using System.Diagnostics;
 using System.Globalization;
 using System.Management.Automation;
@@ -89,8 +88,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         try
         {
             WriteVerbose($"Starting the qmTunnel server on {options.ListenAddress}:{options.Port} with data in {options.DataPath}.");
-            // Inline socket completions for the engine's sockets, without leaking the variable to child processes.
-            Wait(SocketTuning.RunWithInlineCompletionsAsync(() => engine.StartAsync(CancellationToken), scoped: true));
+            Wait(engine.StartAsync(CancellationToken));
             started = true;
             ServerRegistry.CompleteStart(engine);
             var info = engine.GetServerInfo();
