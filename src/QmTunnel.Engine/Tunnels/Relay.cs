@@ -94,22 +94,9 @@ public static class Relay
                 stream.SendData(buffer, n);
             }
         }
-        catch (StreamResetException)
+        catch (Exception ex) when (ex is StreamResetException or OperationCanceledException or SocketException or ObjectDisposedException)
         {
-            abort.Cancel();
-            return null; // the reset reason is on the stream
-        }
-        catch (OperationCanceledException)
-        {
-            stream.Reset(ProtocolErrorCode.TunnelStopped, "the tunnel was stopped");
-            return "the tunnel was stopped";
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            var reason = ex is SocketException se ? $"application connection failed: {se.SocketErrorCode}" : "application connection closed";
-            stream.Reset(ProtocolErrorCode.ConnectionReset, reason);
-            abort.Cancel();
-            return reason;
+            return Stop(ex, stream, abort, socketToAbort: null); // a reset's reason is on the stream
         }
     }
 
@@ -170,23 +157,37 @@ public static class Relay
                 }
             }
         }
-        catch (StreamResetException)
+        catch (Exception ex) when (ex is StreamResetException or OperationCanceledException or SocketException or ObjectDisposedException)
         {
-            abort.Cancel();
-            Abort(socket);
-            return null;
+            return Stop(ex, stream, abort, socketToAbort: socket);
         }
-        catch (OperationCanceledException)
+    }
+
+    /// <summary>
+    /// Ends one direction after a failure. A reset stream stops the other direction too (and, from the stream side,
+    /// aborts the socket so the application sees the reset). A cancellation means the tunnel stopped; a socket error
+    /// resets the stream so the far end closes its side. Returns the error to record, or null for a reset whose
+    /// reason the stream carries.
+    /// </summary>
+    private static string? Stop(Exception ex, MuxStream stream, CancellationTokenSource abort, Socket? socketToAbort)
+    {
+        switch (ex)
         {
-            stream.Reset(ProtocolErrorCode.TunnelStopped, "the tunnel was stopped");
-            return "the tunnel was stopped";
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            var reason = ex is SocketException se ? $"application connection failed: {se.SocketErrorCode}" : "application connection closed";
-            stream.Reset(ProtocolErrorCode.ConnectionReset, reason);
-            abort.Cancel();
-            return reason;
+            case StreamResetException:
+                abort.Cancel();
+                if (socketToAbort is not null)
+                {
+                    Abort(socketToAbort);
+                }
+                return null;
+            case OperationCanceledException:
+                stream.Reset(ProtocolErrorCode.TunnelStopped, "the tunnel was stopped");
+                return "the tunnel was stopped";
+            default:
+                var reason = ex is SocketException se ? $"application connection failed: {se.SocketErrorCode}" : "application connection closed";
+                stream.Reset(ProtocolErrorCode.ConnectionReset, reason);
+                abort.Cancel();
+                return reason;
         }
     }
 }
