@@ -216,6 +216,7 @@ $null = New-Item -ItemType Directory -Path $script:WorkDir -Force
 $tunnelReady = $false
 $fileLimit = $null
 $serverB = $null
+$serverA2 = $null
 $serverAStarted = $false
 $idle = $null
 try {
@@ -251,19 +252,32 @@ try {
     if (-not $SkipTunnel) {
         try {
             Import-Module $ModulePath -Force
-            $serverA = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $script:WorkDir 'server-a') -PassThru
-            $serverAStarted = $true
-            $script:Commands.Add("server A (in this pwsh, pid $PID): Start-QmTunnelServer -Port 0 -DataPath <temp>/server-a -PassThru  -> $($serverA.Address)")
             $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $script:WorkDir 'server-b')
             $script:Commands.Add("server B (daemon, pid $($serverB.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-b  -> $($serverB.Address)")
             $via = "qmt+plain://127.0.0.1:$($serverB.Port)"
+
+            # Server A2: the same tunnels with the first server as a daemon too (inline socket completions, no pwsh):
+            # configured in-process on its data path, then that data path is handed to a daemon, which restores them.
+            $daemonIperfPort = Get-FreePort
+            $daemonEchoPort = Get-FreePort
+            $a2Path = Join-Path $script:WorkDir 'server-a2'
+            $null = Start-QmTunnelServer -Port 0 -DataPath $a2Path
+            $null = New-QmTunnel bench-iperf -Listen "tcp://127.0.0.1:$daemonIperfPort" -Via $via -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
+            $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$daemonEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
+            Stop-QmTunnelServer
+            $serverA2 = Start-QmTunnelServer -Daemon -Port 0 -DataPath $a2Path
+            $script:Commands.Add("server A2 (daemon, pid $($serverA2.ProcessId)): the same two tunnels (listen :$daemonIperfPort, :$daemonEchoPort) created in-process on <temp>/server-a2, then Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-a2")
+
+            $serverA = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $script:WorkDir 'server-a') -PassThru
+            $serverAStarted = $true
+            $script:Commands.Add("server A (in this pwsh, pid $PID): Start-QmTunnelServer -Port 0 -DataPath <temp>/server-a -PassThru  -> $($serverA.Address)")
             $tunnelIperfPort = Get-FreePort
             $tunnelEchoPort = Get-FreePort
             $null = New-QmTunnel bench-iperf -Listen "tcp://127.0.0.1:$tunnelIperfPort" -Via $via -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
             $script:Commands.Add("tunnel: New-QmTunnel bench-iperf -Listen tcp://127.0.0.1:$tunnelIperfPort -Via $via -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel")
             $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$tunnelEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
             $script:Commands.Add("tunnel: New-QmTunnel bench-echo -Listen tcp://127.0.0.1:$tunnelEchoPort -Via $via -Target tcp://127.0.0.1:$echoPort -MaxConnections 20000 | Start-QmTunnel")
-            Wait-Until { (Test-Listening $tunnelIperfPort) -and (Test-Listening $tunnelEchoPort) } 20 'the tunnels to listen'
+            Wait-Until { (Test-Listening $tunnelIperfPort) -and (Test-Listening $tunnelEchoPort) -and (Test-Listening $daemonIperfPort) -and (Test-Listening $daemonEchoPort) } 20 'the tunnels to listen'
             Write-Host "   A: $($serverA.Address) (pid $PID)  B: $($serverB.Address) (pid $($serverB.ProcessId))  tunnels :$tunnelIperfPort -> iperf3, :$tunnelEchoPort -> echo"
             $tunnelReady = $true
         }
@@ -273,7 +287,10 @@ try {
         }
     }
     $paths = [ordered]@{ direct = @{ Iperf = $script:IperfPort; Echo = $echoPort }; socat = @{ Iperf = $socatIperfPort; Echo = $socatEchoPort } }
-    if ($tunnelReady) { $paths.tunnel = @{ Iperf = $tunnelIperfPort; Echo = $tunnelEchoPort } }
+    if ($tunnelReady) {
+        $paths.tunnel = @{ Iperf = $tunnelIperfPort; Echo = $tunnelEchoPort }
+        $paths.daemons = @{ Iperf = $daemonIperfPort; Echo = $daemonEchoPort }
+    }
 
     if ('throughput' -in $Include) { Write-QmStep "Throughput (iperf3 -t $Seconds)" }
     foreach ($parallel in @(1, 8) | Where-Object { 'throughput' -in $Include }) {
@@ -354,6 +371,9 @@ finally {
     if ($serverAStarted) {
         try { Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server A: $_" }
     }
+    if ($serverA2) {
+        try { $serverA2 | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server A2: $_" }
+    }
     if ($serverB) {
         try { $serverB | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server B: $_" }
     }
@@ -399,6 +419,10 @@ Add-Row 'Ping-pong 64 B, median (µs)' (Get-Figure 'ping.direct' 'median_us') (G
 Add-Row 'Ping-pong 64 B, p99 (µs)' (Get-Figure 'ping.direct' 'p99_us') (Get-Figure 'ping.socat' 'p99_us') (Get-Figure 'ping.tunnel' 'p99_us') 'reported (lower is better)' $null '0.0'
 Add-Row 'Connect + first byte, median (µs)' (Get-Figure 'connect.direct' 'median_us') (Get-Figure 'connect.socat' 'median_us') (Get-Figure 'connect.tunnel' 'median_us') 'reported (lower is better)' $null '0.0'
 Add-Row 'Connect + first byte, p99 (µs)' (Get-Figure 'connect.direct' 'p99_us') (Get-Figure 'connect.socat' 'p99_us') (Get-Figure 'connect.tunnel' 'p99_us') 'reported (lower is better)' $null '0.0'
+Add-Row 'Throughput, 1 stream, A as daemon too (Gbit/s)' (Get-Figure 'stream1.direct') (Get-Figure 'stream1.socat') (Get-Figure 'stream1.daemons') '≥ 1.8 × socat' { param($r) $r -ge 1.8 }
+Add-Row 'Throughput, 8 streams, A as daemon too (Gbit/s)' (Get-Figure 'stream8.direct') (Get-Figure 'stream8.socat') (Get-Figure 'stream8.daemons') 'reported' $null
+Add-Row 'Ping-pong 64 B, median, A as daemon too (µs)' (Get-Figure 'ping.direct' 'median_us') (Get-Figure 'ping.socat' 'median_us') (Get-Figure 'ping.daemons' 'median_us') 'reported (lower is better)' $null '0.0'
+Add-Row 'Connect + first byte, median, A as daemon too (µs)' (Get-Figure 'connect.direct' 'median_us') (Get-Figure 'connect.socat' 'median_us') (Get-Figure 'connect.daemons' 'median_us') 'reported (lower is better)' $null '0.0'
 foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") }) {
     $idleResult = if ($results.ContainsKey("idle.$count")) { $results["idle.$count"] } else { $null }
     foreach ($side in @(@{ Name = 'A (in-process, pwsh)'; Property = 'AKiBPer' }, @{ Name = 'B (daemon)'; Property = 'BKiBPer' })) {
@@ -416,7 +440,7 @@ $machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((
 $versions = "qmTunnel $((Get-QmVersion).Text), .NET $([Environment]::Version), PowerShell $($PSVersionTable.PSVersion), $((& iperf3 --version 2>$null | Select-Object -First 1)), $(((& socat -V 2>$null) | Where-Object { $_ -like 'socat version*' } | Select-Object -First 1))"
 $date = [DateTimeOffset]::UtcNow.ToString('yyyy-MM-dd HH:mm:ss', [cultureinfo]::InvariantCulture) + ' UTC'
 $notes = @(
-    "- One run, all on loopback (127.0.0.1). Tunnel path: client -> server A (in the bench's pwsh process) -> one qmt+plain link -> server B (qmtunnel-server daemon) -> target."
+    "- One run, all on loopback (127.0.0.1). Tunnel path: client -> server A (in the bench's pwsh process) -> one qmt+plain link -> server B (qmtunnel-server daemon) -> target. Rows 'A as daemon too': the same tunnels served by server A2, a qmtunnel-server daemon (inline socket completions, which pwsh cannot have), -> server B."
     "- Throughput: iperf3 client -> server, $Seconds s, received rate. Ping-pong: one connection, $PingCount round trips of 64 bytes after 1,000 untimed ones. Connect + first byte: $ConnectCount new connections, each timed from connect() to its 1-byte echo."
     "- Idle: the client opens the connections through the tunnel to an echo server (each echoes 1 byte first, so the whole path is up), then holds them. RSS per connection = (VmRSS with the connections open - VmRSS before) / connections; server A's process gets a full GC before each reading, server B's daemon is read as it is."
     "- Machine: 2 cores shared by the client, the relays, both servers and the target: absolute figures are low and noisy; the ratios from the same run are what the goals use."

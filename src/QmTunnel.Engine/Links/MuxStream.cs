@@ -98,7 +98,7 @@ public sealed class MuxStream
                 {
                     return (int)Math.Min(credit, max);
                 }
-                _creditWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _creditWaiter ??= new TaskCompletionSource();
                 wait = _creditWaiter.Task;
             }
             await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
