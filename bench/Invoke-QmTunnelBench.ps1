@@ -1,6 +1,7 @@
 <#
 .SYNOPSIS
-Benchmarks a 1-hop qmTunnel tunnel against a direct connection and a socat relay, all on loopback, in one run.
+Benchmarks a 1-hop qmTunnel tunnel against a direct connection and a socat relay, and a 1-hop TLS qmTunnel tunnel
+against a stunnel client/server pair and ssh -L, all on loopback, in one run.
 
 .DESCRIPTION
 Starts an in-process qmTunnel server A (in this pwsh process) and a daemon server B, an iperf3 server, an echo server
@@ -10,15 +11,23 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - connect + first byte echoed (median, p99): direct, socat, tunnel;
   - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
     and of B's daemon process.
-Prints a markdown table (figure, ratio, goal) and writes it to bench/results/latest.md with the date, the machine and
-the exact commands. Loopback only. Needs socat and iperf3 (installed with apt-get when missing and root).
+Encrypted (unless -SkipTls): the same tunnels over a TLS link (qmt://) from A, and from A2 (a daemon), compared with
+a stunnel client/server pair (TLS, a certificate made with openssl) and with ssh -L -c aes128-gcm@openssh.com to a
+private sshd the bench starts (its own config, host key and client key in a temp folder): single-stream throughput,
+ping-pong and connect + first byte.
+Prints markdown tables (figure, ratio, goal) and writes them to bench/results/latest.md with the date, the machine
+and the exact commands. Loopback only. Needs socat, iperf3, stunnel4, openssh-server, openssh-client and openssl
+(installed with apt-get when missing and root).
 Run it through `dotnet pwsh ./build.ps1 bench`, which builds first and raises the open-files limit.
 
 .PARAMETER Include
 Which groups of measurements to run (all by default).
 
 .PARAMETER SkipTunnel
-Measure only direct and socat (when the engine cannot run tunnels yet).
+Measure only direct and socat (when the engine cannot run tunnels yet), and stunnel and ssh -L unless -SkipTls.
+
+.PARAMETER SkipTls
+Leave out the encrypted comparison (TLS tunnels, stunnel, ssh -L).
 #>
 [CmdletBinding()]
 param(
@@ -35,7 +44,8 @@ param(
     [string]$OutFile,
     [ValidateSet('throughput', 'latency', 'idle')]
     [string[]]$Include = @('throughput', 'latency', 'idle'),
-    [switch]$SkipTunnel
+    [switch]$SkipTunnel,
+    [switch]$SkipTls
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -44,7 +54,7 @@ $repo = (Resolve-Path (Join-Path $PSScriptRoot '..')).Path
 Import-Module (Join-Path $repo 'src' 'Build' 'QmTunnel.Build.psm1') -Force
 if (-not $ModulePath) { $ModulePath = Join-Path $repo 'out' 'qmTunnel' 'qmTunnel.psd1' }
 if (-not $OutFile) { $OutFile = Join-Path $repo 'bench' 'results' 'latest.md' }
-if (-not $IsLinux) { throw 'The benchmark reads /proc and runs socat and iperf3: it runs on Linux only.' }
+if (-not $IsLinux) { throw 'The benchmark reads /proc and runs socat, iperf3, stunnel and sshd: it runs on Linux only.' }
 
 $script:Commands = [System.Collections.Generic.List[string]]::new()
 $script:Background = [System.Collections.Generic.List[object]]::new()
@@ -78,15 +88,24 @@ function Wait-Until([scriptblock]$Condition, [int]$TimeoutSeconds, [string]$What
     }
 }
 
+# Paths in the repository become ./..., paths in the bench's temporary folder <temp>/...
+function Format-BenchPath([string]$Text) {
+    if ($script:WorkDir) { $Text = $Text.Replace($script:WorkDir, '<temp>') }
+    if ($Text.StartsWith($repo + '/')) { $Text = '.' + $Text.Substring($repo.Length) }
+    $Text
+}
+
 function Format-Command([string[]]$Command) {
     ($Command | ForEach-Object {
-            $text = if ($_.StartsWith($repo + '/')) { '.' + $_.Substring($repo.Length) } else { $_ }
+            $text = Format-BenchPath $_
+            if ($text -eq '') { return "''" }
             if ($text -match '[\s;$"'']') { "'$text'" } else { $text }
         }) -join ' '
 }
 
-# Starts a long-running process with its output in a log file and its standard input kept open (closed to stop it).
-function Start-BenchProcess([string]$Name, [string[]]$Command, [int]$ListenPort) {
+# Starts a long-running process with its output in a log file and its standard input kept open (closed to stop it;
+# -StopWithSigterm: sent SIGTERM instead, for programs that do not read their standard input).
+function Start-BenchProcess([string]$Name, [string[]]$Command, [int]$ListenPort, [switch]$StopWithSigterm) {
     $log = Join-Path $script:WorkDir "$Name.log"
     $start = [System.Diagnostics.ProcessStartInfo]::new('bash')
     $start.UseShellExecute = $false
@@ -95,7 +114,7 @@ function Start-BenchProcess([string]$Name, [string[]]$Command, [int]$ListenPort)
     $start.Environment['QMB_LOG'] = $log
     $script:Commands.Add("$Name`: $(Format-Command $Command)")
     $process = [System.Diagnostics.Process]::Start($start)
-    $entry = [pscustomobject]@{ Name = $Name; Process = $process; Log = $log }
+    $entry = [pscustomobject]@{ Name = $Name; Process = $process; Log = $log; Sigterm = [bool]$StopWithSigterm }
     $script:Background.Add($entry)
     if ($ListenPort) {
         Wait-Until { (Test-Listening $ListenPort) -or $process.HasExited } 20 "$Name to listen on port $ListenPort"
@@ -109,7 +128,13 @@ function Stop-BenchProcess($Entry, [int]$GraceSeconds = 5) {
     $process = $Entry.Process
     try {
         if (-not $process.HasExited) {
-            try { $process.StandardInput.Close() } catch { Write-Verbose "stdin of $($Entry.Name): $_" }
+            if ($Entry.Sigterm) {
+                # bash exec'd the program: this id is the program's own.
+                & kill -TERM $process.Id 2>$null
+            }
+            else {
+                try { $process.StandardInput.Close() } catch { Write-Verbose "stdin of $($Entry.Name): $_" }
+            }
             if (-not $process.WaitForExit($GraceSeconds * 1000)) {
                 $process.Kill($true)
                 $null = $process.WaitForExit(5000)
@@ -123,16 +148,19 @@ function Stop-BenchProcess($Entry, [int]$GraceSeconds = 5) {
     $process.Dispose()
 }
 
-# Runs a command to completion and returns its exit code and output; kills it after the timeout.
-function Invoke-Captured([string]$Label, [string[]]$Command, [int]$TimeoutSeconds) {
-    $script:Commands.Add("$Label`: $(Format-Command $Command)")
+# Runs a command to completion and returns its exit code and output; kills it after the timeout. -NoInput: its
+# standard input is at its end from the start (for tools that read it, like openssl s_client).
+function Invoke-Captured([string]$Label, [string[]]$Command, [int]$TimeoutSeconds, [switch]$NoInput) {
+    $script:Commands.Add("$Label`: $(Format-Command $Command)$(if ($NoInput) { ' </dev/null' })")
     $start = [System.Diagnostics.ProcessStartInfo]::new($Command[0])
     $start.UseShellExecute = $false
     $start.RedirectStandardOutput = $true
     $start.RedirectStandardError = $true
+    $start.RedirectStandardInput = [bool]$NoInput
     foreach ($arg in $Command | Select-Object -Skip 1) { $start.ArgumentList.Add($arg) }
     $process = [System.Diagnostics.Process]::Start($start)
     try {
+        if ($NoInput) { $process.StandardInput.Close() }
         $stdout = $process.StandardOutput.ReadToEndAsync()
         $stderr = $process.StandardError.ReadToEndAsync()
         if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
@@ -211,6 +239,143 @@ function Format-Value($Value) {
 }
 #endregion
 
+#region encrypted comparisons: stunnel, ssh -L
+function Find-Tool([string[]]$Names, [string[]]$Paths = @()) {
+    $found = Get-Command $Names -CommandType Application -ErrorAction Ignore | Select-Object -First 1
+    if ($found) { return $found.Source }
+    $Paths | Where-Object { Test-Path -LiteralPath $_ } | Select-Object -First 1
+}
+
+# Writes a configuration file and records its text with the commands run.
+function Write-BenchConfig([string]$Label, [string]$Path, [string[]]$Lines) {
+    Set-Content -LiteralPath $Path -Value $Lines -Encoding utf8NoBOM
+    $script:Commands.Add("$Label ($(Format-BenchPath $Path)):`n" + (($Lines | ForEach-Object { if ($_) { "    $(Format-BenchPath $_)" } else { '' } }) -join "`n"))
+}
+
+function Invoke-Checked([string]$Label, [string[]]$Command, [int]$TimeoutSeconds = 60) {
+    $run = Invoke-Captured -Label $Label -Command $Command -TimeoutSeconds $TimeoutSeconds
+    if ($run.ExitCode -ne 0) { throw "$Label exited with $($run.ExitCode): $(($run.Stderr + $run.Stdout).Trim())" }
+    $run
+}
+
+<#
+A stunnel client/server pair on loopback, one service per target: client (plain in, TLS out) -> server (TLS in, plain
+out) -> target. The server's certificate is an ECDSA P-256 one made with openssl (the kind qmTunnel servers make);
+TLS settings are stunnel's defaults (TLS 1.3 with OpenSSL 3). Returns the client's listening port per target name.
+#>
+function Start-StunnelPair([System.Collections.Specialized.OrderedDictionary]$Targets) {
+    $stunnel = Find-Tool 'stunnel4', 'stunnel'
+    if (-not $stunnel) { throw 'stunnel is not installed: apt-get install -y stunnel4' }
+    $dir = Join-Path $script:WorkDir 'stunnel'
+    $null = New-Item -ItemType Directory -Path $dir -Force
+    $cert = Join-Path $dir 'server-cert.pem'
+    $key = Join-Path $dir 'server-key.pem'
+    $null = Invoke-Checked 'stunnel certificate' @('openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+        '-keyout', $key, '-out', $cert, '-days', '2', '-subj', '/CN=127.0.0.1')
+    $server = @('foreground = yes', "pid = $(Join-Path $dir 'server.pid')", 'debug = 4')
+    $client = @('foreground = yes', "pid = $(Join-Path $dir 'client.pid')", 'debug = 4', 'client = yes')
+    $serverPorts = @()
+    $clientPorts = [ordered]@{}
+    foreach ($name in $Targets.Keys) {
+        $serverPort = Get-FreePort
+        $clientPort = Get-FreePort
+        $server += @('', "[$name]", "accept = 127.0.0.1:$serverPort", "connect = 127.0.0.1:$($Targets[$name])", "cert = $cert", "key = $key",
+            'socket = l:TCP_NODELAY=1', 'socket = r:TCP_NODELAY=1')
+        $client += @('', "[$name]", "accept = 127.0.0.1:$clientPort", "connect = 127.0.0.1:$serverPort",
+            'socket = l:TCP_NODELAY=1', 'socket = r:TCP_NODELAY=1')
+        $serverPorts += $serverPort
+        $clientPorts[$name] = $clientPort
+    }
+    $serverConf = Join-Path $dir 'server.conf'
+    $clientConf = Join-Path $dir 'client.conf'
+    Write-BenchConfig 'stunnel server config' $serverConf $server
+    Write-BenchConfig 'stunnel client config' $clientConf $client
+    $serverEntry = Start-BenchProcess -Name 'stunnel-server' -Command @($stunnel, $serverConf) -ListenPort $serverPorts[0] -StopWithSigterm
+    Wait-Until { @($serverPorts | Where-Object { -not (Test-Listening $_) }).Count -eq 0 -or $serverEntry.Process.HasExited } 20 'the stunnel server to listen'
+    $clientEntry = Start-BenchProcess -Name 'stunnel-client' -Command @($stunnel, $clientConf) -ListenPort @($clientPorts.Values)[0] -StopWithSigterm
+    Wait-Until { @($clientPorts.Values | Where-Object { -not (Test-Listening $_) }).Count -eq 0 -or $clientEntry.Process.HasExited } 20 'the stunnel client to listen'
+    foreach ($entry in $serverEntry, $clientEntry) {
+        if ($entry.Process.HasExited) { throw "$($entry.Name) exited: $(Get-Content -Raw -LiteralPath $entry.Log)" }
+    }
+    [pscustomobject]@{ ClientPorts = $clientPorts; ServerPort = $serverPorts[0]; Tool = $stunnel }
+}
+
+<#
+A private sshd on a free loopback port (its own config, an ed25519 host key and an authorized client key, all in the
+temporary folder) and one ssh -N -L client with a forward per target, cipher aes128-gcm@openssh.com. Returns the
+forwarded ports per target name.
+#>
+function Start-SshForward([System.Collections.Specialized.OrderedDictionary]$Targets) {
+    $sshd = Find-Tool 'sshd' '/usr/sbin/sshd'
+    $ssh = Find-Tool 'ssh'
+    $keygen = Find-Tool 'ssh-keygen'
+    if (-not $sshd) { throw 'sshd is not installed: apt-get install -y openssh-server' }
+    if (-not $ssh -or -not $keygen) { throw 'ssh is not installed: apt-get install -y openssh-client' }
+    $dir = Join-Path $script:WorkDir 'ssh'
+    $null = New-Item -ItemType Directory -Path $dir -Force
+    if (-not (Test-Path -LiteralPath '/run/sshd')) {
+        # Debian's sshd refuses to start without its privilege separation directory (systemd creates it at boot).
+        $null = New-Item -ItemType Directory -Path '/run/sshd'
+        $script:Commands.Add('mkdir /run/sshd   (the privilege separation directory Debian''s sshd needs; it was missing)')
+    }
+    $hostKey = Join-Path $dir 'host_ed25519'
+    $clientKey = Join-Path $dir 'client_ed25519'
+    foreach ($keyFile in $hostKey, $clientKey) {
+        $null = Invoke-Checked "ssh-keygen $(Split-Path -Leaf $keyFile)" @($keygen, '-q', '-t', 'ed25519', '-N', '', '-C', 'qmtunnel-bench', '-f', $keyFile)
+    }
+    $authorized = Join-Path $dir 'authorized_keys'
+    Copy-Item -LiteralPath "$clientKey.pub" -Destination $authorized
+    $user = (& id -un).Trim()
+    $sshdPort = Get-FreePort
+    $config = Join-Path $dir 'sshd_config'
+    Write-BenchConfig 'sshd config' $config @(
+        'ListenAddress 127.0.0.1', "Port $sshdPort", "HostKey $hostKey", "AuthorizedKeysFile $authorized", "PidFile $(Join-Path $dir 'sshd.pid')",
+        'PermitRootLogin prohibit-password', 'PubkeyAuthentication yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+        'UsePAM no', 'StrictModes no', 'AllowTcpForwarding yes', 'X11Forwarding no', 'PermitTTY no', 'PrintMotd no', 'LogLevel INFO')
+    $null = Invoke-Checked 'sshd config check' @($sshd, '-t', '-f', $config)
+    $null = Start-BenchProcess -Name 'sshd' -Command @($sshd, '-D', '-e', '-f', $config) -ListenPort $sshdPort -StopWithSigterm
+    $forwardPorts = [ordered]@{}
+    $command = @($ssh, '-N', '-F', 'none', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+        '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR', '-i', $clientKey, '-c', 'aes128-gcm@openssh.com', '-p', $sshdPort)
+    foreach ($name in $Targets.Keys) {
+        $port = Get-FreePort
+        $forwardPorts[$name] = $port
+        $command += @('-L', "127.0.0.1:$($port):127.0.0.1:$($Targets[$name])")
+    }
+    $command += "$user@127.0.0.1"
+    $client = Start-BenchProcess -Name 'ssh-forward' -Command $command -ListenPort @($forwardPorts.Values)[0] -StopWithSigterm
+    Wait-Until { @($forwardPorts.Values | Where-Object { -not (Test-Listening $_) }).Count -eq 0 -or $client.Process.HasExited } 20 'the ssh forwards to listen'
+    if ($client.Process.HasExited) { throw "ssh exited: $(Get-Content -Raw -LiteralPath $client.Log)" }
+    [pscustomobject]@{ ForwardPorts = $forwardPorts; Tool = $ssh }
+}
+
+# The TLS version, cipher suite and key exchange openssl s_client negotiates with a server (for the notes), or why not.
+function Get-TlsSummary([string]$Label, [int]$Port) {
+    try {
+        $run = Invoke-Captured -Label "TLS probe, $Label" -Command @('openssl', 's_client', '-connect', "127.0.0.1:$Port", '-brief') -TimeoutSeconds 15 -NoInput
+        $text = $run.Stderr + "`n" + $run.Stdout
+        $protocol = [regex]::Match($text, 'Protocol version:\s*(\S+)').Groups[1].Value
+        $suite = [regex]::Match($text, 'Ciphersuite:\s*(\S+)').Groups[1].Value
+        $kex = [regex]::Match($text, 'Server Temp Key:\s*([^\r\n]+)').Groups[1].Value.Trim()
+        if (-not $protocol) { return "unknown (openssl s_client: $(($text.Trim() -split "`n" | Select-Object -Last 1)))" }
+        "$protocol $suite$(if ($kex) { ", key exchange $kex" })"
+    }
+    catch {
+        "unknown ($($_.Exception.Message))"
+    }
+}
+
+function Get-ToolVersion([string]$Command, [string]$Pattern) {
+    try {
+        $lines = & bash -c "{ $Command; } 2>&1" | ForEach-Object { "$_" }
+        $lines | Where-Object { $_ -match $Pattern } | Select-Object -First 1
+    }
+    catch {
+        "$Command`: $($_.Exception.Message)"
+    }
+}
+#endregion
+
 $script:WorkDir = Join-Path ([System.IO.Path]::GetTempPath()) ("qmtunnel-bench-" + [System.IO.Path]::GetRandomFileName().Replace('.', ''))
 $null = New-Item -ItemType Directory -Path $script:WorkDir -Force
 $tunnelReady = $false
@@ -219,9 +384,18 @@ $serverB = $null
 $serverA2 = $null
 $serverAStarted = $false
 $idle = $null
+$stunnelPair = $null
+$sshForward = $null
+$tlsSummary = [ordered]@{}
 try {
     Write-QmStep 'Benchmark prerequisites'
-    Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3' }
+    $aptNeeds = @{ socat = 'socat'; iperf3 = 'iperf3' }
+    if (-not $SkipTls) {
+        $aptNeeds += @{ stunnel4 = 'stunnel4'; ssh = 'openssh-client'; 'ssh-keygen' = 'openssh-client'; openssl = 'openssl' }
+        # sshd lives in /usr/sbin, which may not be on PATH.
+        if (-not (Find-Tool 'sshd' '/usr/sbin/sshd')) { $aptNeeds.sshd = 'openssh-server' }
+    }
+    Install-QmAptPackage -CommandToPackage $aptNeeds
     foreach ($tool in 'socat', 'iperf3') {
         if (-not (Get-Command $tool -CommandType Application -ErrorAction Ignore)) { throw "$tool is not installed: apt-get install -y $tool" }
     }
@@ -246,15 +420,40 @@ try {
     $null = Start-BenchProcess -Name 'socat-iperf' -Command @('socat', "TCP-LISTEN:$socatIperfPort,bind=127.0.0.1,reuseaddr,fork", "TCP:127.0.0.1:$($script:IperfPort)") -ListenPort $socatIperfPort
     $null = Start-BenchProcess -Name 'socat-echo' -Command @('socat', "TCP-LISTEN:$socatEchoPort,bind=127.0.0.1,reuseaddr,fork", "TCP:127.0.0.1:$echoPort") -ListenPort $socatEchoPort
     Write-Host "   iperf3 :$($script:IperfPort)  echo :$echoPort  socat :$socatIperfPort -> iperf3, :$socatEchoPort -> echo"
+    $comparisonTargets = [ordered]@{ iperf = $script:IperfPort; echo = $echoPort }
+    if (-not $SkipTls) {
+        try {
+            $stunnelPair = Start-StunnelPair $comparisonTargets
+            Write-Host "   stunnel client :$($stunnelPair.ClientPorts.iperf) -> iperf3, :$($stunnelPair.ClientPorts.echo) -> echo (TLS to the stunnel server :$($stunnelPair.ServerPort)...)"
+            $tlsSummary.stunnel = Get-TlsSummary 'stunnel server' $stunnelPair.ServerPort
+        }
+        catch {
+            $stunnelPair = $null
+            $script:Errors.Add("stunnel set-up: $($_.Exception.Message)")
+            Write-Host "   stunnel set-up failed: $($_.Exception.Message)" -ForegroundColor Red
+        }
+        try {
+            $sshForward = Start-SshForward $comparisonTargets
+            Write-Host "   ssh -L :$($sshForward.ForwardPorts.iperf) -> iperf3, :$($sshForward.ForwardPorts.echo) -> echo (through a private sshd)"
+        }
+        catch {
+            $sshForward = $null
+            $script:Errors.Add("ssh -L set-up: $($_.Exception.Message)")
+            Write-Host "   ssh -L set-up failed: $($_.Exception.Message)" -ForegroundColor Red
+        }
+    }
 
     $tunnelIperfPort = $null
     $tunnelEchoPort = $null
+    $tlsPorts = @{}
     if (-not $SkipTunnel) {
         try {
             Import-Module $ModulePath -Force
-            $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $script:WorkDir 'server-b')
-            $script:Commands.Add("server B (daemon, pid $($serverB.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-b  -> $($serverB.Address)")
+            $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $script:WorkDir 'server-b') -AllowPlainLinks
+            $script:Commands.Add("server B (daemon, pid $($serverB.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-b -AllowPlainLinks  -> $($serverB.PlainAddress)")
             $via = "qmt+plain://127.0.0.1:$($serverB.Port)"
+            $tlsVia = "qmt://127.0.0.1:$($serverB.Port)"
+            if (-not $SkipTls) { $tlsSummary['qmTunnel server B'] = Get-TlsSummary 'qmTunnel server B' $serverB.Port }
 
             # Server A2: the same tunnels with the first server as a daemon too (inline socket completions, no pwsh):
             # configured in-process on its data path, then that data path is handed to a daemon, which restores them.
@@ -264,9 +463,24 @@ try {
             $null = Start-QmTunnelServer -Port 0 -DataPath $a2Path
             $null = New-QmTunnel bench-iperf -Listen "tcp://127.0.0.1:$daemonIperfPort" -Via $via -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
             $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$daemonEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
+            $a2Tunnels = "bench-iperf (listen :$daemonIperfPort) and bench-echo (:$daemonEchoPort) -Via $via"
+            if (-not $SkipTls) {
+                # And the same two over a TLS link (tls-daemons).
+                try {
+                    $ports = @{ Iperf = Get-FreePort; Echo = Get-FreePort }
+                    $null = New-QmTunnel bench-tls-iperf -Listen "tcp://127.0.0.1:$($ports.Iperf)" -Via $tlsVia -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
+                    $null = New-QmTunnel bench-tls-echo -Listen "tcp://127.0.0.1:$($ports.Echo)" -Via $tlsVia -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
+                    $tlsPorts['tls-daemons'] = $ports
+                    $a2Tunnels += ", bench-tls-iperf (:$($ports.Iperf)) and bench-tls-echo (:$($ports.Echo)) -Via $tlsVia"
+                }
+                catch {
+                    $script:Errors.Add("TLS tunnel set-up on server A2: $($_.Exception.Message)")
+                    Write-Host "   TLS tunnel set-up on server A2 failed: $($_.Exception.Message)" -ForegroundColor Red
+                }
+            }
             Stop-QmTunnelServer
             $serverA2 = Start-QmTunnelServer -Daemon -Port 0 -DataPath $a2Path
-            $script:Commands.Add("server A2 (daemon, pid $($serverA2.ProcessId)): the same two tunnels (listen :$daemonIperfPort, :$daemonEchoPort) created in-process on <temp>/server-a2, then Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-a2")
+            $script:Commands.Add("server A2 (daemon, pid $($serverA2.ProcessId)): the tunnels $a2Tunnels, created in-process (Start-QmTunnelServer -Port 0 -DataPath <temp>/server-a2; New-QmTunnel ... | Start-QmTunnel; Stop-QmTunnelServer), then Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-a2")
 
             $serverA = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $script:WorkDir 'server-a') -PassThru
             $serverAStarted = $true
@@ -280,6 +494,30 @@ try {
             Wait-Until { (Test-Listening $tunnelIperfPort) -and (Test-Listening $tunnelEchoPort) -and (Test-Listening $daemonIperfPort) -and (Test-Listening $daemonEchoPort) } 20 'the tunnels to listen'
             Write-Host "   A: $($serverA.Address) (pid $PID)  B: $($serverB.Address) (pid $($serverB.ProcessId))  tunnels :$tunnelIperfPort -> iperf3, :$tunnelEchoPort -> echo"
             $tunnelReady = $true
+            if (-not $SkipTls) {
+                try {
+                    $ports = @{ Iperf = Get-FreePort; Echo = Get-FreePort }
+                    $null = New-QmTunnel bench-tls-iperf -Listen "tcp://127.0.0.1:$($ports.Iperf)" -Via $tlsVia -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
+                    $script:Commands.Add("tunnel: New-QmTunnel bench-tls-iperf -Listen tcp://127.0.0.1:$($ports.Iperf) -Via $tlsVia -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel")
+                    $null = New-QmTunnel bench-tls-echo -Listen "tcp://127.0.0.1:$($ports.Echo)" -Via $tlsVia -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
+                    $script:Commands.Add("tunnel: New-QmTunnel bench-tls-echo -Listen tcp://127.0.0.1:$($ports.Echo) -Via $tlsVia -Target tcp://127.0.0.1:$echoPort -MaxConnections 20000 | Start-QmTunnel")
+                    $tlsPorts.tls = $ports
+                }
+                catch {
+                    $script:Errors.Add("TLS tunnel set-up on server A: $($_.Exception.Message)")
+                    Write-Host "   TLS tunnel set-up on server A failed: $($_.Exception.Message)" -ForegroundColor Red
+                }
+                foreach ($name in @($tlsPorts.Keys)) {
+                    try {
+                        Wait-Until { (Test-Listening $tlsPorts[$name].Iperf) -and (Test-Listening $tlsPorts[$name].Echo) } 20 "the $name tunnels to listen"
+                        Write-Host "   $name`: tunnels :$($tlsPorts[$name].Iperf) -> iperf3, :$($tlsPorts[$name].Echo) -> echo over $tlsVia"
+                    }
+                    catch {
+                        $tlsPorts.Remove($name)
+                        $script:Errors.Add("TLS tunnel set-up ($name): $($_.Exception.Message)")
+                    }
+                }
+            }
         }
         catch {
             $script:Errors.Add("tunnel set-up: $($_.Exception.Message)")
@@ -291,10 +529,15 @@ try {
         $paths.tunnel = @{ Iperf = $tunnelIperfPort; Echo = $tunnelEchoPort }
         $paths.daemons = @{ Iperf = $daemonIperfPort; Echo = $daemonEchoPort }
     }
+    # The encrypted paths: measured with 1 stream only (the goals are for one stream).
+    $encrypted = [System.Collections.Generic.List[string]]::new()
+    if ($stunnelPair) { $paths.stunnel = @{ Iperf = $stunnelPair.ClientPorts.iperf; Echo = $stunnelPair.ClientPorts.echo }; $encrypted.Add('stunnel') }
+    if ($sshForward) { $paths.ssh = @{ Iperf = $sshForward.ForwardPorts.iperf; Echo = $sshForward.ForwardPorts.echo }; $encrypted.Add('ssh') }
+    foreach ($name in 'tls', 'tls-daemons' | Where-Object { $tlsPorts.ContainsKey($_) }) { $paths[$name] = $tlsPorts[$name]; $encrypted.Add($name) }
 
     if ('throughput' -in $Include) { Write-QmStep "Throughput (iperf3 -t $Seconds)" }
     foreach ($parallel in @(1, 8) | Where-Object { 'throughput' -in $Include }) {
-        foreach ($path in $paths.Keys) {
+        foreach ($path in $paths.Keys | Where-Object { $parallel -eq 1 -or $_ -notin $encrypted }) {
             Measure-Step "stream$parallel.$path" "$parallel stream(s), $path (Gbit/s)" { Invoke-Iperf -Label "$path-P$parallel" -Port $paths[$path].Iperf -Parallel $parallel }
         }
     }
@@ -377,7 +620,10 @@ finally {
     if ($serverB) {
         try { $serverB | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server B: $_" }
     }
-    foreach ($entry in @($script:Background)) { Stop-BenchProcess $entry -GraceSeconds 3 }
+    # Last started, first stopped: clients (ssh, stunnel client) before their servers.
+    $running = @($script:Background)
+    [array]::Reverse($running)
+    foreach ($entry in $running) { Stop-BenchProcess $entry -GraceSeconds 3 }
     Remove-Item -LiteralPath $script:WorkDir -Recurse -Force -ErrorAction Ignore
 }
 
@@ -435,15 +681,55 @@ foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") 
 }
 $table = $rows -join "`n"
 
+# The encrypted comparison: one row per goal, the ratio and verdict for each qmTunnel variant (A in pwsh, A daemon).
+$tlsRows = [System.Collections.Generic.List[string]]::new()
+$tlsRows.Add('| Measurement | stunnel | ssh -L | qmTunnel, A in pwsh | qmTunnel, A daemon | goal | ratio, A in pwsh | met | ratio, A daemon | met |')
+$tlsRows.Add('|---|---:|---:|---:|---:|---|---:|---|---:|---|')
+function Add-TlsRow([string]$Name, [string]$Key, [string]$Property, [string]$Reference, [string]$Goal, [scriptblock]$Met, [string]$Format = '0.##') {
+    $figure = { param($path) if ($Property) { Get-Figure "$Key.$path" $Property } else { Get-Figure "$Key.$path" } }
+    $stunnel = & $figure 'stunnel'
+    $ssh = & $figure 'ssh'
+    $inPwsh = & $figure 'tls'
+    $daemon = & $figure 'tls-daemons'
+    if ($null -eq $stunnel -and $null -eq $ssh -and $null -eq $inPwsh -and $null -eq $daemon) { return }
+    $referenceValue = if ($Reference -eq 'stunnel') { $stunnel } else { $ssh }
+    $cells = foreach ($value in $inPwsh, $daemon) {
+        $ratio = Get-Ratio $value $referenceValue
+        if ($null -eq $ratio) { 'n/a'; if ($Met) { 'n/a' } else { '' }; continue }
+        $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×'
+        if (-not $Met) { '' } elseif (& $Met $ratio) { 'yes' } else { '**no**' }
+    }
+    $tlsRows.Add("| $Name | $(Format-Cell $stunnel $Format) | $(Format-Cell $ssh $Format) | $(Format-Cell $inPwsh $Format) | $(Format-Cell $daemon $Format) | $Goal | $($cells -join ' | ') |")
+}
+Add-TlsRow 'TLS throughput, 1 stream (Gbit/s): qmTunnel / stunnel' 'stream1' $null 'stunnel' '≥ 1.2 × stunnel' { param($r) $r -ge 1.2 }
+Add-TlsRow 'TLS throughput, 1 stream (Gbit/s): qmTunnel / ssh' 'stream1' $null 'ssh' '≥ 1.0 × ssh' { param($r) $r -ge 1.0 }
+Add-TlsRow 'TLS ping-pong 64 B, median (µs): qmTunnel / ssh' 'ping' 'median_us' 'ssh' '≤ 0.8 × ssh' { param($r) $r -le 0.8 } '0.0'
+Add-TlsRow 'TLS ping-pong 64 B, p99 (µs): qmTunnel / ssh' 'ping' 'p99_us' 'ssh' 'reported (lower is better)' $null '0.0'
+Add-TlsRow 'Connect + first echo, median (µs): qmTunnel / ssh' 'connect' 'median_us' 'ssh' '≤ 0.8 × ssh' { param($r) $r -le 0.8 } '0.0'
+Add-TlsRow 'Connect + first echo, p99 (µs): qmTunnel / ssh' 'connect' 'p99_us' 'ssh' 'reported (lower is better)' $null '0.0'
+Add-TlsRow 'TLS ping-pong 64 B, median (µs): qmTunnel / stunnel' 'ping' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
+Add-TlsRow 'Connect + first echo, median (µs): qmTunnel / stunnel' 'connect' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
+$tlsTable = if ($tlsRows.Count -gt 2) { $tlsRows -join "`n" } else { $null }
+
 $cpu = ([System.IO.File]::ReadAllLines('/proc/cpuinfo') | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', ''
 $machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r))"
 $versions = "qmTunnel $((Get-QmVersion).Text), .NET $([Environment]::Version), PowerShell $($PSVersionTable.PSVersion), $((& iperf3 --version 2>$null | Select-Object -First 1)), $(((& socat -V 2>$null) | Where-Object { $_ -like 'socat version*' } | Select-Object -First 1))"
+if (-not $SkipTls) {
+    $stunnelTool = if ($stunnelPair) { $stunnelPair.Tool } else { 'stunnel4' }
+    $versions += ", $(Get-ToolVersion "$stunnelTool -version" '^stunnel \d'), $(Get-ToolVersion 'ssh -V' '^OpenSSH')"
+}
 $date = [DateTimeOffset]::UtcNow.ToString('yyyy-MM-dd HH:mm:ss', [cultureinfo]::InvariantCulture) + ' UTC'
 $notes = @(
     "- One run, all on loopback (127.0.0.1). Tunnel path: client -> server A (in the bench's pwsh process) -> one qmt+plain link -> server B (qmtunnel-server daemon) -> target. Rows 'A as daemon too': the same tunnels served by server A2, a qmtunnel-server daemon (inline socket completions, which pwsh cannot have), -> server B."
     "- Throughput: iperf3 client -> server, $Seconds s, received rate. Ping-pong: one connection, $PingCount round trips of 64 bytes after 1,000 untimed ones. Connect + first byte: $ConnectCount new connections, each timed from connect() to its 1-byte echo."
     "- Idle: the client opens the connections through the tunnel to an echo server (each echoes 1 byte first, so the whole path is up), then holds them. RSS per connection = (VmRSS with the connections open - VmRSS before) / connections; server A's process gets a full GC before each reading, server B's daemon is read as it is."
     "- Machine: 2 cores shared by the client, the relays, both servers and the target: absolute figures are low and noisy; the ratios from the same run are what the goals use."
+)
+$tlsNotes = @(
+    "- Encrypted paths, same run, same iperf3 and echo targets. qmTunnel: client -> server A -> one TLS link (qmt://, the peer's certificate pinned on first use) -> server B -> target; 'A in pwsh' is server A in the bench's pwsh process, 'A daemon' is server A2, a qmtunnel-server daemon. Each new connection is a new stream on the open link: no handshake."
+    "- stunnel: client (plain in, TLS out) -> stunnel server (TLS in, ECDSA P-256 certificate from openssl) -> target; stunnel's TLS defaults, TCP_NODELAY on both sides; a new connection is a new TLS handshake. ssh: ssh -N -L -c aes128-gcm@openssh.com to a private sshd on loopback (ed25519 keys); each new connection is a new channel on the open ssh connection."
+    "- TLS as openssl s_client (defaults) negotiates it: $(if ($tlsSummary.Count) { ($tlsSummary.GetEnumerator() | ForEach-Object { "$($_.Key): $($_.Value)" }) -join '; ' } else { 'not probed' })."
+    "- Ratios are qmTunnel / reference; for throughput higher is better, for times lower is better. Encrypted paths are measured with 1 stream only."
 )
 $errorsText = if ($script:Errors.Count -gt 0) { "`n## Errors`n`n" + (($script:Errors | ForEach-Object { "- $_" }) -join "`n") + "`n" } else { '' }
 $markdown = @"
@@ -452,11 +738,12 @@ $markdown = @"
 Date: $date
 Machine: $machine
 Versions: $versions
-Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
+Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
 
 $table
 
 $($notes -join "`n")
+$(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
 $errorsText
 ## Commands run
 
@@ -467,6 +754,10 @@ $($script:Commands -join "`n")
 
 Write-QmStep 'Results'
 Write-Host $table
+if ($tlsTable) {
+    Write-Host ''
+    Write-Host $tlsTable
+}
 $null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
 Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM
 Write-Host ''

@@ -22,6 +22,8 @@
         'Remove-QmTunnel'
         'Get-QmTunnelStats'
         'Get-QmTunnelConnection'
+        'Get-QmTunnelKnownServer'
+        'Remove-QmTunnelKnownServer'
     )
     FunctionsToExport      = @()
     AliasesToExport        = @()

@@ -88,6 +88,9 @@ function Publish-QmModule {
             'publish', 'src/QmTunnel.PowerShell/QmTunnel.PowerShell.csproj', '-c', $Configuration, '--no-build', '--nologo', '-o', $stage)
         Invoke-QmNative -What 'dotnet publish (daemon)' -FilePath dotnet -ArgumentList @(
             'publish', 'src/QmTunnel.Server/QmTunnel.Server.csproj', '-c', $Configuration, '--no-build', '--nologo', '-o', (Join-Path $stage 'daemon'))
+        # The systemd unit, next to the daemon it runs (installing it: docs/service.md).
+        Copy-Item -LiteralPath 'src/QmTunnel.Server/qmtunnel-server.service' -Destination (Join-Path $stage 'daemon')
+        Write-Host '   daemon/qmtunnel-server.service'
 
         # PowerShellStandard.Library is a compile-time reference only: pwsh brings its own System.Management.Automation.
         foreach ($name in 'System.Management.Automation.dll', 'System.Management.Automation.xml') {
@@ -134,7 +137,8 @@ function Publish-QmModule {
             Write-Warning "$converter does not exist: the staged module has NO cmdlet help ($helpXml was not generated)."
         }
 
-        foreach ($required in 'qmTunnel.psd1', 'qmTunnel.format.ps1xml', 'QmTunnel.PowerShell.dll', 'QmTunnel.Engine.dll', 'daemon/qmtunnel-server.dll') {
+        foreach ($required in 'qmTunnel.psd1', 'qmTunnel.format.ps1xml', 'QmTunnel.PowerShell.dll', 'QmTunnel.Engine.dll', 'daemon/qmtunnel-server.dll',
+                'daemon/qmtunnel-server.service') {
             if (-not (Test-Path -LiteralPath (Join-Path $stage $required))) { throw "Staging is incomplete: out/qmTunnel/$required is missing." }
         }
         Write-Host "   Staged: $stagedManifest" -ForegroundColor Green

@@ -25,6 +25,9 @@ internal static class ErrorIds
     /// <summary>-Daemon on a data folder a server of this session already uses.</summary>
     public const string DatabaseLocked = Engine.Management.ErrorIds.DatabaseLocked;
 
+    /// <summary>Get-QmTunnelKnownServer with a literal host:port that has no pinned certificate.</summary>
+    public const string KnownServerNotFound = Engine.Management.ErrorIds.KnownServerNotFound;
+
     /// <summary>A daemon that did not exit, even after being killed.</summary>
     public const string ServerStopFailed = nameof(ServerStopFailed);
 }

@@ -24,6 +24,7 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
         var info = engine.GetServerInfo();
         // A plain line on stdout that scripts (and Start-QmTunnelServer -Daemon) can read.
         Console.Out.WriteLine($"qmtunnel-server listening on {info.Address} (pid {Environment.ProcessId}, data {info.DataPath})");
+        Console.Out.WriteLine($"qmtunnel-server certificate SHA256 {info.CertificateThumbprint}; plain links {(info.AllowPlainLinks ? "accepted" : "refused")}");
         Console.Out.Flush();
         _ = lifetime;
     }

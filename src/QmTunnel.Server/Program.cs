@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Management;
 using QmTunnel.Server;
@@ -8,34 +9,38 @@ using QmTunnel.Server;
 // First, before any socket exists: socket completions inline on the epoll threads (see SocketTuning).
 QmTunnel.Engine.Diagnostics.SocketTuning.EnableInlineCompletions();
 
-// qmtunnel-server: the qmTunnel engine as a daemon (.NET Generic Host; systemd-aware).
-//   qmtunnel-server [--port 9200] [--listen 127.0.0.1] [--data-path DIR]
-// Configuration also comes from QMTUNNEL_ environment variables (QMTUNNEL_Port, ...).
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
-{
-    Args = ServerCommandLine.Normalize(args),
-    ContentRootPath = AppContext.BaseDirectory,
-});
-builder.Configuration.AddEnvironmentVariables("QMTUNNEL_");
+// qmtunnel-server: the qmTunnel engine as a daemon (.NET Generic Host), also as a systemd service (Type=notify:
+// READY=1 once the engine listens) or a Windows service (see docs/service.md).
+//   qmtunnel-server [--port 9200] [--listen 127.0.0.1] [--data-path DIR] [--log-file FILE]
 if (ServerCommandLine.WantsHelp(args))
 {
     Console.WriteLine(ServerCommandLine.Usage);
     return 0;
 }
 
+// The server's own settings: QMTUNNEL_ environment variables (QMTUNNEL_Port, ...), overridden by the command line.
+// Read apart from the host's configuration, whose unprefixed environment variables (a PORT of the machine, say)
+// must not change them.
+IConfiguration settings;
 ServerOptions options;
 try
 {
-    options = ServerCommandLine.ReadOptions(builder.Configuration);
+    settings = ServerCommandLine.ReadSettings(args);
+    options = ServerCommandLine.ReadOptions(settings);
 }
-catch (ArgumentException ex)
+catch (Exception ex) when (ex is ArgumentException or FormatException)
 {
     Console.Error.WriteLine($"qmtunnel-server: {ex.Message}");
     Console.Error.WriteLine(ServerCommandLine.Usage);
     return 2;
 }
 
-if (builder.Configuration["LogFile"] is { Length: > 0 } logFile)
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+{
+    ContentRootPath = AppContext.BaseDirectory,
+});
+
+if (settings["LogFile"] is { Length: > 0 } logFile)
 {
     // Start-QmTunnelServer -Daemon: everything the daemon prints goes to this file, not to the parent's console.
     try
@@ -57,8 +62,14 @@ if (builder.Configuration["LogFile"] is { Length: > 0 } logFile)
         o.ColorBehavior = Microsoft.Extensions.Logging.Console.LoggerColorBehavior.Disabled;
     });
 }
-builder.Services.AddSystemd();
-if (builder.Configuration["LogFile"] is not { Length: > 0 })
+else if (SystemdHelpers.IsSystemdService())
+{
+    // Under systemd stdout goes to the journal, which stamps the time itself: one line per message, with its
+    // level as the syslog priority ("<6>", "<4>", ...).
+    builder.Logging.ClearProviders();
+    builder.Logging.AddSystemdConsole();
+}
+else
 {
     builder.Logging.ClearProviders();
     builder.Logging.AddSimpleConsole(o =>
@@ -67,6 +78,12 @@ if (builder.Configuration["LogFile"] is not { Length: > 0 })
         o.TimestampFormat = "yyyy-MM-dd HH:mm:ss ";
     });
 }
+// Each one only when the process really runs as such a service; otherwise the console lifetime (Ctrl+C, SIGTERM).
+// systemd (Type=notify): READY=1 once every hosted service has started, i.e. after EngineService.StartAsync has
+// bound the port; STOPPING=1 on SIGTERM / systemctl stop. Windows: the service control manager's stop request.
+// The Windows event log provider is added after ClearProviders above on purpose: it stays.
+builder.Services.AddSystemd();
+builder.Services.AddWindowsService(o => o.ServiceName = ServerCommandLine.WindowsServiceName);
 builder.Services.AddSingleton(options);
 builder.Services.AddSingleton(sp => new QmTunnelEngine(options, sp.GetRequiredService<ILoggerFactory>()));
 builder.Services.AddHostedService<EngineService>();

@@ -4,28 +4,90 @@ using QmTunnel.Engine.Management;
 
 namespace QmTunnel.Server;
 
-/// <summary>Command line of qmtunnel-server: maps --port/--listen/--data-path onto configuration keys.</summary>
+/// <summary>
+/// Command line of qmtunnel-server: --port/--listen/--data-path/--log-file/--allow-plain-links (or their configuration
+/// key names, and --name=value) onto the configuration keys Port/ListenAddress/DataPath/LogFile/AllowPlainLinks, over
+/// QMTUNNEL_ environment variables. An unknown option or a missing value is an error (exit code 2), never ignored.
+/// </summary>
 internal static class ServerCommandLine
 {
+    /// <summary>The service name given to the Windows service lifetime (sc.exe create qmTunnel ...).</summary>
+    public const string WindowsServiceName = "qmTunnel";
+
+    /// <summary>Prefix of the environment variables read as settings (QMTUNNEL_Port, QMTUNNEL_ListenAddress, ...).</summary>
+    public const string EnvironmentPrefix = "QMTUNNEL_";
+
     public const string Usage = """
-        usage: qmtunnel-server [--port 9200] [--listen 127.0.0.1] [--data-path DIR]
+        usage: qmtunnel-server [--port 9200] [--listen 127.0.0.1] [--data-path DIR] [--log-file FILE] [--allow-plain-links true|false]
           --port       link port (default 9200; 0 picks a free port)
           --listen     interface address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
           --data-path  folder of the LiteDB database (default $QMTUNNEL_DATA or ~/.local/share/qmTunnel)
           --log-file   append everything the server prints to this file instead of the console
+          --allow-plain-links true|false
+                       accept unencrypted links (qmt+plain://) too; saved in the database (default: the saved value, off)
+        Each can also be set by an environment variable (QMTUNNEL_Port, QMTUNNEL_ListenAddress, QMTUNNEL_DataPath,
+        QMTUNNEL_LogFile, QMTUNNEL_AllowPlainLinks); the command line wins. SIGTERM or Ctrl+C stops the server
+        gracefully. Running it as a systemd or Windows service: see docs/service.md.
         """;
+
+    /// <summary>Option (and the configuration key name, accepted as an option too) → configuration key.</summary>
+    private static readonly Dictionary<string, string> Options = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["--port"] = "Port",
+        ["--listen"] = "ListenAddress",
+        ["--listenaddress"] = "ListenAddress",
+        ["--data-path"] = "DataPath",
+        ["--datapath"] = "DataPath",
+        ["--log-file"] = "LogFile",
+        ["--logfile"] = "LogFile",
+        ["--allow-plain-links"] = "AllowPlainLinks",
+        ["--allowplainlinks"] = "AllowPlainLinks",
+    };
 
     public static bool WantsHelp(string[] args) => args.Any(a => a is "-h" or "--help" or "-?");
 
-    /// <summary>Accepts --data-path as well as --DataPath, and --listen for ListenAddress.</summary>
-    public static string[] Normalize(string[] args) => args.Select(a => a switch
+    /// <summary>
+    /// The settings: QMTUNNEL_ environment variables, then the command line over them.
+    /// </summary>
+    /// <exception cref="ArgumentException">An unknown option, a value without an option, or an option without a value.</exception>
+    public static IConfiguration ReadSettings(string[] args) => new ConfigurationBuilder()
+        .AddEnvironmentVariables(EnvironmentPrefix)
+        .AddInMemoryCollection(Parse(args))
+        .Build();
+
+    /// <summary>The command line as configuration keys and values (the last one wins when an option repeats).</summary>
+    public static Dictionary<string, string?> Parse(string[] args)
     {
-        "--data-path" => "--DataPath",
-        "--listen" => "--ListenAddress",
-        "--port" => "--Port",
-        "--log-file" => "--LogFile",
-        _ => a,
-    }).ToArray();
+        var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            var name = arg;
+            string? value = null;
+            var equals = arg.IndexOf('=', StringComparison.Ordinal);
+            if (arg.StartsWith("--", StringComparison.Ordinal) && equals > 2)
+            {
+                name = arg[..equals];
+                value = arg[(equals + 1)..];
+            }
+            if (!Options.TryGetValue(name, out var key))
+            {
+                throw new ArgumentException(arg.StartsWith('-')
+                    ? $"unknown option '{name}'."
+                    : $"unexpected argument '{arg}' (every value follows its option, as in --port 9200).");
+            }
+            if (value is null)
+            {
+                if (i + 1 >= args.Length || args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                {
+                    throw new ArgumentException($"{name} needs a value.");
+                }
+                value = args[++i];
+            }
+            values[key] = value;
+        }
+        return values;
+    }
 
     public static ServerOptions ReadOptions(IConfiguration config)
     {
@@ -45,6 +107,14 @@ internal static class ServerCommandLine
         if (config["DataPath"] is { } dataPath)
         {
             options = options with { DataPath = Path.GetFullPath(dataPath) };
+        }
+        if (config["AllowPlainLinks"] is { } plain)
+        {
+            if (!bool.TryParse(plain, out var allow))
+            {
+                throw new ArgumentException($"--allow-plain-links '{plain}' is not true or false.");
+            }
+            options = options with { AllowPlainLinks = allow };
         }
         var errors = options.Validate();
         if (errors.Count > 0)

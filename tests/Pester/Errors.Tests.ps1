@@ -189,7 +189,7 @@ Describe 'Errors with a server running' {
         $dataPath = Join-Path $base 'server'
         $server = Start-QmTunnelServer -Port 0 -DataPath $dataPath -PassThru
         # The server is its own hop: the tunnels here go A -> A -> target.
-        $self = "qmt+plain://127.0.0.1:$($server.Port)"
+        $self = "qmt://127.0.0.1:$($server.Port)"
         $echo = [QmTunnel.PesterTools.EchoServer]::new()
         $null = New-QmTunnel taken -Listen tcp://127.0.0.1:0 -Via $self -Target $echo.Uri -Description 'the original'
     }
@@ -257,7 +257,7 @@ Describe 'Errors with a server running' {
         @{ Case = '-Listen with an unknown scheme'; Name = 'httplisten'; Override = @{ Listen = 'http://127.0.0.1:8080' }; Id = 'EndpointUriInvalid'; Category = 'InvalidArgument'; Target = 'http://127.0.0.1:8080' }
         @{ Case = '-Listen naming a tunnel server'; Name = 'qmtlisten'; Override = @{ Listen = 'qmt+plain://127.0.0.1:9300' }; Id = 'EndpointUriInvalid'; Category = 'InvalidArgument'; Target = 'qmt+plain://127.0.0.1:9300' }
         @{ Case = '-Via naming an application endpoint'; Name = 'tcpvia'; Override = @{ Via = 'tcp://127.0.0.1:9200' }; Id = 'EndpointUriInvalid'; Category = 'InvalidArgument'; Target = 'tcp://127.0.0.1:9200'; Pattern = 'qmt\+plain://' }
-        @{ Case = '-Via qmt:// (TLS)'; Name = 'tls'; Override = @{ Via = 'qmt://host:9200' }; Id = 'TlsNotAvailable'; Category = 'NotEnabled'; Target = 'qmt://host:9200'; Pattern = 'qmt\+plain://host:9200' }
+        @{ Case = '-Via a server on port 0'; Name = 'port0'; Override = @{ Via = 'qmt://host:0' }; Id = 'EndpointUriInvalid'; Category = 'InvalidArgument'; Target = 'qmt://host:0'; Pattern = 'port 0' }
     ) {
         BeforeAll {
             $namesBefore = @((Get-QmTunnel).Name)

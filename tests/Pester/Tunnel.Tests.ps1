@@ -54,7 +54,8 @@ BeforeAll {
 
     $script:serverA = Start-QmTunnelServer -Port 0 -DataPath $tmpA -PassThru
     $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath $tmpB
-    $via = "qmt+plain://127.0.0.1:$($serverB.Port)"
+    # The default: a TLS link, B's certificate pinned by A on first use.
+    $via = "qmt://127.0.0.1:$($serverB.Port)"
 }
 
 AfterAll {
@@ -88,7 +89,9 @@ Describe 'qmTunnel end to end: in-process server A, daemon server B, echo server
             $serverA.ProcessId | Should -BeNullOrEmpty
             $serverA.Port | Should -BeGreaterThan 0
             $serverA.DataPath | Should -Be $tmpA
-            $serverA.Address | Should -Be "qmt+plain://127.0.0.1:$($serverA.Port)"
+            $serverA.Address | Should -Be "qmt://127.0.0.1:$($serverA.Port)"
+            $serverA.CertificateThumbprint | Should -Match '^[0-9A-F]{64}$'
+            $serverA.AllowPlainLinks | Should -BeFalse
             Join-Path $tmpA 'qmtunnel.db' | Should -Exist
         }
 

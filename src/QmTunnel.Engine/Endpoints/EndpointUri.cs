@@ -51,26 +51,17 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         return uri;
     }
 
-    /// <summary>
-    /// Parses a tunnel server (<c>qmt://host[:9200]</c> or <c>qmt+plain://host[:9200]</c>). TLS links arrive with
-    /// the security issue: until then <c>qmt://</c> is refused with <see cref="ErrorIds.TlsNotAvailable"/>.
-    /// </summary>
+    /// <summary>Parses a tunnel server: <c>qmt://host[:9200]</c> (TLS) or <c>qmt+plain://host[:9200]</c> (unencrypted).</summary>
     public static EndpointUri ParseServer(string? text, string what)
     {
         var uri = Parse(text, what, requirePort: false);
         if (!uri.IsServer)
         {
-            throw Invalid(text, what, $"'{text}' is not a tunnel server address; write it as qmt+plain://host:9200.");
+            throw Invalid(text, what, $"'{text}' is not a tunnel server address; write it as qmt://host:9200 (or qmt+plain://host:9200 for an unencrypted link).");
         }
         if (uri.Port == 0)
         {
             throw Invalid(text, what, $"'{text}': a tunnel server cannot be reached on port 0; give its real port (9200 by default).");
-        }
-        if (uri.Scheme == EndpointScheme.Qmt)
-        {
-            throw new QmTunnelException(ErrorIds.TlsNotAvailable, QmErrorKind.NotEnabled, text,
-                $"'{text}': TLS links (qmt://) are not available in this version of qmTunnel yet. " +
-                $"Use an explicitly unencrypted link for now: qmt+plain://{uri.Host}:{uri.Port}.");
         }
         return uri;
     }

@@ -113,6 +113,12 @@ public sealed partial class Link
                 }
                 try
                 {
+                    if (_tls is not null)
+                    {
+                        await WriteTlsAsync(segments, total).ConfigureAwait(false);
+                        Interlocked.Add(ref _bytesSent, total);
+                        continue;
+                    }
                     var sent = segments.Count == 1
                         ? await _socket.SendAsync(segments[0].AsMemory(), SocketFlags.None).ConfigureAwait(false)
                         : await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
@@ -142,6 +148,31 @@ public sealed partial class Link
             {
                 ArrayPool<byte>.Shared.Return(frame.Buffer);
             }
+        }
+    }
+
+    /// <summary>TLS: one write per batch (one or a few TLS records) instead of one per frame.</summary>
+    private async Task WriteTlsAsync(List<ArraySegment<byte>> segments, int total)
+    {
+        if (segments.Count == 1)
+        {
+            await _tls!.WriteAsync(segments[0].AsMemory()).ConfigureAwait(false);
+            return;
+        }
+        var joined = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            var offset = 0;
+            foreach (var segment in segments)
+            {
+                segment.AsSpan().CopyTo(joined.AsSpan(offset));
+                offset += segment.Count;
+            }
+            await _tls!.WriteAsync(joined.AsMemory(0, total)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(joined);
         }
     }
 
@@ -210,7 +241,7 @@ public sealed partial class Link
             reason = $"protocol error ({ex.Code}): {ex.Message}";
             LinkLog.ProtocolViolation(_logger, RemoteEndPoint, ex.Code, ex.Message);
             ProtocolError?.Invoke(ex);
-            TrySendGoAway(ex.Code, ex.Message);
+            await SendGoAwayAndFlushAsync(ex.Code, ex.Message).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_closing.IsCancellationRequested)
         {
@@ -333,19 +364,14 @@ public sealed partial class Link
         }
     }
 
-    private void TrySendGoAway(ProtocolErrorCode code, string reason)
+    /// <summary>Queues a GoAway behind what is queued, stops the queue and waits (1 s at most) for the writer to send it.</summary>
+    private async Task SendGoAwayAndFlushAsync(ProtocolErrorCode code, string reason)
     {
-        try
+        EnqueueControl(0, new GoAwayMessage(code, reason.Length > 1000 ? reason[..1000] : reason));
+        _out.Writer.TryComplete();
+        if (_writeLoop is not null)
         {
-            var bytes = ControlCodec.ToArray(new GoAwayMessage(code, reason.Length > 1000 ? reason[..1000] : reason));
-            var frame = new byte[FrameHeader.Size + bytes.Length];
-            new FrameHeader(FrameType.GoAway, FrameFlags.None, 0, bytes.Length).Write(frame);
-            bytes.CopyTo(frame.AsSpan(FrameHeader.Size));
-            _socket.Send(frame, SocketFlags.None);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // the peer is gone already
+            await Task.WhenAny(_writeLoop, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
         }
     }
 
@@ -394,6 +420,7 @@ public sealed partial class Link
         {
             // already gone
         }
+        _tls?.Dispose();
         _socket.Dispose();
         LinkLog.Closed(_logger, RemoteEndPoint, CloseReason);
         _closed.TrySetResult();

@@ -19,6 +19,7 @@ namespace QmTunnel.Engine.Links;
 public sealed partial class Link : IAsyncDisposable
 {
     private readonly Socket _socket;
+    private readonly Stream? _tls;
     private readonly PipeReader _reader;
     private readonly Channel<OutFrame> _out = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly ConcurrentDictionary<uint, MuxStream> _streams = new();
@@ -32,9 +33,10 @@ public sealed partial class Link : IAsyncDisposable
     private int _closeStarted;
     private readonly ConcurrentDictionary<long, TaskCompletionSource<TimeSpan>> _pings = new();
 
-    private Link(Socket socket, PipeReader reader, LinkOptions options, HelloMessage peer, bool isDialer, TimeSpan handshakeRtt, ILogger logger)
+    private Link(Socket socket, Stream? tls, PipeReader reader, LinkOptions options, HelloMessage peer, bool isDialer, TimeSpan handshakeRtt, ILogger logger)
     {
         _socket = socket;
+        _tls = tls;
         _reader = reader;
         Options = options;
         Peer = peer;
@@ -50,6 +52,8 @@ public sealed partial class Link : IAsyncDisposable
     /// <summary>The peer's Hello: its id, name and limits.</summary>
     public HelloMessage Peer { get; }
     public string RemoteEndPoint { get; }
+    /// <summary>True when the link runs inside TLS.</summary>
+    public bool IsEncrypted => _tls is not null;
     public TimeSpan HandshakeRoundTrip { get; }
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
@@ -69,15 +73,15 @@ public sealed partial class Link : IAsyncDisposable
     // ---------------- handshake ----------------
 
     /// <summary>Dialer side: preamble + Hello, then waits for the peer's Hello. Throws <see cref="ProtocolException"/> or IO errors.</summary>
-    public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken)
+    public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls = null)
     {
-        var stream = new NetworkStream(socket, ownsSocket: false);
+        var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
         var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
         var started = Stopwatch.GetTimestamp();
-        await socket.SendAsync(BuildHandshake(preamble: true, hello), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+        await WriteRawAsync(socket, tls, BuildHandshake(preamble: true, hello), timeout.Token).ConfigureAwait(false);
         var (type, message) = await ReadControlAsync(reader, timeout.Token).ConfigureAwait(false);
         var rtt = Stopwatch.GetElapsedTime(started);
         if (message is GoAwayMessage goAway)
@@ -93,7 +97,7 @@ public sealed partial class Link : IAsyncDisposable
             throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, $"the server chose protocol version {peer.MinVersion}-{peer.MaxVersion}; this side speaks {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}");
         }
         ValidatePeerLimits(peer);
-        var link = new Link(socket, reader, options, peer, isDialer: true, rtt, logger);
+        var link = new Link(socket, tls, reader, options, peer, isDialer: true, rtt, logger);
         return link;
     }
 
@@ -101,9 +105,9 @@ public sealed partial class Link : IAsyncDisposable
     /// Acceptor side: reads the preamble and the dialer's Hello, picks the highest common version, answers. On no
     /// common version it answers GoAway(UnsupportedVersion) and throws.
     /// </summary>
-    public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken)
+    public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls = null, string? refusePlain = null)
     {
-        var stream = new NetworkStream(socket, ownsSocket: false);
+        var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
@@ -117,13 +121,31 @@ public sealed partial class Link : IAsyncDisposable
         if (version < peer.MinVersion || version < LinkOptions.MinVersion)
         {
             var reason = $"no common protocol version: the peer speaks {peer.MinVersion}-{peer.MaxVersion}, this server {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}";
-            await socket.SendAsync(BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.UnsupportedVersion, reason)), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.UnsupportedVersion, reason)), timeout.Token).ConfigureAwait(false);
             throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, reason);
+        }
+        if (refusePlain is not null)
+        {
+            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.PlainLinkRefused, refusePlain)), timeout.Token).ConfigureAwait(false);
+            throw new ProtocolException(ProtocolErrorCode.PlainLinkRefused, refusePlain);
         }
         ValidatePeerLimits(peer);
         var answer = new HelloMessage((ushort)version, (ushort)version, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
-        await socket.SendAsync(BuildHandshake(preamble: false, answer), SocketFlags.None, timeout.Token).ConfigureAwait(false);
-        return new Link(socket, reader, options, peer, isDialer: false, TimeSpan.Zero, logger);
+        await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, answer), timeout.Token).ConfigureAwait(false);
+        return new Link(socket, tls, reader, options, peer, isDialer: false, TimeSpan.Zero, logger);
+    }
+
+    private static async Task WriteRawAsync(Socket socket, Stream? tls, byte[] bytes, CancellationToken cancellationToken)
+    {
+        if (tls is not null)
+        {
+            await tls.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+            await tls.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private static void ValidatePeerLimits(HelloMessage peer)

@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Management;
@@ -12,7 +15,7 @@ namespace QmTunnel.Engine.Links;
 /// replaced on the next request. It does not reconnect by itself (permanent tunnels and resume come later) and does
 /// not carry streams: callers open them on the returned <see cref="Link"/>.
 /// </summary>
-public sealed class LinkPool(LinkOptions options, ILogger logger) : IAsyncDisposable
+public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task<Link>> _links = new(StringComparer.OrdinalIgnoreCase);
     private readonly CancellationTokenSource _disposed = new();
@@ -66,12 +69,30 @@ public sealed class LinkPool(LinkOptions options, ILogger logger) : IAsyncDispos
                 $"Cannot reach the tunnel server {hop} ({why}). Check that a qmTunnel server runs there (Start-QmTunnelServer) and that the port is open.", ex);
         }
         Link link;
+        SslStream? tls = null;
         try
         {
-            link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token).ConfigureAwait(false);
+            if (hop.Scheme == EndpointScheme.Qmt)
+            {
+                tls = await AuthenticateAsync(socket, hop, timeout.Token).ConfigureAwait(false);
+            }
+            link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token, tls).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is ProtocolException or SocketException or IOException or OperationCanceledException)
+        catch (QmTunnelException)
         {
+            tls?.Dispose();
+            socket.Dispose();
+            throw;
+        }
+        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
+        {
+            socket.Dispose();
+            throw new QmTunnelException(ErrorIds.PlainLinkRefused, QmErrorKind.SecurityError, hop.ToString(),
+                $"{hop} refused an unencrypted link: {ex.Message.Replace("the server refused the link: ", "", StringComparison.Ordinal)}", ex);
+        }
+        catch (Exception ex) when (ex is ProtocolException or SocketException or IOException or OperationCanceledException or AuthenticationException)
+        {
+            tls?.Dispose();
             socket.Dispose();
             throw new QmTunnelException(ErrorIds.HopHandshakeFailed, QmErrorKind.ProtocolError, hop.ToString(),
                 $"{hop} answered, but not as a qmTunnel server of a compatible version ({ex.Message}). Check the address and the server's version.", ex);
@@ -79,6 +100,36 @@ public sealed class LinkPool(LinkOptions options, ILogger logger) : IAsyncDispos
         link.Start();
         LinkLog.Up(logger, link.RemoteEndPoint, link.Peer.ServerName, link.HandshakeRoundTrip.TotalMilliseconds);
         return link;
+    }
+
+    /// <summary>TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain.</summary>
+    private async Task<SslStream> AuthenticateAsync(Socket socket, EndpointUri hop, CancellationToken cancellationToken)
+    {
+        X509Certificate2? seen = null;
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        try
+        {
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = hop.Host,
+                EnabledSslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12,
+                // Pinning replaces name and chain checks: remember the certificate, decide after the handshake.
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    seen = certificate is null ? null : new X509Certificate2(certificate);
+                    return certificate is not null;
+                },
+            }, cancellationToken).ConfigureAwait(false);
+            var thumbprint = Security.ServerCertificate.Thumbprint(seen!);
+            (certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"))
+                .Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.ToString(), thumbprint, expected: null);
+            return tls;
+        }
+        catch
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     public async ValueTask DisposeAsync()

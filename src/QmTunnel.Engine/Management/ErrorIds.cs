@@ -23,6 +23,10 @@ public static class ErrorIds
     public const string HopConnectFailed = nameof(HopConnectFailed);
     public const string HopHandshakeFailed = nameof(HopHandshakeFailed);
     public const string ProtocolError = nameof(ProtocolError);
+    public const string CertificateInvalid = nameof(CertificateInvalid);
+    public const string CertificateMismatch = nameof(CertificateMismatch);
+    public const string PlainLinkRefused = nameof(PlainLinkRefused);
+    public const string KnownServerNotFound = nameof(KnownServerNotFound);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>
@@ -39,6 +43,7 @@ public enum QmErrorKind
     NotEnabled,
     ProtocolError,
     OpenError,
+    SecurityError,
 }
 
 /// <summary>

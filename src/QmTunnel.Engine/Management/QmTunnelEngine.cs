@@ -1,5 +1,9 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using QmTunnel.Engine.Security;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using QmTunnel.Engine.Endpoints;
@@ -32,7 +36,10 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private CancellationTokenSource? _shutdown;
     private Task? _acceptLoop;
     private DateTimeOffset _startedAt;
-    private long _protocolErrors, _transitStreams;
+    private long _protocolErrors, _transitStreams, _plainRefused;
+    private X509Certificate2? _certificate;
+    private SslStreamCertificateContext? _certificateContext;
+    private bool _allowPlainLinks;
     private volatile bool _running;
 
     public QmTunnelEngine(ServerOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
@@ -51,6 +58,15 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     public int Port { get; private set; }
     /// <summary>This server's id in link handshakes.</summary>
     public string ServerId => _linkOptions.ServerId;
+    private const string AllowPlainLinksSetting = "allowPlainLinks";
+    private const byte TlsHandshakeRecord = 0x16;
+
+    /// <summary>SHA-256 thumbprint (hex) of the server's TLS certificate while it runs.</summary>
+    public string? CertificateThumbprint => _certificate is null ? null : ServerCertificate.Thumbprint(_certificate);
+
+    /// <summary>Whether this server accepts unencrypted links (a saved setting; see ServerOptions.AllowPlainLinks).</summary>
+    public bool AllowPlainLinks => _allowPlainLinks;
+
     /// <summary>Links closed because the peer broke the protocol (malformed frames, bad handshake).</summary>
     public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
 
@@ -76,6 +92,13 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _store = TunnelStore.Open(Options.DataPath);
             try
             {
+                _certificate = ServerCertificate.LoadOrCreate(Options.DataPath, Options.ServerName);
+                _certificateContext = SslStreamCertificateContext.Create(_certificate, additionalCertificates: null, offline: true);
+                if (Options.AllowPlainLinks is { } allow)
+                {
+                    _store.SetBoolSetting(AllowPlainLinksSetting, allow);
+                }
+                _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
                 _listener = Bind();
             }
             catch
@@ -86,7 +109,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
             _shutdown = new CancellationTokenSource();
-            _pool = new LinkPool(_linkOptions, _logger);
+            _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store));
             _startedAt = _time.GetUtcNow();
             _running = true;
             _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _shutdown.Token));
@@ -174,9 +197,50 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         socket.NoDelay = true;
         var peer = socket.RemoteEndPoint?.ToString() ?? "?";
         Link link;
+        SslStream? tls = null;
         try
         {
-            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, cancellationToken).ConfigureAwait(false);
+            // One port for both: a TLS ClientHello starts with 0x16, a plain link with the preamble "QMTL".
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(Options.HandshakeTimeout);
+            var first = new byte[1];
+            var n = await socket.ReceiveAsync(first, SocketFlags.Peek, timeout.Token).ConfigureAwait(false);
+            if (n == 0)
+            {
+                socket.Dispose();
+                return;
+            }
+            string? refusePlain = null;
+            if (first[0] == TlsHandshakeRecord)
+            {
+                tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                {
+                    ServerCertificateContext = _certificateContext,
+                    EnabledSslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12,
+                    ClientCertificateRequired = false,
+                }, timeout.Token).ConfigureAwait(false);
+            }
+            else if (!_allowPlainLinks)
+            {
+                Interlocked.Increment(ref _plainRefused);
+                refusePlain = $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or start the server with -AllowPlainLinks to accept qmt+plain://";
+            }
+            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, cancellationToken, tls, refusePlain).ConfigureAwait(false);
+        }
+        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
+        {
+            EngineLog.HandshakeRefused(_logger, peer, ex.Code, ex.Message);
+            socket.Dispose();
+            return;
+        }
+        catch (AuthenticationException ex)
+        {
+            Interlocked.Increment(ref _protocolErrors);
+            EngineLog.HandshakeRefused(_logger, peer, ProtocolErrorCode.HandshakeFailed, "TLS: " + ex.Message);
+            tls?.Dispose();
+            socket.Dispose();
+            return;
         }
         catch (ProtocolException ex)
         {
@@ -188,6 +252,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             EngineLog.HandshakeRefused(_logger, peer, ProtocolErrorCode.HandshakeFailed, ex.Message);
+            tls?.Dispose();
             socket.Dispose();
             return;
         }
@@ -293,18 +358,26 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             _running = false;
             _listener?.Dispose();
-            _shutdown?.Cancel();
             if (_acceptLoop is not null)
             {
                 await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
-            await Task.WhenAll(_tunnels.Values.Select(t => t.StopAsync())).ConfigureAwait(false);
-            _tunnels.Clear();
+            // Stop accepting everywhere, let connections (ours and those passing through) finish for DrainTimeout,
+            // then close what is left.
+            var draining = _tunnels.Values.Select(t => t.StopAsync(Options.DrainTimeout)).ToList();
             Link[] inbound;
             lock (_inbound)
             {
                 inbound = [.. _inbound];
             }
+            var deadline = _time.GetUtcNow() + Options.DrainTimeout;
+            while (inbound.Any(l => l.StreamCount > 0 && !l.IsClosed) && _time.GetUtcNow() < deadline)
+            {
+                await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+            }
+            await Task.WhenAll(draining).ConfigureAwait(false);
+            _tunnels.Clear();
+            _shutdown?.Cancel();
             await Task.WhenAll(inbound.Select(l => l.CloseAsync(ProtocolErrorCode.Shutdown, "the server is stopping"))).ConfigureAwait(false);
             if (_pool is not null)
             {
@@ -312,6 +385,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             _store?.Dispose();
             _store = null;
+            _certificate?.Dispose();
+            _certificate = null;
             EngineLog.Stopped(_logger, Port);
         }
         finally
@@ -342,6 +417,9 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             Links = links + (_pool?.Count ?? 0),
             TransitStreams = Interlocked.Read(ref _transitStreams),
             ProtocolErrors = ProtocolErrors,
+            CertificateThumbprint = CertificateThumbprint,
+            AllowPlainLinks = _allowPlainLinks,
+            PlainLinksRefused = Interlocked.Read(ref _plainRefused),
         };
     }
 

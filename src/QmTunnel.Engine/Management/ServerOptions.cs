@@ -23,6 +23,18 @@ public sealed record ServerOptions
     /// <summary>A link that has not finished its handshake after this long is closed.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Accept unencrypted links (<c>qmt+plain://</c>) as well as TLS ones. A saved server setting: null keeps the saved
+    /// value (off on a new server); true or false changes it.
+    /// </summary>
+    public bool? AllowPlainLinks { get; init; }
+
+    /// <summary>
+    /// When the server stops (Stop-QmTunnelServer, SIGTERM, service stop), how long open connections may go on
+    /// after it stopped accepting, before they are closed.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Process id to report (a daemon sets its own).</summary>
     public int? ProcessId { get; init; }
 

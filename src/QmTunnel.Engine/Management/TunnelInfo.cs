@@ -107,6 +107,14 @@ public sealed class ServerInfo
     public int Links { get; init; }
     public long TransitStreams { get; init; }
     public long ProtocolErrors { get; init; }
-    public string Address => $"qmt+plain://{(ListenAddress is "0.0.0.0" or "::" ? "127.0.0.1" : ListenAddress)}:{Port}";
+    /// <summary>SHA-256 of the server's TLS certificate (hex): what peers pin, and what openssl s_client shows.</summary>
+    public string? CertificateThumbprint { get; init; }
+    /// <summary>Whether unencrypted links (qmt+plain://) are accepted.</summary>
+    public bool AllowPlainLinks { get; init; }
+    /// <summary>Plain links refused because AllowPlainLinks is off.</summary>
+    public long PlainLinksRefused { get; init; }
+    public string Address => $"qmt://{(ListenAddress is "0.0.0.0" ? "127.0.0.1" : ListenAddress is "::" ? "[::1]" : ListenAddress.Contains(':', StringComparison.Ordinal) ? "[" + ListenAddress + "]" : ListenAddress)}:{Port}";
+    /// <summary>The same server for unencrypted links (accepted only when AllowPlainLinks is on).</summary>
+    public string PlainAddress => "qmt+plain" + Address[3..];
     public override string ToString() => Address;
 }

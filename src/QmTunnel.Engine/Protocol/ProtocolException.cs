@@ -20,6 +20,8 @@ public enum ProtocolErrorCode : uint
     Shutdown = 7,
     /// <summary>Link: a frame referred to a stream in a state that does not allow it.</summary>
     StreamStateError = 8,
+    /// <summary>Link: this server accepts only TLS links (qmt://) and the peer dialed a plain one.</summary>
+    PlainLinkRefused = 9,
     /// <summary>Stream: the target could not be reached (refused, unreachable, timed out, name not resolved).</summary>
     TargetConnectFailed = 100,
     /// <summary>Stream: the application connection was reset or failed.</summary>

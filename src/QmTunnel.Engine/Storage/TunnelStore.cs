@@ -9,7 +9,7 @@ namespace QmTunnel.Engine.Storage;
 /// <see cref="ErrorIds.DatabaseCorrupt"/> naming the file; it is never overwritten, rebuilt or reset.
 /// Documents are mapped by hand so the stored schema is ours, not the CLR types'.
 /// </summary>
-public sealed class TunnelStore : IDisposable
+public sealed class TunnelStore : IDisposable, Security.IKnownServers
 {
     public const string FileName = "qmtunnel.db";
     public const int SchemaVersion = 1;
@@ -187,6 +187,69 @@ public sealed class TunnelStore : IDisposable
         CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["createdAtMs"].AsInt64),
         ModifiedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["modifiedAtMs"].AsInt64),
     };
+
+    // ---- known servers (certificate pins of the servers this one dials) ----
+
+    public string? Find(string server)
+    {
+        lock (_gate)
+        {
+            return _db.GetCollection("knownServers").FindById(server.ToLowerInvariant())?["thumbprint"].AsString;
+        }
+    }
+
+    public void Add(string server, string thumbprint)
+    {
+        lock (_gate)
+        {
+            _db.GetCollection("knownServers").Upsert(new BsonDocument
+            {
+                ["_id"] = server.ToLowerInvariant(),
+                ["thumbprint"] = thumbprint,
+                ["firstSeenMs"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+            });
+        }
+    }
+
+    public IReadOnlyList<Security.KnownServer> GetKnownServers()
+    {
+        lock (_gate)
+        {
+            return _db.GetCollection("knownServers").FindAll().Select(d => new Security.KnownServer
+            {
+                Server = d["_id"].AsString,
+                Thumbprint = d["thumbprint"].AsString,
+                FirstSeen = DateTimeOffset.FromUnixTimeMilliseconds(d["firstSeenMs"].AsInt64),
+            }).OrderBy(k => k.Server, StringComparer.Ordinal).ToList();
+        }
+    }
+
+    public bool RemoveKnownServer(string server)
+    {
+        lock (_gate)
+        {
+            return _db.GetCollection("knownServers").Delete(server.ToLowerInvariant());
+        }
+    }
+
+    // ---- server settings ----
+
+    public bool? GetBoolSetting(string name)
+    {
+        lock (_gate)
+        {
+            var doc = _db.GetCollection("settings").FindById(name);
+            return doc is null ? null : doc["value"].AsBoolean;
+        }
+    }
+
+    public void SetBoolSetting(string name, bool value)
+    {
+        lock (_gate)
+        {
+            _db.GetCollection("settings").Upsert(new BsonDocument { ["_id"] = name, ["value"] = value });
+        }
+    }
 
     public void Dispose()
     {

@@ -172,6 +172,10 @@ internal sealed partial class TunnelRuntime
             {
                 continue;
             }
+            catch (SocketException) when (_state == TunnelState.Stopping)
+            {
+                return;
+            }
             catch (SocketException ex)
             {
                 RecordError($"accepting a connection failed: {ex.SocketErrorCode}");
@@ -284,15 +288,17 @@ internal sealed partial class TunnelRuntime
         TunnelLog.Error(_logger, Profile.Name, message);
     }
 
-    /// <summary>Stops listening and closes every connection of the tunnel (their streams are reset).</summary>
-    public async Task StopAsync()
+    /// <summary>
+    /// Stops listening, lets open connections finish for up to <paramref name="drain"/> (zero: none), then closes
+    /// the rest (their streams are reset).
+    /// </summary>
+    public async Task StopAsync(TimeSpan drain = default)
     {
         if (!IsRunning)
         {
             return;
         }
         _state = TunnelState.Stopping;
-        _stop?.Cancel();
         _listener?.Dispose();
         if (_acceptLoop is not null)
         {
@@ -303,6 +309,12 @@ internal sealed partial class TunnelRuntime
         {
             running = [.. _connections];
         }
+        if (drain > TimeSpan.Zero && running.Length > 0)
+        {
+            TunnelLog.Draining(_logger, Profile.Name, running.Length, drain.TotalSeconds);
+            await Task.WhenAll(running).WaitAsync(drain).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+        _stop?.Cancel();
         await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         _stop?.Dispose();
         _stop = null;
@@ -366,7 +378,7 @@ internal sealed partial class TunnelRuntime
 
 internal static partial class TunnelLog
 {
-    // Event ids 200-299 belong to tunnels. Next free: 203.
+    // Event ids 200-299 belong to tunnels. Next free: 204.
     [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Tunnel {Name} started: {Listen} via {Hop} to {Target}")]
     public static partial void Started(ILogger logger, string name, string listen, string hop, string target);
 
@@ -375,4 +387,7 @@ internal static partial class TunnelLog
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Tunnel {Name}: {Error}")]
     public static partial void Error(ILogger logger, string name, string error);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "Tunnel {Name}: no longer accepting; waiting up to {Seconds} s for {Count} open connections to finish")]
+    public static partial void Draining(ILogger logger, string name, int count, double seconds);
 }

@@ -88,6 +88,7 @@ public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
         QmErrorKind.NotEnabled => ErrorCategory.NotEnabled,
         QmErrorKind.ProtocolError => ErrorCategory.ProtocolError,
         QmErrorKind.OpenError => ErrorCategory.OpenError,
+        QmErrorKind.SecurityError => ErrorCategory.SecurityError,
         _ => ErrorCategory.NotSpecified,
     };
 

@@ -3,7 +3,10 @@ using System.Globalization;
 using System.Management.Automation;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Security;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -39,6 +42,17 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
     [Parameter]
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Accept unencrypted links (qmt+plain://) as well as TLS ones. A saved server setting: given, it is changed
+    /// (-AllowPlainLinks:$false turns it off again); not given, the saved value stays (off on a new server).
+    /// </summary>
+    [Parameter]
+    public SwitchParameter AllowPlainLinks { get; set; }
+
+    /// <summary>-AllowPlainLinks as the engine takes it: its value when given, else null (keep the saved setting).</summary>
+    private bool? AllowPlainLinksOption =>
+        MyInvocation.BoundParameters.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks.IsPresent : null;
+
     protected override void EndProcessing()
     {
         var options = new ServerOptions
@@ -48,6 +62,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             DataPath = DataPath is null
                 ? ServerOptions.DefaultDataPath
                 : SessionState.Path.GetUnresolvedProviderPathFromPSPath(DataPath),
+            AllowPlainLinks = AllowPlainLinksOption,
         };
         var problems = options.Validate();
         if (problems.Count > 0)
@@ -191,6 +206,12 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         {
             startInfo.ArgumentList.Add(arg);
         }
+        if (options.AllowPlainLinks is { } allowPlain)
+        {
+            // Only when given: without it the daemon keeps the setting saved in its database.
+            startInfo.ArgumentList.Add("--allow-plain-links");
+            startInfo.ArgumentList.Add(allowPlain ? "true" : "false");
+        }
 
         WriteVerbose($"Starting the qmtunnel-server daemon: {startInfo.FileName} {string.Join(' ', startInfo.ArgumentList)}");
         Process process;
@@ -236,10 +257,36 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             DataPath = options.DataPath,
             StartedAt = DateTimeOffset.Now,
             ProcessId = processId,
+            CertificateThumbprint = ReadDaemonThumbprint(options.DataPath),
+            // The daemon's saved setting cannot be read while it holds its database: known only when given here.
+            AllowPlainLinks = options.AllowPlainLinks ?? false,
         };
         ServerRegistry.AddDaemon(process, info);
         WriteVerbose($"qmtunnel-server (pid {processId}) listening on {info.Address}; log: {logFile}.");
         return info;
+    }
+
+    /// <summary>
+    /// The SHA-256 thumbprint of the certificate a daemon serves, read from the server.pfx it keeps in its data
+    /// folder (it creates the file before it listens). Null, with a warning, when the file cannot be read.
+    /// </summary>
+    private string? ReadDaemonThumbprint(string dataPath)
+    {
+        var path = Path.Combine(dataPath, ServerCertificate.FileName);
+        try
+        {
+            // Ephemeral: the private key is not needed and must not be copied into a key store (macOS has no
+            // ephemeral keys, and keeps none for a file it only reads).
+            var flags = OperatingSystem.IsMacOS() ? X509KeyStorageFlags.DefaultKeySet : X509KeyStorageFlags.EphemeralKeySet;
+            using var certificate = X509CertificateLoader.LoadPkcs12FromFile(path, password: null, flags);
+            return ServerCertificate.Thumbprint(certificate);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            WriteWarning($"Cannot read the daemon's certificate '{path}' ({ex.Message}); its CertificateThumbprint is not known. " +
+                "openssl s_client -connect host:port shows the certificate it serves.");
+            return null;
+        }
     }
 
     /// <summary>The server of this session (in-process or daemon) whose data folder is <paramref name="dataPath"/>, or null.</summary>
@@ -299,7 +346,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         }
     }
 
-    // "qmtunnel-server listening on qmt+plain://127.0.0.1:9200 (pid 1234, data /path)"
+    // "qmtunnel-server listening on qmt://127.0.0.1:9200 (pid 1234, data /path)"; qmt+plain:// from older daemons.
     [GeneratedRegex(@"listening on qmt(?:\+plain)?://\S+:(?<port>\d+)\s+\(pid (?<pid>\d+)", RegexOptions.CultureInvariant)]
     private static partial Regex ListeningLine();
 

@@ -109,7 +109,7 @@ public sealed class StorageTests : IAsyncLifetime
             Assert.Equal(ErrorIds.TunnelNotFound, Assert.Throws<QmTunnelException>(() => engine.GetTunnel("nope")).ErrorId);
             Assert.Equal(ErrorIds.TunnelNameInvalid, Assert.Throws<QmTunnelException>(() => engine.NewTunnel(profile with { Name = "bad name" })).ErrorId);
             Assert.Equal(ErrorIds.EndpointUriInvalid, Assert.Throws<QmTunnelException>(() => engine.NewTunnel(profile with { Name = "y", Target = "db:5432" })).ErrorId);
-            Assert.Equal(ErrorIds.TlsNotAvailable, Assert.Throws<QmTunnelException>(() => engine.NewTunnel(profile with { Name = "y", Via = ["qmt://h:9200"] })).ErrorId);
+            Assert.Equal(ErrorIds.EndpointUriInvalid, Assert.Throws<QmTunnelException>(() => engine.NewTunnel(profile with { Name = "y", Via = ["tcp://h:9200"] })).ErrorId);
             Assert.Equal(ErrorIds.TunnelSettingInvalid, Assert.Throws<QmTunnelException>(() => engine.NewTunnel(profile with { Name = "y", MaxConnections = 0 })).ErrorId);
             // nothing half-created
             Assert.Single(engine.GetTunnels());

@@ -84,16 +84,18 @@ public sealed class EngineFixture : IAsyncDisposable
 {
     private readonly List<(QmTunnelEngine Engine, string Path)> _engines = [];
 
-    public async Task<QmTunnelEngine> StartAsync(string? dataPath = null)
+    public async Task<QmTunnelEngine> StartAsync(string? dataPath = null, bool allowPlainLinks = true)
     {
         var path = dataPath ?? Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
-        var engine = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path });
+        var engine = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path, AllowPlainLinks = allowPlainLinks });
         await engine.StartAsync();
         _engines.Add((engine, path));
         return engine;
     }
 
     public static string Hop(QmTunnelEngine engine) => $"qmt+plain://127.0.0.1:{engine.Port}";
+
+    public static string TlsHop(QmTunnelEngine engine) => $"qmt://127.0.0.1:{engine.Port}";
 
     public async ValueTask DisposeAsync()
     {

@@ -204,3 +204,47 @@ public sealed class TunnelTests : IAsyncLifetime
         }
     }
 }
+
+/// <summary>Stopping a server: stop accepting, let open connections finish (DrainTimeout), then close the rest.</summary>
+public sealed class DrainTests : IAsyncLifetime
+{
+    private readonly EngineFixture _engines = new();
+    private readonly EchoServer _echo = new();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        await _echo.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task An_open_connection_finishes_its_exchange_while_the_server_stops_and_no_new_one_is_accepted()
+    {
+        var b = await _engines.StartAsync();
+        var path = Path.Combine(Path.GetTempPath(), "qmt-drain-" + Guid.NewGuid().ToString("n"));
+        var a = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path, DrainTimeout = TimeSpan.FromSeconds(10) });
+        await a.StartAsync();
+        a.NewTunnel(new TunnelProfile { Name = "drain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(b)], Target = _echo.Uri });
+        var listen = (await a.StartTunnelAsync("drain")).BoundListen!;
+        using var client = await SocketTestExtensions.ConnectAsync(listen);
+        await client.SendAllAsync(new byte[] { 1 });
+        var one = new byte[1];
+        Assert.Equal(1, await client.ReceiveAsync(one, System.Net.Sockets.SocketFlags.None));
+
+        var started = Environment.TickCount64;
+        var stopping = a.StopAsync();
+        await Task.Delay(300);
+        Assert.False(stopping.IsCompleted);
+        // no new clients
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => SocketTestExtensions.ConnectAsync(listen));
+        // the open one still works, and ends cleanly
+        await client.SendAllAsync(new byte[] { 2, 3 });
+        client.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        Assert.Equal(new byte[] { 2, 3 }, await client.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10)));
+        await stopping.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(Environment.TickCount64 - started < 9000, "the stop waited for the whole drain timeout although nothing was open");
+        Directory.Delete(path, true);
+    }
+}

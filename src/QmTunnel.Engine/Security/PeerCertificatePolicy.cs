@@ -1,0 +1,62 @@
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.Engine.Security;
+
+/// <summary>Where a dialing server remembers the certificates of the servers it links to (like ssh's known_hosts).</summary>
+public interface IKnownServers
+{
+    /// <summary>The pinned SHA-256 thumbprint for <paramref name="server"/> (<c>host:port</c>), or null.</summary>
+    string? Find(string server);
+
+    /// <summary>Records a first-seen thumbprint (trust on first use).</summary>
+    void Add(string server, string thumbprint);
+}
+
+/// <summary>A server the dialing side has pinned.</summary>
+public sealed class KnownServer
+{
+    public required string Server { get; init; }
+    public required string Thumbprint { get; init; }
+    public required DateTimeOffset FirstSeen { get; init; }
+    public override string ToString() => Server;
+}
+
+/// <summary>
+/// Decides whether a peer's certificate is accepted: an expected thumbprint when one is given, else the known-servers
+/// entry (trust on first use). A mismatch is a <see cref="ErrorIds.CertificateMismatch"/> error that shows both
+/// fingerprints and how to accept a legitimate change. It does not check names or chains: pinning replaces both.
+/// </summary>
+public sealed class PeerCertificatePolicy(IKnownServers knownServers)
+{
+    public void Check(string server, string hopUri, string actual, string? expected)
+    {
+        if (expected is not null)
+        {
+            if (!string.Equals(Normalize(expected), actual, StringComparison.Ordinal))
+            {
+                throw Mismatch(hopUri, Normalize(expected), actual,
+                    "The thumbprint given for this hop does not match. Check it with the server's administrator (Get-QmTunnelServer shows CertificateThumbprint).");
+            }
+            return;
+        }
+        var pinned = knownServers.Find(server);
+        if (pinned is null)
+        {
+            knownServers.Add(server, actual);
+            return;
+        }
+        if (!string.Equals(pinned, actual, StringComparison.Ordinal))
+        {
+            throw Mismatch(hopUri, pinned, actual,
+                $"If the server's certificate was replaced on purpose, forget the old one with Remove-QmTunnelKnownServer '{server}' and connect again; otherwise someone may be intercepting the link.");
+        }
+    }
+
+    /// <summary>Accepts thumbprints with colons, spaces or lower case, as openssl and Windows print them.</summary>
+    public static string Normalize(string thumbprint) =>
+        new string(thumbprint.Where(Uri.IsHexDigit).ToArray()).ToUpperInvariant();
+
+    private static QmTunnelException Mismatch(string hopUri, string expected, string actual, string advice) =>
+        new(ErrorIds.CertificateMismatch, QmErrorKind.SecurityError, hopUri,
+            $"The certificate of {hopUri} is not the expected one: expected SHA256 {expected}, got SHA256 {actual}. {advice}");
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.Engine.Security;
+
+/// <summary>
+/// The server's TLS certificate: generated on first start (ECDSA P-256, self-signed, 10 years) and kept as
+/// <c>server.pfx</c> in the data path, readable by its owner only. It does not validate peers (see
+/// <see cref="PeerCertificatePolicy"/>) and does not rotate itself: delete the file to get a new one.
+/// </summary>
+public static class ServerCertificate
+{
+    public const string FileName = "server.pfx";
+
+    /// <summary>SHA-256 of the DER certificate, upper-case hex: what <c>openssl x509 -fingerprint -sha256</c> prints, without colons.</summary>
+    public static string Thumbprint(X509Certificate2 certificate) =>
+        Convert.ToHexString(certificate.GetCertHash(HashAlgorithmName.SHA256));
+
+    public static X509Certificate2 LoadOrCreate(string dataPath, string serverName)
+    {
+        var path = Path.Combine(dataPath, FileName);
+        if (File.Exists(path))
+        {
+            try
+            {
+                var loaded = X509CertificateLoader.LoadPkcs12FromFile(path, password: null, X509KeyStorageFlags.Exportable);
+                if (!loaded.HasPrivateKey)
+                {
+                    throw new CryptographicException("the file holds no private key");
+                }
+                return loaded;
+            }
+            catch (CryptographicException ex)
+            {
+                throw new QmTunnelException(ErrorIds.CertificateInvalid, QmErrorKind.InvalidData, path,
+                    $"The server certificate '{path}' cannot be read ({ex.Message}). Restore it from a backup, or delete it to generate a new one (peers that pinned the old one will refuse the new one until they accept it).", ex);
+            }
+        }
+        var certificate = Create(serverName);
+        var bytes = certificate.Export(X509ContentType.Pkcs12);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+        using (var file = new FileStream(path, options))
+        {
+            file.Write(bytes);
+        }
+        return X509CertificateLoader.LoadPkcs12(bytes, password: null, X509KeyStorageFlags.Exportable);
+    }
+
+    private static X509Certificate2 Create(string serverName)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var name = string.IsNullOrWhiteSpace(serverName) ? "qmtunnel" : serverName;
+        var request = new CertificateRequest(new X500DistinguishedName($"CN={EscapeCn(name)}, O=qmTunnel"), key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        if (Uri.CheckHostName(name) == UriHostNameType.Dns)
+        {
+            san.AddDnsName(name);
+        }
+        san.AddDnsName("localhost");
+        san.AddIpAddress(IPAddress.Loopback);
+        san.AddIpAddress(IPAddress.IPv6Loopback);
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
+        var now = DateTimeOffset.UtcNow;
+        return request.CreateSelfSigned(now.AddDays(-1), now.AddYears(10));
+    }
+
+    private static string EscapeCn(string value) => value.Replace("\"", "", StringComparison.Ordinal).Replace(",", " ", StringComparison.Ordinal);
+}

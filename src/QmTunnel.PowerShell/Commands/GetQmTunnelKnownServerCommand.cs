@@ -1,0 +1,68 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Security;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Get-QmTunnelKnownServer: the certificates the in-process server has pinned for the servers it linked to over TLS
+/// (trust on first use), all or those -Server selects (host:port; wildcards allowed; a literal name that matches
+/// nothing is a KnownServerNotFound error, like Get-QmTunnel).
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "QmTunnelKnownServer")]
+[OutputType(typeof(KnownServer))]
+public sealed class GetQmTunnelKnownServerCommand : QmTunnelCmdlet
+{
+    [Parameter(Position = 0)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(KnownServerCompleter))]
+    public string[]? Server { get; set; }
+
+    protected override void EndProcessing()
+    {
+        var engine = RequireServer();
+        IReadOnlyList<KnownServer> known;
+        try
+        {
+            known = engine.GetKnownServers();
+        }
+        catch (QmTunnelException ex)
+        {
+            ThrowTerminatingError(ToErrorRecord(ex));
+            return;
+        }
+        if (Server is null || Server.Length == 0)
+        {
+            foreach (var entry in known)
+            {
+                WriteObject(entry);
+            }
+            return;
+        }
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var name in Server)
+        {
+            var wildcard = WildcardPattern.ContainsWildcardCharacters(name);
+            var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+            var matched = false;
+            foreach (var entry in known)
+            {
+                if (wildcard ? pattern.IsMatch(entry.Server) : string.Equals(entry.Server, name, StringComparison.OrdinalIgnoreCase))
+                {
+                    matched = true;
+                    if (seen.Add(entry.Server))
+                    {
+                        WriteObject(entry);
+                    }
+                }
+            }
+            if (!matched && !wildcard)
+            {
+                WriteError(NewErrorRecord(ErrorIds.KnownServerNotFound, QmErrorKind.ObjectNotFound, name,
+                    $"No certificate is pinned for '{name}'. Names are host:port as the tunnels dial them (for example 'hostb:9200'); " +
+                    "Get-QmTunnelKnownServer lists them all."));
+            }
+        }
+    }
+}

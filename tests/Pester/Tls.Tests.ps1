@@ -1,0 +1,116 @@
+#Requires -Version 7.4
+<#
+    TLS between servers, through the BUILT module with real sockets and a real daemon:
+    - the thumbprint a server reports is the SHA-256 fingerprint openssl s_client sees on its port;
+    - a tunnel over qmt:// moves 50 MiB intact and A pins B's certificate (Get-QmTunnelKnownServer);
+    - a plain link (qmt+plain://) is refused by a server that was not started with -AllowPlainLinks, with a reason
+      that says what to do, and accepted by one that was;
+    - a changed certificate is refused (CertificateMismatch, both fingerprints shown) until the pin is removed.
+#>
+
+BeforeAll {
+    $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
+    $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
+    if (Test-Path -LiteralPath $modulePath -PathType Container) {
+        $modulePath = Join-Path $modulePath 'qmTunnel.psd1'
+    }
+    Import-Module $modulePath -ErrorAction Stop
+    if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
+        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
+    }
+
+    function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds = 15) {
+        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+        while (-not (& $Condition)) {
+            if ([DateTime]::UtcNow -gt $deadline) { throw "Timed out after $TimeoutSeconds s waiting until $What." }
+            Start-Sleep -Milliseconds 50
+        }
+    }
+
+    # The SHA-256 fingerprint openssl sees on a port, as 64 upper-case hex digits.
+    function Get-OpensslFingerprint([int]$Port) {
+        $pem = '' | & openssl s_client -connect "127.0.0.1:$Port" 2>$null
+        $fingerprint = ($pem | & openssl x509 -noout -fingerprint -sha256 2>$null) -join ''
+        if ($fingerprint -notmatch '=([0-9A-Fa-f:]+)') { throw "openssl printed no fingerprint for port ${Port}: $fingerprint" }
+        $Matches[1].Replace(':', '').ToUpperInvariant()
+    }
+
+    $run = [guid]::NewGuid().ToString('N').Substring(0, 8)
+    $base = Join-Path ([IO.Path]::GetTempPath()) "qmtunnel-pester-tls-$run"
+    $echo = [QmTunnel.PesterTools.EchoServer]::new()
+    $serverA = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $base 'a') -PassThru
+    $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $base 'b')
+    $serverP = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $base 'p') -AllowPlainLinks
+}
+
+AfterAll {
+    Get-QmTunnel -ErrorAction SilentlyContinue | Remove-QmTunnel -ErrorAction SilentlyContinue
+    foreach ($daemon in @($serverB, $serverP, $script:serverPNew)) {
+        if ($daemon) { $daemon | Stop-QmTunnelServer -ErrorAction SilentlyContinue }
+    }
+    if ($serverA) { Stop-QmTunnelServer -ErrorAction SilentlyContinue }
+    if ($echo) { $echo.Dispose() }
+    Remove-Item -LiteralPath $base -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'TLS links between servers' {
+    It 'openssl s_client sees the thumbprint the in-process server reports' -Skip:(-not (Get-Command openssl -ErrorAction Ignore)) {
+        $serverA.CertificateThumbprint | Should -Match '^[0-9A-F]{64}$'
+        Get-OpensslFingerprint $serverA.Port | Should -Be $serverA.CertificateThumbprint
+    }
+
+    It 'openssl s_client sees the thumbprint the daemon reports' -Skip:(-not (Get-Command openssl -ErrorAction Ignore)) {
+        $serverB.CertificateThumbprint | Should -Match '^[0-9A-F]{64}$'
+        Get-OpensslFingerprint $serverB.Port | Should -Be $serverB.CertificateThumbprint
+    }
+
+    It 'a tunnel over qmt:// moves 50 MiB intact, and A pins B''s certificate on first use' {
+        $tunnel = New-QmTunnel tls50 -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($serverB.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        $result = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 50MB, 120)
+        $result.Intact | Should -BeTrue -Because $result.ToString()
+        $result.SentSha256 | Should -Be $result.ReceivedSha256
+        $pin = Get-QmTunnelKnownServer "127.0.0.1:$($serverB.Port)"
+        $pin.Thumbprint | Should -Be $serverB.CertificateThumbprint
+    }
+
+    It 'a plain link is refused by a server without -AllowPlainLinks, with a reason that says what to do' {
+        $tunnel = New-QmTunnel plainrefused -Listen tcp://127.0.0.1:0 -Via "qmt+plain://127.0.0.1:$($serverB.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 100, 10) | Should -Match 'Reset|End'
+        Wait-Until { (Get-QmTunnelStats plainrefused).FailedConnections -ge 1 } 'the refused connection is counted'
+        $stats = Get-QmTunnelStats plainrefused
+        $stats.LastError | Should -Match 'refused an unencrypted link'
+        $stats.LastError | Should -Match '-AllowPlainLinks'
+    }
+
+    It 'a plain link is accepted by a server started with -AllowPlainLinks' {
+        $serverP.AllowPlainLinks | Should -BeTrue
+        $tunnel = New-QmTunnel plainok -Listen tcp://127.0.0.1:0 -Via "qmt+plain://127.0.0.1:$($serverP.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        $result = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 4MB, 60)
+        $result.Intact | Should -BeTrue -Because $result.ToString()
+    }
+
+    It 'a changed certificate is refused with CertificateMismatch until the pin is removed' {
+        $tunnel = New-QmTunnel changed -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($serverP.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 1MB, 60)).Intact | Should -BeTrue
+        $old = $serverP.CertificateThumbprint
+
+        # P restarts on the same port and data path with a new certificate.
+        $port = $serverP.Port
+        $serverP | Stop-QmTunnelServer
+        Remove-Item -LiteralPath (Join-Path $base 'p' 'server.pfx')
+        # (a new variable: an It cannot reassign what BeforeAll defined; AfterAll stops it)
+        $serverP = $script:serverPNew = Start-QmTunnelServer -Daemon -Port $port -DataPath (Join-Path $base 'p')
+        $serverP.CertificateThumbprint | Should -Not -Be $old
+
+        [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 100, 10) | Should -Match 'Reset|End'
+        Wait-Until { (Get-QmTunnelStats changed).LastError -match 'not the expected one' } 'the mismatch is recorded'
+        $message = (Get-QmTunnelStats changed).LastError
+        $message | Should -Match $old
+        $message | Should -Match $serverP.CertificateThumbprint
+        $message | Should -Match 'Remove-QmTunnelKnownServer'
+
+        Remove-QmTunnelKnownServer "127.0.0.1:$port"
+        ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 1MB, 60)).Intact | Should -BeTrue
+        (Get-QmTunnelKnownServer "127.0.0.1:$port").Thumbprint | Should -Be $serverP.CertificateThumbprint
+    }
+}

@@ -1,0 +1,155 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Security;
+
+namespace QmTunnel.Engine.Tests.Functional;
+
+/// <summary>TLS links on loopback between real engines: the default, pinning, refusal of plain links.</summary>
+public sealed class TlsTests : IAsyncLifetime
+{
+    private readonly EngineFixture _engines = new();
+    private readonly EchoServer _echo = new();
+    private readonly string _bPath = Path.Combine(Path.GetTempPath(), "qmt-tls-b-" + Guid.NewGuid().ToString("n"));
+    private QmTunnelEngine _a = null!;
+
+    public async Task InitializeAsync() => _a = await _engines.StartAsync(allowPlainLinks: false);
+
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        await _echo.DisposeAsync();
+    }
+
+    private async Task<string> TunnelAsync(string name, string via)
+    {
+        _a.NewTunnel(new TunnelProfile { Name = name, Listen = "tcp://127.0.0.1:0", Via = [via], Target = _echo.Uri, ConnectTimeout = TimeSpan.FromSeconds(5) });
+        return (await _a.StartTunnelAsync(name)).BoundListen!;
+    }
+
+    private static async Task<byte[]> EchoAsync(string listen, byte[] payload)
+    {
+        using var client = await SocketTestExtensions.ConnectAsync(listen);
+        var reading = client.ReadToEndAsync();
+        await client.SendAllAsync(payload);
+        client.Shutdown(SocketShutdown.Send);
+        return await reading.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task A_tls_link_carries_data_intact_and_pins_the_server_on_first_use()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var listen = await TunnelAsync("tls", EngineFixture.TlsHop(b));
+        var payload = RandomNumberGenerator.GetBytes(4 * 1024 * 1024 + 7);
+        Assert.Equal(payload, await EchoAsync(listen, payload));
+
+        var pin = Assert.Single(_a.GetKnownServers());
+        Assert.Equal($"127.0.0.1:{b.Port}", pin.Server);
+        Assert.Equal(b.CertificateThumbprint, pin.Thumbprint);
+        Assert.Equal(0, b.GetServerInfo().PlainLinksRefused);
+    }
+
+    [Fact]
+    public async Task The_reported_thumbprint_is_the_sha256_of_the_certificate_file_which_only_its_owner_can_read()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var file = Path.Combine(_bPath, ServerCertificate.FileName);
+        using var cert = X509CertificateLoader.LoadPkcs12FromFile(file, null);
+        Assert.Equal(Convert.ToHexString(SHA256.HashData(cert.RawData)), b.GetServerInfo().CertificateThumbprint);
+        Assert.Equal(64, b.CertificateThumbprint!.Length);
+        Assert.True(cert.HasPrivateKey);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        }
+        // The same certificate after a restart.
+        var thumbprint = b.CertificateThumbprint;
+        await b.StopAsync();
+        var again = await _engines.StartAsync(_bPath);
+        Assert.Equal(thumbprint, again.CertificateThumbprint);
+    }
+
+    [Fact]
+    public async Task A_plain_link_is_refused_by_default_with_a_reason_that_says_what_to_do()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        Assert.False(b.AllowPlainLinks);
+        var listen = await TunnelAsync("plain", EngineFixture.Hop(b));
+        await Assert.ThrowsAnyAsync<SocketException>(() => EchoAsync(listen, [1, 2, 3]));
+        await TunnelTests.WaitUntil(() => _a.GetTunnelStats("plain").LastError is not null);
+        var error = _a.GetTunnelStats("plain").LastError!;
+        Assert.Contains("refused an unencrypted link", error);
+        Assert.Contains("-AllowPlainLinks", error);
+        Assert.True(b.GetServerInfo().PlainLinksRefused >= 1); // the warm-up dial at start and the client's
+        Assert.Equal(1, _a.GetTunnelStats("plain").FailedConnections);
+    }
+
+    [Fact]
+    public async Task AllowPlainLinks_is_a_saved_setting()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: true);
+        await b.StopAsync();
+        var kept = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = _bPath });
+        await kept.StartAsync();
+        try
+        {
+            Assert.True(kept.AllowPlainLinks);
+        }
+        finally
+        {
+            await kept.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_changed_server_certificate_is_refused_until_the_pin_is_removed()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var port = b.Port;
+        var oldThumbprint = b.CertificateThumbprint!;
+        var listen = await TunnelAsync("pinned", EngineFixture.TlsHop(b));
+        Assert.Equal(new byte[] { 9 }, await EchoAsync(listen, [9]));
+
+        // B gets a new certificate on the same address (someone in the middle would look the same).
+        await b.StopAsync();
+        File.Delete(Path.Combine(_bPath, ServerCertificate.FileName));
+        var b2 = new QmTunnelEngine(new ServerOptions { Port = port, DataPath = _bPath });
+        await b2.StartAsync();
+        try
+        {
+            Assert.NotEqual(oldThumbprint, b2.CertificateThumbprint);
+            await Assert.ThrowsAnyAsync<SocketException>(() => EchoAsync(listen, [1]));
+            await TunnelTests.WaitUntil(() => _a.GetTunnelStats("pinned").LastError?.Contains("not the expected one", StringComparison.Ordinal) == true);
+            var error = _a.GetTunnelStats("pinned").LastError!;
+            Assert.Contains(oldThumbprint, error);
+            Assert.Contains(b2.CertificateThumbprint!, error);
+            Assert.Contains("Remove-QmTunnelKnownServer", error);
+
+            // The administrator accepts the change: forget the pin, and the next link pins the new certificate.
+            _a.RemoveKnownServer($"127.0.0.1:{port}");
+            Assert.Equal(new byte[] { 5, 6 }, await EchoAsync(listen, [5, 6]));
+            Assert.Equal(b2.CertificateThumbprint, Assert.Single(_a.GetKnownServers()).Thumbprint);
+            var missing = Assert.Throws<QmTunnelException>(() => _a.RemoveKnownServer("nowhere:1"));
+            Assert.Equal(ErrorIds.KnownServerNotFound, missing.ErrorId);
+        }
+        finally
+        {
+            await b2.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_chain_of_tls_hops_carries_data()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var c = await _engines.StartAsync(allowPlainLinks: false);
+        _a.NewTunnel(new TunnelProfile { Name = "chain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(b), EngineFixture.TlsHop(c)], Target = _echo.Uri });
+        var listen = (await _a.StartTunnelAsync("chain")).BoundListen!;
+        var payload = RandomNumberGenerator.GetBytes(1024 * 1024);
+        Assert.Equal(payload, await EchoAsync(listen, payload));
+        // b pinned c as it dialed it
+        Assert.Equal(c.CertificateThumbprint, Assert.Single(b.GetKnownServers()).Thumbprint);
+    }
+}
