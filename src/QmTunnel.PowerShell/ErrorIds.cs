@@ -30,4 +30,7 @@ internal static class ErrorIds
 
     /// <summary>A daemon that did not exit, even after being killed.</summary>
     public const string ServerStopFailed = nameof(ServerStopFailed);
+
+    /// <summary>-Follow with an -Interval shorter than the server's 250 ms update limit.</summary>
+    public const string FollowIntervalInvalid = nameof(FollowIntervalInvalid);
 }

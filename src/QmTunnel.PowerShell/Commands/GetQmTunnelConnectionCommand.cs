@@ -5,7 +5,8 @@ namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
 /// Get-QmTunnelConnection: the application connections of the tunnels -Name selects (all by default; wildcards
-/// allowed): open ones and recently closed ones, as far as the server keeps them. -State filters.
+/// allowed): open ones and recently closed ones, as far as the server keeps them. -State filters. -Follow keeps
+/// going, like Get-QmTunnelStats -Follow: the whole list again whenever it changed, at most every -Interval.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelConnection")]
 [OutputType(typeof(ConnectionInfo))]
@@ -21,14 +22,64 @@ public sealed class GetQmTunnelConnectionCommand : QmTunnelCmdlet
     [ValidateNotNullOrEmpty]
     public ConnectionState[]? State { get; set; }
 
-    private QmTunnelEngine _engine = null!;
+    /// <summary>Stream the list again whenever it changes, until stopped.</summary>
+    [Parameter]
+    public SwitchParameter Follow { get; set; }
 
-    protected override void BeginProcessing() => _engine = RequireServer();
+    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    [Parameter]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+
+    private QmTunnelEngine _engine = null!;
+    private readonly List<string> _followed = [];
+    private bool _all;
+
+    protected override void BeginProcessing()
+    {
+        _engine = RequireServer();
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Interval)) && Interval < QmTunnelEngine.MinimumWatchInterval)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.FollowIntervalInvalid, QmErrorKind.InvalidArgument, Interval,
+                $"-Interval {Interval} is shorter than the server's update limit of 250 ms. Give 00:00:00.25 or more."));
+        }
+    }
+
+    protected override void EndProcessing()
+    {
+        if (!Follow || (!_all && _followed.Count == 0))
+        {
+            return;
+        }
+        var view = LiveView.IsWanted(MyInvocation, Host) ? new LiveView(Host.UI) : null;
+        FollowUpdates(_engine.WatchConnectionsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
+        {
+            var shown = snapshot.Where(c => State is null || State.Contains(c.State)).ToList();
+            if (view is not null)
+            {
+                view.Show(shown);
+                return;
+            }
+            foreach (var connection in shown)
+            {
+                WriteObject(connection);
+            }
+        });
+    }
 
     protected override void ProcessRecord()
     {
+        if (Follow && Name is null)
+        {
+            _all = true;
+            return;
+        }
         foreach (var tunnel in SelectTunnels(_engine, Name))
         {
+            if (Follow)
+            {
+                _followed.Add(tunnel.Name);
+                continue;
+            }
             IReadOnlyList<ConnectionInfo> connections;
             try
             {

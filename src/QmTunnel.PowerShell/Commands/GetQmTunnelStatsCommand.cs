@@ -6,6 +6,8 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the
 /// in-process server: state, bytes each way, connections, failures, link latency. Counters reset with the server.
+/// -Follow keeps going: an update whenever something changed, at most every -Interval (250 ms at least), until
+/// Ctrl+C — a live table when typed at the prompt, objects in a pipeline or a script.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelStats")]
 [OutputType(typeof(TunnelStats))]
@@ -17,14 +19,42 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
     public string[]? Name { get; set; }
 
-    private QmTunnelEngine _engine = null!;
+    /// <summary>Stream updates until stopped.</summary>
+    [Parameter]
+    public SwitchParameter Follow { get; set; }
 
-    protected override void BeginProcessing() => _engine = RequireServer();
+    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    [Parameter]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+
+    private QmTunnelEngine _engine = null!;
+    private readonly List<string> _followed = [];
+    private bool _all;
+
+    protected override void BeginProcessing()
+    {
+        _engine = RequireServer();
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Interval)) && Interval < QmTunnelEngine.MinimumWatchInterval)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.FollowIntervalInvalid, QmErrorKind.InvalidArgument, Interval,
+                $"-Interval {Interval} is shorter than the server's update limit of 250 ms. Give 00:00:00.25 or more."));
+        }
+    }
 
     protected override void ProcessRecord()
     {
+        if (Follow && Name is null)
+        {
+            _all = true;
+            return;
+        }
         foreach (var tunnel in SelectTunnels(_engine, Name))
         {
+            if (Follow)
+            {
+                _followed.Add(tunnel.Name);
+                continue;
+            }
             try
             {
                 WriteObject(_engine.GetTunnelStats(tunnel.Name));
@@ -35,5 +65,26 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
                 WriteError(ToErrorRecord(ex));
             }
         }
+    }
+
+    protected override void EndProcessing()
+    {
+        if (!Follow || (!_all && _followed.Count == 0))
+        {
+            return;
+        }
+        var view = LiveView.IsWanted(MyInvocation, Host) ? new LiveView(Host.UI) : null;
+        FollowUpdates(_engine.WatchTunnelStatsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
+        {
+            if (view is not null)
+            {
+                view.Show(snapshot);
+                return;
+            }
+            foreach (var stats in snapshot)
+            {
+                WriteObject(stats);
+            }
+        });
     }
 }

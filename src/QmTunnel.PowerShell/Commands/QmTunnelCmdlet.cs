@@ -65,6 +65,51 @@ public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
     protected void Wait(ValueTask task) => Wait(task.AsTask());
 
     /// <summary>
+    /// -Follow: hands each update of <paramref name="updates"/> to <paramref name="write"/> on the pipeline thread
+    /// until Ctrl+C (or a downstream Select-Object -First) stops the pipeline, or the server stops.
+    /// </summary>
+    protected void FollowUpdates<T>(IAsyncEnumerable<T> updates, Action<T> write)
+    {
+        var enumerator = updates.GetAsyncEnumerator(CancellationToken);
+        try
+        {
+            while (true)
+            {
+                bool more;
+                try
+                {
+                    more = enumerator.MoveNextAsync().AsTask().GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException) when (_cancellation.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (QmTunnelException ex)
+                {
+                    WriteError(ToErrorRecord(ex));
+                    return;
+                }
+                if (!more)
+                {
+                    return;
+                }
+                write(enumerator.Current);
+            }
+        }
+        finally
+        {
+            try
+            {
+                enumerator.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                // cancelled while it was being stopped
+            }
+        }
+    }
+
+    /// <summary>
     /// The ErrorRecord for an engine failure: id = <see cref="QmTunnelException.ErrorId"/>, category from
     /// <see cref="QmTunnelException.Kind"/> (one to one), target = the tunnel, URI or file at fault, message unchanged.
     /// </summary>
