@@ -9,6 +9,7 @@
 #>
 
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestCommon.ps1')
     $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
     $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
     if (Test-Path -LiteralPath $modulePath -PathType Container) {
@@ -68,15 +69,6 @@ BeforeAll {
         }
     }
 
-    function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds = 10) {
-        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
-        while (-not (& $Condition)) {
-            if ([DateTime]::UtcNow -gt $deadline) {
-                throw "Timed out after $TimeoutSeconds s waiting until $What."
-            }
-            Start-Sleep -Milliseconds 50
-        }
-    }
 
     function Get-InProcessServer {
         @(Get-QmTunnelServer | Where-Object { -not $_.IsDaemon })

@@ -20,6 +20,7 @@ BeforeDiscovery {
 }
 
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestCommon.ps1')
     $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
     $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
     if (Test-Path -LiteralPath $modulePath -PathType Container) {
@@ -44,15 +45,6 @@ BeforeAll {
     # Processes this file starts itself (not through the module): killed in AfterAll if still running.
     $script:started = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
 
-    function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds = 15) {
-        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
-        while (-not (& $Condition)) {
-            if ([DateTime]::UtcNow -gt $deadline) {
-                throw "Timed out after $TimeoutSeconds s waiting until $What."
-            }
-            Start-Sleep -Milliseconds 50
-        }
-    }
 
     # Runs a program to its end (at most $TimeoutSeconds) and returns its exit code, standard output and error.
     function Invoke-Program {

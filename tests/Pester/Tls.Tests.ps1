@@ -9,23 +9,10 @@
 #>
 
 BeforeAll {
-    $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
-    $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
-    if (Test-Path -LiteralPath $modulePath -PathType Container) {
-        $modulePath = Join-Path $modulePath 'qmTunnel.psd1'
-    }
-    Import-Module $modulePath -ErrorAction Stop
-    if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
-        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
-    }
+    . (Join-Path $PSScriptRoot 'TestCommon.ps1')
+    $modulePath = Get-QmTestModulePath
+    Import-QmTestModule
 
-    function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds = 15) {
-        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
-        while (-not (& $Condition)) {
-            if ([DateTime]::UtcNow -gt $deadline) { throw "Timed out after $TimeoutSeconds s waiting until $What." }
-            Start-Sleep -Milliseconds 50
-        }
-    }
 
     # The SHA-256 fingerprint openssl sees on a port, as 64 upper-case hex digits.
     function Get-OpensslFingerprint([int]$Port) {

@@ -14,6 +14,7 @@
 #>
 
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestCommon.ps1')
     $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
     $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
     if (Test-Path -LiteralPath $modulePath -PathType Container) {
@@ -24,15 +25,6 @@ BeforeAll {
         Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
     }
 
-    function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds = 15) {
-        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
-        while (-not (& $Condition)) {
-            if ([DateTime]::UtcNow -gt $deadline) {
-                throw "Timed out after $TimeoutSeconds s waiting until $What."
-            }
-            Start-Sleep -Milliseconds 50
-        }
-    }
 
     # Stops the in-process server A and starts it again on the same data path (a new port: -Port 0).
     function Restart-ServerA {

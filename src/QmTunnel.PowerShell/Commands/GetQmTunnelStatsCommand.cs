@@ -34,11 +34,7 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
     protected override void BeginProcessing()
     {
         _engine = RequireServer();
-        if (MyInvocation.BoundParameters.ContainsKey(nameof(Interval)) && Interval < QmTunnelEngine.MinimumWatchInterval)
-        {
-            ThrowTerminatingError(NewErrorRecord(ErrorIds.FollowIntervalInvalid, QmErrorKind.InvalidArgument, Interval,
-                $"-Interval {Interval} is shorter than the server's update limit of 250 ms. Give 00:00:00.25 or more."));
-        }
+        ValidateFollowInterval(Interval);
     }
 
     protected override void ProcessRecord()

@@ -64,6 +64,16 @@ public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
     /// <summary>Blocks the pipeline thread until <paramref name="task"/> ends; a cancelled wait stops the pipeline.</summary>
     protected void Wait(ValueTask task) => Wait(task.AsTask());
 
+    /// <summary>-Follow's -Interval: refused (terminating) when under the server's 250 ms update limit.</summary>
+    protected void ValidateFollowInterval(TimeSpan interval)
+    {
+        if (MyInvocation.BoundParameters.ContainsKey("Interval") && interval < QmTunnelEngine.MinimumWatchInterval)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.FollowIntervalInvalid, QmErrorKind.InvalidArgument, interval,
+                $"-Interval {interval} is shorter than the server's update limit of 250 ms. Give 00:00:00.25 or more."));
+        }
+    }
+
     /// <summary>
     /// -Follow: hands each update of <paramref name="updates"/> to <paramref name="write"/> on the pipeline thread
     /// until Ctrl+C (or a downstream Select-Object -First) stops the pipeline, or the server stops.

@@ -1,0 +1,30 @@
+# Helpers shared by the Pester files: dot-source it in BeforeAll (. (Join-Path $PSScriptRoot 'TestCommon.ps1')).
+
+# The BUILT module: $env:QMTUNNEL_MODULE_PATH (a psd1 or its folder), else <repo>/out/qmTunnel/qmTunnel.psd1.
+function Get-QmTestModulePath {
+    $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
+    $path = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
+    if (Test-Path -LiteralPath $path -PathType Container) {
+        $path = Join-Path $path 'qmTunnel.psd1'
+    }
+    $path
+}
+
+# Imports the built module and the C# test tools (TestTools.cs: echo server, streaming SHA-256 clients, free port).
+function Import-QmTestModule([switch]$Force) {
+    Import-Module (Get-QmTestModulePath) -Force:$Force -ErrorAction Stop -Global
+    if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
+        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
+    }
+}
+
+# Polls $Condition every 50 ms until it holds; throws after $TimeoutSeconds naming what it waited for.
+function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds = 15) {
+    $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+    while (-not (& $Condition)) {
+        if ([DateTime]::UtcNow -gt $deadline) {
+            throw "Timed out after $TimeoutSeconds s waiting until $What."
+        }
+        Start-Sleep -Milliseconds 50
+    }
+}
