@@ -696,7 +696,10 @@ function Add-TlsRow([string]$Name, [string]$Key, [string]$Property, [string]$Ref
     $cells = foreach ($value in $inPwsh, $daemon) {
         $ratio = Get-Ratio $value $referenceValue
         if ($null -eq $ratio) { 'n/a'; if ($Met) { 'n/a' } else { '' }; continue }
-        $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×'
+        $ratioText = $ratio.ToString('0.00', [cultureinfo]::InvariantCulture)
+        # One more digit when the rounded ratio would read as meeting the goal it misses (or the reverse).
+        if ($Met -and (& $Met $ratio) -ne (& $Met ([double]$ratioText))) { $ratioText = $ratio.ToString('0.000', [cultureinfo]::InvariantCulture) }
+        $ratioText + '×'
         if (-not $Met) { '' } elseif (& $Met $ratio) { 'yes' } else { '**no**' }
     }
     $tlsRows.Add("| $Name | $(Format-Cell $stunnel $Format) | $(Format-Cell $ssh $Format) | $(Format-Cell $inPwsh $Format) | $(Format-Cell $daemon $Format) | $Goal | $($cells -join ' | ') |")

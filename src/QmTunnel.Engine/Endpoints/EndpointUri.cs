@@ -22,6 +22,12 @@ public enum EndpointScheme
 /// </summary>
 public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
 {
+    /// <summary>
+    /// For a <c>qmt://</c> server: the SHA-256 thumbprint (64 hex digits) its certificate must have, written
+    /// <c>qmt://host:9200?sha256=HEX</c>. Null: the certificate is pinned on first use instead.
+    /// </summary>
+    public string? CertificateThumbprint { get; init; }
+
     public const int DefaultServerPort = 9200;
 
     public static string SchemeText(EndpointScheme scheme) => scheme switch
@@ -37,8 +43,12 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
     public override string ToString()
     {
         var host = Host.Contains(':', StringComparison.Ordinal) ? "[" + Host + "]" : Host;
-        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{host}:{Port}");
+        var pin = CertificateThumbprint is null ? "" : "?sha256=" + CertificateThumbprint;
+        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{host}:{Port}{pin}");
     }
+
+    /// <summary>The server's address without the pin (what links are keyed and pinned by).</summary>
+    public string Address => (this with { CertificateThumbprint = null }).ToString();
 
     /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
     public static EndpointUri ParseApplication(string? text, string what)
@@ -88,7 +98,15 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
                 $"{what} '{text}': {schemeText}:// endpoints are not supported in this version yet; only tcp:// application endpoints are."),
             _ => throw Invalid(text, what, $"{what} '{text}' has an unknown scheme '{schemeText}'. Use tcp://, qmt:// or qmt+plain://."),
         };
-        var rest = trimmed[(sep + 3)..].TrimEnd('/');
+        var rest = trimmed[(sep + 3)..];
+        string? pin = null;
+        var query = rest.IndexOf('?', StringComparison.Ordinal);
+        if (query >= 0)
+        {
+            pin = ParsePin(text, what, scheme, rest[(query + 1)..]);
+            rest = rest[..query];
+        }
+        rest = rest.TrimEnd('/');
         if (rest.Contains('/', StringComparison.Ordinal) || rest.Contains('?', StringComparison.Ordinal) || rest.Contains('@', StringComparison.Ordinal))
         {
             throw Invalid(text, what, $"{what} '{text}' must be scheme://host:port with no path, query or user part.");
@@ -148,7 +166,25 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             throw Invalid(text, what, $"{what} '{text}': port '{portText}' is not a number from 0 to 65535.");
         }
-        return new EndpointUri(scheme, host, port);
+        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin };
+    }
+
+    private static string ParsePin(string? text, string what, EndpointScheme scheme, string query)
+    {
+        const string key = "sha256=";
+        if (scheme != EndpointScheme.Qmt || !query.StartsWith(key, StringComparison.OrdinalIgnoreCase))
+        {
+            throw Invalid(text, what, scheme == EndpointScheme.Qmt
+                ? $"{what} '{text}': the only query a server address takes is ?sha256=<the server's 64-hex-digit certificate thumbprint>."
+                : $"{what} '{text}' takes no query: only a TLS server address (qmt://host:port?sha256=...) takes one, the certificate thumbprint.");
+        }
+        var raw = query[key.Length..];
+        var hex = new string(raw.Where(c => c != ':').ToArray()).ToUpperInvariant();
+        if (hex.Length != 64 || !hex.All(Uri.IsHexDigit))
+        {
+            throw Invalid(text, what, $"{what} '{text}': '{raw}' is not a SHA-256 thumbprint (64 hex digits, colons allowed). Get-QmTunnelServer on that server shows its CertificateThumbprint.");
+        }
+        return hex;
     }
 
     private static QmTunnelException Invalid(string? text, string what, string message) =>

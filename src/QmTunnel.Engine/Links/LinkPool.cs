@@ -122,7 +122,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             }, cancellationToken).ConfigureAwait(false);
             var thumbprint = Security.ServerCertificate.Thumbprint(seen!);
             (certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"))
-                .Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.ToString(), thumbprint, expected: null);
+                .Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);
             return tls;
         }
         catch

@@ -187,4 +187,25 @@ public sealed class EndpointUriTests
 
         Assert.Equal(uri, EndpointUri.ParseApplication(uri.ToString(), "Target"));
     }
+
+    [Fact]
+    public void A_tls_server_address_may_carry_the_expected_certificate_thumbprint()
+    {
+        var hex = "ab:" + new string('c', 62);
+        var uri = EndpointUri.ParseServer($"qmt://hostB:9200?sha256={hex}", "Via");
+        Assert.Equal("AB" + new string('C', 62), uri.CertificateThumbprint);
+        Assert.Equal("qmt://hostB:9200", uri.Address);
+        Assert.Equal(uri, EndpointUri.ParseServer(uri.ToString(), "Via"));
+    }
+
+    [Theory]
+    [InlineData("qmt://hostB:9200?sha256=1234", "64 hex")]
+    [InlineData("qmt://hostB:9200?sha1=" + "0000000000000000000000000000000000000000", "sha256=")]
+    [InlineData("qmt+plain://hostB:9200?sha256=" + "0000000000000000000000000000000000000000000000000000000000000000", "TLS")]
+    public void A_bad_thumbprint_query_is_refused_with_the_fix(string text, string hint)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer(text, "Via"));
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Contains(hint, e.Message, StringComparison.Ordinal);
+    }
 }

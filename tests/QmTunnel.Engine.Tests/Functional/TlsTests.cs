@@ -152,4 +152,21 @@ public sealed class TlsTests : IAsyncLifetime
         // b pinned c as it dialed it
         Assert.Equal(c.CertificateThumbprint, Assert.Single(b.GetKnownServers()).Thumbprint);
     }
+
+    [Fact]
+    public async Task A_thumbprint_in_the_hop_address_is_checked_instead_of_trust_on_first_use()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var good = await TunnelAsync("goodpin", $"qmt://127.0.0.1:{b.Port}?sha256={b.CertificateThumbprint!.ToLowerInvariant()}");
+        Assert.Equal(new byte[] { 4, 2 }, await EchoAsync(good, [4, 2]));
+        Assert.Empty(_a.GetKnownServers()); // an explicit pin records nothing
+
+        var wrong = new string('A', 64);
+        var bad = await TunnelAsync("badpin", $"qmt://127.0.0.1:{b.Port}?sha256={wrong}");
+        await Assert.ThrowsAnyAsync<SocketException>(() => EchoAsync(bad, [1]));
+        await TunnelTests.WaitUntil(() => _a.GetTunnelStats("badpin").LastError?.Contains("given for this hop", StringComparison.Ordinal) == true);
+        var error = _a.GetTunnelStats("badpin").LastError!;
+        Assert.Contains(wrong, error);
+        Assert.Contains(b.CertificateThumbprint!, error);
+    }
 }
