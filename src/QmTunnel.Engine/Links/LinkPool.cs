@@ -112,7 +112,8 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
             {
                 TargetHost = hop.Host,
-                EnabledSslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12,
+                EnabledSslProtocols = Security.TlsDefaults.Protocols,
+                CipherSuitesPolicy = Security.TlsDefaults.CipherSuites,
                 // Pinning replaces name and chain checks: remember the certificate, decide after the handshake.
                 RemoteCertificateValidationCallback = (_, certificate, _, _) =>
                 {

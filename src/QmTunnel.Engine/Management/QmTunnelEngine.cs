@@ -217,7 +217,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
                     ServerCertificateContext = _certificateContext,
-                    EnabledSslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12,
+                    EnabledSslProtocols = TlsDefaults.Protocols,
+                    CipherSuitesPolicy = TlsDefaults.CipherSuites,
                     ClientCertificateRequired = false,
                 }, timeout.Token).ConfigureAwait(false);
             }

@@ -63,6 +63,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
             db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, Upgrade = false });
             var store = new TunnelStore(db, path) { _lock = lockFile };
             store.CheckReadable();
+            _ = store.Users; // users and groups are checked at start too, not at first use
             return store;
         }
         catch (QmTunnelException)
@@ -256,4 +257,31 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         _db.Dispose();
         _lock?.Dispose();
     }
+
+    #region Users and groups (Storage/UserStore.cs): same database file, same lock
+
+    private UserStore? _users;
+
+    /// <summary>
+    /// Users and groups, kept in this database under this store's lock; their documents are checked readable on first
+    /// use (DatabaseCorrupt otherwise). Call it once right after <see cref="Open"/> to fail at start, not later.
+    /// </summary>
+    public UserStore Users
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_users is null)
+                {
+                    var users = new UserStore(_db, _gate, FilePath);
+                    users.CheckReadable();
+                    _users = users;
+                }
+                return _users;
+            }
+        }
+    }
+
+    #endregion
 }
