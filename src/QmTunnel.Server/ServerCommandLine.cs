@@ -25,6 +25,9 @@ internal static class ServerCommandLine
           --log-file   append everything the server prints to this file instead of the console
           --allow-plain-links true|false
                        accept unencrypted links (qmt+plain://) too; saved in the database (default: the saved value, off)
+          --certificate FILE      the server's certificate instead of the generated one: .pfx, or PEM (with its key)
+          --certificate-key FILE  the PEM private key, when not in the certificate file
+        The certificate's password, if any, comes only from the environment: QMTUNNEL_CertificatePassword.
         Each can also be set by an environment variable (QMTUNNEL_Port, QMTUNNEL_ListenAddress, QMTUNNEL_DataPath,
         QMTUNNEL_LogFile, QMTUNNEL_AllowPlainLinks); the command line wins. SIGTERM or Ctrl+C stops the server
         gracefully. Running it as a systemd or Windows service: see docs/service.md.
@@ -41,6 +44,10 @@ internal static class ServerCommandLine
         ["--log-file"] = "LogFile",
         ["--logfile"] = "LogFile",
         ["--allow-plain-links"] = "AllowPlainLinks",
+        ["--certificate"] = "CertificatePath",
+        ["--certificatepath"] = "CertificatePath",
+        ["--certificate-key"] = "CertificateKeyPath",
+        ["--certificatekeypath"] = "CertificateKeyPath",
         ["--allowplainlinks"] = "AllowPlainLinks",
     };
 
@@ -115,6 +122,18 @@ internal static class ServerCommandLine
                 throw new ArgumentException($"--allow-plain-links '{plain}' is not true or false.");
             }
             options = options with { AllowPlainLinks = allow };
+        }
+        if (config["CertificatePath"] is { } certificate)
+        {
+            options = options with { CertificatePath = Path.GetFullPath(certificate) };
+        }
+        if (config["CertificateKeyPath"] is { } key)
+        {
+            options = options with { CertificateKeyPath = Path.GetFullPath(key) };
+        }
+        if (config["CertificatePassword"] is { } password)
+        {
+            options = options with { CertificatePassword = password };
         }
         var errors = options.Validate();
         if (errors.Count > 0)

@@ -100,4 +100,26 @@ Describe 'TLS links between servers' {
         ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 1MB, 60)).Intact | Should -BeTrue
         (Get-QmTunnelKnownServer "127.0.0.1:$port").Thumbprint | Should -Be $serverP.CertificateThumbprint
     }
+
+    It 'a daemon given -CertificatePath serves that certificate, reports its thumbprint, and gets the password by environment only' {
+        $key = [System.Security.Cryptography.ECDsa]::Create([System.Security.Cryptography.ECCurve+NamedCurves]::nistP256)
+        $request = [System.Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=own.test', $key, [System.Security.Cryptography.HashAlgorithmName]::SHA256)
+        $own = $request.CreateSelfSigned([DateTimeOffset]::UtcNow.AddDays(-1), [DateTimeOffset]::UtcNow.AddDays(7))
+        $pfx = Join-Path $base 'own.pfx'
+        $secret = "pw-$run"
+        [IO.File]::WriteAllBytes($pfx, $own.Export([System.Security.Cryptography.X509Certificates.X509ContentType]::Pkcs12, $secret))
+        $expected = [Convert]::ToHexString([System.Security.Cryptography.SHA256]::HashData($own.RawData))
+
+        $script:serverOwn = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $base 'own') -CertificatePath $pfx -CertificatePassword (ConvertTo-SecureString $secret -AsPlainText -Force)
+        try {
+            $serverOwn.CertificateThumbprint | Should -Be $expected
+            if (Get-Command openssl -ErrorAction Ignore) { Get-OpensslFingerprint $serverOwn.Port | Should -Be $expected }
+            if (Test-Path "/proc/$($serverOwn.ProcessId)/cmdline") {
+                (Get-Content -Raw "/proc/$($serverOwn.ProcessId)/cmdline") | Should -Not -Match ([regex]::Escape($secret))
+            }
+        }
+        finally {
+            $serverOwn | Stop-QmTunnelServer
+        }
+    }
 }

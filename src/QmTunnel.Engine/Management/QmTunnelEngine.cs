@@ -92,7 +92,9 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _store = TunnelStore.Open(Options.DataPath);
             try
             {
-                _certificate = ServerCertificate.LoadOrCreate(Options.DataPath, Options.ServerName);
+                _certificate = Options.CertificatePath is { } certificatePath
+                    ? ServerCertificate.LoadFromFiles(certificatePath, Options.CertificateKeyPath, Options.CertificatePassword)
+                    : ServerCertificate.LoadOrCreate(Options.DataPath, Options.ServerName);
                 _certificateContext = SslStreamCertificateContext.Create(_certificate, additionalCertificates: null, offline: true);
                 if (Options.AllowPlainLinks is { } allow)
                 {

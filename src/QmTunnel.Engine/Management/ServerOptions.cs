@@ -30,6 +30,18 @@ public sealed record ServerOptions
     public bool? AllowPlainLinks { get; init; }
 
     /// <summary>
+    /// The server's own certificate instead of the generated one: a PKCS#12 file (.pfx/.p12) or a PEM certificate
+    /// (with its key in the same file or in <see cref="CertificateKeyPath"/>). Null: generated and kept in the data path.
+    /// </summary>
+    public string? CertificatePath { get; init; }
+
+    /// <summary>PEM private key of <see cref="CertificatePath"/> when it is not in the same file.</summary>
+    public string? CertificateKeyPath { get; init; }
+
+    /// <summary>Password of the PKCS#12 file or of an encrypted PEM key.</summary>
+    public string? CertificatePassword { get; init; }
+
+    /// <summary>
     /// When the server stops (Stop-QmTunnelServer, SIGTERM, service stop), how long open connections may go on
     /// after it stopped accepting, before they are closed.
     /// </summary>
@@ -74,6 +86,10 @@ public sealed record ServerOptions
         if (string.IsNullOrWhiteSpace(DataPath))
         {
             errors.Add("DataPath is empty: give a folder for the database.");
+        }
+        if (CertificateKeyPath is not null && CertificatePath is null)
+        {
+            errors.Add("CertificateKeyPath is given without CertificatePath: give the certificate too.");
         }
         return errors;
     }

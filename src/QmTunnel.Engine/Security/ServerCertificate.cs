@@ -52,6 +52,51 @@ public static class ServerCertificate
         return X509CertificateLoader.LoadPkcs12(bytes, password: null, X509KeyStorageFlags.Exportable);
     }
 
+    /// <summary>
+    /// Loads a certificate the administrator gives: PKCS#12 (.pfx/.p12, optional password) or PEM (certificate and
+    /// key in one file, or the key in <paramref name="keyPath"/>; an encrypted key takes <paramref name="password"/>).
+    /// It must hold a private key. Errors name the file and say what to fix (CertificateInvalid).
+    /// </summary>
+    public static X509Certificate2 LoadFromFiles(string path, string? keyPath, string? password)
+    {
+        foreach (var file in keyPath is null ? [path] : new[] { path, keyPath })
+        {
+            if (!File.Exists(file))
+            {
+                throw new QmTunnelException(ErrorIds.CertificateInvalid, QmErrorKind.ObjectNotFound, file,
+                    $"The certificate file '{file}' does not exist. Give the path of a .pfx file, or of a PEM certificate and its key.");
+            }
+        }
+        try
+        {
+            X509Certificate2 loaded;
+            var isPem = keyPath is not null || File.ReadAllText(path).Contains("-----BEGIN", StringComparison.Ordinal);
+            if (isPem)
+            {
+                using var pem = password is null
+                    ? X509Certificate2.CreateFromPemFile(path, keyPath)
+                    : X509Certificate2.CreateFromEncryptedPemFile(path, password, keyPath);
+                // Re-imported as PKCS#12: a persisted key works with every TLS stack (SChannel refuses ephemeral keys).
+                loaded = X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), password: null, X509KeyStorageFlags.Exportable);
+            }
+            else
+            {
+                loaded = X509CertificateLoader.LoadPkcs12FromFile(path, password, X509KeyStorageFlags.Exportable);
+            }
+            if (!loaded.HasPrivateKey)
+            {
+                loaded.Dispose();
+                throw new CryptographicException("it holds no private key");
+            }
+            return loaded;
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            throw new QmTunnelException(ErrorIds.CertificateInvalid, QmErrorKind.InvalidData, path,
+                $"The certificate '{path}' cannot be used ({ex.Message}). Give a .pfx with its password, or a PEM certificate with its private key (-CertificateKeyPath when the key is in another file).", ex);
+        }
+    }
+
     private static X509Certificate2 Create(string serverName)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

@@ -49,6 +49,20 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
     [Parameter]
     public SwitchParameter AllowPlainLinks { get; set; }
 
+    /// <summary>The server's own certificate (.pfx, or PEM with its key) instead of the generated one.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? CertificatePath { get; set; }
+
+    /// <summary>The PEM private key of -CertificatePath, when it is in another file.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? CertificateKeyPath { get; set; }
+
+    /// <summary>Password of the .pfx file or of an encrypted PEM key.</summary>
+    [Parameter]
+    public System.Security.SecureString? CertificatePassword { get; set; }
+
     /// <summary>-AllowPlainLinks as the engine takes it: its value when given, else null (keep the saved setting).</summary>
     private bool? AllowPlainLinksOption =>
         MyInvocation.BoundParameters.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks.IsPresent : null;
@@ -63,6 +77,9 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
                 ? ServerOptions.DefaultDataPath
                 : SessionState.Path.GetUnresolvedProviderPathFromPSPath(DataPath),
             AllowPlainLinks = AllowPlainLinksOption,
+            CertificatePath = CertificatePath is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(CertificatePath),
+            CertificateKeyPath = CertificateKeyPath is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(CertificateKeyPath),
+            CertificatePassword = CertificatePassword is null ? null : new System.Net.NetworkCredential(string.Empty, CertificatePassword).Password,
         };
         var problems = options.Validate();
         if (problems.Count > 0)
@@ -212,6 +229,22 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             startInfo.ArgumentList.Add("--allow-plain-links");
             startInfo.ArgumentList.Add(allowPlain ? "true" : "false");
         }
+        if (options.CertificatePath is { } certificate)
+        {
+            startInfo.ArgumentList.Add("--certificate");
+            startInfo.ArgumentList.Add(certificate);
+        }
+        if (options.CertificateKeyPath is { } certificateKey)
+        {
+            startInfo.ArgumentList.Add("--certificate-key");
+            startInfo.ArgumentList.Add(certificateKey);
+        }
+        // A password never goes on a command line (other users can read it there): the daemon's environment only.
+        startInfo.Environment.Remove("QMTUNNEL_CertificatePassword");
+        if (options.CertificatePassword is { } certificatePassword)
+        {
+            startInfo.Environment["QMTUNNEL_CertificatePassword"] = certificatePassword;
+        }
 
         WriteVerbose($"Starting the qmtunnel-server daemon: {startInfo.FileName} {string.Join(' ', startInfo.ArgumentList)}");
         Process process;
@@ -249,6 +282,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             process.Dispose();
             process = Process.GetProcessById(processId);
         }
+        var announced = ReadAnnouncedSecurity(logFile, logStart);
         var info = new ServerInfo
         {
             ServerId = $"qmtunnel-server:{processId}",
@@ -257,9 +291,9 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             DataPath = options.DataPath,
             StartedAt = DateTimeOffset.Now,
             ProcessId = processId,
-            CertificateThumbprint = ReadDaemonThumbprint(options.DataPath),
-            // The daemon's saved setting cannot be read while it holds its database: known only when given here.
-            AllowPlainLinks = options.AllowPlainLinks ?? false,
+            CertificateThumbprint = announced?.Thumbprint ?? (options.CertificatePath is null ? ReadDaemonThumbprint(options.DataPath) : null),
+            // The daemon says it in its log; else only what was asked here is known (it holds its database).
+            AllowPlainLinks = announced?.AllowPlainLinks ?? options.AllowPlainLinks ?? false,
         };
         ServerRegistry.AddDaemon(process, info);
         WriteVerbose($"qmtunnel-server (pid {processId}) listening on {info.Address}; log: {logFile}.");
@@ -377,6 +411,31 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             return null;
         }
     }
+
+    /// <summary>
+    /// The daemon's second start line, "qmtunnel-server certificate SHA256 HEX; plain links accepted|refused" (written
+    /// right after the listening line; waited for up to 2 s).
+    /// </summary>
+    private static (string Thumbprint, bool AllowPlainLinks)? ReadAnnouncedSecurity(string logFile, long offset)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(2);
+        while (true)
+        {
+            var match = AnnouncedSecurityRegex().Match(ReadLogSince(logFile, offset) ?? string.Empty);
+            if (match.Success)
+            {
+                return (match.Groups["thumbprint"].Value, match.Groups["plain"].Value == "accepted");
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                return null;
+            }
+            Thread.Sleep(20);
+        }
+    }
+
+    [GeneratedRegex(@"certificate SHA256 (?<thumbprint>[0-9A-F]{64}); plain links (?<plain>accepted|refused)", RegexOptions.CultureInvariant)]
+    private static partial Regex AnnouncedSecurityRegex();
 
     private static string LastLogLines(string logFile, long offset, int count)
     {

@@ -93,6 +93,15 @@ public sealed class EngineFixture : IAsyncDisposable
         return engine;
     }
 
+    /// <summary>Starts an engine with the given options (its data path is deleted at the end).</summary>
+    public async Task<QmTunnelEngine> StartAsync(ServerOptions options)
+    {
+        var engine = new QmTunnelEngine(options);
+        await engine.StartAsync();
+        _engines.Add((engine, options.DataPath));
+        return engine;
+    }
+
     public static string Hop(QmTunnelEngine engine) => $"qmt+plain://127.0.0.1:{engine.Port}";
 
     public static string TlsHop(QmTunnelEngine engine) => $"qmt://127.0.0.1:{engine.Port}";
