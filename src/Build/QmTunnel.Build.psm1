@@ -376,6 +376,7 @@ function Start-QmDevServer {
     try {
         Write-Host ''
         Write-Host "qmTunnel server listening on $($server.Address)  (data: $($server.DataPath))" -ForegroundColor Green
+        Write-Host "certificate SHA256 $($server.CertificateThumbprint) (peers pin it on their first link; compare it there with Get-QmTunnelKnownServer)"
         Write-Host ''
         Write-Host 'Create your first tunnel from another pwsh (its own server, on another port or host; this one is the hop):'
         Write-Host "  Import-Module $manifest; Start-QmTunnelServer -Port $(if ($Port -eq 9201) { 9202 } else { 9201 })"
