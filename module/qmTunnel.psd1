@@ -15,6 +15,7 @@
         'Get-QmTunnelServer'
         'Stop-QmTunnelServer'
         'New-QmTunnel'
+        'New-QmTunnelHop'
         'Start-QmTunnel'
         'Stop-QmTunnel'
         'Get-QmTunnel'

@@ -122,4 +122,22 @@ Describe 'TLS links between servers' {
             $serverOwn | Stop-QmTunnelServer
         }
     }
+
+    It 'New-QmTunnelHop with B''s thumbprint and TLS 1.3 links and carries data; a wrong thumbprint is refused' {
+        $hop = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint $serverB.CertificateThumbprint.ToLowerInvariant() -MinimumTlsVersion Tls13
+        $hop.CertificateThumbprint | Should -Be $serverB.CertificateThumbprint
+        "$hop" | Should -Be "qmt://127.0.0.1:$($serverB.Port)?sha256=$($serverB.CertificateThumbprint)&tls=1.3"
+        $tunnel = New-QmTunnel hopped -Listen tcp://127.0.0.1:0 -Via $hop -Target $echo.Uri | Start-QmTunnel -PassThru
+        $tunnel.Via | Should -Be "$hop"
+        ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 2MB, 60)).Intact | Should -BeTrue
+
+        $wrong = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint ('AB' * 32)
+        $bad = New-QmTunnel wronghop -Listen tcp://127.0.0.1:0 -Via $wrong -Target $echo.Uri | Start-QmTunnel -PassThru
+        [QmTunnel.PesterTools.EchoClient]::Probe($bad.BoundListen, 100, 10) | Should -Match 'Reset|End'
+        Wait-Until { (Get-QmTunnelStats wronghop).LastError -match 'given for this hop' } 'the mismatch is recorded'
+
+        $err = $null
+        New-QmTunnelHop qmt://hostB -CertificateThumbprint 1234 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'EndpointUriInvalid*'
+    }
 }

@@ -4,6 +4,13 @@ using QmTunnel.Engine.Management;
 
 namespace QmTunnel.Engine.Endpoints;
 
+/// <summary>TLS versions a hop may be limited to.</summary>
+public enum TlsVersion
+{
+    Tls12,
+    Tls13,
+}
+
 /// <summary>The URI schemes qmTunnel understands on the command line.</summary>
 public enum EndpointScheme
 {
@@ -43,12 +50,24 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
     public override string ToString()
     {
         var host = Host.Contains(':', StringComparison.Ordinal) ? "[" + Host + "]" : Host;
-        var pin = CertificateThumbprint is null ? "" : "?sha256=" + CertificateThumbprint;
-        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{host}:{Port}{pin}");
+        var options = new List<string>(2);
+        if (CertificateThumbprint is not null)
+        {
+            options.Add("sha256=" + CertificateThumbprint);
+        }
+        if (MinimumTls is { } tls)
+        {
+            options.Add(tls == TlsVersion.Tls13 ? "tls=1.3" : "tls=1.2");
+        }
+        var query = options.Count == 0 ? "" : "?" + string.Join('&', options);
+        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{host}:{Port}{query}");
     }
 
-    /// <summary>The server's address without the pin (what links are keyed and pinned by).</summary>
-    public string Address => (this with { CertificateThumbprint = null }).ToString();
+    /// <summary>For a <c>qmt://</c> server: the lowest TLS version accepted (<c>?tls=1.3</c>); null: 1.2 or 1.3.</summary>
+    public TlsVersion? MinimumTls { get; init; }
+
+    /// <summary>The server's address without its options (what pins are keyed by).</summary>
+    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null }).ToString();
 
     /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
     public static EndpointUri ParseApplication(string? text, string what)
@@ -100,10 +119,11 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         };
         var rest = trimmed[(sep + 3)..];
         string? pin = null;
+        TlsVersion? minimumTls = null;
         var query = rest.IndexOf('?', StringComparison.Ordinal);
         if (query >= 0)
         {
-            pin = ParsePin(text, what, scheme, rest[(query + 1)..]);
+            (pin, minimumTls) = ParseQuery(text, what, scheme, rest[(query + 1)..]);
             rest = rest[..query];
         }
         rest = rest.TrimEnd('/');
@@ -166,25 +186,46 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             throw Invalid(text, what, $"{what} '{text}': port '{portText}' is not a number from 0 to 65535.");
         }
-        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin };
+        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin, MinimumTls = minimumTls };
     }
 
-    private static string ParsePin(string? text, string what, EndpointScheme scheme, string query)
+    /// <summary>Parses the options of a <c>qmt://</c> address: <c>sha256=HEX</c> and <c>tls=1.2|1.3</c>, joined by '&amp;'.</summary>
+    private static (string? Pin, TlsVersion? MinimumTls) ParseQuery(string? text, string what, EndpointScheme scheme, string query)
     {
-        const string key = "sha256=";
-        if (scheme != EndpointScheme.Qmt || !query.StartsWith(key, StringComparison.OrdinalIgnoreCase))
+        if (scheme != EndpointScheme.Qmt)
         {
-            throw Invalid(text, what, scheme == EndpointScheme.Qmt
-                ? $"{what} '{text}': the only query a server address takes is ?sha256=<the server's 64-hex-digit certificate thumbprint>."
-                : $"{what} '{text}' takes no query: only a TLS server address (qmt://host:port?sha256=...) takes one, the certificate thumbprint.");
+            throw Invalid(text, what, $"{what} '{text}' takes no query: only a TLS server address (qmt://host:port?sha256=...&tls=1.3) takes options.");
         }
-        var raw = query[key.Length..];
-        var hex = new string(raw.Where(c => c != ':').ToArray()).ToUpperInvariant();
-        if (hex.Length != 64 || !hex.All(Uri.IsHexDigit))
+        string? pin = null;
+        TlsVersion? tls = null;
+        foreach (var option in query.Split('&'))
         {
-            throw Invalid(text, what, $"{what} '{text}': '{raw}' is not a SHA-256 thumbprint (64 hex digits, colons allowed). Get-QmTunnelServer on that server shows its CertificateThumbprint.");
+            var eq = option.IndexOf('=', StringComparison.Ordinal);
+            var key = eq < 0 ? option : option[..eq];
+            var value = eq < 0 ? string.Empty : option[(eq + 1)..];
+            switch (key.ToLowerInvariant())
+            {
+                case "sha256":
+                    var hex = new string(value.Where(c => c != ':').ToArray()).ToUpperInvariant();
+                    if (hex.Length != 64 || !hex.All(Uri.IsHexDigit))
+                    {
+                        throw Invalid(text, what, $"{what} '{text}': '{value}' is not a SHA-256 thumbprint (64 hex digits, colons allowed). Get-QmTunnelServer on that server shows its CertificateThumbprint.");
+                    }
+                    pin = hex;
+                    break;
+                case "tls":
+                    tls = value switch
+                    {
+                        "1.2" => TlsVersion.Tls12,
+                        "1.3" => TlsVersion.Tls13,
+                        _ => throw Invalid(text, what, $"{what} '{text}': tls={value} is not a TLS version this server speaks; use tls=1.2 (1.2 or 1.3) or tls=1.3 (1.3 only)."),
+                    };
+                    break;
+                default:
+                    throw Invalid(text, what, $"{what} '{text}': unknown option '{key}'. A server address takes sha256=<certificate thumbprint> and tls=1.2 or tls=1.3 (the lowest TLS version accepted).");
+            }
         }
-        return hex;
+        return (pin, tls);
     }
 
     private static QmTunnelException Invalid(string? text, string what, string message) =>

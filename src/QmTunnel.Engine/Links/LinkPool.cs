@@ -112,7 +112,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
             {
                 TargetHost = hop.Host,
-                EnabledSslProtocols = Security.TlsDefaults.Protocols,
+                EnabledSslProtocols = hop.MinimumTls == TlsVersion.Tls13 ? SslProtocols.Tls13 : Security.TlsDefaults.Protocols,
                 CipherSuitesPolicy = Security.TlsDefaults.CipherSuites,
                 // Pinning replaces name and chain checks: remember the certificate, decide after the handshake.
                 RemoteCertificateValidationCallback = (_, certificate, _, _) =>

@@ -208,4 +208,27 @@ public sealed class EndpointUriTests
         Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
         Assert.Contains(hint, e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_tls_server_address_may_require_tls_1_3_next_to_a_pin()
+    {
+        var pin = new string('0', 64);
+        var uri = EndpointUri.ParseServer($"qmt://hostB?tls=1.3&sha256={pin}", "Via");
+        Assert.Equal(TlsVersion.Tls13, uri.MinimumTls);
+        Assert.Equal(pin, uri.CertificateThumbprint);
+        Assert.Equal($"qmt://hostB:9200?sha256={pin}&tls=1.3", uri.ToString());
+        Assert.Equal("qmt://hostB:9200", uri.Address);
+        Assert.Equal(uri, EndpointUri.ParseServer(uri.ToString(), "Via"));
+    }
+
+    [Theory]
+    [InlineData("qmt://hostB?tls=1.1", "tls=1.1")]
+    [InlineData("qmt://hostB?compress=1", "unknown option")]
+    public void Unknown_server_options_are_refused_naming_what_is_accepted(string text, string hint)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer(text, "Via"));
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Contains(hint, e.Message, StringComparison.Ordinal);
+        Assert.Contains("tls=1.3", e.Message, StringComparison.Ordinal);
+    }
 }

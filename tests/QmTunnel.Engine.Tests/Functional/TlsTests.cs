@@ -169,4 +169,13 @@ public sealed class TlsTests : IAsyncLifetime
         Assert.Contains(wrong, error);
         Assert.Contains(b.CertificateThumbprint!, error);
     }
+
+    [Fact]
+    public async Task A_hop_limited_to_tls_1_3_links_and_carries_data()
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var listen = await TunnelAsync("tls13", $"qmt://127.0.0.1:{b.Port}?tls=1.3");
+        var payload = RandomNumberGenerator.GetBytes(256 * 1024);
+        Assert.Equal(payload, await EchoAsync(listen, payload));
+    }
 }
