@@ -182,8 +182,7 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         await using var echo = new EchoServer();
         _server.NewTunnel(new TunnelProfile { Name = "v5", Listen = "tcp://127.0.0.1:0", Via = [$"qmt+plain://127.0.0.1:{port}"], Target = echo.Uri });
         var info = await _server.StartTunnelAsync("v5");
-        using var c = await SocketTestExtensions.ConnectAsync(info.BoundListen!);
-        await Assert.ThrowsAnyAsync<SocketException>(() => c.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10)));
+        await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(info.BoundListen!));
         await TunnelTests.WaitUntil(() => _server.GetTunnelStats("v5").LastError?.Contains("compatible version", StringComparison.Ordinal) == true);
     }
 }
