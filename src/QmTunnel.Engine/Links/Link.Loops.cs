@@ -157,6 +157,7 @@ public sealed partial class Link
         if (segments.Count == 1)
         {
             await _tls!.WriteAsync(segments[0].AsMemory()).ConfigureAwait(false);
+            await _tls.FlushAsync().ConfigureAwait(false);
             return;
         }
         var joined = ArrayPool<byte>.Shared.Rent(total);
@@ -169,6 +170,7 @@ public sealed partial class Link
                 offset += segment.Count;
             }
             await _tls!.WriteAsync(joined.AsMemory(0, total)).ConfigureAwait(false);
+            await _tls.FlushAsync().ConfigureAwait(false);
         }
         finally
         {

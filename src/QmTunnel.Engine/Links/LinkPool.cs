@@ -106,7 +106,8 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     private async Task<SslStream> AuthenticateAsync(Socket socket, EndpointUri hop, CancellationToken cancellationToken)
     {
         X509Certificate2? seen = null;
-        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        var coalescing = new CoalescingStream(new NetworkStream(socket, ownsSocket: false));
+        var tls = new SslStream(coalescing, leaveInnerStreamOpen: false);
         try
         {
             await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
@@ -121,6 +122,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                     return certificate is not null;
                 },
             }, cancellationToken).ConfigureAwait(false);
+            coalescing.Coalesce = true; // TLS handshake done: from now on TLS records are sent per flushed batch
             var thumbprint = Security.ServerCertificate.Thumbprint(seen!);
             (certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"))
                 .Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);

@@ -215,7 +215,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             string? refusePlain = null;
             if (first[0] == TlsHandshakeRecord)
             {
-                tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+                var coalescing = new CoalescingStream(new NetworkStream(socket, ownsSocket: false));
+                tls = new SslStream(coalescing, leaveInnerStreamOpen: false);
                 await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
                     ServerCertificateContext = _certificateContext,
@@ -223,6 +224,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                     CipherSuitesPolicy = TlsDefaults.CipherSuites,
                     ClientCertificateRequired = false,
                 }, timeout.Token).ConfigureAwait(false);
+                coalescing.Coalesce = true; // TLS handshake done: from now on TLS records are sent per flushed batch
             }
             else if (!_allowPlainLinks)
             {
