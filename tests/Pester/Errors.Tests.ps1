@@ -10,15 +10,8 @@
 
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestCommon.ps1')
-    $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
-    $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
-    if (Test-Path -LiteralPath $modulePath -PathType Container) {
-        $modulePath = Join-Path $modulePath 'qmTunnel.psd1'
-    }
-    Import-Module $modulePath -Force -ErrorAction Stop
-    if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
-        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
-    }
+    $modulePath = Get-QmTestModulePath
+    Import-QmTestModule -Force
 
     $run = [guid]::NewGuid().ToString('N').Substring(0, 8)
     $base = Join-Path ([IO.Path]::GetTempPath()) "qmtunnel-pester-errors-$run"

@@ -21,15 +21,8 @@ BeforeDiscovery {
 
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestCommon.ps1')
-    $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
-    $modulePath = if ($env:QMTUNNEL_MODULE_PATH) { $env:QMTUNNEL_MODULE_PATH } else { Join-Path $repoRoot 'out' 'qmTunnel' 'qmTunnel.psd1' }
-    if (Test-Path -LiteralPath $modulePath -PathType Container) {
-        $modulePath = Join-Path $modulePath 'qmTunnel.psd1'
-    }
-    Import-Module $modulePath -Force -ErrorAction Stop
-    if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
-        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
-    }
+    $modulePath = Get-QmTestModulePath
+    Import-QmTestModule -Force
 
     # The staged daemon and unit file, next to the module being tested.
     $daemonDir = Join-Path (Split-Path -Parent $modulePath) 'daemon'
