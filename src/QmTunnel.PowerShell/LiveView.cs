@@ -93,6 +93,7 @@ internal sealed class LiveView(PSHostUserInterface ui)
         {
             return ui.RawUI.BufferSize.Width > 0 ? ui.RawUI.BufferSize.Width : 120;
         }
+        // Hosts without a raw console (hosted runspaces, some remoting hosts) throw NotImplementedException here.
         catch (Exception ex) when (ex is NotImplementedException or HostException or IOException)
         {
             return 120;

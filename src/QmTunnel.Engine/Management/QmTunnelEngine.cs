@@ -149,29 +149,10 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         }
     }
 
-    private Socket Bind()
-    {
-        var address = IPAddress.Parse(Options.ListenAddress);
-        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            socket.Bind(new IPEndPoint(address, Options.Port));
-            socket.Listen(512);
-            return socket;
-        }
-        catch (SocketException ex)
-        {
-            socket.Dispose();
-            var where = $"{Options.ListenAddress}:{Options.Port}";
-            if (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
-            {
-                throw new QmTunnelException(ErrorIds.PortInUse, QmErrorKind.ResourceBusy, where,
-                    $"The qmTunnel server cannot listen on {where}: the port is in use (another qmTunnel server or program). Stop it, or start this server with -Port.", ex);
-            }
-            throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.ResourceUnavailable, where,
-                $"The qmTunnel server cannot listen on {where} ({ex.SocketErrorCode}: {ex.Message}). Use an address of this host with -ListenAddress.", ex);
-        }
-    }
+    private Socket Bind() => Listener.Open(
+        new IPEndPoint(IPAddress.Parse(Options.ListenAddress), Options.Port), 512, $"{Options.ListenAddress}:{Options.Port}",
+        "The qmTunnel server", "Stop the other qmTunnel server or program, or start this server with -Port.",
+        "Use an address of this host with -ListenAddress.");
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
     {

@@ -131,24 +131,9 @@ internal sealed partial class TunnelRuntime
                     $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen}: the name '{_listen.Host}' does not resolve. Use an IP address of this host.", ex);
             }
         }
-        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            socket.Bind(new IPEndPoint(address, _listen.Port));
-            socket.Listen(1024);
-            return socket;
-        }
-        catch (SocketException ex)
-        {
-            socket.Dispose();
-            if (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
-            {
-                throw new QmTunnelException(ErrorIds.PortInUse, QmErrorKind.ResourceBusy, Profile.Listen,
-                    $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen}: the port is in use by another program. Free the port, or choose another one with Set-QmTunnel -Name {Profile.Name} -Listen tcp://{_listen.Host}:PORT.", ex);
-            }
-            throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.ResourceUnavailable, Profile.Listen,
-                $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen} ({ex.SocketErrorCode}: {ex.Message}). Use an address of this host and a port you may bind.", ex);
-        }
+        return Listener.Open(new IPEndPoint(address, _listen.Port), 1024, Profile.Listen, $"Tunnel '{Profile.Name}'",
+            $"Free the port, or choose another one with Set-QmTunnel -Name {Profile.Name} -Listen tcp://{_listen.Host}:PORT.",
+            "Use an address of this host and a port you may bind.");
     }
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)

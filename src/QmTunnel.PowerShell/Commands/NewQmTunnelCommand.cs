@@ -53,25 +53,10 @@ public sealed class NewQmTunnelCommand : QmTunnelCmdlet
     protected override void EndProcessing()
     {
         var engine = RequireServer();
-        var bound = MyInvocation.BoundParameters;
-        var profile = new TunnelProfile
-        {
-            Name = Name,
-            Listen = Listen,
-            Via = [.. Via],
-            Target = Target,
-        };
         // Only what was given replaces a default; switches are on unless turned off (-NoDelay:$false).
-        profile = profile with
-        {
-            Description = Description ?? profile.Description,
-            MaxConnections = bound.ContainsKey(nameof(MaxConnections)) ? MaxConnections : profile.MaxConnections,
-            ConnectTimeout = bound.ContainsKey(nameof(ConnectTimeout)) ? ConnectTimeout : profile.ConnectTimeout,
-            NoDelay = bound.ContainsKey(nameof(NoDelay)) ? NoDelay.IsPresent : profile.NoDelay,
-            KeepAlive = bound.ContainsKey(nameof(KeepAlive)) ? KeepAlive.IsPresent : profile.KeepAlive,
-            BufferSize = bound.ContainsKey(nameof(BufferSize)) ? BufferSize : profile.BufferSize,
-            Persistent = bound.ContainsKey(nameof(Persistent)) ? Persistent.IsPresent : profile.Persistent,
-        };
+        var profile = TunnelSettings.Apply(
+            new TunnelProfile { Name = Name, Listen = Listen, Via = [.. Via], Target = Target },
+            TunnelSettings.Given(MyInvocation));
         if (!ShouldProcess($"tunnel '{Name}': {Listen} -> {string.Join(" -> ", Via)} -> {Target}", "Create"))
         {
             return;

@@ -49,44 +49,23 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    private static readonly string[] Settings =
-    [
-        nameof(Listen), nameof(Via), nameof(Target), nameof(MaxConnections), nameof(ConnectTimeout), nameof(NoDelay),
-        nameof(KeepAlive), nameof(BufferSize), nameof(Description), nameof(Persistent),
-    ];
-
-    private HashSet<string> _changed = [];
+    private Dictionary<string, object?> _given = [];
 
     protected override string Action =>
-        _changed.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", Settings.Where(_changed.Contains));
+        _given.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", TunnelSettings.Names.Where(_given.ContainsKey));
 
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        _changed = [.. Settings.Where(MyInvocation.BoundParameters.ContainsKey)];
+        _given = TunnelSettings.Given(MyInvocation);
     }
 
     protected override void Process(string name)
     {
-        var tunnel = Wait(Engine.SetTunnelAsync(name, Change, CancellationToken));
+        var tunnel = Wait(Engine.SetTunnelAsync(name, p => TunnelSettings.Apply(p, _given), CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);
         }
     }
-
-    /// <summary>The profile with the bound settings applied; runs inside the engine, so it reads only this cmdlet's fields.</summary>
-    private TunnelProfile Change(TunnelProfile p) => p with
-    {
-        Listen = _changed.Contains(nameof(Listen)) ? Listen! : p.Listen,
-        Via = _changed.Contains(nameof(Via)) ? [.. Via!] : p.Via,
-        Target = _changed.Contains(nameof(Target)) ? Target! : p.Target,
-        MaxConnections = _changed.Contains(nameof(MaxConnections)) ? MaxConnections : p.MaxConnections,
-        ConnectTimeout = _changed.Contains(nameof(ConnectTimeout)) ? ConnectTimeout : p.ConnectTimeout,
-        NoDelay = _changed.Contains(nameof(NoDelay)) ? NoDelay.IsPresent : p.NoDelay,
-        KeepAlive = _changed.Contains(nameof(KeepAlive)) ? KeepAlive.IsPresent : p.KeepAlive,
-        BufferSize = _changed.Contains(nameof(BufferSize)) ? BufferSize : p.BufferSize,
-        Description = _changed.Contains(nameof(Description)) ? Description ?? string.Empty : p.Description,
-        Persistent = _changed.Contains(nameof(Persistent)) ? Persistent.IsPresent : p.Persistent,
-    };
 }
