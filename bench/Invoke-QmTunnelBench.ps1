@@ -449,10 +449,13 @@ try {
     if (-not $SkipTunnel) {
         try {
             Import-Module $ModulePath -Force
+            $script:BenchAdmin = [pscredential]::new('admin', (ConvertTo-SecureString ([guid]::NewGuid().ToString('n')) -AsPlainText -Force))
+            $global:PSDefaultParameterValues['Start-QmTunnelServer:AdminCredential'] = $script:BenchAdmin
             $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $script:WorkDir 'server-b') -AllowPlainLinks
             $script:Commands.Add("server B (daemon, pid $($serverB.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-b -AllowPlainLinks  -> $($serverB.PlainAddress)")
-            $via = "qmt+plain://127.0.0.1:$($serverB.Port)"
-            $tlsVia = "qmt://127.0.0.1:$($serverB.Port)"
+            # Every link logs in: the bench's servers all get one generated admin password (set on their first start).
+            $via = New-QmTunnelHop "qmt+plain://127.0.0.1:$($serverB.Port)" -Credential $script:BenchAdmin
+            $tlsVia = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -Credential $script:BenchAdmin
             if (-not $SkipTls) { $tlsSummary['qmTunnel server B'] = Get-TlsSummary 'qmTunnel server B' $serverB.Port }
 
             # Server A2: the same tunnels with the first server as a daemon too (inline socket completions, no pwsh):

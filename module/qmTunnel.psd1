@@ -25,6 +25,16 @@
         'Get-QmTunnelConnection'
         'Get-QmTunnelKnownServer'
         'Remove-QmTunnelKnownServer'
+        'New-QmTunnelUser'
+        'Get-QmTunnelUser'
+        'Set-QmTunnelUser'
+        'Remove-QmTunnelUser'
+        'New-QmTunnelGroup'
+        'Get-QmTunnelGroup'
+        'Set-QmTunnelGroup'
+        'Remove-QmTunnelGroup'
+        'Get-QmTunnelServerConfig'
+        'Set-QmTunnelServerConfig'
     )
     FunctionsToExport      = @()
     AliasesToExport        = @()

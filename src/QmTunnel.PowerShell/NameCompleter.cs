@@ -73,3 +73,17 @@ public sealed class KnownServerCompleter : NameCompleter
     protected override IEnumerable<(string Name, string ToolTip)> Candidates(QmTunnelEngine engine) =>
         engine.GetKnownServers().Select(k => (k.Server, $"{k.Server} SHA256 {k.Thumbprint}"));
 }
+
+/// <summary>Tab completion of the user names of the in-process server.</summary>
+public sealed class UserNameCompleter : NameCompleter
+{
+    protected override IEnumerable<(string Name, string ToolTip)> Candidates(QmTunnelEngine engine) =>
+        engine.GetUsers().Select(u => (u.Name, $"{u.Name} (group {u.Group}{(u.Enabled ? "" : ", disabled")})"));
+}
+
+/// <summary>Tab completion of the group names of the in-process server.</summary>
+public sealed class GroupNameCompleter : NameCompleter
+{
+    protected override IEnumerable<(string Name, string ToolTip)> Candidates(QmTunnelEngine engine) =>
+        engine.GetGroups().Select(g => (g.Name, $"{g.Name}: {g.Rights}, {g.UserCount} user(s)"));
+}

@@ -28,7 +28,7 @@ internal static class TunnelSettings
         return p with
         {
             Listen = Get(nameof(p.Listen), p.Listen),
-            Via = given.TryGetValue(nameof(p.Via), out var via) ? [.. Convert<string[]>(via)] : p.Via,
+            Via = given.TryGetValue(nameof(p.Via), out var via) ? QmTunnelHop.Split(Convert<object[]>(via)).Via : p.Via,
             Target = Get(nameof(p.Target), p.Target),
             MaxConnections = Get(nameof(p.MaxConnections), p.MaxConnections),
             ConnectTimeout = Get(nameof(p.ConnectTimeout), p.ConnectTimeout),

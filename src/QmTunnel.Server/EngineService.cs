@@ -21,6 +21,10 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
             LogStartFailed(logger, ex.ErrorId, ex.Message);
             throw;
         }
+        if (engine.WriteInitialAdminPasswordFile() is { } passwordFile)
+        {
+            LogInitialPassword(logger, passwordFile);
+        }
         var info = engine.GetServerInfo();
         // A plain line on stdout that scripts (and Start-QmTunnelServer -Daemon) can read.
         Console.Out.WriteLine($"qmtunnel-server listening on {info.Address} (pid {Environment.ProcessId}, data {info.DataPath})");
@@ -38,6 +42,9 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Critical, Message = "qmTunnel server could not start: {ErrorId}: {Message}")]
     private static partial void LogStartFailed(ILogger logger, string errorId, string message);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "First start: the admin user's generated password is in {File} (owner-only). Read it, keep it safe, then delete the file.")]
+    private static partial void LogInitialPassword(ILogger logger, string file);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "qmTunnel server stopping: closing tunnels and links")]
     private static partial void LogStopping(ILogger logger);

@@ -27,7 +27,10 @@ internal static class ServerCommandLine
                        accept unencrypted links (qmt+plain://) too; saved in the database (default: the saved value, off)
           --certificate FILE      the server's certificate instead of the generated one: .pfx, or PEM (with its key)
           --certificate-key FILE  the PEM private key, when not in the certificate file
-        The certificate's password, if any, comes only from the environment: QMTUNNEL_CertificatePassword.
+          --password-iterations N PBKDF2 iterations of password verifiers (saved; default 600000, at least 100000)
+        The certificate's password, if any, comes only from the environment: QMTUNNEL_CertificatePassword; so does the
+        admin password of a first start: QMTUNNEL_AdminPassword (without it a password is generated and left in
+        DATA/initial-admin-password, owner-only: read it, then delete the file).
         Each can also be set by an environment variable (QMTUNNEL_Port, QMTUNNEL_ListenAddress, QMTUNNEL_DataPath,
         QMTUNNEL_LogFile, QMTUNNEL_AllowPlainLinks); the command line wins. SIGTERM or Ctrl+C stops the server
         gracefully. Running it as a systemd or Windows service: see docs/service.md.
@@ -49,6 +52,8 @@ internal static class ServerCommandLine
         ["--certificate-key"] = "CertificateKeyPath",
         ["--certificatekeypath"] = "CertificateKeyPath",
         ["--allowplainlinks"] = "AllowPlainLinks",
+        ["--password-iterations"] = "PasswordIterations",
+        ["--passworditerations"] = "PasswordIterations",
     };
 
     public static bool WantsHelp(string[] args) => args.Any(a => a is "-h" or "--help" or "-?");
@@ -134,6 +139,18 @@ internal static class ServerCommandLine
         if (config["CertificatePassword"] is { } password)
         {
             options = options with { CertificatePassword = password };
+        }
+        if (config["AdminPassword"] is { } adminPassword)
+        {
+            options = options with { AdminPassword = adminPassword };
+        }
+        if (config["PasswordIterations"] is { } iterationsText)
+        {
+            if (!int.TryParse(iterationsText, NumberStyles.None, CultureInfo.InvariantCulture, out var iterations))
+            {
+                throw new ArgumentException($"--password-iterations '{iterationsText}' is not a number from 100000 to 10000000.");
+            }
+            options = options with { PasswordIterations = iterations };
         }
         var errors = options.Validate();
         if (errors.Count > 0)

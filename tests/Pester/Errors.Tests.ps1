@@ -174,7 +174,7 @@ Describe 'Errors with a server running' {
         $dataPath = Join-Path $base 'server'
         $server = Start-QmTunnelServer -Port 0 -DataPath $dataPath -PassThru
         # The server is its own hop: the tunnels here go A -> A -> target.
-        $self = "qmt://127.0.0.1:$($server.Port)"
+        $self = New-QmTestHop "qmt://127.0.0.1:$($server.Port)"
         $echo = [QmTunnel.PesterTools.EchoServer]::new()
         $null = New-QmTunnel taken -Listen tcp://127.0.0.1:0 -Via $self -Target $echo.Uri -Description 'the original'
     }

@@ -14,7 +14,7 @@ BeforeAll {
     $echo = [QmTunnel.PesterTools.EchoServer]::new()
     $server = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $base 'a') -PassThru
     # The server is its own hop (TLS to itself): A -> A -> echo.
-    $tunnel = New-QmTunnel watched -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($server.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+    $tunnel = New-QmTunnel watched -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt://127.0.0.1:$($server.Port)") -Target $echo.Uri | Start-QmTunnel -PassThru
 }
 
 AfterAll {

@@ -301,7 +301,7 @@ Describe 'SIGTERM to a daemon from Start-QmTunnelServer -Daemon' -Skip:(-not $on
         # open when SIGTERM comes.
         $localData = Join-Path $base 'local'
         $null = Start-QmTunnelServer -Port 0 -DataPath $localData -PassThru
-        $tunnel = New-QmTunnel through-daemon -Listen tcp://127.0.0.1:0 -Via $daemon.Address -Target $echo.Uri | Start-QmTunnel -PassThru
+        $tunnel = New-QmTunnel through-daemon -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop $daemon.Address) -Target $echo.Uri | Start-QmTunnel -PassThru
         $before = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 64KB, 30)
         $logFile = Join-Path $daemonData 'qmtunnel-server.log'
 

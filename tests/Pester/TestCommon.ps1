@@ -10,12 +10,25 @@ function Get-QmTestModulePath {
     $path
 }
 
+# The admin login of every test server: set on its first start, used by every hop of every test tunnel.
+$script:QmTestAdminPassword = 'test-admin-password'
+$script:QmTestAdmin = [pscredential]::new('admin', (ConvertTo-SecureString $script:QmTestAdminPassword -AsPlainText -Force))
+
 # Imports the built module and the C# test tools (TestTools.cs: echo server, streaming SHA-256 clients, free port).
+# Every Start-QmTunnelServer of the tests then sets the test admin password, with the fewest PBKDF2 iterations
+# a server allows (fast enough for tests).
 function Import-QmTestModule([switch]$Force) {
     Import-Module (Get-QmTestModulePath) -Force:$Force -ErrorAction Stop -Global
     if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
         Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
     }
+    $global:PSDefaultParameterValues['Start-QmTunnelServer:AdminCredential'] = $script:QmTestAdmin
+    $global:PSDefaultParameterValues['Start-QmTunnelServer:PasswordIterations'] = 100000
+}
+
+# A hop that logs in as the test admin.
+function New-QmTestHop([Parameter(Mandatory)][string]$Uri) {
+    New-QmTunnelHop $Uri -Credential $script:QmTestAdmin
 }
 
 # Polls $Condition every 50 ms until it holds; throws after $TimeoutSeconds naming what it waited for.

@@ -52,7 +52,7 @@ Describe 'TLS links between servers' {
     }
 
     It 'a tunnel over qmt:// moves 50 MiB intact, and A pins B''s certificate on first use' {
-        $tunnel = New-QmTunnel tls50 -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($serverB.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        $tunnel = New-QmTunnel tls50 -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt://127.0.0.1:$($serverB.Port)") -Target $echo.Uri | Start-QmTunnel -PassThru
         $result = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 50MB, 120)
         $result.Intact | Should -BeTrue -Because $result.ToString()
         $result.SentSha256 | Should -Be $result.ReceivedSha256
@@ -61,23 +61,26 @@ Describe 'TLS links between servers' {
     }
 
     It 'a plain link is refused by a server without -AllowPlainLinks, with a reason that says what to do' {
-        $tunnel = New-QmTunnel plainrefused -Listen tcp://127.0.0.1:0 -Via "qmt+plain://127.0.0.1:$($serverB.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
-        [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 100, 10) | Should -Match 'Reset|End'
-        Wait-Until { (Get-QmTunnelStats plainrefused).FailedConnections -ge 1 } 'the refused connection is counted'
-        $stats = Get-QmTunnelStats plainrefused
-        $stats.LastError | Should -Match 'refused an unencrypted link'
-        $stats.LastError | Should -Match '-AllowPlainLinks'
+        # Refused when the tunnel is created (the hop's login needs the link), and nothing is saved.
+        $err = $null
+        $tunnel = New-QmTunnel plainrefused -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt+plain://127.0.0.1:$($serverB.Port)") -Target $echo.Uri -ErrorVariable err -ErrorAction SilentlyContinue
+        $tunnel | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'PlainLinkRefused,*'
+        $err[0].CategoryInfo.Category | Should -Be 'SecurityError'
+        $err[0].Exception.Message | Should -Match 'refused an unencrypted link'
+        $err[0].Exception.Message | Should -Match '-AllowPlainLinks'
+        Get-QmTunnel plainrefused -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 
     It 'a plain link is accepted by a server started with -AllowPlainLinks' {
         $serverP.AllowPlainLinks | Should -BeTrue
-        $tunnel = New-QmTunnel plainok -Listen tcp://127.0.0.1:0 -Via "qmt+plain://127.0.0.1:$($serverP.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        $tunnel = New-QmTunnel plainok -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt+plain://127.0.0.1:$($serverP.Port)") -Target $echo.Uri | Start-QmTunnel -PassThru
         $result = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 4MB, 60)
         $result.Intact | Should -BeTrue -Because $result.ToString()
     }
 
     It 'a changed certificate is refused with CertificateMismatch until the pin is removed' {
-        $tunnel = New-QmTunnel changed -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($serverP.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
+        $tunnel = New-QmTunnel changed -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt://127.0.0.1:$($serverP.Port)") -Target $echo.Uri | Start-QmTunnel -PassThru
         ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 1MB, 60)).Intact | Should -BeTrue
         $old = $serverP.CertificateThumbprint
 
@@ -124,17 +127,21 @@ Describe 'TLS links between servers' {
     }
 
     It 'New-QmTunnelHop with B''s thumbprint and TLS 1.3 links and carries data; a wrong thumbprint is refused' {
-        $hop = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint $serverB.CertificateThumbprint.ToLowerInvariant() -MinimumTlsVersion Tls13
+        $hop = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint $serverB.CertificateThumbprint.ToLowerInvariant() -MinimumTlsVersion Tls13 -Credential $QmTestAdmin
         $hop.CertificateThumbprint | Should -Be $serverB.CertificateThumbprint
-        "$hop" | Should -Be "qmt://127.0.0.1:$($serverB.Port)?sha256=$($serverB.CertificateThumbprint)&tls=1.3"
+        "$hop" | Should -Be "qmt://admin@127.0.0.1:$($serverB.Port)?sha256=$($serverB.CertificateThumbprint)&tls=1.3"
+        $hop.Login | Should -Be 'Password'
+        "$hop" | Should -Not -Match $QmTestAdminPassword
         $tunnel = New-QmTunnel hopped -Listen tcp://127.0.0.1:0 -Via $hop -Target $echo.Uri | Start-QmTunnel -PassThru
         $tunnel.Via | Should -Be "$hop"
         ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 2MB, 60)).Intact | Should -BeTrue
 
-        $wrong = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint ('AB' * 32)
-        $bad = New-QmTunnel wronghop -Listen tcp://127.0.0.1:0 -Via $wrong -Target $echo.Uri | Start-QmTunnel -PassThru
-        [QmTunnel.PesterTools.EchoClient]::Probe($bad.BoundListen, 100, 10) | Should -Match 'Reset|End'
-        Wait-Until { (Get-QmTunnelStats wronghop).LastError -match 'given for this hop' } 'the mismatch is recorded'
+        $wrong = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint ('AB' * 32) -Credential $QmTestAdmin
+        $err = $null
+        $bad = New-QmTunnel wronghop -Listen tcp://127.0.0.1:0 -Via $wrong -Target $echo.Uri -ErrorVariable err -ErrorAction SilentlyContinue
+        $bad | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'CertificateMismatch,*'
+        $err[0].Exception.Message | Should -Match 'given for this hop'
 
         $err = $null
         New-QmTunnelHop qmt://hostB -CertificateThumbprint 1234 -ErrorVariable err -ErrorAction SilentlyContinue

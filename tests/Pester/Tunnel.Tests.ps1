@@ -40,7 +40,7 @@ BeforeAll {
     $script:serverA = Start-QmTunnelServer -Port 0 -DataPath $tmpA -PassThru
     $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath $tmpB
     # The default: a TLS link, B's certificate pinned by A on first use.
-    $via = "qmt://127.0.0.1:$($serverB.Port)"
+    $via = New-QmTestHop "qmt://127.0.0.1:$($serverB.Port)"
 }
 
 AfterAll {
@@ -123,7 +123,7 @@ Describe 'qmTunnel end to end: in-process server A, daemon server B, echo server
             "$($tunnel.State)" | Should -BeIn @('Listening', 'Established')
             $tunnel.Listen | Should -Be 'tcp://127.0.0.1:0'
             $tunnel.BoundListen | Should -Match '^tcp://127\.0\.0\.1:(?!0$)\d+$'
-            @($tunnel.Via) | Should -Be @($via)
+            @($tunnel.Via) | Should -Be @("$via")
             $tunnel.Target | Should -Be $echo.Uri
         }
 

@@ -60,14 +60,21 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
             options.Add(tls == TlsVersion.Tls13 ? "tls=1.3" : "tls=1.2");
         }
         var query = options.Count == 0 ? "" : "?" + string.Join('&', options);
-        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{host}:{Port}{query}");
+        var user = User is null ? "" : User + "@";
+        return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{user}{host}:{Port}{query}");
     }
+
+    /// <summary>For a tunnel server: the user this side logs in as (<c>qmt://alice@host:9200</c>); null: none named.</summary>
+    public string? User { get; init; }
+
+    /// <summary>"host:port" (IPv6 in brackets), as allow-rules and pins name a server.</summary>
+    public string HostPort => Security.AccessControl.HostPort(Host, Port);
 
     /// <summary>For a <c>qmt://</c> server: the lowest TLS version accepted (<c>?tls=1.3</c>); null: 1.2 or 1.3.</summary>
     public TlsVersion? MinimumTls { get; init; }
 
     /// <summary>The server's address without its options (what pins are keyed by).</summary>
-    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null }).ToString();
+    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null }).ToString();
 
     /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
     public static EndpointUri ParseApplication(string? text, string what)
@@ -127,9 +134,24 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
             rest = rest[..query];
         }
         rest = rest.TrimEnd('/');
+        string? user = null;
+        var at = rest.LastIndexOf('@');
+        if (at >= 0)
+        {
+            if (scheme == EndpointScheme.Tcp)
+            {
+                throw Invalid(text, what, $"{what} '{text}' must be tcp://host:port with no user part.");
+            }
+            user = Uri.UnescapeDataString(rest[..at]);
+            rest = rest[(at + 1)..];
+            if (!Security.SecurityNames.IsValid(user))
+            {
+                throw Invalid(text, what, $"{what} '{text}': '{user}' is not a user name (1 to 64 letters, digits, '-', '_' or '.'). A password never goes in the URI: give it with New-QmTunnelHop -Credential.");
+            }
+        }
         if (rest.Contains('/', StringComparison.Ordinal) || rest.Contains('?', StringComparison.Ordinal) || rest.Contains('@', StringComparison.Ordinal))
         {
-            throw Invalid(text, what, $"{what} '{text}' must be scheme://host:port with no path, query or user part.");
+            throw Invalid(text, what, $"{what} '{text}' must be scheme://[user@]host:port with no path.");
         }
         string host;
         string? portText = null;
@@ -186,7 +208,7 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             throw Invalid(text, what, $"{what} '{text}': port '{portText}' is not a number from 0 to 65535.");
         }
-        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin, MinimumTls = minimumTls };
+        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin, MinimumTls = minimumTls, User = user };
     }
 
     /// <summary>Parses the options of a <c>qmt://</c> address: <c>sha256=HEX</c> and <c>tls=1.2|1.3</c>, joined by '&amp;'.</summary>

@@ -5,6 +5,7 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Protocol;
@@ -50,6 +51,12 @@ public sealed partial class Link : IAsyncDisposable
     }
 
     public LinkOptions Options { get; }
+    /// <summary>On an accepted link: the user the dialer logged in as, with its group (null when no login was asked).</summary>
+    public Security.SecurityPrincipal? Principal { get; private init; }
+    /// <summary>The user this link is logged in as (either side), or null.</summary>
+    public string? User { get; private init; }
+    /// <summary>The group of <see cref="User"/>, or null.</summary>
+    public string? Group { get; private init; }
     /// <summary>The peer's Hello: its id, name and limits.</summary>
     public HelloMessage Peer { get; }
     public string RemoteEndPoint { get; }
@@ -73,8 +80,15 @@ public sealed partial class Link : IAsyncDisposable
 
     // ---------------- handshake ----------------
 
-    /// <summary>Dialer side: preamble + Hello, then waits for the peer's Hello. Throws <see cref="ProtocolException"/> or IO errors.</summary>
-    public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls = null)
+    /// <summary>
+    /// Dialer side: preamble + Hello (+ AuthStart when <paramref name="login"/> is given, in the same write), waits for
+    /// the peer's Hello, then completes the login (<see cref="LinkLogin"/>). Throws <see cref="ProtocolException"/>
+    /// (AuthenticationFailed when the server refused the login), <see cref="Management.QmTunnelException"/> (a bad server
+    /// signature or challenge, stale keys) or IO errors. <paramref name="channelBinding"/>: see
+    /// <see cref="Security.PasswordChallenge.TlsServerEndPoint"/> (empty on a plain link).
+    /// </summary>
+    public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken,
+        Stream? tls = null, LinkLogin? login = null, byte[]? channelBinding = null, string? server = null)
     {
         var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
@@ -82,8 +96,14 @@ public sealed partial class Link : IAsyncDisposable
         timeout.CancelAfter(options.HandshakeTimeout);
         var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
         var started = Stopwatch.GetTimestamp();
-        await WriteRawAsync(socket, tls, BuildHandshake(preamble: true, hello), timeout.Token).ConfigureAwait(false);
-        var (type, message) = await ReadControlAsync(reader, timeout.Token).ConfigureAwait(false);
+        var clientNonce = login?.Method == AuthMethod.Password ? Security.PasswordChallenge.NewNonce() : [];
+        var first = BuildHandshake(preamble: true, hello);
+        if (login is not null)
+        {
+            first = [.. first, .. BuildHandshake(preamble: false, new AuthStartMessage(login.Method, login.User, clientNonce))];
+        }
+        await WriteRawAsync(socket, tls, first, timeout.Token).ConfigureAwait(false);
+        var (type, message) = await ReadControlAsync(reader, timeout.Token, FrameType.Hello).ConfigureAwait(false);
         var rtt = Stopwatch.GetElapsedTime(started);
         if (message is GoAwayMessage goAway)
         {
@@ -98,22 +118,34 @@ public sealed partial class Link : IAsyncDisposable
             throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, $"the server chose protocol version {peer.MinVersion}-{peer.MaxVersion}; this side speaks {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}");
         }
         ValidatePeerLimits(peer);
-        var link = new Link(socket, tls, reader, options, peer, isDialer: true, rtt, logger);
+        AuthOkMessage? ok = null;
+        if (login is not null)
+        {
+            ok = await LogInAsync(socket, tls, reader, login, clientNonce, channelBinding ?? [], server ?? socket.RemoteEndPoint?.ToString() ?? "?", timeout.Token).ConfigureAwait(false);
+        }
+        var link = new Link(socket, tls, reader, options, peer, isDialer: true, rtt, logger)
+        {
+            User = ok?.User,
+            Group = ok?.Group,
+        };
         return link;
     }
 
     /// <summary>
     /// Acceptor side: reads the preamble and the dialer's Hello, picks the highest common version, answers. On no
     /// common version it answers GoAway(UnsupportedVersion) and throws.
+    /// With an <paramref name="authenticator"/>, the dialer must then log in (AuthStart...) before the link is up; a
+    /// refused login is answered with GoAway(AuthenticationFailed) and thrown as a ProtocolException with that code.
     /// </summary>
-    public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls = null, string? refusePlain = null)
+    public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls = null, string? refusePlain = null,
+        ILinkAuthenticator? authenticator = null, X509Certificate2? clientCertificate = null, byte[]? channelBinding = null)
     {
         var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
         await ReadPreambleAsync(reader, timeout.Token).ConfigureAwait(false);
-        var (type, message) = await ReadControlAsync(reader, timeout.Token).ConfigureAwait(false);
+        var (type, message) = await ReadControlAsync(reader, timeout.Token, FrameType.Hello).ConfigureAwait(false);
         if (type != FrameType.Hello || message is not HelloMessage peer)
         {
             throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {type}");
@@ -133,7 +165,17 @@ public sealed partial class Link : IAsyncDisposable
         ValidatePeerLimits(peer);
         var answer = new HelloMessage((ushort)version, (ushort)version, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
         await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, answer), timeout.Token).ConfigureAwait(false);
-        return new Link(socket, tls, reader, options, peer, isDialer: false, TimeSpan.Zero, logger);
+        LoginResult? login = null;
+        if (authenticator is not null)
+        {
+            login = await AcceptLoginAsync(socket, tls, reader, authenticator, clientCertificate, channelBinding ?? [], timeout.Token).ConfigureAwait(false);
+        }
+        return new Link(socket, tls, reader, options, peer, isDialer: false, TimeSpan.Zero, logger)
+        {
+            Principal = login?.Principal,
+            User = login?.Principal.User.Name,
+            Group = login?.Principal.Group.Name,
+        };
     }
 
     private static async Task WriteRawAsync(Socket socket, Stream? tls, byte[] bytes, CancellationToken cancellationToken)
@@ -198,7 +240,8 @@ public sealed partial class Link : IAsyncDisposable
         }
     }
 
-    private static async Task<(FrameType, ControlMessage)> ReadControlAsync(PipeReader reader, CancellationToken cancellationToken)
+    /// <summary>Reads the next handshake frame: <paramref name="expected"/> or a GoAway; anything else is HandshakeFailed.</summary>
+    private static async Task<(FrameType, ControlMessage)> ReadControlAsync(PipeReader reader, CancellationToken cancellationToken, FrameType expected)
     {
         while (true)
         {
@@ -206,10 +249,10 @@ public sealed partial class Link : IAsyncDisposable
             var buffer = result.Buffer;
             if (FrameCodec.TryReadFrame(ref buffer, 16 * 1024, out var header, out var payload))
             {
-                if (header.Type is not (FrameType.Hello or FrameType.GoAway))
+                if (header.Type != expected && header.Type != FrameType.GoAway)
                 {
                     reader.AdvanceTo(buffer.Start);
-                    throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {header.Type}");
+                    throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected {expected}, got {header.Type}");
                 }
                 var message = ControlCodec.Read(header.Type, payload);
                 reader.AdvanceTo(buffer.Start);

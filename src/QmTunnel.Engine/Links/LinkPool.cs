@@ -23,16 +23,29 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>Number of links that are up.</summary>
     public int Count => _links.Values.Count(t => t.IsCompletedSuccessfully && !t.Result.IsClosed);
 
-    /// <summary>The live link to <paramref name="hop"/>, if there is one (no dialing).</summary>
-    public Link? TryGet(EndpointUri hop) =>
-        _links.TryGetValue(hop.ToString(), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;
+    /// <summary>The live link to <paramref name="hop"/> logged in as <paramref name="login"/>, if there is one (no dialing).</summary>
+    public Link? TryGet(EndpointUri hop, LinkLogin? login) =>
+        _links.TryGetValue(Key(hop, login), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;
 
-    public async Task<Link> GetAsync(EndpointUri hop, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    private static string Key(EndpointUri hop, LinkLogin? login) => hop + "|" + login?.Key;
+
+    /// <summary>
+    /// The link to <paramref name="hop"/> logged in as <paramref name="login"/>: one per server and login, dialed on
+    /// first use. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed, HopCredentialMissing,
+    /// CertificateMismatch, PlainLinkRefused.
+    /// </summary>
+    public async Task<Link> GetAsync(EndpointUri hop, LinkLogin? login, TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
-        var key = hop.ToString();
+        if (login is null)
+        {
+            throw new QmTunnelException(ErrorIds.HopCredentialMissing, QmErrorKind.AuthenticationError, hop.ToString(),
+                $"No login is given for the tunnel server {hop}: every server of a chain authenticates the link from the one before. " +
+                $"Give one with -Via (New-QmTunnelHop {hop.Address} -Credential <user>).");
+        }
+        var key = Key(hop, login);
         while (true)
         {
-            var task = _links.GetOrAdd(key, _ => DialAsync(hop, connectTimeout));
+            var task = _links.GetOrAdd(key, _ => DialAsync(hop, login, connectTimeout));
             Link link;
             try
             {
@@ -51,15 +64,48 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         }
     }
 
-    private async Task<Link> DialAsync(EndpointUri hop, TimeSpan connectTimeout)
+    /// <summary>
+    /// Asks <paramref name="hop"/> for the salt and PBKDF2 iterations it gives <paramref name="user"/> (a handshake up to
+    /// the challenge; the certificate is pinned as for a link). Errors as <see cref="GetAsync"/>.
+    /// </summary>
+    public async Task<(byte[] Salt, int Iterations)> QueryLoginAsync(EndpointUri hop, string user, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token, cancellationToken);
+        timeout.CancelAfter(connectTimeout + options.HandshakeTimeout);
+        using var socket = await ConnectAsync(hop, connectTimeout, timeout.Token).ConfigureAwait(false);
+        SslStream? tls = null;
+        try
+        {
+            if (hop.Scheme == EndpointScheme.Qmt)
+            {
+                (tls, _) = await AuthenticateAsync(socket, hop, null, timeout.Token).ConfigureAwait(false);
+            }
+            return await Link.QueryLoginParametersAsync(socket, options, user, timeout.Token, tls).ConfigureAwait(false);
+        }
+        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
+        {
+            throw new QmTunnelException(ErrorIds.PlainLinkRefused, QmErrorKind.SecurityError, hop.ToString(), $"{hop.Address} refused an unencrypted link: {ex.Message}", ex);
+        }
+        catch (Exception ex) when (ex is ProtocolException or SocketException or IOException or OperationCanceledException or AuthenticationException)
+        {
+            throw new QmTunnelException(ErrorIds.HopHandshakeFailed, QmErrorKind.ProtocolError, hop.ToString(),
+                $"{hop} answered, but not as a qmTunnel server of a compatible version ({ex.Message}). Check the address and the server's version.", ex);
+        }
+        finally
+        {
+            tls?.Dispose();
+        }
+    }
+
+    private static async Task<Socket> ConnectAsync(EndpointUri hop, TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(connectTimeout);
         try
         {
             await socket.ConnectAsync(hop.Host, hop.Port, timeout.Token).ConfigureAwait(false);
+            return socket;
         }
         catch (Exception ex) when (ex is SocketException or OperationCanceledException)
         {
@@ -68,21 +114,42 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             throw new QmTunnelException(ErrorIds.HopConnectFailed, QmErrorKind.ConnectionError, hop.ToString(),
                 $"Cannot reach the tunnel server {hop} ({why}). Check that a qmTunnel server runs there (Start-QmTunnelServer) and that the port is open.", ex);
         }
+    }
+
+    private async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, TimeSpan connectTimeout)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token);
+        timeout.CancelAfter(connectTimeout);
+        var socket = await ConnectAsync(hop, connectTimeout, timeout.Token).ConfigureAwait(false);
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
         Link link;
         SslStream? tls = null;
         try
         {
+            byte[] channelBinding = [];
             if (hop.Scheme == EndpointScheme.Qmt)
             {
-                tls = await AuthenticateAsync(socket, hop, timeout.Token).ConfigureAwait(false);
+                (tls, channelBinding) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, timeout.Token).ConfigureAwait(false);
             }
-            link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token, tls).ConfigureAwait(false);
+            else if (login is CertificateLogin)
+            {
+                throw new QmTunnelException(ErrorIds.CredentialOnPlainLink, QmErrorKind.SecurityError, hop.ToString(),
+                    $"A client certificate login needs TLS, and {hop} is an unencrypted link: write the hop as qmt://{hop.HostPort}.");
+            }
+            link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token, tls, login, channelBinding, hop.Address).ConfigureAwait(false);
         }
         catch (QmTunnelException)
         {
             tls?.Dispose();
             socket.Dispose();
             throw;
+        }
+        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.AuthenticationFailed)
+        {
+            tls?.Dispose();
+            socket.Dispose();
+            throw new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, hop.ToString(),
+                $"{hop.Address} refused the login of '{login.User}': {ex.Message.Replace("the server refused the link: ", "", StringComparison.Ordinal)}", ex);
         }
         catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
         {
@@ -102,8 +169,11 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         return link;
     }
 
-    /// <summary>TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain.</summary>
-    private async Task<SslStream> AuthenticateAsync(Socket socket, EndpointUri hop, CancellationToken cancellationToken)
+    /// <summary>
+    /// TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain. Returns the stream
+    /// and the channel binding of the server certificate (for password logins).
+    /// </summary>
+    private async Task<(SslStream, byte[])> AuthenticateAsync(Socket socket, EndpointUri hop, X509Certificate2? clientCertificate, CancellationToken cancellationToken)
     {
         X509Certificate2? seen = null;
         var coalescing = new CoalescingStream(new NetworkStream(socket, ownsSocket: false));
@@ -115,6 +185,8 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                 TargetHost = hop.Host,
                 EnabledSslProtocols = hop.MinimumTls == TlsVersion.Tls13 ? SslProtocols.Tls13 : Security.TlsDefaults.Protocols,
                 CipherSuitesPolicy = Security.TlsDefaults.CipherSuites,
+                ClientCertificates = clientCertificate is null ? null : [clientCertificate],
+                LocalCertificateSelectionCallback = clientCertificate is null ? null : (_, _, _, _, _) => clientCertificate,
                 // Pinning replaces name and chain checks: remember the certificate, decide after the handshake.
                 RemoteCertificateValidationCallback = (_, certificate, _, _) =>
                 {
@@ -126,7 +198,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             var thumbprint = Security.ServerCertificate.Thumbprint(seen!);
             (certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"))
                 .Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);
-            return tls;
+            return (tls, Security.PasswordChallenge.TlsServerEndPoint(seen!));
         }
         catch
         {

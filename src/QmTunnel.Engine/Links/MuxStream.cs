@@ -123,6 +123,56 @@ public sealed class MuxStream
         _link.EnqueueFrame(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer);
     }
 
+    /// <summary>Sends small control-sized payloads (queries, management): waits for credit, copies, frames. Not for bulk data.</summary>
+    public async Task SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        while (!data.IsEmpty)
+        {
+            var n = await WaitForCreditAsync(Math.Min(data.Length, _link.Options.ChunkSize), cancellationToken).ConfigureAwait(false);
+            var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + n);
+            data.Span[..n].CopyTo(buffer.AsSpan(FrameHeader.Size));
+            SendData(buffer, n);
+            data = data[n..];
+        }
+    }
+
+    /// <summary>
+    /// Reads everything the peer sends until its Fin (at most <paramref name="maxBytes"/>; more is an
+    /// InvalidDataException). A reset throws <see cref="StreamResetException"/>.
+    /// </summary>
+    public async Task<byte[]> ReadToEndAsync(int maxBytes, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ReadResult result;
+            try
+            {
+                result = await Input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception) when (IsReset)
+            {
+                throw new StreamResetException(ResetCode, ResetReason ?? "stream reset");
+            }
+            if (result.Buffer.Length > maxBytes)
+            {
+                Input.AdvanceTo(result.Buffer.Start);
+                throw new InvalidDataException($"the peer sent more than {maxBytes} bytes");
+            }
+            if (result.IsCompleted || IsReset)
+            {
+                if (IsReset)
+                {
+                    throw new StreamResetException(ResetCode, ResetReason ?? "stream reset");
+                }
+                var bytes = result.Buffer.ToArray();
+                Input.AdvanceTo(result.Buffer.End);
+                Consumed(bytes.Length);
+                return bytes;
+            }
+            Input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
     /// <summary>Half-closes the sending direction (the peer's application sees end of stream after all data).</summary>
     public void SendFin()
     {

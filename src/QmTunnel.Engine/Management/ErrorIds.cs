@@ -27,6 +27,18 @@ public static class ErrorIds
     public const string CertificateMismatch = nameof(CertificateMismatch);
     public const string PlainLinkRefused = nameof(PlainLinkRefused);
     public const string KnownServerNotFound = nameof(KnownServerNotFound);
+    /// <summary>A tunnel server refused the login of a hop (unknown user, wrong password, disabled, unmapped certificate).</summary>
+    public const string AuthenticationFailed = nameof(AuthenticationFailed);
+    /// <summary>A hop of a tunnel has no login; every server of a chain authenticates the link from the one before.</summary>
+    public const string HopCredentialMissing = nameof(HopCredentialMissing);
+    /// <summary>The keys a tunnel keeps for a hop were derived from a password that has changed at that server.</summary>
+    public const string HopCredentialStale = nameof(HopCredentialStale);
+    /// <summary>A login would cross an unencrypted link (keys for a later hop, or a password login on qmt+plain).</summary>
+    public const string CredentialOnPlainLink = nameof(CredentialOnPlainLink);
+    /// <summary>A server of the chain refused the tunnel: a right or allow-rule of the user's group does not permit it.</summary>
+    public const string PermissionDenied = nameof(PermissionDenied);
+    /// <summary>-AdminCredential does not match the admin password set on the first start of this data path.</summary>
+    public const string AdminCredentialMismatch = nameof(AdminCredentialMismatch);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>
@@ -44,6 +56,10 @@ public enum QmErrorKind
     ProtocolError,
     OpenError,
     SecurityError,
+    /// <summary>Wrong or missing credentials (user name, password, client certificate).</summary>
+    AuthenticationError,
+    /// <summary>The user is known but a right or an allow-rule does not permit the operation.</summary>
+    PermissionDenied,
 }
 
 /// <summary>

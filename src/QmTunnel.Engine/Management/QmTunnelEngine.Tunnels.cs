@@ -33,27 +33,57 @@ public sealed partial class QmTunnelEngine
 
     private TunnelInfo Info(TunnelRuntime runtime) => new(runtime.Profile, runtime.State, runtime.BoundListen, runtime.LastError);
 
-    /// <summary>Creates (and saves, when Persistent) a tunnel, stopped. TunnelNameInUse, TunnelNameInvalid, TunnelSettingInvalid, EndpointUriInvalid, TlsNotAvailable.</summary>
-    public TunnelInfo NewTunnel(TunnelProfile profile)
+    /// <summary>Creates (and saves, when Persistent) a tunnel, stopped, with the credentials its profile holds.</summary>
+    public TunnelInfo NewTunnel(TunnelProfile profile) => NewTunnelAsync(profile).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Creates (and saves, when Persistent) a tunnel, stopped, owned by <paramref name="caller"/> (null: the host
+    /// process, as admin). <paramref name="logins"/> (one per Via entry, null where none) are turned into the keys the
+    /// profile keeps; when any is given the whole chain is then checked (every server authenticates and applies its
+    /// allow-rules), so wrong credentials or a refused rule fail here and nothing is saved. Errors: TunnelNameInUse,
+    /// TunnelNameInvalid, TunnelSettingInvalid, EndpointUriInvalid, PermissionDenied, AuthenticationFailed,
+    /// HopConnectFailed, CredentialOnPlainLink.
+    /// </summary>
+    public async Task<TunnelInfo> NewTunnelAsync(TunnelProfile profile, IReadOnlyList<HopLogin?>? logins = null, Security.SecurityPrincipal? caller = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(profile);
-        _gate.Wait();
+        var now = TruncateToMilliseconds(_time.GetUtcNow());
+        profile = profile with
+        {
+            CreatedAt = now,
+            ModifiedAt = now,
+            AutoStart = false,
+            Owner = caller?.User.Name ?? Security.User.AdminName,
+            OwnerGroup = caller?.Group.Name ?? Security.Group.AdministratorsName,
+        };
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            EnsureRunning();
-            if (!TunnelProfile.IsValidName(profile.Name))
-            {
-                throw new QmTunnelException(ErrorIds.TunnelNameInvalid, QmErrorKind.InvalidArgument, profile.Name ?? string.Empty,
-                    $"Name '{profile.Name}' is not valid: use 1 to {TunnelProfile.MaxNameLength} letters, digits, '-', '_' or '.', starting with a letter or digit.");
-            }
-            if (_tunnels.ContainsKey(profile.Name))
-            {
-                throw new QmTunnelException(ErrorIds.TunnelNameInUse, QmErrorKind.ResourceExists, profile.Name,
-                    $"A tunnel named '{profile.Name}' already exists. Choose another name, or change it with Set-QmTunnel -Name {profile.Name}.");
-            }
-            var now = TruncateToMilliseconds(_time.GetUtcNow());
-            profile = profile with { CreatedAt = now, ModifiedAt = now, AutoStart = false };
-            var runtime = CreateRuntime(profile);
+            CheckNewName(profile.Name);
+            CreateRuntime(profile); // all settings valid before anything goes on the network
+            CheckMayBuild(caller, profile);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+        TunnelRuntime runtime;
+        if (logins is not null && logins.Any(l => l is not null))
+        {
+            var hops = ParseVia(profile);
+            profile = profile with { Credentials = await ResolveCredentialsAsync(hops, logins, [], profile.ConnectTimeout, cancellationToken).ConfigureAwait(false) };
+            runtime = CreateRuntime(profile);
+            await CheckChainAsync(runtime, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            runtime = CreateRuntime(profile);
+        }
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            CheckNewName(profile.Name);
             if (profile.Persistent)
             {
                 _store!.Save(profile);
@@ -65,6 +95,39 @@ public sealed partial class QmTunnelEngine
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private void CheckNewName(string name)
+    {
+        EnsureRunning();
+        if (!TunnelProfile.IsValidName(name))
+        {
+            throw new QmTunnelException(ErrorIds.TunnelNameInvalid, QmErrorKind.InvalidArgument, name ?? string.Empty,
+                $"Name '{name}' is not valid: use 1 to {TunnelProfile.MaxNameLength} letters, digits, '-', '_' or '.', starting with a letter or digit.");
+        }
+        if (_tunnels.ContainsKey(name))
+        {
+            throw new QmTunnelException(ErrorIds.TunnelNameInUse, QmErrorKind.ResourceExists, name,
+                $"A tunnel named '{name}' already exists. Choose another name, or change it with Set-QmTunnel -Name {name}.");
+        }
+    }
+
+    private static List<Endpoints.EndpointUri> ParseVia(TunnelProfile profile) =>
+        profile.Via.Select((v, i) => Endpoints.EndpointUri.ParseServer(v, $"Via[{i}]")).ToList();
+
+    /// <summary>A remote caller needs CreateTunnels and an allow-rule of its group for the tunnel on this server.</summary>
+    private void CheckMayBuild(Security.SecurityPrincipal? caller, TunnelProfile profile)
+    {
+        if (caller is null)
+        {
+            return;
+        }
+        var request = Security.AccessControl.RequestFor(Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), ParseVia(profile),
+            Endpoints.EndpointUri.ParseApplication(profile.Target, "Target"));
+        if (Security.AccessControl.Denial(caller, request, Options.ServerName) is { } denial)
+        {
+            throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, profile.Name, "The tunnel was refused by " + denial);
         }
     }
 
@@ -154,14 +217,51 @@ public sealed partial class QmTunnelEngine
     /// Changes a tunnel's settings. The change is validated as a whole first; a running tunnel restarts with the new
     /// settings (its open connections are closed); when the restart fails, the old settings are put back.
     /// </summary>
-    public async Task<TunnelInfo> SetTunnelAsync(string name, Func<TunnelProfile, TunnelProfile> change, CancellationToken cancellationToken = default)
+    public Task<TunnelInfo> SetTunnelAsync(string name, Func<TunnelProfile, TunnelProfile> change, CancellationToken cancellationToken = default) =>
+        SetTunnelAsync(name, change, null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="SetTunnelAsync(string, Func{TunnelProfile, TunnelProfile}, CancellationToken)"/>; when Via changes,
+    /// each hop keeps the credential it had (same server and user) unless <paramref name="logins"/> gives a new one,
+    /// and new logins are checked through the chain before anything changes.
+    /// </summary>
+    public async Task<TunnelInfo> SetTunnelAsync(string name, Func<TunnelProfile, TunnelProfile> change, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(change);
+        IReadOnlyList<HopCredential?>? credentials = null;
+        {
+            TunnelProfile before, proposed;
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                before = Find(name).Profile;
+                proposed = change(before);
+                CreateRuntime(proposed with { Credentials = [] });
+            }
+            finally
+            {
+                _gate.Release();
+            }
+            if (!proposed.Via.SequenceEqual(before.Via, StringComparer.OrdinalIgnoreCase) || (logins?.Any(l => l is not null) ?? false))
+            {
+                var oldHops = ParseVia(before);
+                var existing = oldHops.Select((h, i) => (h, before.Credentials.Count == oldHops.Count ? before.Credentials[i] : null)).ToList();
+                credentials = await ResolveCredentialsAsync(ParseVia(proposed), logins ?? [], existing, proposed.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+                if (logins?.Any(l => l is not null) ?? false)
+                {
+                    await CheckChainAsync(CreateRuntime(proposed with { Credentials = credentials }), cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var current = Find(name);
             var changed = change(current.Profile) with { Name = current.Profile.Name, CreatedAt = current.Profile.CreatedAt, ModifiedAt = TruncateToMilliseconds(_time.GetUtcNow()) };
+            if (credentials is not null)
+            {
+                changed = changed with { Credentials = credentials };
+            }
             var replacement = CreateRuntime(changed);
             replacement.CopyHistoryFrom(current);
             var wasRunning = current.IsRunning;

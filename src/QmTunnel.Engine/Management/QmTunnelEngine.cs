@@ -40,6 +40,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private X509Certificate2? _certificate;
     private SslStreamCertificateContext? _certificateContext;
     private bool _allowPlainLinks;
+    private LinkAuthenticator? _authenticator;
+    private LoginThrottle? _throttle;
     private volatile bool _running;
 
     public QmTunnelEngine(ServerOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
@@ -101,6 +103,9 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                     _store.SetBoolSetting(AllowPlainLinksSetting, allow);
                 }
                 _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
+                InitialAdminPassword = EnsureAdministrator(_store);
+                _throttle = new LoginThrottle(_time);
+                _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName);
                 _listener = Bind();
             }
             catch
@@ -147,6 +152,67 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// The admin password generated on the first start of this data path (no -AdminCredential given), to show once;
+    /// null otherwise. A daemon also writes it to <c>initial-admin-password</c> in the data path (owner-only).
+    /// </summary>
+    public string? InitialAdminPassword { get; private set; }
+
+    /// <summary>File in the data path where a daemon leaves a generated admin password for its starter (owner-only).</summary>
+    public const string InitialAdminPasswordFileName = "initial-admin-password";
+
+    /// <summary>Writes <see cref="InitialAdminPassword"/> (when there is one) to the data path, owner-only; returns the file or null.</summary>
+    public string? WriteInitialAdminPasswordFile()
+    {
+        if (InitialAdminPassword is null)
+        {
+            return null;
+        }
+        var path = Path.Combine(Options.DataPath, InitialAdminPasswordFileName);
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+        using (var writer = new StreamWriter(path, System.Text.Encoding.UTF8, options))
+        {
+            writer.WriteLine(InitialAdminPassword);
+        }
+        return path;
+    }
+
+    /// <summary>First start: the Administrators group and admin user. Later starts: checks a given admin password.</summary>
+    private string? EnsureAdministrator(TunnelStore store)
+    {
+        if (Options.PasswordIterations is { } iterations)
+        {
+            store.SetIntSetting(PasswordIterationsSetting, iterations);
+        }
+        var hashIterations = store.GetIntSetting(PasswordIterationsSetting) ?? PasswordHasher.DefaultIterations;
+        string? generated = null;
+        var created = store.Users.EnsureDefaults(() =>
+        {
+            generated = Options.AdminPassword is null ? PasswordHasher.GeneratePassword() : null;
+            return PasswordHasher.Hash(Options.AdminPassword ?? generated!, hashIterations);
+        });
+        if (created)
+        {
+            EngineLog.AdminCreated(_logger, Security.User.AdminName, generated is null ? "the given admin credential" : "a generated password");
+            return generated;
+        }
+        if (Options.AdminPassword is { } password)
+        {
+            var admin = store.Users.FindUser(Security.User.AdminName);
+            if (admin?.PasswordHash is { } hash && !PasswordHasher.Verify(password, hash))
+            {
+                throw new QmTunnelException(ErrorIds.AdminCredentialMismatch, QmErrorKind.AuthenticationError, Security.User.AdminName,
+                    $"-AdminCredential does not match the password of user '{Security.User.AdminName}' in {store.FilePath}: the admin password is set on the first start only. " +
+                    "Start without -AdminCredential (or with the current password); change it with Set-QmTunnelUser admin -Password.");
+            }
+        }
+        return null;
     }
 
     private Socket Bind() => Listener.Open(
@@ -203,16 +269,28 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                     ServerCertificateContext = _certificateContext,
                     EnabledSslProtocols = TlsDefaults.Protocols,
                     CipherSuitesPolicy = TlsDefaults.CipherSuites,
-                    ClientCertificateRequired = false,
+                    // Asked for, never required: a client certificate is one way to log in (mapped to a user by thumbprint).
+                    ClientCertificateRequired = true,
+                    RemoteCertificateValidationCallback = (_, _, _, _) => true,
                 }, timeout.Token).ConfigureAwait(false);
                 coalescing.Coalesce = true; // TLS handshake done: from now on TLS records are sent per flushed batch
             }
             else if (!_allowPlainLinks)
             {
                 Interlocked.Increment(ref _plainRefused);
-                refusePlain = $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or start the server with -AllowPlainLinks to accept qmt+plain://";
+                refusePlain = $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or allow plain links there (Set-QmTunnelServerConfig -AllowPlainLinks $true, or start it with -AllowPlainLinks) to accept qmt+plain://";
             }
-            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, cancellationToken, tls, refusePlain).ConfigureAwait(false);
+            var clientCertificate = tls?.RemoteCertificate is { } remote ? remote as X509Certificate2 ?? new X509Certificate2(remote) : null;
+            var channelBinding = tls is null ? [] : PasswordChallenge.TlsServerEndPoint(_certificate!);
+            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, cancellationToken, tls, refusePlain,
+                _authenticator, clientCertificate, channelBinding).ConfigureAwait(false);
+        }
+        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.AuthenticationFailed)
+        {
+            // logged by the authenticator, with the failure count of the source
+            tls?.Dispose();
+            socket.Dispose();
+            return;
         }
         catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
         {
@@ -242,7 +320,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             socket.Dispose();
             return;
         }
-        link.StreamOpened = (stream, open) => OpenTargetAsync(stream, open, cancellationToken);
+        link.StreamOpened = (stream, open) => OpenStreamAsync(link, stream, open, cancellationToken);
         link.ProtocolError += _ => Interlocked.Increment(ref _protocolErrors);
         lock (_inbound)
         {
@@ -260,12 +338,53 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     }
 
     /// <summary>
-    /// A stream arrived on an accepted link: connect to its target (last hop) or carry it on to the next server of
-    /// its route. A target that cannot be reached resets the stream with TargetConnectFailed and the reason.
+    /// A stream arrived on an accepted link: checks that the link's user may build this tunnel (right and allow-rule;
+    /// PermissionDenied otherwise), then answers a Check, a login-parameter query, or carries the stream on.
+    /// </summary>
+    private async Task OpenStreamAsync(Link link, MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    {
+        if (open.Protocol == StreamProtocol.Tcp)
+        {
+            Interlocked.Increment(ref _transitStreams);
+        }
+        if (open.Protocol != StreamProtocol.AuthQuery && link.Principal is { } principal)
+        {
+            string? denial;
+            try
+            {
+                denial = AccessControl.Denial(principal, AccessControl.RequestFor(open), Options.ServerName);
+            }
+            catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
+            {
+                stream.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
+                return;
+            }
+            if (denial is not null)
+            {
+                EngineLog.TunnelDenied(_logger, open.Tunnel, principal.User.Name, denial);
+                stream.Reset(ProtocolErrorCode.PermissionDenied, denial);
+                return;
+            }
+        }
+        switch (open.Protocol)
+        {
+            case StreamProtocol.AuthQuery:
+                await AnswerLoginQueryAsync(stream, open, cancellationToken).ConfigureAwait(false);
+                return;
+            case StreamProtocol.Check when open.Route.Count == 0:
+                stream.SendOpenAck();
+                stream.SendFin();
+                return;
+        }
+        await OpenTargetAsync(stream, open, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Connects to the stream's target (last hop) or carries it on to the next server of its route. A target that
+    /// cannot be reached resets the stream with TargetConnectFailed and the reason.
     /// </summary>
     private async Task OpenTargetAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref _transitStreams);
         EndpointUri target;
         try
         {
@@ -318,18 +437,67 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             inbound.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
             return;
         }
+        var login = open.RouteCredentials.Count > 0 && open.RouteCredentials[0] is { } credential
+            ? HopCredential.FromRouteCredential(credential).ToLogin()
+            : null;
+        var onwardCredentials = open.RouteCredentials.Skip(1).ToList();
+        if (next.Scheme == EndpointScheme.QmtPlain && onwardCredentials.Any(c => c is not null))
+        {
+            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName} will not send the logins of later servers over the unencrypted link to {next}: write that hop as qmt://{next.HostPort}.");
+            return;
+        }
         Link link;
         try
         {
-            link = await _pool!.GetAsync(next, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
         }
         catch (QmTunnelException ex)
         {
-            inbound.Reset(ProtocolErrorCode.TargetConnectFailed, ex.Message);
+            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
+                $"{Options.ServerName}: {ex.Message}");
             return;
         }
-        var onward = link.OpenStream(open with { Route = open.Route.Skip(1).ToList() }, _transit, _linkOptions.InitialWindow);
+        var onward = link.OpenStream(open with
+        {
+            Route = open.Route.Skip(1).ToList(),
+            RouteCredentials = onwardCredentials.Any(c => c is not null) ? onwardCredentials : [],
+        }, _transit, _linkOptions.InitialWindow);
         await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// AuthQuery: the Target names a server and user (<c>qmt://user@host:port</c>); this server asks it for that
+    /// user's login parameters and sends them back (u16 salt length, salt, i32 iterations), so the tunnel's owner can
+    /// derive keys for a server it cannot reach itself. Passed on when the route is not finished.
+    /// </summary>
+    private async Task AnswerLoginQueryAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    {
+        if (open.Route.Count > 0)
+        {
+            await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var server = EndpointUri.ParseServer(open.Target, "Target");
+            if (server.User is null)
+            {
+                stream.Reset(ProtocolErrorCode.OpenRejected, $"a login query names a user: qmt://user@{server.HostPort}");
+                return;
+            }
+            var (salt, iterations) = await _pool!.QueryLoginAsync(server, server.User, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+            var answer = new byte[2 + salt.Length + 4];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(answer, (ushort)salt.Length);
+            salt.CopyTo(answer, 2);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(answer.AsSpan(2 + salt.Length), iterations);
+            stream.SendOpenAck();
+            await stream.SendAsync(answer, cancellationToken).ConfigureAwait(false);
+            stream.SendFin();
+        }
+        catch (QmTunnelException ex)
+        {
+            stream.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed, $"{Options.ServerName}: {ex.Message}");
+        }
     }
 
     /// <summary>Stops accepting, stops every tunnel (their AutoStart is kept), closes links and the database.</summary>
@@ -421,7 +589,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
 
 internal static partial class EngineLog
 {
-    // Event ids 1-99 belong to the engine. Next free: 7.
+    // Event ids 1-99 belong to the engine. Next free: 9.
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "qmTunnel server listening on {Address}:{Port}, database {Database}")]
     public static partial void Started(ILogger logger, string address, int port, string database);
 
@@ -439,4 +607,10 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "Tunnel {Name}: {Change}")]
     public static partial void TunnelChanged(ILogger logger, string name, string change);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Tunnel {Name} of user {User} refused: {Reason}")]
+    public static partial void TunnelDenied(ILogger logger, string name, string user, string reason);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "First start: user {User} created in group Administrators with {Source}")]
+    public static partial void AdminCreated(ILogger logger, string user, string source);
 }

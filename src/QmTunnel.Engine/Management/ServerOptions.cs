@@ -9,8 +9,8 @@ public sealed record ServerOptions
     public int Port { get; init; } = DefaultPort;
 
     /// <summary>
-    /// Interface to listen on. Loopback by default while links carry no authentication (security issue):
-    /// give 0.0.0.0 (or a host address) explicitly to accept links from other hosts.
+    /// Interface to listen on. Loopback by default, so a new server is not reachable from the network before its
+    /// administrator chose to: give 0.0.0.0 (or a host address) to accept links from other hosts.
     /// </summary>
     public string ListenAddress { get; init; } = "127.0.0.1";
 
@@ -46,6 +46,19 @@ public sealed record ServerOptions
     /// after it stopped accepting, before they are closed.
     /// </summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The password of the <c>admin</c> user, set on the first start of a data path (Start-QmTunnelServer
+    /// -AdminCredential). On a later start it must match the admin's password (AdminCredentialMismatch otherwise).
+    /// Null on a first start: a strong password is generated and shown once (<see cref="QmTunnelEngine.InitialAdminPassword"/>).
+    /// </summary>
+    public string? AdminPassword { get; init; }
+
+    /// <summary>
+    /// PBKDF2 iterations of password verifiers created from now on (a saved setting; null keeps the saved value, 600000
+    /// on a new server). At least 100000.
+    /// </summary>
+    public int? PasswordIterations { get; init; }
 
     /// <summary>Process id to report (a daemon sets its own).</summary>
     public int? ProcessId { get; init; }
@@ -86,6 +99,14 @@ public sealed record ServerOptions
         if (string.IsNullOrWhiteSpace(DataPath))
         {
             errors.Add("DataPath is empty: give a folder for the database.");
+        }
+        if (AdminPassword is not null && AdminPassword.Length is < 8 or > Security.PasswordHasher.MaxPasswordLength)
+        {
+            errors.Add($"The admin password has {AdminPassword.Length} characters: give 8 to {Security.PasswordHasher.MaxPasswordLength}.");
+        }
+        if (PasswordIterations is < 100_000 or > Security.PasswordHasher.MaxIterations)
+        {
+            errors.Add($"PasswordIterations {PasswordIterations} is out of range: give 100000 to {Security.PasswordHasher.MaxIterations} (600000 is the default).");
         }
         if (CertificateKeyPath is not null && CertificatePath is null)
         {

@@ -66,6 +66,15 @@ public sealed record TunnelProfile
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset ModifiedAt { get; init; }
 
+    /// <summary>One login per <see cref="Via"/> entry (null where none was given), or empty: how each link of the chain logs in.</summary>
+    public IReadOnlyList<HopCredential?> Credentials { get; init; } = [];
+
+    /// <summary>The user who created the tunnel (who sees and changes it, beside administrators).</summary>
+    public string Owner { get; init; } = Security.User.AdminName;
+
+    /// <summary>The owner's group when the tunnel was created (its group administrators see and change it).</summary>
+    public string OwnerGroup { get; init; } = Security.Group.AdministratorsName;
+
     public const int DefaultBufferSize = 1024 * 1024;
     public const int MinBufferSize = 16 * 1024;
     /// <summary>The original's max I/O buffer: 32 MiB.</summary>
@@ -98,6 +107,10 @@ public sealed record TunnelProfile
         if (Via.Count > 16)
         {
             errors.Add($"Via lists {Via.Count} servers: at most 16.");
+        }
+        if (Credentials.Count != 0 && Credentials.Count != Via.Count)
+        {
+            errors.Add($"Credentials has {Credentials.Count} entries for {Via.Count} servers in Via: give one per server (null for none).");
         }
         return errors;
     }

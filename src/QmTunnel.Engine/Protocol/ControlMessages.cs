@@ -26,11 +26,66 @@ public sealed record GoAwayMessage(ProtocolErrorCode Code, string Reason) : Cont
     public override FrameType FrameType => FrameType.GoAway;
 }
 
+/// <summary>How the dialer of a link logs in. Wire values.</summary>
+public enum AuthMethod : byte
+{
+    /// <summary>SCRAM-SHA-256-style challenge-response (<see cref="Security.PasswordChallenge"/>): the password never crosses the link.</summary>
+    Password = 1,
+    /// <summary>The client certificate the dialer presented in the TLS handshake, mapped to a user by its SHA-256 thumbprint.</summary>
+    Certificate = 2,
+}
+
+/// <summary>The dialer's login request, sent right behind its Hello. <see cref="ClientNonce"/> is empty for certificates.</summary>
+public sealed record AuthStartMessage(AuthMethod Method, string User, byte[] ClientNonce) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.AuthStart;
+}
+
+/// <summary>The acceptor's answer to a password AuthStart: its nonce and the user's salt and PBKDF2 iteration count.</summary>
+public sealed record AuthChallengeMessage(byte[] ServerNonce, byte[] Salt, int Iterations) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.AuthChallenge;
+}
+
+/// <summary>The dialer's proof that it knows the password (32 bytes).</summary>
+public sealed record AuthProofMessage(byte[] ClientProof) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.AuthProof;
+}
+
+/// <summary>
+/// The login succeeded: the user and group the link acts as, and for passwords the server signature proving the
+/// acceptor holds the user's verifier (empty for certificates).
+/// </summary>
+public sealed record AuthOkMessage(string User, string Group, byte[] ServerSignature) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.AuthOk;
+}
+
 /// <summary>Application protocol of a stream. Wire values.</summary>
 public enum StreamProtocol : byte
 {
+    /// <summary>Application bytes to a TCP target.</summary>
     Tcp = 1,
+    /// <summary>
+    /// Checks a tunnel's route without touching its target: every server authenticates the next and applies its rights
+    /// and allow-rules; the last answers OpenAck (allowed) or Reset (PermissionDenied and the reason). No data.
+    /// </summary>
+    Check = 2,
+    /// <summary>
+    /// Asks the last server of <see cref="OpenMessage.Route"/> for the login parameters (salt, iterations) another
+    /// server, named by the Target <c>qmt://user@host:port</c>, gives the user: answered with OpenAck and one data
+    /// payload (u16 salt length, salt, i32 iterations), then Fin. Lets the owner of a tunnel derive keys for a server
+    /// it cannot reach itself.
+    /// </summary>
+    AuthQuery = 3,
 }
+
+/// <summary>
+/// A login the receiver of an Open uses for the next server of its route: the user and SCRAM keys derived for that
+/// server's salt and iteration count (password-equivalent for that server only: sent only inside TLS).
+/// </summary>
+public sealed record RouteCredential(string User, byte[] Salt, int Iterations, byte[] ClientKey, byte[] ServerKey);
 
 /// <summary>Socket options the far end applies to its outgoing connection. Wire values.</summary>
 [Flags]
@@ -49,6 +104,15 @@ public sealed record OpenMessage(StreamProtocol Protocol, string Tunnel, string 
     int ConnectTimeoutMs, OpenOptions Options, string Client) : ControlMessage
 {
     public override FrameType FrameType => FrameType.Open;
+
+    /// <summary>The tunnel's listening endpoint on its first server (host:port), for allow-rules.</summary>
+    public string Listen { get; init; } = string.Empty;
+
+    /// <summary>Every server of the tunnel's chain after the first (host:port), for allow-rules.</summary>
+    public IReadOnlyList<string> Servers { get; init; } = [];
+
+    /// <summary>One login per <see cref="Route"/> entry (null: none given), or empty.</summary>
+    public IReadOnlyList<RouteCredential?> RouteCredentials { get; init; } = [];
 }
 
 /// <summary>Aborts a stream both ways, with a code and reason (e.g. the target refused the connection).</summary>
@@ -66,6 +130,8 @@ public static class ControlCodec
 {
     public const int MaxStringBytes = 4096;
     public const int MaxListItems = 64;
+    /// <summary>Longest byte field (nonces, salts, keys, proofs).</summary>
+    public const int MaxBytes = 256;
 
     public static int Write(ControlMessage message, IBufferWriter<byte> output)
     {
@@ -91,6 +157,35 @@ public static class ControlCodec
                     w.Str(hop);
                 }
                 w.I32(o.ConnectTimeoutMs); w.U8((byte)o.Options); w.Str(o.Client);
+                w.Str(o.Listen);
+                w.U16((ushort)o.Servers.Count);
+                foreach (var server in o.Servers)
+                {
+                    w.Str(server);
+                }
+                w.U16((ushort)o.RouteCredentials.Count);
+                foreach (var credential in o.RouteCredentials)
+                {
+                    if (credential is null)
+                    {
+                        w.U8(0);
+                        continue;
+                    }
+                    w.U8(1); w.Str(credential.User); w.Bytes(credential.Salt); w.I32(credential.Iterations);
+                    w.Bytes(credential.ClientKey); w.Bytes(credential.ServerKey);
+                }
+                break;
+            case AuthStartMessage a:
+                w.U8((byte)a.Method); w.Str(a.User); w.Bytes(a.ClientNonce);
+                break;
+            case AuthChallengeMessage c:
+                w.Bytes(c.ServerNonce); w.Bytes(c.Salt); w.I32(c.Iterations);
+                break;
+            case AuthProofMessage p:
+                w.Bytes(p.ClientProof);
+                break;
+            case AuthOkMessage ok:
+                w.Str(ok.User); w.Str(ok.Group); w.Bytes(ok.ServerSignature);
                 break;
             case ResetMessage r:
                 w.U32((uint)r.Code); w.Str(r.Reason);
@@ -104,6 +199,13 @@ public static class ControlCodec
     /// <summary>Refuses a message the reader would refuse, before a byte is written (all or nothing).</summary>
     private static void Check(ControlMessage message)
     {
+        static void Bin(byte[] b, string field)
+        {
+            if (b.Length > MaxBytes)
+            {
+                throw new ArgumentException($"{field} is longer than {MaxBytes} bytes", nameof(message));
+            }
+        }
         static void Str(string s, string field)
         {
             if (Encoding.UTF8.GetByteCount(s) > MaxStringBytes)
@@ -136,6 +238,39 @@ public static class ControlCodec
                 {
                     throw new ArgumentException("ConnectTimeoutMs must be positive", nameof(message));
                 }
+                Str(o.Listen, "Listen");
+                if (o.Servers.Count > MaxListItems)
+                {
+                    throw new ArgumentException($"a chain has at most {MaxListItems} servers", nameof(message));
+                }
+                foreach (var server in o.Servers)
+                {
+                    Str(server, "Servers");
+                }
+                if (o.RouteCredentials.Count != 0 && o.RouteCredentials.Count != o.Route.Count)
+                {
+                    throw new ArgumentException("RouteCredentials must be empty or have one entry per Route entry", nameof(message));
+                }
+                foreach (var credential in o.RouteCredentials)
+                {
+                    if (credential is not null)
+                    {
+                        Str(credential.User, "RouteCredentials.User");
+                        Bin(credential.Salt, "Salt"); Bin(credential.ClientKey, "ClientKey"); Bin(credential.ServerKey, "ServerKey");
+                    }
+                }
+                break;
+            case AuthStartMessage a:
+                Str(a.User, "User"); Bin(a.ClientNonce, "ClientNonce");
+                break;
+            case AuthChallengeMessage c:
+                Bin(c.ServerNonce, "ServerNonce"); Bin(c.Salt, "Salt");
+                break;
+            case AuthProofMessage p:
+                Bin(p.ClientProof, "ClientProof");
+                break;
+            case AuthOkMessage ok:
+                Str(ok.User, "User"); Str(ok.Group, "Group"); Bin(ok.ServerSignature, "ServerSignature");
                 break;
         }
     }
@@ -161,6 +296,10 @@ public static class ControlCodec
             FrameType.GoAway => new GoAwayMessage((ProtocolErrorCode)U32(ref r), Str(ref r)),
             FrameType.Open => ReadOpen(ref r),
             FrameType.Reset => new ResetMessage((ProtocolErrorCode)U32(ref r), Str(ref r)),
+            FrameType.AuthStart => ReadAuthStart(ref r),
+            FrameType.AuthChallenge => new AuthChallengeMessage(Bytes(ref r), Bytes(ref r), I32(ref r)),
+            FrameType.AuthProof => new AuthProofMessage(Bytes(ref r)),
+            FrameType.AuthOk => new AuthOkMessage(Str(ref r), Str(ref r), Bytes(ref r)),
             _ => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{type} frames carry no control message"),
         };
         if (!r.End)
@@ -196,7 +335,64 @@ public static class ControlCodec
         {
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"connect timeout {timeout} ms is not positive");
         }
-        return new OpenMessage(protocol, tunnel, target, route, timeout, options, client);
+        var listen = Str(ref r);
+        var serverCount = U16(ref r);
+        if (serverCount > MaxListItems)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"chain of {serverCount} servers; at most {MaxListItems}");
+        }
+        var servers = new string[serverCount];
+        for (var i = 0; i < serverCount; i++)
+        {
+            servers[i] = Str(ref r);
+        }
+        var credentialCount = U16(ref r);
+        if (credentialCount != 0 && credentialCount != count)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{credentialCount} route credentials for {count} route entries");
+        }
+        var credentials = new RouteCredential?[credentialCount];
+        for (var i = 0; i < credentialCount; i++)
+        {
+            credentials[i] = U8(ref r) switch
+            {
+                0 => null,
+                1 => new RouteCredential(Str(ref r), Bytes(ref r), I32(ref r), Bytes(ref r), Bytes(ref r)),
+                var b => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"route credential marker {b}; expected 0 or 1"),
+            };
+        }
+        return new OpenMessage(protocol, tunnel, target, route, timeout, options, client)
+        {
+            Listen = listen,
+            Servers = servers,
+            RouteCredentials = credentials,
+        };
+    }
+
+    private static AuthStartMessage ReadAuthStart(ref SequenceReader<byte> r)
+    {
+        var method = (AuthMethod)U8(ref r);
+        if (!Enum.IsDefined(method))
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"unknown login method {(byte)method}");
+        }
+        return new AuthStartMessage(method, Str(ref r), Bytes(ref r));
+    }
+
+    private static byte[] Bytes(ref SequenceReader<byte> r)
+    {
+        var length = U16(ref r);
+        if (length > MaxBytes)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"byte field of {length} bytes; at most {MaxBytes}");
+        }
+        if (r.Remaining < length)
+        {
+            throw Truncated();
+        }
+        var bytes = r.UnreadSequence.Slice(0, length).ToArray();
+        r.Advance(length);
+        return bytes;
     }
 
     private static byte U8(ref SequenceReader<byte> r) =>
@@ -264,6 +460,18 @@ public static class ControlCodec
         }
 
         public void I32(int v) => U32((uint)v);
+
+        public void Bytes(byte[] v)
+        {
+            if (v.Length > MaxBytes)
+            {
+                throw new ArgumentException($"byte field of {v.Length} bytes; at most {MaxBytes}");
+            }
+            U16((ushort)v.Length);
+            v.CopyTo(output.GetSpan(v.Length));
+            output.Advance(v.Length);
+            Written += v.Length;
+        }
 
         public void Str(string v)
         {

@@ -14,6 +14,14 @@ public enum FrameType : byte
     Ping = 0x03,
     /// <summary>Stream 0. Answer to <see cref="Ping"/>.</summary>
     Pong = 0x04,
+    /// <summary>Stream 0, handshake only. Control payload <see cref="AuthStartMessage"/>: dialer → acceptor, right behind its Hello.</summary>
+    AuthStart = 0x05,
+    /// <summary>Stream 0, handshake only. Control payload <see cref="AuthChallengeMessage"/>: acceptor → dialer (password logins).</summary>
+    AuthChallenge = 0x06,
+    /// <summary>Stream 0, handshake only. Control payload <see cref="AuthProofMessage"/>: dialer → acceptor (password logins).</summary>
+    AuthProof = 0x07,
+    /// <summary>Stream 0, handshake only. Control payload <see cref="AuthOkMessage"/>: acceptor → dialer, the link is up.</summary>
+    AuthOk = 0x08,
     /// <summary>Opens stream N. Control payload <see cref="OpenMessage"/>.</summary>
     Open = 0x10,
     /// <summary>Stream N reached its target. Empty payload.</summary>
@@ -135,7 +143,8 @@ public static class FrameCodec
             throw new ProtocolException(ProtocolErrorCode.FrameTooLarge,
                 $"{type} frame announces {(uint)length} payload bytes; the limit is {Math.Min(maxPayload, HardMaxPayload)}");
         }
-        var linkFrame = type is FrameType.Hello or FrameType.GoAway or FrameType.Ping or FrameType.Pong or FrameType.Ack;
+        var linkFrame = type is FrameType.Hello or FrameType.GoAway or FrameType.Ping or FrameType.Pong or FrameType.Ack
+            or FrameType.AuthStart or FrameType.AuthChallenge or FrameType.AuthProof or FrameType.AuthOk;
         if (linkFrame != (streamId == 0))
         {
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame,

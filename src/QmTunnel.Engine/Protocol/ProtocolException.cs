@@ -22,6 +22,8 @@ public enum ProtocolErrorCode : uint
     StreamStateError = 8,
     /// <summary>Link: this server accepts only TLS links (qmt://) and the peer dialed a plain one.</summary>
     PlainLinkRefused = 9,
+    /// <summary>Link: the login failed (unknown user, wrong password, disabled user, unmapped client certificate).</summary>
+    AuthenticationFailed = 10,
     /// <summary>Stream: the target could not be reached (refused, unreachable, timed out, name not resolved).</summary>
     TargetConnectFailed = 100,
     /// <summary>Stream: the application connection was reset or failed.</summary>
@@ -32,6 +34,10 @@ public enum ProtocolErrorCode : uint
     TunnelStopped = 103,
     /// <summary>Stream: the link that carried it is gone.</summary>
     LinkLost = 104,
+    /// <summary>Stream: the user of the link lacks the right, or no allow-rule of its group matches the tunnel.</summary>
+    PermissionDenied = 105,
+    /// <summary>Stream: a later server of the route refused the login given for it.</summary>
+    HopAuthenticationFailed = 106,
 }
 
 /// <summary>A protocol violation by the peer. Closes the link with a GoAway carrying <see cref="Code"/>.</summary>

@@ -213,6 +213,16 @@ public sealed class ScramKeys
     public int Iterations { get; }
     public ReadOnlyMemory<byte> Salt { get; }
 
+    /// <summary>Keys derived earlier (kept in a tunnel profile or received in a route credential).</summary>
+    public static ScramKeys FromKeys(ReadOnlySpan<byte> clientKey, ReadOnlySpan<byte> serverKey, int iterations, ReadOnlySpan<byte> salt)
+    {
+        if (clientKey.Length != PasswordHasher.KeySize || serverKey.Length != PasswordHasher.KeySize)
+        {
+            throw new ArgumentException($"SCRAM keys are {PasswordHasher.KeySize} bytes each.");
+        }
+        return new ScramKeys(clientKey.ToArray(), serverKey.ToArray(), iterations, salt.ToArray());
+    }
+
     public static ScramKeys Derive(string password, ReadOnlySpan<byte> salt, int iterations)
     {
         var passwordBytes = PasswordHasher.PasswordBytes(password);

@@ -29,4 +29,12 @@ public static class SecurityErrorIds
     public const string AuthenticationChallengeInvalid = nameof(AuthenticationChallengeInvalid);
     /// <summary>The server's signature at the end of a password login is wrong: it does not know the user's verifier.</summary>
     public const string ServerSignatureInvalid = nameof(ServerSignatureInvalid);
+    /// <summary>The caller's group lacks the right an operation needs (users, groups and server configuration: ChangeServerConfiguration).</summary>
+    public const string PermissionDenied = nameof(PermissionDenied);
+    /// <summary>A new password is too short or too long (8 to 1024 characters).</summary>
+    public const string PasswordInvalid = nameof(PasswordInvalid);
+    /// <summary>A server configuration value is out of range (Set-QmTunnelServerConfig); same id as the module's for server options.</summary>
+    public const string ServerSettingInvalid = nameof(ServerSettingInvalid);
+    /// <summary>A user that still owns tunnels cannot be removed (a new user of the same name would inherit them).</summary>
+    public const string UserHasTunnels = nameof(UserHasTunnels);
 }

@@ -60,6 +60,20 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         LiteDatabase? db = null;
         try
         {
+            if (!OperatingSystem.IsWindows())
+            {
+                // The database holds password verifiers and hop login keys: owner-only, like the certificate key.
+                if (!File.Exists(path))
+                {
+                    using (new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
+                    {
+                    }
+                }
+                else if ((File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+                {
+                    File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                }
+            }
             db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, Upgrade = false });
             var store = new TunnelStore(db, path) { _lock = lockFile };
             store.CheckReadable();
@@ -167,6 +181,29 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         ["autoStart"] = p.AutoStart,
         ["createdAtMs"] = p.CreatedAt.ToUnixTimeMilliseconds(),
         ["modifiedAtMs"] = p.ModifiedAt.ToUnixTimeMilliseconds(),
+        ["owner"] = p.Owner,
+        ["ownerGroup"] = p.OwnerGroup,
+        ["credentials"] = new BsonArray(p.Credentials.Select(CredentialToBson)),
+    };
+
+    private static BsonValue CredentialToBson(HopCredential? c) => c is null ? BsonValue.Null : new BsonDocument
+    {
+        ["user"] = c.User,
+        ["salt"] = c.Salt is null ? BsonValue.Null : new BsonValue(c.Salt),
+        ["iterations"] = c.Iterations,
+        ["clientKey"] = c.ClientKey is null ? BsonValue.Null : new BsonValue(c.ClientKey),
+        ["serverKey"] = c.ServerKey is null ? BsonValue.Null : new BsonValue(c.ServerKey),
+        ["certificatePath"] = c.CertificatePath is null ? BsonValue.Null : new BsonValue(c.CertificatePath),
+    };
+
+    private static HopCredential? CredentialFromBson(BsonValue v) => v.IsNull ? null : new HopCredential
+    {
+        User = v["user"].AsString ?? throw new InvalidCastException("hop credential without a user"),
+        Salt = v["salt"].IsNull ? null : v["salt"].AsBinary,
+        Iterations = v["iterations"].AsInt32,
+        ClientKey = v["clientKey"].IsNull ? null : v["clientKey"].AsBinary,
+        ServerKey = v["serverKey"].IsNull ? null : v["serverKey"].AsBinary,
+        CertificatePath = v["certificatePath"].IsNull ? null : v["certificatePath"].AsString,
     };
 
     private static TunnelProfile FromDocument(BsonDocument d) => new()
@@ -187,6 +224,9 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         AutoStart = d["autoStart"].AsBoolean,
         CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["createdAtMs"].AsInt64),
         ModifiedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["modifiedAtMs"].AsInt64),
+        Owner = d["owner"].IsNull ? Security.User.AdminName : d["owner"].AsString,
+        OwnerGroup = d["ownerGroup"].IsNull ? Security.Group.AdministratorsName : d["ownerGroup"].AsString,
+        Credentials = d["credentials"].IsNull ? [] : d["credentials"].AsArray.Select(CredentialFromBson).ToList(),
     };
 
     // ---- known servers (certificate pins of the servers this one dials) ----
@@ -245,6 +285,24 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
     }
 
     public void SetBoolSetting(string name, bool value)
+    {
+        lock (_gate)
+        {
+            _db.GetCollection("settings").Upsert(new BsonDocument { ["_id"] = name, ["value"] = value });
+        }
+    }
+
+    /// <summary>A saved whole-number setting, or null when it was never set (or is stored as another type).</summary>
+    public int? GetIntSetting(string name)
+    {
+        lock (_gate)
+        {
+            var doc = _db.GetCollection("settings").FindById(name);
+            return doc is null || !doc["value"].IsInt32 ? null : doc["value"].AsInt32;
+        }
+    }
+
+    public void SetIntSetting(string name, int value)
     {
         lock (_gate)
         {

@@ -22,6 +22,9 @@ internal sealed partial class TunnelRuntime
     private readonly EndpointUri _listen;
     private readonly EndpointUri _firstHop;
     private readonly IReadOnlyList<string> _route;
+    private readonly IReadOnlyList<RouteCredential?> _routeCredentials;
+    private readonly IReadOnlyList<string> _servers;
+    private readonly LinkLogin? _firstLogin;
     private readonly string _target;
     private readonly object _statsGate = new();
     private readonly HashSet<ConnectionRecord> _open = [];
@@ -43,11 +46,30 @@ internal sealed partial class TunnelRuntime
         var hops = profile.Via.Select((v, i) => EndpointUri.ParseServer(v, $"Via[{i}]")).ToList();
         _firstHop = hops[0];
         _route = hops.Skip(1).Select(h => h.ToString()).ToList();
+        _servers = hops.Select(h => h.HostPort).ToList();
+        var credentials = profile.Credentials.Count == hops.Count ? profile.Credentials : hops.Select(_ => (HopCredential?)null).ToList();
+        _firstLogin = credentials[0]?.ToLogin();
+        _routeCredentials = credentials.Skip(1).Any(c => c is not null)
+            ? credentials.Skip(1).Select(c => c?.HasKeys == true ? c.ToRouteCredential() : null).ToList()
+            : [];
         _target = EndpointUri.ParseApplication(profile.Target, "Target").ToString();
         Connections = new ConnectionLog(time);
     }
 
     public TunnelProfile Profile { get; private set; }
+
+    /// <summary>An Open of this tunnel: its target, the route after the first hop with the logins for it, and the allow-rule fields.</summary>
+    public OpenMessage NewOpen(StreamProtocol protocol, OpenOptions options, string client) =>
+        new(protocol, Profile.Name, _target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds, options, client)
+        {
+            Listen = _listen.HostPort,
+            Servers = _servers,
+            RouteCredentials = _routeCredentials,
+        };
+
+    /// <summary>The link to the first hop (dialed when there is none). Errors as <see cref="LinkPool.GetAsync"/>.</summary>
+    public Task<Link> GetFirstLinkAsync(CancellationToken cancellationToken) =>
+        _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken);
 
     /// <summary>Takes a profile that differs only in bookkeeping (AutoStart, ModifiedAt).</summary>
     public void ReplaceProfile(TunnelProfile profile) => Profile = profile;
@@ -65,7 +87,7 @@ internal sealed partial class TunnelRuntime
             var state = _state;
             if (state is TunnelState.Listening or TunnelState.Established)
             {
-                return _links.TryGet(_firstHop) is null ? TunnelState.Listening : TunnelState.Established;
+                return _links.TryGet(_firstHop, _firstLogin) is null ? TunnelState.Listening : TunnelState.Established;
             }
             return state;
         }
@@ -104,7 +126,7 @@ internal sealed partial class TunnelRuntime
     {
         try
         {
-            await _links.GetAsync(_firstHop, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
         }
         catch (QmTunnelException ex)
         {
@@ -203,7 +225,7 @@ internal sealed partial class TunnelRuntime
             Link link;
             try
             {
-                link = await _links.GetAsync(_firstHop, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+                link = await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
             }
             catch (QmTunnelException ex)
             {
@@ -213,7 +235,7 @@ internal sealed partial class TunnelRuntime
                 return;
             }
             var options = (Profile.NoDelay ? OpenOptions.NoDelay : OpenOptions.None) | (Profile.KeepAlive ? OpenOptions.KeepAlive : OpenOptions.None);
-            var open = new OpenMessage(StreamProtocol.Tcp, Profile.Name, _target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds, options, record.Client);
+            var open = NewOpen(StreamProtocol.Tcp, options, record.Client);
             MuxStream stream;
             try
             {
@@ -321,7 +343,7 @@ internal sealed partial class TunnelRuntime
                 linkSent += record.Counters.LinkBytesSent;
                 linkReceived += record.Counters.LinkBytesReceived;
             }
-            var link = IsRunning ? _links.TryGet(_firstHop) : null;
+            var link = IsRunning ? _links.TryGet(_firstHop, _firstLogin) : null;
             link?.RefreshRoundTrip(TimeSpan.FromSeconds(1));
             return new TunnelStats
             {

@@ -22,7 +22,7 @@ public sealed class NewQmTunnelCommand : QmTunnelCmdlet
 
     [Parameter(Mandatory = true, Position = 2)]
     [ValidateNotNullOrEmpty]
-    public string[] Via { get; set; } = null!;
+    public object[] Via { get; set; } = null!;
 
     [Parameter(Mandatory = true, Position = 3)]
     [ValidateNotNullOrEmpty]
@@ -54,16 +54,17 @@ public sealed class NewQmTunnelCommand : QmTunnelCmdlet
     {
         var engine = RequireServer();
         // Only what was given replaces a default; switches are on unless turned off (-NoDelay:$false).
-        var profile = TunnelSettings.Apply(
-            new TunnelProfile { Name = Name, Listen = Listen, Via = [.. Via], Target = Target },
-            TunnelSettings.Given(MyInvocation));
-        if (!ShouldProcess($"tunnel '{Name}': {Listen} -> {string.Join(" -> ", Via)} -> {Target}", "Create"))
-        {
-            return;
-        }
         try
         {
-            WriteObject(engine.NewTunnel(profile));
+            var (via, logins) = QmTunnelHop.Split(Via);
+            var profile = TunnelSettings.Apply(
+                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
+                TunnelSettings.Given(MyInvocation));
+            if (!ShouldProcess($"tunnel '{Name}': {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
+            {
+                return;
+            }
+            WriteObject(Wait(engine.NewTunnelAsync(profile, logins, caller: null, CancellationToken)));
         }
         catch (QmTunnelException ex)
         {

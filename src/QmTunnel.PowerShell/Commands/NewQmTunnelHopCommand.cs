@@ -8,10 +8,12 @@ namespace QmTunnel.PowerShell.Commands;
 /// New-QmTunnelHop: a tunnel server of a -Via chain with its own settings — the certificate thumbprint it must
 /// present (instead of trust on first use) and the lowest TLS version it may use. The object it writes is an
 /// EndpointUri whose text form (qmt://host:port?sha256=...&amp;tls=1.3) is what -Via takes, so hops and plain URIs mix.
-/// It contacts nothing: the settings are checked when a link is made.
+/// With -Credential or -CertificatePath it also says how to log in to that server; the user name goes in the URI
+/// (qmt://user@host:9200) and the password only to New-QmTunnel / Set-QmTunnel, which derive the keys the tunnel keeps.
+/// It contacts nothing: the settings are checked when the tunnel is created.
 /// </summary>
 [Cmdlet(VerbsCommon.New, "QmTunnelHop")]
-[OutputType(typeof(EndpointUri))]
+[OutputType(typeof(QmTunnelHop))]
 public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
@@ -24,6 +26,14 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
 
     [Parameter]
     public TlsVersion MinimumTlsVersion { get; set; } = TlsVersion.Tls12;
+
+    [Parameter]
+    [Credential]
+    public PSCredential? Credential { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? CertificatePath { get; set; }
 
     private TlsVersion? MinimumTlsOption => MyInvocation.BoundParameters.ContainsKey(nameof(MinimumTlsVersion)) ? MinimumTlsVersion : null;
 
@@ -53,7 +63,26 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
                 }
                 hop = EndpointUri.ParseServer(hop.Address + "?" + string.Join('&', options), "Uri");
             }
-            WriteObject(hop);
+            if (Credential is not null && CertificatePath is not null)
+            {
+                throw new QmTunnelException(Engine.Management.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
+                    "Give either -Credential or -CertificatePath: a hop logs in one way.");
+            }
+            string? certificatePath = null;
+            if (CertificatePath is not null)
+            {
+                certificatePath = GetUnresolvedProviderPathFromPSPath(CertificatePath);
+                if (!File.Exists(certificatePath))
+                {
+                    throw new QmTunnelException(Engine.Management.ErrorIds.CertificateInvalid, QmErrorKind.ObjectNotFound, CertificatePath,
+                        $"The client certificate file '{certificatePath}' does not exist. Give a .pfx without password, or a PEM file with the certificate and its key.");
+                }
+            }
+            if (Credential is not null)
+            {
+                hop = EndpointUri.ParseServer((hop with { User = null }).ToString().Replace("://", "://" + System.Uri.EscapeDataString(Credential.UserName) + "@", StringComparison.Ordinal), "Credential");
+            }
+            WriteObject(new QmTunnelHop(hop, Credential, certificatePath));
         }
         catch (QmTunnelException ex)
         {

@@ -144,6 +144,8 @@ public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
         QmErrorKind.ProtocolError => ErrorCategory.ProtocolError,
         QmErrorKind.OpenError => ErrorCategory.OpenError,
         QmErrorKind.SecurityError => ErrorCategory.SecurityError,
+        QmErrorKind.AuthenticationError => ErrorCategory.AuthenticationError,
+        QmErrorKind.PermissionDenied => ErrorCategory.PermissionDenied,
         _ => ErrorCategory.NotSpecified,
     };
 

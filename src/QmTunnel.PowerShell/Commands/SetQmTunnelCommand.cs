@@ -18,7 +18,7 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
 
     [Parameter]
     [ValidateNotNullOrEmpty]
-    public string[]? Via { get; set; }
+    public object[]? Via { get; set; }
 
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -62,7 +62,8 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
 
     protected override void Process(string name)
     {
-        var tunnel = Wait(Engine.SetTunnelAsync(name, p => TunnelSettings.Apply(p, _given), CancellationToken));
+        var logins = Via is null ? null : QmTunnelHop.Split(Via).Logins;
+        var tunnel = Wait(Engine.SetTunnelAsync(name, p => TunnelSettings.Apply(p, _given), logins, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

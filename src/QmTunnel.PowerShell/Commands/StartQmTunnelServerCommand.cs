@@ -63,6 +63,16 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
     [Parameter]
     public System.Security.SecureString? CertificatePassword { get; set; }
 
+    /// <summary>The admin user's password on the first start of the data path (user name: admin).</summary>
+    [Parameter]
+    [Credential]
+    public PSCredential? AdminCredential { get; set; }
+
+    /// <summary>PBKDF2 iterations of password verifiers (saved; 600000 by default, at least 100000).</summary>
+    [Parameter]
+    [ValidateRange(100_000, 10_000_000)]
+    public int PasswordIterations { get; set; }
+
     /// <summary>-AllowPlainLinks as the engine takes it: its value when given, else null (keep the saved setting).</summary>
     private bool? AllowPlainLinksOption =>
         MyInvocation.BoundParameters.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks.IsPresent : null;
@@ -80,7 +90,14 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             CertificatePath = CertificatePath is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(CertificatePath),
             CertificateKeyPath = CertificateKeyPath is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(CertificateKeyPath),
             CertificatePassword = CertificatePassword is null ? null : new System.Net.NetworkCredential(string.Empty, CertificatePassword).Password,
+            AdminPassword = AdminCredential?.GetNetworkCredential().Password,
+            PasswordIterations = MyInvocation.BoundParameters.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
         };
+        if (AdminCredential is not null && !string.Equals(AdminCredential.UserName, Engine.Security.User.AdminName, StringComparison.OrdinalIgnoreCase))
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, AdminCredential.UserName,
+                $"-AdminCredential is for the user '{Engine.Security.User.AdminName}', not '{AdminCredential.UserName}': give (Get-Credential {Engine.Security.User.AdminName}). Other users are made with New-QmTunnelUser."));
+        }
         var problems = options.Validate();
         if (problems.Count > 0)
         {
@@ -123,6 +140,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             Wait(engine.StartAsync(CancellationToken));
             started = true;
             ServerRegistry.CompleteStart(engine);
+            ShowInitialAdminPassword(engine.InitialAdminPassword, options.DataPath);
             var info = engine.GetServerInfo();
             WriteVerbose($"qmTunnel server listening on {info.Address}.");
             return info;
@@ -139,6 +157,38 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
                 ServerRegistry.AbortStart();
                 DisposeQuietly(engine);
             }
+        }
+    }
+
+    /// <summary>A password generated on a first start: shown once, as a warning (it is not output, so it is not captured by accident).</summary>
+    private void ShowInitialAdminPassword(string? password, string dataPath)
+    {
+        if (password is null)
+        {
+            return;
+        }
+        WriteWarning($"First start of the qmTunnel server with data in '{dataPath}': the user '{Engine.Security.User.AdminName}' was created with the generated password " +
+            $"{password} . It is shown only this once: keep it in a password manager, or set another with Set-QmTunnelUser {Engine.Security.User.AdminName} -Password. " +
+            "Give -AdminCredential on a first start to choose it yourself.");
+    }
+
+    /// <summary>The password a daemon generated on its first start (it leaves it in an owner-only file for its starter), then deletes the file.</summary>
+    private static string? ReadAndDeleteInitialPassword(string dataPath)
+    {
+        var path = Path.Combine(dataPath, QmTunnelEngine.InitialAdminPasswordFileName);
+        try
+        {
+            if (!File.Exists(path))
+            {
+                return null;
+            }
+            var password = File.ReadAllText(path).Trim();
+            File.Delete(path);
+            return password.Length == 0 ? null : password;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 
@@ -241,6 +291,16 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         }
         // A password never goes on a command line (other users can read it there): the daemon's environment only.
         startInfo.Environment.Remove("QMTUNNEL_CertificatePassword");
+        startInfo.Environment.Remove("QMTUNNEL_AdminPassword");
+        if (options.AdminPassword is { } adminPassword)
+        {
+            startInfo.Environment["QMTUNNEL_AdminPassword"] = adminPassword;
+        }
+        if (options.PasswordIterations is { } iterations)
+        {
+            startInfo.ArgumentList.Add("--password-iterations");
+            startInfo.ArgumentList.Add(iterations.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
         if (options.CertificatePassword is { } certificatePassword)
         {
             startInfo.Environment["QMTUNNEL_CertificatePassword"] = certificatePassword;
@@ -282,6 +342,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             process.Dispose();
             process = Process.GetProcessById(processId);
         }
+        ShowInitialAdminPassword(ReadAndDeleteInitialPassword(options.DataPath), options.DataPath);
         var announced = ReadAnnouncedSecurity(logFile, logStart);
         var info = new ServerInfo
         {

@@ -35,6 +35,7 @@ public sealed class CertificateFileTests : IAsyncLifetime
     private Task<QmTunnelEngine> StartWithAsync(string? certificate, string? key = null, string? password = null) =>
         _engines.StartAsync(new ServerOptions
         {
+            AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations,
             Port = 0,
             DataPath = Path.Combine(_dir, "data-" + Guid.NewGuid().ToString("n")),
             CertificatePath = certificate is null ? null : Path.Combine(_dir, certificate),
@@ -54,7 +55,7 @@ public sealed class CertificateFileTests : IAsyncLifetime
 
         await using var echo = new EchoServer();
         var a = await _engines.StartAsync();
-        a.NewTunnel(new TunnelProfile { Name = "own", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(b)], Target = echo.Uri });
+        a.NewTestTunnel(new TunnelProfile { Name = "own", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(b)], Target = echo.Uri });
         var listen = (await a.StartTunnelAsync("own")).BoundListen!;
         using var client = await SocketTestExtensions.ConnectAsync(listen);
         await client.SendAllAsync(new byte[] { 1, 2, 3 });

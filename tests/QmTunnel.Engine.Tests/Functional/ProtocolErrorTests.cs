@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Security;
 
 namespace QmTunnel.Engine.Tests.Functional;
 
@@ -34,16 +35,60 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
     private static byte[] Hello(ushort min = 1, ushort max = 1) =>
         Frame(FrameType.Hello, 0, ControlCodec.ToArray(new HelloMessage(min, max, "raw", "raw-test", 65536, 65536)));
 
-    private async Task<Socket> HandshakeAsync()
+    /// <summary>Preamble, Hello and a password login as the test admin, by hand.</summary>
+    private async Task<Socket> HandshakeAsync(string password = EngineFixture.AdminPassword)
     {
         var s = await ConnectAsync();
-        await s.SendAsync(FrameCodec.Preamble.ToArray().Concat(Hello()).ToArray(), SocketFlags.None);
+        var nonce = PasswordChallenge.NewNonce();
+        await s.SendAsync(FrameCodec.Preamble.ToArray().Concat(Hello())
+            .Concat(Frame(FrameType.AuthStart, 0, ControlCodec.ToArray(new AuthStartMessage(AuthMethod.Password, "admin", nonce)))).ToArray(), SocketFlags.None);
+        Assert.IsType<HelloMessage>(await ReadControlAsync(s, FrameType.Hello));
+        var challenge = (AuthChallengeMessage)await ReadControlAsync(s, FrameType.AuthChallenge);
+        var proof = PasswordChallenge.CreateProof(password, "admin", nonce, new PasswordChallengeParameters(challenge.ServerNonce, challenge.Salt, challenge.Iterations), []);
+        await s.SendAsync(Frame(FrameType.AuthProof, 0, ControlCodec.ToArray(new AuthProofMessage(proof.ClientProof))), SocketFlags.None);
+        if (password == EngineFixture.AdminPassword)
+        {
+            var ok = (AuthOkMessage)await ReadControlAsync(s, FrameType.AuthOk);
+            Assert.Equal("Administrators", ok.Group);
+            PasswordChallenge.CheckServerSignature(proof, ok.ServerSignature, "test");
+        }
+        return s;
+    }
+
+    private static async Task<ControlMessage> ReadControlAsync(Socket s, FrameType expected)
+    {
         var header = new byte[FrameHeader.Size];
         await ReceiveExactlyAsync(s, header);
         var parsed = FrameCodec.ParseHeader(header, 1 << 20);
-        Assert.Equal(FrameType.Hello, parsed.Type);
-        await ReceiveExactlyAsync(s, new byte[parsed.Length]);
-        return s;
+        Assert.Equal(expected, parsed.Type);
+        var payload = new byte[parsed.Length];
+        await ReceiveExactlyAsync(s, payload);
+        return ControlCodec.Read(parsed.Type, new System.Buffers.ReadOnlySequence<byte>(payload));
+    }
+
+    [Fact]
+    public async Task A_wrong_password_is_refused_with_AuthenticationFailed_and_logged_as_a_failure()
+    {
+        using var s = await HandshakeAsync(password: "not-the-password");
+        var goAway = await ExpectGoAwayAsync(s);
+        Assert.Equal(ProtocolErrorCode.AuthenticationFailed, goAway.Code);
+        Assert.Contains("login failed", goAway.Reason);
+        Assert.DoesNotContain("wrong password", goAway.Reason); // the peer is not told which part was wrong
+        Assert.Equal(0, _server.ProtocolErrors); // a failed login is not a protocol error
+        await ServerStillWorksAsync();
+    }
+
+    [Fact]
+    public async Task An_Open_before_the_login_closes_the_link_and_opens_nothing()
+    {
+        await using var echo = new EchoServer();
+        using var s = await ConnectAsync();
+        var open = new OpenMessage(StreamProtocol.Tcp, "sneak", echo.Uri, [], 5000, OpenOptions.None, "raw");
+        await s.SendAsync(FrameCodec.Preamble.ToArray().Concat(Hello()).Concat(Frame(FrameType.Open, 1, ControlCodec.ToArray(open))).ToArray(), SocketFlags.None);
+        var all = await s.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(all.Length > 0);
+        await Task.Delay(200);
+        Assert.Equal(0, echo.Accepted);
     }
 
     private static async Task ReceiveExactlyAsync(Socket s, byte[] buffer)
@@ -77,7 +122,7 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
     {
         await using var echo = new EchoServer();
         var client = await _engines.StartAsync();
-        client.NewTunnel(new TunnelProfile { Name = "after", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(_server)], Target = echo.Uri });
+        client.NewTestTunnel(new TunnelProfile { Name = "after", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(_server)], Target = echo.Uri });
         var info = await client.StartTunnelAsync("after");
         using var c = await SocketTestExtensions.ConnectAsync(info.BoundListen!);
         await c.SendAllAsync(new byte[] { 1, 2, 3 });
@@ -180,9 +225,8 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
             }
         });
         await using var echo = new EchoServer();
-        _server.NewTunnel(new TunnelProfile { Name = "v5", Listen = "tcp://127.0.0.1:0", Via = [$"qmt+plain://127.0.0.1:{port}"], Target = echo.Uri });
-        var info = await _server.StartTunnelAsync("v5");
-        await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(info.BoundListen!));
-        await TunnelTests.WaitUntil(() => _server.GetTunnelStats("v5").LastError?.Contains("compatible version", StringComparison.Ordinal) == true);
+        var error = Assert.Throws<QmTunnelException>(() => _server.NewTestTunnel(new TunnelProfile { Name = "v5", Listen = "tcp://127.0.0.1:0", Via = [$"qmt+plain://127.0.0.1:{port}"], Target = echo.Uri }));
+        Assert.Equal(ErrorIds.HopHandshakeFailed, error.ErrorId);
+        Assert.Contains("compatible version", error.Message);
     }
 }

@@ -18,7 +18,7 @@ public sealed class StorageTests : IAsyncLifetime
         return Task.CompletedTask;
     }
 
-    private QmTunnelEngine NewEngine() => new(new ServerOptions { Port = 0, DataPath = _path });
+    private QmTunnelEngine NewEngine() => new(new ServerOptions { AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations, Port = 0, DataPath = _path });
 
     [Fact]
     public async Task Saved_tunnels_come_back_after_a_restart_and_running_ones_start_again()

@@ -82,12 +82,21 @@ public sealed class EchoServer : IAsyncDisposable
 /// <summary>Engines with throwaway data paths, stopped and deleted at the end.</summary>
 public sealed class EngineFixture : IAsyncDisposable
 {
+    /// <summary>The admin password of every test engine (set on its first start).</summary>
+    public const string AdminPassword = "test-admin-password";
+
+    /// <summary>The fewest PBKDF2 iterations a server allows: fast enough for tests.</summary>
+    public const int TestIterations = 100_000;
+
+    /// <summary>The admin login every test tunnel uses at each hop.</summary>
+    public static HopLogin AdminLogin => new(QmTunnel.Engine.Security.User.AdminName, AdminPassword);
+
     private readonly List<(QmTunnelEngine Engine, string Path)> _engines = [];
 
     public async Task<QmTunnelEngine> StartAsync(string? dataPath = null, bool allowPlainLinks = true)
     {
         var path = dataPath ?? Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
-        var engine = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path, AllowPlainLinks = allowPlainLinks });
+        var engine = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path, AllowPlainLinks = allowPlainLinks, AdminPassword = AdminPassword, PasswordIterations = TestIterations });
         await engine.StartAsync();
         _engines.Add((engine, path));
         return engine;
@@ -120,6 +129,13 @@ public sealed class EngineFixture : IAsyncDisposable
             }
         }
     }
+}
+
+public static class EngineTestExtensions
+{
+    /// <summary>Creates a tunnel logging in as the test admin at every hop (the chain is checked, as New-QmTunnel does).</summary>
+    public static TunnelInfo NewTestTunnel(this QmTunnelEngine engine, TunnelProfile profile) =>
+        engine.NewTunnelAsync(profile, profile.Via.Select(_ => (HopLogin?)EngineFixture.AdminLogin).ToList()).GetAwaiter().GetResult();
 }
 
 public static class SocketTestExtensions

@@ -24,7 +24,7 @@ public sealed class TlsTests : IAsyncLifetime
 
     private async Task<string> TunnelAsync(string name, string via)
     {
-        _a.NewTunnel(new TunnelProfile { Name = name, Listen = "tcp://127.0.0.1:0", Via = [via], Target = _echo.Uri, ConnectTimeout = TimeSpan.FromSeconds(5) });
+        _a.NewTestTunnel(new TunnelProfile { Name = name, Listen = "tcp://127.0.0.1:0", Via = [via], Target = _echo.Uri, ConnectTimeout = TimeSpan.FromSeconds(5) });
         return (await _a.StartTunnelAsync(name)).BoundListen!;
     }
 
@@ -76,14 +76,14 @@ public sealed class TlsTests : IAsyncLifetime
     {
         var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
         Assert.False(b.AllowPlainLinks);
-        var listen = await TunnelAsync("plain", EngineFixture.Hop(b));
-        await Assert.ThrowsAnyAsync<SocketException>(() => EchoAsync(listen, [1, 2, 3]));
-        await TunnelTests.WaitUntil(() => _a.GetTunnelStats("plain").LastError is not null);
-        var error = _a.GetTunnelStats("plain").LastError!;
-        Assert.Contains("refused an unencrypted link", error);
-        Assert.Contains("-AllowPlainLinks", error);
-        Assert.True(b.GetServerInfo().PlainLinksRefused >= 1); // the warm-up dial at start and the client's
-        Assert.Equal(1, _a.GetTunnelStats("plain").FailedConnections);
+        // Refused when the tunnel is created (the login needs the hop), and nothing is saved.
+        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => TunnelAsync("plain", EngineFixture.Hop(b)));
+        Assert.Equal(ErrorIds.PlainLinkRefused, refused.ErrorId);
+        Assert.Equal(QmErrorKind.SecurityError, refused.Kind);
+        Assert.Contains("refused an unencrypted link", refused.Message);
+        Assert.Contains("-AllowPlainLinks", refused.Message);
+        Assert.Equal(1, b.GetServerInfo().PlainLinksRefused);
+        Assert.DoesNotContain(_a.GetTunnels(), t => t.Name == "plain");
     }
 
     [Fact]
@@ -91,7 +91,7 @@ public sealed class TlsTests : IAsyncLifetime
     {
         var b = await _engines.StartAsync(_bPath, allowPlainLinks: true);
         await b.StopAsync();
-        var kept = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = _bPath });
+        var kept = new QmTunnelEngine(new ServerOptions { AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations, Port = 0, DataPath = _bPath });
         await kept.StartAsync();
         try
         {
@@ -115,7 +115,7 @@ public sealed class TlsTests : IAsyncLifetime
         // B gets a new certificate on the same address (someone in the middle would look the same).
         await b.StopAsync();
         File.Delete(Path.Combine(_bPath, ServerCertificate.FileName));
-        var b2 = new QmTunnelEngine(new ServerOptions { Port = port, DataPath = _bPath });
+        var b2 = new QmTunnelEngine(new ServerOptions { AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations, Port = port, DataPath = _bPath });
         await b2.StartAsync();
         try
         {
@@ -145,7 +145,7 @@ public sealed class TlsTests : IAsyncLifetime
     {
         var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
         var c = await _engines.StartAsync(allowPlainLinks: false);
-        _a.NewTunnel(new TunnelProfile { Name = "chain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(b), EngineFixture.TlsHop(c)], Target = _echo.Uri });
+        _a.NewTestTunnel(new TunnelProfile { Name = "chain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(b), EngineFixture.TlsHop(c)], Target = _echo.Uri });
         var listen = (await _a.StartTunnelAsync("chain")).BoundListen!;
         var payload = RandomNumberGenerator.GetBytes(1024 * 1024);
         Assert.Equal(payload, await EchoAsync(listen, payload));
@@ -162,10 +162,11 @@ public sealed class TlsTests : IAsyncLifetime
         Assert.Empty(_a.GetKnownServers()); // an explicit pin records nothing
 
         var wrong = new string('A', 64);
-        var bad = await TunnelAsync("badpin", $"qmt://127.0.0.1:{b.Port}?sha256={wrong}");
-        await Assert.ThrowsAnyAsync<SocketException>(() => EchoAsync(bad, [1]));
-        await TunnelTests.WaitUntil(() => _a.GetTunnelStats("badpin").LastError?.Contains("given for this hop", StringComparison.Ordinal) == true);
-        var error = _a.GetTunnelStats("badpin").LastError!;
+        var mismatch = await Assert.ThrowsAsync<QmTunnelException>(() => TunnelAsync("badpin", $"qmt://127.0.0.1:{b.Port}?sha256={wrong}"));
+        Assert.Equal(ErrorIds.CertificateMismatch, mismatch.ErrorId);
+        Assert.DoesNotContain(_a.GetTunnels(), t => t.Name == "badpin");
+        var error = mismatch.Message;
+        Assert.Contains("given for this hop", error);
         Assert.Contains(wrong, error);
         Assert.Contains(b.CertificateThumbprint!, error);
     }

@@ -26,7 +26,7 @@ public sealed class TunnelTests : IAsyncLifetime
 
     private async Task<string> StartTunnelAsync(string name, string target, IReadOnlyList<string>? via = null, int maxConnections = 100)
     {
-        _a.NewTunnel(new TunnelProfile
+        _a.NewTestTunnel(new TunnelProfile
         {
             Name = name,
             Listen = "tcp://127.0.0.1:0",
@@ -123,7 +123,8 @@ public sealed class TunnelTests : IAsyncLifetime
     public async Task A_chain_of_two_hops_carries_data()
     {
         var c = await _engines.StartAsync();
-        var listen = await StartTunnelAsync("chain", _echo.Uri, via: [EngineFixture.Hop(_b), EngineFixture.Hop(c)]);
+        // The login for c travels inside the TLS link to b; b to c may be plain.
+        var listen = await StartTunnelAsync("chain", _echo.Uri, via: [EngineFixture.TlsHop(_b), EngineFixture.Hop(c)]);
         var payload = RandomNumberGenerator.GetBytes(3 * 1024 * 1024);
         using var client = await SocketTestExtensions.ConnectAsync(listen);
         var reading = client.ReadToEndAsync();
@@ -161,7 +162,7 @@ public sealed class TunnelTests : IAsyncLifetime
         blocker.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
         blocker.Listen();
         var port = ((System.Net.IPEndPoint)blocker.LocalEndPoint!).Port;
-        _a.NewTunnel(new TunnelProfile { Name = "busy", Listen = $"tcp://127.0.0.1:{port}", Via = [EngineFixture.Hop(_b)], Target = _echo.Uri });
+        _a.NewTestTunnel(new TunnelProfile { Name = "busy", Listen = $"tcp://127.0.0.1:{port}", Via = [EngineFixture.Hop(_b)], Target = _echo.Uri });
         var ex = await Assert.ThrowsAsync<QmTunnelException>(() => _a.StartTunnelAsync("busy"));
         Assert.Equal(ErrorIds.PortInUse, ex.ErrorId);
         Assert.Contains(port.ToString(System.Globalization.CultureInfo.InvariantCulture), ex.Message);
@@ -171,7 +172,7 @@ public sealed class TunnelTests : IAsyncLifetime
     [Fact]
     public async Task Server_port_in_use_fails_with_PortInUse()
     {
-        var engine = new QmTunnelEngine(new ServerOptions { Port = _a.Port, DataPath = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n")) });
+        var engine = new QmTunnelEngine(new ServerOptions { AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations, Port = _a.Port, DataPath = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n")) });
         var ex = await Assert.ThrowsAsync<QmTunnelException>(() => engine.StartAsync());
         Assert.Equal(ErrorIds.PortInUse, ex.ErrorId);
         Assert.False(engine.IsRunning);
@@ -183,7 +184,14 @@ public sealed class TunnelTests : IAsyncLifetime
         var dead = new EchoServer();
         var deadPort = dead.Port;
         await dead.DisposeAsync();
-        var listen = await StartTunnelAsync("nohop", _echo.Uri, via: [$"qmt+plain://127.0.0.1:{deadPort}"]);
+        // A tunnel that worked (it keeps keys for the hop), whose hop has since gone away.
+        var keys = QmTunnel.Engine.Security.ScramKeys.Derive("unused", new byte[16], EngineFixture.TestIterations);
+        _a.NewTunnel(new TunnelProfile
+        {
+            Name = "nohop", Listen = "tcp://127.0.0.1:0", Via = [$"qmt+plain://127.0.0.1:{deadPort}"], Target = _echo.Uri,
+            Credentials = [HopCredential.FromKeys("admin", keys)],
+        });
+        var listen = (await _a.StartTunnelAsync("nohop")).BoundListen!;
         await Assert.ThrowsAnyAsync<SocketException>(() => ConnectAndReadAsync(listen));
         await WaitUntil(() => _a.GetTunnelStats("nohop").FailedConnections >= 1);
         Assert.Contains("Cannot reach the tunnel server", _a.GetTunnelStats("nohop").LastError);
@@ -229,9 +237,9 @@ public sealed class DrainTests : IAsyncLifetime
     {
         var b = await _engines.StartAsync();
         var path = Path.Combine(Path.GetTempPath(), "qmt-drain-" + Guid.NewGuid().ToString("n"));
-        var a = new QmTunnelEngine(new ServerOptions { Port = 0, DataPath = path, DrainTimeout = TimeSpan.FromSeconds(10) });
+        var a = new QmTunnelEngine(new ServerOptions { AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations, Port = 0, DataPath = path, DrainTimeout = TimeSpan.FromSeconds(10) });
         await a.StartAsync();
-        a.NewTunnel(new TunnelProfile { Name = "drain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(b)], Target = _echo.Uri });
+        a.NewTestTunnel(new TunnelProfile { Name = "drain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(b)], Target = _echo.Uri });
         var listen = (await a.StartTunnelAsync("drain")).BoundListen!;
         using var client = await SocketTestExtensions.ConnectAsync(listen);
         await client.SendAllAsync(new byte[] { 1 });

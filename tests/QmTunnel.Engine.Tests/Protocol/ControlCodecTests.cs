@@ -35,6 +35,17 @@ public sealed class ControlCodecTests
         new ResetMessage(ProtocolErrorCode.TargetConnectFailed, "connection refused by db.internal:5432"),
         new ResetMessage(ProtocolErrorCode.LinkLost, ""),
         new ResetMessage(ProtocolErrorCode.ConnectionReset, Unicode),
+        new OpenMessage(StreamProtocol.AuthQuery, "", "qmt://admin@c:9200", ["qmt://b:9200"], 10_000, OpenOptions.None, "")
+        {
+            Listen = "[::1]:8080",
+            Servers = ["b:9200", Unicode],
+            RouteCredentials = [new RouteCredential("admin", new byte[16], 600_000, new byte[32], new byte[32])],
+        },
+        new AuthStartMessage(AuthMethod.Password, "admin", new byte[24]),
+        new AuthStartMessage(AuthMethod.Certificate, "", []),
+        new AuthChallengeMessage(new byte[24], new byte[16], 600_000),
+        new AuthProofMessage(new byte[32]),
+        new AuthOkMessage("admin", Unicode, new byte[256]),
     };
 
     /// <summary>Smaller messages for the quadratic tests (every offset, every split).</summary>
@@ -45,6 +56,14 @@ public sealed class ControlCodecTests
         new OpenMessage(StreamProtocol.Tcp, "web", "tcp://t:1", ["qmt+plain://b:9200", "qmt+plain://東京:9200"], 10_000, OpenOptions.NoDelay, "c"),
         new OpenMessage(StreamProtocol.Tcp, "t", "tcp://t:1", [], 1, OpenOptions.None, ""),
         new ResetMessage(ProtocolErrorCode.OpenRejected, "nö"),
+        new OpenMessage(StreamProtocol.Check, "t", "tcp://t:1", ["qmt://b:9200"], 1, OpenOptions.None, "")
+        {
+            Listen = "l:1",
+            Servers = ["a:1", "b:9200"],
+            RouteCredentials = [new RouteCredential("ü", [1, 2], 3, [4], [5])],
+        },
+        new AuthChallengeMessage([1, 2], [3], 4),
+        new AuthOkMessage("u", "g", [9, 9]),
     ];
 
     public static TheoryData<ControlMessage> SmallMessages() => new(Small);
@@ -85,8 +104,53 @@ public sealed class ControlCodecTests
         var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", ["h"], 256, OpenOptions.NoDelay | OpenOptions.KeepAlive, ""));
 
         Assert.Equal(
-            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0 },
+            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0 },
             bytes);
+    }
+
+    [Fact]
+    public void Open_with_allow_rule_fields_and_a_route_login_has_the_documented_layout()
+    {
+        var open = new OpenMessage(StreamProtocol.Check, "t", "x", ["h"], 256, OpenOptions.None, "")
+        {
+            Listen = "l",
+            Servers = ["s"],
+            RouteCredentials = [new RouteCredential("u", [7], 9, [8], [6])],
+        };
+        Assert.Equal(
+            new byte[]
+            {
+                2, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 0, 0, 0,
+                0, 1, (byte)'l', 0, 1, 0, 1, (byte)'s', 0, 1, 1, 0, 1, (byte)'u', 0, 1, 7, 0, 0, 0, 9, 0, 1, 8, 0, 1, 6,
+            },
+            ControlCodec.ToArray(open));
+    }
+
+    [Fact]
+    public void Route_logins_must_match_the_route()
+    {
+        var open = new OpenMessage(StreamProtocol.Tcp, "t", "x", ["a", "b"], 1, OpenOptions.None, "") { RouteCredentials = [null] };
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(open));
+        var bytes = ControlCodec.ToArray(open with { RouteCredentials = [null, null] });
+        bytes[^4] = 0; bytes[^3] = 1; // credential count 1 for 2 route entries (drop one null marker)
+        AssertMalformed(FrameType.Open, bytes[..^1]);
+    }
+
+    [Fact]
+    public void Login_messages_have_the_documented_layout()
+    {
+        Assert.Equal(new byte[] { 1, 0, 1, (byte)'u', 0, 2, 1, 2 }, ControlCodec.ToArray(new AuthStartMessage(AuthMethod.Password, "u", [1, 2])));
+        Assert.Equal(new byte[] { 0, 1, 1, 0, 1, 2, 0, 1, 0, 0 }, ControlCodec.ToArray(new AuthChallengeMessage([1], [2], 65536)));
+        Assert.Equal(new byte[] { 0, 1, 9 }, ControlCodec.ToArray(new AuthProofMessage([9])));
+        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 0 }, ControlCodec.ToArray(new AuthOkMessage("u", "g", [])));
+    }
+
+    [Fact]
+    public void A_byte_field_over_256_bytes_is_refused_both_ways()
+    {
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(new AuthProofMessage(new byte[257])));
+        AssertMalformed(FrameType.AuthProof, [1, 1, .. new byte[257]]);
+        AssertMalformed(FrameType.AuthStart, [3, 0, 0, 0, 0]); // unknown login method
     }
 
     [Theory]
@@ -272,7 +336,7 @@ public sealed class ControlCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(2)]
+    [InlineData(4)]
     [InlineData(255)]
     public void Open_with_an_unknown_stream_protocol_is_rejected(int protocol)
     {
@@ -399,7 +463,27 @@ public sealed class ControlCodecTests
         if (expected is OpenMessage eo && actual is OpenMessage ao)
         {
             Assert.Equal(eo.Route, ao.Route);
-            Assert.Equal(eo with { Route = NoRoute }, ao with { Route = NoRoute });
+            Assert.Equal(eo.Servers, ao.Servers);
+            Assert.Equal(eo.RouteCredentials.Count, ao.RouteCredentials.Count);
+            for (var i = 0; i < eo.RouteCredentials.Count; i++)
+            {
+                Assert.Equal(eo.RouteCredentials[i] is null, ao.RouteCredentials[i] is null);
+                if (eo.RouteCredentials[i] is { } ec && ao.RouteCredentials[i] is { } ac)
+                {
+                    Assert.Equal((ec.User, ec.Iterations), (ac.User, ac.Iterations));
+                    Assert.Equal(ec.Salt, ac.Salt);
+                    Assert.Equal(ec.ClientKey, ac.ClientKey);
+                    Assert.Equal(ec.ServerKey, ac.ServerKey);
+                }
+            }
+            Assert.Equal(eo with { Route = NoRoute, Servers = NoRoute, RouteCredentials = [] }, ao with { Route = NoRoute, Servers = NoRoute, RouteCredentials = [] });
+            return;
+        }
+        if (expected is AuthStartMessage or AuthChallengeMessage or AuthProofMessage or AuthOkMessage)
+        {
+            // byte[] fields compare by reference in records: compare the encodings, whose layout tests pin down
+            Assert.Equal(ControlCodec.ToArray(expected), ControlCodec.ToArray(actual));
+            Assert.Equal(expected.ToString(), actual.ToString());
             return;
         }
         Assert.Equal(expected, actual);

@@ -1,0 +1,124 @@
+using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Security;
+
+namespace QmTunnel.Engine.Management;
+
+/// <summary>Hop logins of tunnels: deriving the keys a profile keeps, and checking a chain before a tunnel is saved.</summary>
+public sealed partial class QmTunnelEngine
+{
+    /// <summary>
+    /// The credentials a tunnel through <paramref name="via"/> keeps: for each hop with a <see cref="HopLogin"/>, keys
+    /// derived from the password for that server's salt (asked through the chain for servers behind others) or the
+    /// client certificate file; for a hop without one, the <paramref name="existing"/> credential of the same server
+    /// and user, if any. Errors: HopConnectFailed, AuthenticationFailed, CredentialOnPlainLink, CertificateInvalid.
+    /// </summary>
+    private async Task<IReadOnlyList<HopCredential?>> ResolveCredentialsAsync(IReadOnlyList<EndpointUri> hops, IReadOnlyList<HopLogin?> logins,
+        IReadOnlyList<(EndpointUri Hop, HopCredential? Credential)> existing, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        var result = new HopCredential?[hops.Count];
+        for (var i = 0; i < hops.Count; i++)
+        {
+            var hop = hops[i];
+            var login = i < logins.Count ? logins[i] : null;
+            if (login is null)
+            {
+                result[i] = existing.FirstOrDefault(e => e.Credential is not null && string.Equals(e.Hop.Address, hop.Address, StringComparison.OrdinalIgnoreCase)
+                    && (hop.User is null || string.Equals(e.Credential.User, hop.User, StringComparison.OrdinalIgnoreCase))).Credential;
+                continue;
+            }
+            if (login.CertificatePath is { } path)
+            {
+                if (i > 0)
+                {
+                    throw new QmTunnelException(ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, hop.ToString(),
+                        $"A client certificate can log in to the first server of a chain only (its private key stays on this server); {hop.Address} is server {i + 1}. Give -Credential for it instead.");
+                }
+                if (hop.Scheme != EndpointScheme.Qmt)
+                {
+                    throw new QmTunnelException(ErrorIds.CredentialOnPlainLink, QmErrorKind.SecurityError, hop.ToString(),
+                        $"A client certificate login needs TLS, and {hop.Address} is an unencrypted link: write the hop as qmt://{hop.HostPort}.");
+                }
+                var full = Path.GetFullPath(path);
+                ServerCertificate.LoadFromFiles(full, keyPath: null, password: null).Dispose();
+                result[i] = new HopCredential { User = login.User, CertificatePath = full };
+                continue;
+            }
+            if (hops.Take(i).FirstOrDefault(h => h.Scheme == EndpointScheme.QmtPlain) is { } plain)
+            {
+                throw new QmTunnelException(ErrorIds.CredentialOnPlainLink, QmErrorKind.SecurityError, hop.ToString(),
+                    $"The login for {hop.Address} would be carried over the unencrypted link to {plain.Address}. Write that hop as qmt://{plain.HostPort}, or log in to {hop.Address} from a tunnel of its own.");
+            }
+            var (salt, iterations) = i == 0
+                ? await _pool!.QueryLoginAsync(hop, login.User, connectTimeout, cancellationToken).ConfigureAwait(false)
+                : await QueryThroughChainAsync(hops, result, i, login.User, connectTimeout, cancellationToken).ConfigureAwait(false);
+            if (iterations < PasswordChallenge.MinClientIterations || iterations > PasswordHasher.MaxIterations || salt.Length < PasswordHasher.SaltSize)
+            {
+                throw new QmTunnelException(SecurityErrorIds.AuthenticationChallengeInvalid, QmErrorKind.SecurityError, hop.ToString(),
+                    $"{hop.Address} asks for {iterations} PBKDF2 iterations and a {salt.Length}-byte salt, outside what a client accepts ({PasswordChallenge.MinClientIterations}+, {PasswordHasher.SaltSize}+ bytes). The password was not used.");
+            }
+            var password = login.Password ?? throw new QmTunnelException(ErrorIds.HopCredentialMissing, QmErrorKind.AuthenticationError, hop.ToString(),
+                $"The login for {hop.Address} has neither a password nor a certificate.");
+            var keys = await Task.Run(() => ScramKeys.Derive(password, salt, iterations), cancellationToken).ConfigureAwait(false);
+            result[i] = HopCredential.FromKeys(login.User, keys);
+        }
+        return result;
+    }
+
+    /// <summary>AuthQuery through the servers before hop <paramref name="index"/>, whose logins are already resolved.</summary>
+    private async Task<(byte[] Salt, int Iterations)> QueryThroughChainAsync(IReadOnlyList<EndpointUri> hops, IReadOnlyList<HopCredential?> resolved, int index,
+        string user, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        var link = await _pool!.GetAsync(hops[0], resolved[0]?.ToLogin(), connectTimeout, cancellationToken).ConfigureAwait(false);
+        var route = hops.Skip(1).Take(index - 1).ToList();
+        var open = new OpenMessage(StreamProtocol.AuthQuery, string.Empty, (hops[index] with { User = user }).ToString(), route.Select(h => h.ToString()).ToList(),
+            (int)connectTimeout.TotalMilliseconds, OpenOptions.None, string.Empty)
+        {
+            RouteCredentials = route.Count == 0 ? [] : resolved.Skip(1).Take(index - 1).Select(c => c?.HasKeys == true ? c.ToRouteCredential() : null).ToList(),
+        };
+        var stream = link.OpenStream(open, _transit, _linkOptions.InitialWindow);
+        byte[] answer;
+        try
+        {
+            answer = await stream.ReadToEndAsync(1024, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StreamResetException ex)
+        {
+            throw RouteError(ex.Code, ex.Message, hops[index]);
+        }
+        if (answer.Length < 6 || System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(answer) is var saltLength && answer.Length != 2 + saltLength + 4)
+        {
+            throw new QmTunnelException(ErrorIds.HopHandshakeFailed, QmErrorKind.ProtocolError, hops[index].ToString(),
+                $"The answer to the login query for {hops[index].Address} is malformed ({answer.Length} bytes). Check the versions of the servers of the chain.");
+        }
+        return (answer[2..(2 + saltLength)], System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(answer.AsSpan(2 + saltLength)));
+    }
+
+    /// <summary>
+    /// Runs a Check stream through the whole chain of <paramref name="runtime"/>: every server authenticates the
+    /// link from the one before and applies its allow-rules; nothing connects to the target. Errors:
+    /// AuthenticationFailed (AuthenticationError), PermissionDenied naming the server and rule set, HopConnectFailed.
+    /// </summary>
+    private static async Task CheckChainAsync(Tunnels.TunnelRuntime runtime, CancellationToken cancellationToken)
+    {
+        var link = await runtime.GetFirstLinkAsync(cancellationToken).ConfigureAwait(false);
+        var stream = link.OpenStream(runtime.NewOpen(StreamProtocol.Check, OpenOptions.None, "check"), new TrafficCounters(), 64 * 1024);
+        try
+        {
+            await stream.ReadToEndAsync(0, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StreamResetException ex)
+        {
+            throw RouteError(ex.Code, ex.Message, null);
+        }
+    }
+
+    private static QmTunnelException RouteError(ProtocolErrorCode code, string reason, EndpointUri? hop) => code switch
+    {
+        ProtocolErrorCode.PermissionDenied => new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, hop?.ToString(),
+            $"The tunnel was refused by {reason}"),
+        ProtocolErrorCode.HopAuthenticationFailed => new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, hop?.ToString(), reason),
+        _ => new QmTunnelException(ErrorIds.HopConnectFailed, QmErrorKind.ConnectionError, hop?.ToString(), $"The chain could not be checked: {reason}"),
+    };
+}

@@ -1,0 +1,77 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Get-QmTunnelGroup: the groups of the in-process server with their rights, allow-rules and number of users, all or
+/// those -Name selects (wildcards allowed; a literal name that matches nothing is a GroupNotFound error).
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "QmTunnelGroup")]
+[OutputType(typeof(GroupInfo))]
+public sealed class GetQmTunnelGroupCommand : QmTunnelCmdlet
+{
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(GroupNameCompleter))]
+    public string[]? Name { get; set; }
+
+    private QmTunnelEngine _engine = null!;
+
+    protected override void BeginProcessing() => _engine = RequireServer();
+
+    protected override void ProcessRecord()
+    {
+        if (Name is null || Name.Length == 0 || Name.Any(WildcardPattern.ContainsWildcardCharacters))
+        {
+            IReadOnlyList<GroupInfo> groups;
+            try
+            {
+                groups = _engine.GetGroups();
+            }
+            catch (QmTunnelException ex)
+            {
+                ThrowTerminatingError(ToErrorRecord(ex));
+                return;
+            }
+            if (Name is null || Name.Length == 0)
+            {
+                WriteObject(groups, enumerateCollection: true);
+                return;
+            }
+            Select(groups);
+            return;
+        }
+        Select(null);
+    }
+
+    private void Select(IReadOnlyList<GroupInfo>? all)
+    {
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var name in Name!)
+        {
+            if (WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                foreach (var group in all!.Where(g => pattern.IsMatch(g.Name) && seen.Add(g.Name)))
+                {
+                    WriteObject(group);
+                }
+                continue;
+            }
+            try
+            {
+                var group = _engine.GetGroup(name);
+                if (seen.Add(group.Name))
+                {
+                    WriteObject(group);
+                }
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Get-QmTunnelUser: the users of the in-process server, all or those -Name selects (wildcards allowed; a literal
+/// name that matches nothing is a UserNotFound error, like Get-QmTunnel), optionally only those of -Group
+/// (GroupNotFound when it does not exist). Snapshots without secrets.
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "QmTunnelUser")]
+[OutputType(typeof(UserInfo))]
+public sealed class GetQmTunnelUserCommand : QmTunnelCmdlet
+{
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(UserNameCompleter))]
+    public string[]? Name { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(GroupNameCompleter))]
+    public string? Group { get; set; }
+
+    private QmTunnelEngine _engine = null!;
+
+    protected override void BeginProcessing() => _engine = RequireServer();
+
+    protected override void ProcessRecord()
+    {
+        IReadOnlyList<UserInfo> users;
+        try
+        {
+            users = _engine.GetUsers(Group);
+        }
+        catch (QmTunnelException ex)
+        {
+            ThrowTerminatingError(ToErrorRecord(ex));
+            return;
+        }
+        if (Name is null || Name.Length == 0)
+        {
+            WriteObject(users, enumerateCollection: true);
+            return;
+        }
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var name in Name)
+        {
+            if (WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                foreach (var user in users.Where(u => pattern.IsMatch(u.Name) && seen.Add(u.Name)))
+                {
+                    WriteObject(user);
+                }
+                continue;
+            }
+            try
+            {
+                // The engine's lookup, so a missing user reads the same here as in Set-QmTunnelUser.
+                var user = _engine.GetUser(name);
+                if ((Group is null || string.Equals(user.Group, Group, StringComparison.OrdinalIgnoreCase)) && seen.Add(user.Name))
+                {
+                    WriteObject(user);
+                }
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+    }
+}

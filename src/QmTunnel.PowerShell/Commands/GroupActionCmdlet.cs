@@ -1,0 +1,53 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Base of the cmdlets that act on existing groups one at a time (Set, Remove): by -Name (ByName; also from a Name
+/// property in the pipeline) or as GroupInfo objects (ByInputObject, the pipeline). Each group is asked about with
+/// ShouldProcess and handled on its own; a failure is written as an error and the next group goes on. Names are
+/// literal.
+/// </summary>
+public abstract class GroupActionCmdlet : QmTunnelCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(GroupNameCompleter))]
+    public string[] Name { get; set; } = null!;
+
+    [Parameter(Mandatory = true, ParameterSetName = ByInputObject, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public GroupInfo[] InputObject { get; set; } = null!;
+
+    /// <summary>The in-process engine, found once in BeginProcessing.</summary>
+    protected QmTunnelEngine Engine { get; private set; } = null!;
+
+    /// <summary>What ShouldProcess shows as the action, e.g. "Remove".</summary>
+    protected abstract string Action { get; }
+
+    protected override void BeginProcessing() => Engine = RequireServer();
+
+    protected override void ProcessRecord()
+    {
+        var names = ParameterSetName == ByInputObject ? InputObject.Select(g => g.Name) : Name;
+        foreach (var name in names)
+        {
+            if (!ShouldProcess($"group '{name}'", Action))
+            {
+                continue;
+            }
+            try
+            {
+                Process(name);
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+    }
+
+    /// <summary>Acts on one group; a <see cref="QmTunnelException"/> becomes that group's error.</summary>
+    protected abstract void Process(string name);
+}

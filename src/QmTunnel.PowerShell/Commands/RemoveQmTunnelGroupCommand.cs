@@ -1,0 +1,16 @@
+using System.Management.Automation;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Remove-QmTunnelGroup: deletes each group given. A group that still has users is refused (GroupNotEmpty names
+/// them). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
+/// </summary>
+[Cmdlet(VerbsCommon.Remove, "QmTunnelGroup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[OutputType(typeof(void))]
+public sealed class RemoveQmTunnelGroupCommand : GroupActionCmdlet
+{
+    protected override string Action => "Remove";
+
+    protected override void Process(string name) => Engine.RemoveGroup(name);
+}

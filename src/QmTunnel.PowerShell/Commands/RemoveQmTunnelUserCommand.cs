@@ -1,0 +1,16 @@
+using System.Management.Automation;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Remove-QmTunnelUser: deletes each user given from the in-process server's database. The last user who can manage
+/// the server cannot be removed (AdministratorRequired). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
+/// </summary>
+[Cmdlet(VerbsCommon.Remove, "QmTunnelUser", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[OutputType(typeof(void))]
+public sealed class RemoveQmTunnelUserCommand : UserActionCmdlet
+{
+    protected override string Action => "Remove";
+
+    protected override void Process(string name) => Engine.RemoveUser(name);
+}

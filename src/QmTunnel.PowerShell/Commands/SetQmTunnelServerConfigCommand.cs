@@ -1,0 +1,55 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the in-process server; they apply
+/// at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next password set) and are kept
+/// across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// </summary>
+[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
+[OutputType(typeof(ServerConfig))]
+public sealed class SetQmTunnelServerConfigCommand : QmTunnelCmdlet
+{
+    [Parameter]
+    public bool AllowPlainLinks { get; set; }
+
+    [Parameter]
+    public int PasswordIterations { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void EndProcessing()
+    {
+        var engine = RequireServer();
+        var given = MyInvocation.BoundParameters;
+        var change = new ServerConfigChange
+        {
+            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks : null,
+            PasswordIterations = given.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
+        };
+        var fields = new[]
+        {
+            change.AllowPlainLinks is { } allow ? $"AllowPlainLinks = {allow}" : null,
+            change.PasswordIterations is { } iterations ? $"PasswordIterations = {iterations}" : null,
+        }.Where(f => f is not null).ToList();
+        if (!ShouldProcess("server configuration", fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
+        {
+            return;
+        }
+        try
+        {
+            var config = engine.SetServerConfig(change);
+            if (PassThru)
+            {
+                WriteObject(config);
+            }
+        }
+        catch (QmTunnelException ex)
+        {
+            WriteError(ToErrorRecord(ex));
+        }
+    }
+}

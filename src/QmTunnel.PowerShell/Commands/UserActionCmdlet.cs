@@ -1,0 +1,53 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Base of the cmdlets that act on existing users one at a time (Set, Remove): the users come by -Name (parameter
+/// set ByName; also from a Name property in the pipeline) or as UserInfo objects (ByInputObject, the pipeline). Each
+/// user is asked about with ShouldProcess and handled on its own: a failure is written as an error and the next user
+/// goes on. Names are literal (no wildcards: these cmdlets change things).
+/// </summary>
+public abstract class UserActionCmdlet : QmTunnelCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(UserNameCompleter))]
+    public string[] Name { get; set; } = null!;
+
+    [Parameter(Mandatory = true, ParameterSetName = ByInputObject, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public UserInfo[] InputObject { get; set; } = null!;
+
+    /// <summary>The in-process engine, found once in BeginProcessing.</summary>
+    protected QmTunnelEngine Engine { get; private set; } = null!;
+
+    /// <summary>What ShouldProcess shows as the action, e.g. "Remove".</summary>
+    protected abstract string Action { get; }
+
+    protected override void BeginProcessing() => Engine = RequireServer();
+
+    protected override void ProcessRecord()
+    {
+        var names = ParameterSetName == ByInputObject ? InputObject.Select(u => u.Name) : Name;
+        foreach (var name in names)
+        {
+            if (!ShouldProcess($"user '{name}'", Action))
+            {
+                continue;
+            }
+            try
+            {
+                Process(name);
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+    }
+
+    /// <summary>Acts on one user; a <see cref="QmTunnelException"/> becomes that user's error.</summary>
+    protected abstract void Process(string name);
+}
