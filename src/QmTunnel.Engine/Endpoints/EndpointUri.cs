@@ -11,6 +11,17 @@ public enum TlsVersion
     Tls13,
 }
 
+/// <summary>The AEAD ciphers a hop may offer (each as its TLS 1.3 suite and its ECDHE TLS 1.2 suites).</summary>
+public enum TlsCipher
+{
+    /// <summary>AES-128-GCM (<c>aes128gcm</c>): the fastest with AES instructions; the default first choice.</summary>
+    Aes128Gcm,
+    /// <summary>ChaCha20-Poly1305 (<c>chacha20</c>): fast without AES instructions.</summary>
+    ChaCha20Poly1305,
+    /// <summary>AES-256-GCM (<c>aes256gcm</c>).</summary>
+    Aes256Gcm,
+}
+
 /// <summary>The URI schemes qmTunnel understands on the command line.</summary>
 public enum EndpointScheme
 {
@@ -59,6 +70,10 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             options.Add(tls == TlsVersion.Tls13 ? "tls=1.3" : "tls=1.2");
         }
+        if (Ciphers is { Count: > 0 } ciphers)
+        {
+            options.Add("cipher=" + string.Join(',', ciphers.Select(CipherText)));
+        }
         var query = options.Count == 0 ? "" : "?" + string.Join('&', options);
         var user = User is null ? "" : User + "@";
         return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{user}{host}:{Port}{query}");
@@ -73,8 +88,22 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
     /// <summary>For a <c>qmt://</c> server: the lowest TLS version accepted (<c>?tls=1.3</c>); null: 1.2 or 1.3.</summary>
     public TlsVersion? MinimumTls { get; init; }
 
+    /// <summary>
+    /// For a <c>qmt://</c> server: the only ciphers offered (<c>?cipher=chacha20,aes256gcm</c>); the accepting server
+    /// picks among them by its own preference (AES-128-GCM, ChaCha20-Poly1305, AES-256-GCM). Null: all three.
+    /// </summary>
+    public IReadOnlyList<TlsCipher>? Ciphers { get; init; }
+
+    public static string CipherText(TlsCipher cipher) => cipher switch
+    {
+        TlsCipher.Aes128Gcm => "aes128gcm",
+        TlsCipher.ChaCha20Poly1305 => "chacha20",
+        TlsCipher.Aes256Gcm => "aes256gcm",
+        _ => throw new ArgumentOutOfRangeException(nameof(cipher)),
+    };
+
     /// <summary>The server's address without its options (what pins are keyed by).</summary>
-    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null }).ToString();
+    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null, Ciphers = null }).ToString();
 
     /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
     public static EndpointUri ParseApplication(string? text, string what)
@@ -127,10 +156,11 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         var rest = trimmed[(sep + 3)..];
         string? pin = null;
         TlsVersion? minimumTls = null;
+        IReadOnlyList<TlsCipher>? ciphers = null;
         var query = rest.IndexOf('?', StringComparison.Ordinal);
         if (query >= 0)
         {
-            (pin, minimumTls) = ParseQuery(text, what, scheme, rest[(query + 1)..]);
+            (pin, minimumTls, ciphers) = ParseQuery(text, what, scheme, rest[(query + 1)..]);
             rest = rest[..query];
         }
         rest = rest.TrimEnd('/');
@@ -208,11 +238,11 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             throw Invalid(text, what, $"{what} '{text}': port '{portText}' is not a number from 0 to 65535.");
         }
-        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin, MinimumTls = minimumTls, User = user };
+        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin, MinimumTls = minimumTls, User = user, Ciphers = ciphers };
     }
 
     /// <summary>Parses the options of a <c>qmt://</c> address: <c>sha256=HEX</c> and <c>tls=1.2|1.3</c>, joined by '&amp;'.</summary>
-    private static (string? Pin, TlsVersion? MinimumTls) ParseQuery(string? text, string what, EndpointScheme scheme, string query)
+    private static (string? Pin, TlsVersion? MinimumTls, IReadOnlyList<TlsCipher>? Ciphers) ParseQuery(string? text, string what, EndpointScheme scheme, string query)
     {
         if (scheme != EndpointScheme.Qmt)
         {
@@ -220,6 +250,7 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         }
         string? pin = null;
         TlsVersion? tls = null;
+        List<TlsCipher>? ciphers = null;
         foreach (var option in query.Split('&'))
         {
             var eq = option.IndexOf('=', StringComparison.Ordinal);
@@ -243,11 +274,27 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
                         _ => throw Invalid(text, what, $"{what} '{text}': tls={value} is not a TLS version this server speaks; use tls=1.2 (1.2 or 1.3) or tls=1.3 (1.3 only)."),
                     };
                     break;
+                case "cipher":
+                    ciphers = [];
+                    foreach (var name in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        var cipher = Enum.GetValues<TlsCipher>().Cast<TlsCipher?>().FirstOrDefault(c => string.Equals(CipherText(c!.Value), name, StringComparison.OrdinalIgnoreCase))
+                            ?? throw Invalid(text, what, $"{what} '{text}': '{name}' is not a cipher a link offers; use aes128gcm, chacha20 or aes256gcm (comma-separated).");
+                        if (!ciphers.Contains(cipher))
+                        {
+                            ciphers.Add(cipher);
+                        }
+                    }
+                    if (ciphers.Count == 0)
+                    {
+                        throw Invalid(text, what, $"{what} '{text}': cipher= names no cipher; use aes128gcm, chacha20 or aes256gcm.");
+                    }
+                    break;
                 default:
-                    throw Invalid(text, what, $"{what} '{text}': unknown option '{key}'. A server address takes sha256=<certificate thumbprint> and tls=1.2 or tls=1.3 (the lowest TLS version accepted).");
+                    throw Invalid(text, what, $"{what} '{text}': unknown option '{key}'. A server address takes sha256=<certificate thumbprint>, tls=1.2 or tls=1.3 (the lowest TLS version accepted) and cipher=aes128gcm,chacha20,aes256gcm (the only ciphers offered).");
             }
         }
-        return (pin, tls);
+        return (pin, tls, ciphers);
     }
 
     private static QmTunnelException Invalid(string? text, string what, string message) =>

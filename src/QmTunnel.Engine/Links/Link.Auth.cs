@@ -28,14 +28,20 @@ public sealed partial class Link
                 PasswordLogin p => await Task.Run(() => PasswordChallenge.CreateProof(p.Password, p.User, clientNonce, parameters, channelBinding), cancellationToken).ConfigureAwait(false),
                 KeysLogin k when k.Keys.Iterations == challenge.Iterations && k.Keys.Salt.Span.SequenceEqual(challenge.Salt) =>
                     PasswordChallenge.CreateProof(k.Keys, k.User, clientNonce, parameters, channelBinding),
-                KeysLogin k => throw new QmTunnelException(ErrorIds.HopCredentialStale, QmErrorKind.AuthenticationError, server,
-                    $"The login kept for user '{k.User}' at {server} was made for a password that has since changed there. " +
-                    $"Give the credential again: Set-QmTunnel <name> -Via with (New-QmTunnelHop {server} -Credential {k.User})."),
+                // Keys made for another salt: the password changed there, or the user is gone or disabled (which the
+                // server hides behind a fake salt). Finish with a proof that cannot pass, so the server decides.
+                KeysLogin => new PasswordProof(System.Security.Cryptography.RandomNumberGenerator.GetBytes(PasswordChallenge.ProofSize), new byte[32]),
                 _ => throw new InvalidOperationException($"{login.GetType().Name} is not a password login"),
             };
             await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new AuthProofMessage(proof.ClientProof)), cancellationToken).ConfigureAwait(false);
         }
         var (_, answer) = await ReadControlAsync(reader, cancellationToken, FrameType.AuthOk).ConfigureAwait(false);
+        if (answer is GoAwayMessage refused && login is KeysLogin stale && proof is not null && proof.ExpectedServerSignature.All(b => b == 0))
+        {
+            throw new ProtocolException(refused.Code, refused.Reason +
+                $" The login kept for '{stale.User}' was made for a password that has changed there, or the user was removed or disabled:" +
+                $" if the password changed, give it again with Set-QmTunnel <name> -Via (New-QmTunnelHop {server} -Credential {stale.User}).");
+        }
         ThrowIfGoAway(answer);
         var ok = (AuthOkMessage)answer;
         if (proof is not null)

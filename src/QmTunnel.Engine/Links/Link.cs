@@ -62,6 +62,12 @@ public sealed partial class Link : IAsyncDisposable
     public string RemoteEndPoint { get; }
     /// <summary>True when the link runs inside TLS.</summary>
     public bool IsEncrypted => _tls is not null;
+    /// <summary>SHA-256 thumbprint of the peer's TLS certificate; null on a plain link or when it sent none.</summary>
+    public string? PeerCertificateThumbprint =>
+        (_tls as SslStream)?.RemoteCertificate is { } c ? Security.ServerCertificate.Thumbprint(c as System.Security.Cryptography.X509Certificates.X509Certificate2 ?? new System.Security.Cryptography.X509Certificates.X509Certificate2(c)) : null;
+
+    /// <summary>The TLS cipher suite negotiated, e.g. TLS_AES_128_GCM_SHA256; null on a plain link.</summary>
+    public string? TlsCipherSuite => (_tls as SslStream)?.NegotiatedCipherSuite.ToString();
     public TimeSpan HandshakeRoundTrip { get; }
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);

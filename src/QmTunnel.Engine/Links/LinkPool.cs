@@ -78,7 +78,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         {
             if (hop.Scheme == EndpointScheme.Qmt)
             {
-                (tls, _) = await AuthenticateAsync(socket, hop, null, timeout.Token).ConfigureAwait(false);
+                (tls, _) = await AuthenticateAsync(socket, hop, null, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), timeout.Token).ConfigureAwait(false);
             }
             return await Link.QueryLoginParametersAsync(socket, options, user, timeout.Token, tls).ConfigureAwait(false);
         }
@@ -116,9 +116,18 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         }
     }
 
-    private async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, TimeSpan connectTimeout)
+    private Task<Link> DialAsync(EndpointUri hop, LinkLogin login, TimeSpan connectTimeout) =>
+        DialAsync(hop, login, options, logger, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), connectTimeout, _disposed.Token);
+
+    /// <summary>
+    /// Dials one link, logged in as <paramref name="login"/>, and starts it (the pool's links, and management sessions).
+    /// Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed, CertificateMismatch, PlainLinkRefused,
+    /// CredentialOnPlainLink.
+    /// </summary>
+    public static async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, LinkOptions options, ILogger logger, Security.PeerCertificatePolicy certificates,
+        TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(connectTimeout);
         var socket = await ConnectAsync(hop, connectTimeout, timeout.Token).ConfigureAwait(false);
         socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
@@ -129,7 +138,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             byte[] channelBinding = [];
             if (hop.Scheme == EndpointScheme.Qmt)
             {
-                (tls, channelBinding) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, timeout.Token).ConfigureAwait(false);
+                (tls, channelBinding) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, certificates, timeout.Token).ConfigureAwait(false);
             }
             else if (login is CertificateLogin)
             {
@@ -173,7 +182,8 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain. Returns the stream
     /// and the channel binding of the server certificate (for password logins).
     /// </summary>
-    private async Task<(SslStream, byte[])> AuthenticateAsync(Socket socket, EndpointUri hop, X509Certificate2? clientCertificate, CancellationToken cancellationToken)
+    private static async Task<(SslStream, byte[])> AuthenticateAsync(Socket socket, EndpointUri hop, X509Certificate2? clientCertificate,
+        Security.PeerCertificatePolicy certificates, CancellationToken cancellationToken)
     {
         X509Certificate2? seen = null;
         var coalescing = new CoalescingStream(new NetworkStream(socket, ownsSocket: false));
@@ -184,7 +194,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             {
                 TargetHost = hop.Host,
                 EnabledSslProtocols = hop.MinimumTls == TlsVersion.Tls13 ? SslProtocols.Tls13 : Security.TlsDefaults.Protocols,
-                CipherSuitesPolicy = Security.TlsDefaults.CipherSuites,
+                CipherSuitesPolicy = Security.TlsDefaults.For(hop.Ciphers),
                 ClientCertificates = clientCertificate is null ? null : [clientCertificate],
                 LocalCertificateSelectionCallback = clientCertificate is null ? null : (_, _, _, _, _) => clientCertificate,
                 // Pinning replaces name and chain checks: remember the certificate, decide after the handshake.
@@ -196,8 +206,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             }, cancellationToken).ConfigureAwait(false);
             coalescing.Coalesce = true; // TLS handshake done: from now on TLS records are sent per flushed batch
             var thumbprint = Security.ServerCertificate.Thumbprint(seen!);
-            (certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"))
-                .Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);
+            certificates.Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);
             return (tls, Security.PasswordChallenge.TlsServerEndPoint(seen!));
         }
         catch

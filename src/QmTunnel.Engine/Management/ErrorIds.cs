@@ -31,14 +31,16 @@ public static class ErrorIds
     public const string AuthenticationFailed = nameof(AuthenticationFailed);
     /// <summary>A hop of a tunnel has no login; every server of a chain authenticates the link from the one before.</summary>
     public const string HopCredentialMissing = nameof(HopCredentialMissing);
-    /// <summary>The keys a tunnel keeps for a hop were derived from a password that has changed at that server.</summary>
-    public const string HopCredentialStale = nameof(HopCredentialStale);
     /// <summary>A login would cross an unencrypted link (keys for a later hop, or a password login on qmt+plain).</summary>
     public const string CredentialOnPlainLink = nameof(CredentialOnPlainLink);
     /// <summary>A server of the chain refused the tunnel: a right or allow-rule of the user's group does not permit it.</summary>
     public const string PermissionDenied = nameof(PermissionDenied);
     /// <summary>-AdminCredential does not match the admin password set on the first start of this data path.</summary>
     public const string AdminCredentialMismatch = nameof(AdminCredentialMismatch);
+    /// <summary>A management message could not be read (malformed, oversize, unknown operation or version).</summary>
+    public const string ManagementMessageInvalid = nameof(ManagementMessageInvalid);
+    /// <summary>The management session's link is closed.</summary>
+    public const string SessionClosed = nameof(SessionClosed);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>

@@ -72,7 +72,8 @@ public sealed partial class QmTunnelEngine
         if (logins is not null && logins.Any(l => l is not null))
         {
             var hops = ParseVia(profile);
-            profile = profile with { Credentials = await ResolveCredentialsAsync(hops, logins, [], profile.ConnectTimeout, cancellationToken).ConfigureAwait(false) };
+            var credentials = await ResolveCredentialsAsync(hops, logins, [], profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            profile = profile with { Credentials = credentials, Via = WithUsers(hops, credentials) };
             runtime = CreateRuntime(profile);
             await CheckChainAsync(runtime, cancellationToken).ConfigureAwait(false);
         }
@@ -112,6 +113,10 @@ public sealed partial class QmTunnelEngine
                 $"A tunnel named '{name}' already exists. Choose another name, or change it with Set-QmTunnel -Name {name}.");
         }
     }
+
+    /// <summary>The hop addresses with the user each logs in as (<c>qmt://alice@host:9200</c>), as Via shows them.</summary>
+    private static List<string> WithUsers(IReadOnlyList<Endpoints.EndpointUri> hops, IReadOnlyList<HopCredential?> credentials) =>
+        hops.Select((h, i) => credentials[i] is { User.Length: > 0 } c ? (h with { User = c.User }).ToString() : h.ToString()).ToList();
 
     private static List<Endpoints.EndpointUri> ParseVia(TunnelProfile profile) =>
         profile.Via.Select((v, i) => Endpoints.EndpointUri.ParseServer(v, $"Via[{i}]")).ToList();
@@ -260,7 +265,7 @@ public sealed partial class QmTunnelEngine
             var changed = change(current.Profile) with { Name = current.Profile.Name, CreatedAt = current.Profile.CreatedAt, ModifiedAt = TruncateToMilliseconds(_time.GetUtcNow()) };
             if (credentials is not null)
             {
-                changed = changed with { Credentials = credentials };
+                changed = changed with { Credentials = credentials, Via = WithUsers(ParseVia(changed), credentials) };
             }
             var replacement = CreateRuntime(changed);
             replacement.CopyHistoryFrom(current);

@@ -182,6 +182,10 @@ public sealed partial class QmTunnelEngine
                     : change.CertificateThumbprint.Length == 0 ? null : change.CertificateThumbprint,
                 Description = change.Description ?? user.Description,
             });
+            if (!saved.Enabled)
+            {
+                CloseLinksOf(saved.Name, $"user '{saved.Name}' was disabled on this server");
+            }
             return UserInfo.From(saved);
         }
         finally
@@ -212,6 +216,7 @@ public sealed partial class QmTunnelEngine
                     $"User '{user.Name}' still owns {owned.Count} tunnel(s): {string.Join(", ", owned)}. Remove them with Remove-QmTunnel first, or disable the user instead (Set-QmTunnelUser {user.Name} -Enabled $false).");
             }
             _store.Users.RemoveUser(user.Name);
+            CloseLinksOf(user.Name, $"user '{user.Name}' was removed from this server");
         }
         finally
         {
@@ -404,7 +409,8 @@ public sealed partial class QmTunnelEngine
     /// The caller as it is now in the database (null for the in-process host). A caller whose user was removed or
     /// disabled since it logged in is refused.
     /// </summary>
-    private SecurityPrincipal? CurrentPrincipal(SecurityPrincipal? caller)
+    /// <summary>The caller as the database has it now (rights changed since its login apply at once); null for the host.</summary>
+    internal SecurityPrincipal? CurrentPrincipal(SecurityPrincipal? caller)
     {
         if (caller is null)
         {
@@ -423,7 +429,7 @@ public sealed partial class QmTunnelEngine
     /// The one rights check of this API: the in-process host (null) may do everything; a user needs its group's
     /// ChangeServerConfiguration, unless <paramref name="selfAllowed"/> allows this operation on itself.
     /// </summary>
-    private void Authorize(SecurityPrincipal? caller, string action, object? target, Func<SecurityPrincipal, bool>? selfAllowed = null)
+    internal void Authorize(SecurityPrincipal? caller, string action, object? target, Func<SecurityPrincipal, bool>? selfAllowed = null)
     {
         var self = CurrentPrincipal(caller);
         if (self is null || self.CanChangeServerConfiguration || (selfAllowed?.Invoke(self) ?? false))

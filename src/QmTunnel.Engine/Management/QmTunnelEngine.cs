@@ -69,6 +69,41 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     /// <summary>Whether this server accepts unencrypted links (a saved setting; see ServerOptions.AllowPlainLinks).</summary>
     public bool AllowPlainLinks => _allowPlainLinks;
 
+    /// <summary>Streams open on the links this server accepted (tunnels passing through, management requests).</summary>
+    public int InboundStreamCount
+    {
+        get
+        {
+            lock (_inbound)
+            {
+                return _inbound.Sum(l => l.StreamCount);
+            }
+        }
+    }
+
+    /// <summary>Closes the accepted links logged in as <paramref name="user"/> (disabled or removed): its streams end now.</summary>
+    private void CloseLinksOf(string user, string reason)
+    {
+        Link[] links;
+        lock (_inbound)
+        {
+            links = _inbound.Where(l => l.Principal is { } p && string.Equals(p.User.Name, user, StringComparison.OrdinalIgnoreCase)).ToArray();
+        }
+        foreach (var link in links)
+        {
+            _ = link.CloseAsync(ProtocolErrorCode.AuthenticationFailed, reason);
+        }
+    }
+
+    /// <summary>The TLS cipher suites of the links this server accepted (tests).</summary>
+    internal IReadOnlyList<string?> InboundCipherSuites()
+    {
+        lock (_inbound)
+        {
+            return _inbound.Select(l => l.TlsCipherSuite).ToList();
+        }
+    }
+
     /// <summary>Links closed because the peer broke the protocol (malformed frames, bad handshake).</summary>
     public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
 
@@ -347,12 +382,31 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         {
             Interlocked.Increment(ref _transitStreams);
         }
-        if (open.Protocol != StreamProtocol.AuthQuery && link.Principal is { } principal)
+        if (open.Protocol == StreamProtocol.Management)
+        {
+            // rights are checked per operation, as for a local caller of the same user
+            await new Remote.ManagementService(this, _logger).ServeAsync(link, stream, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        if (open.Protocol != StreamProtocol.AuthQuery && link.Principal is { } loggedIn)
         {
             string? denial;
+            // As the database has the user now: a right or rule changed since the login applies to the next connection.
+            SecurityPrincipal? principal;
             try
             {
-                denial = AccessControl.Denial(principal, AccessControl.RequestFor(open), Options.ServerName);
+                principal = _store?.Users.FindPrincipal(loggedIn.User.Name) is { User.Enabled: true } current ? current : null;
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
+            {
+                stream.Reset(ProtocolErrorCode.Shutdown, "the server is stopping");
+                return;
+            }
+            try
+            {
+                denial = principal is null
+                    ? $"{Options.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
+                    : AccessControl.Denial(principal, AccessControl.RequestFor(open), Options.ServerName);
             }
             catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
             {
@@ -361,7 +415,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             if (denial is not null)
             {
-                EngineLog.TunnelDenied(_logger, open.Tunnel, principal.User.Name, denial);
+                EngineLog.TunnelDenied(_logger, open.Tunnel, loggedIn.User.Name, denial);
                 stream.Reset(ProtocolErrorCode.PermissionDenied, denial);
                 return;
             }

@@ -34,6 +34,9 @@ public sealed class TunnelInfo
     public string Description => Profile.Description;
     public DateTimeOffset CreatedAt => Profile.CreatedAt;
     public DateTimeOffset ModifiedAt => Profile.ModifiedAt;
+    /// <summary>The user who created the tunnel (it sees and changes it; so do its group's and all administrators).</summary>
+    public string Owner => Profile.Owner;
+    public string OwnerGroup => Profile.OwnerGroup;
     public string? LastError { get; }
 
     public override string ToString() => Name;

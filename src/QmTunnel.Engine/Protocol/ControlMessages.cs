@@ -79,6 +79,8 @@ public enum StreamProtocol : byte
     /// it cannot reach itself.
     /// </summary>
     AuthQuery = 3,
+    /// <summary>A management request of the link's user (docs/protocol.md, "Management"); no target, no route.</summary>
+    Management = 4,
 }
 
 /// <summary>

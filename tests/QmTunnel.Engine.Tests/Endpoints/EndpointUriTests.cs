@@ -231,4 +231,30 @@ public sealed class EndpointUriTests
         Assert.Contains(hint, e.Message, StringComparison.Ordinal);
         Assert.Contains("tls=1.3", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_tls_server_address_names_its_ciphers_and_user_and_keeps_them_out_of_its_Address()
+    {
+        var uri = EndpointUri.ParseServer("qmt://ops@gw:9300?cipher=ChaCha20, aes256gcm,chacha20&tls=1.3", "Via");
+        Assert.Equal([TlsCipher.ChaCha20Poly1305, TlsCipher.Aes256Gcm], uri.Ciphers);
+        Assert.Equal("ops", uri.User);
+        Assert.Equal("qmt://ops@gw:9300?tls=1.3&cipher=chacha20,aes256gcm", uri.ToString());
+        Assert.Equal("qmt://gw:9300", uri.Address);
+        Assert.Equal(uri.ToString(), EndpointUri.ParseServer(uri.ToString(), "Via").ToString());
+    }
+
+    [Theory]
+    [InlineData("qmt://gw?cipher=rc4", "'rc4' is not a cipher")]
+    [InlineData("qmt://gw?cipher=", "names no cipher")]
+    [InlineData("qmt+plain://gw?cipher=chacha20", "takes no query")]
+    [InlineData("qmt://bad name@gw", "is not a user name")]
+    [InlineData("qmt://a:b@gw", "is not a user name")]
+    [InlineData("tcp://u@db:5432", "no user part")]
+    public void Bad_ciphers_and_users_are_refused_with_the_fix(string text, string hint)
+    {
+        var e = Assert.Throws<QmTunnelException>(() => text.StartsWith("tcp", StringComparison.Ordinal)
+            ? EndpointUri.ParseApplication(text, "Target") : EndpointUri.ParseServer(text, "Via"));
+        Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
+        Assert.Contains(hint, e.Message, StringComparison.Ordinal);
+    }
 }

@@ -140,6 +140,16 @@ public static class EngineTestExtensions
 
 public static class SocketTestExtensions
 {
+    /// <summary>Connects to a tunnel's listener, sends <paramref name="payload"/>, half-closes, and returns all it reads back.</summary>
+    public static async Task<byte[]> EchoAsync(string listen, byte[] payload)
+    {
+        using var client = await ConnectAsync(listen);
+        var reading = client.ReadToEndAsync();
+        await client.SendAllAsync(payload);
+        client.Shutdown(SocketShutdown.Send);
+        return await reading.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
     public static async Task<Socket> ConnectAsync(string tcpUri)
     {
         var port = int.Parse(tcpUri[(tcpUri.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);

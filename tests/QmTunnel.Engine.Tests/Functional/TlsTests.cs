@@ -28,22 +28,13 @@ public sealed class TlsTests : IAsyncLifetime
         return (await _a.StartTunnelAsync(name)).BoundListen!;
     }
 
-    private static async Task<byte[]> EchoAsync(string listen, byte[] payload)
-    {
-        using var client = await SocketTestExtensions.ConnectAsync(listen);
-        var reading = client.ReadToEndAsync();
-        await client.SendAllAsync(payload);
-        client.Shutdown(SocketShutdown.Send);
-        return await reading.WaitAsync(TimeSpan.FromSeconds(30));
-    }
-
     [Fact]
     public async Task A_tls_link_carries_data_intact_and_pins_the_server_on_first_use()
     {
         var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
         var listen = await TunnelAsync("tls", EngineFixture.TlsHop(b));
         var payload = RandomNumberGenerator.GetBytes(4 * 1024 * 1024 + 7);
-        Assert.Equal(payload, await EchoAsync(listen, payload));
+        Assert.Equal(payload, await SocketTestExtensions.EchoAsync(listen, payload));
 
         var pin = Assert.Single(_a.GetKnownServers());
         Assert.Equal($"127.0.0.1:{b.Port}", pin.Server);
@@ -110,7 +101,7 @@ public sealed class TlsTests : IAsyncLifetime
         var port = b.Port;
         var oldThumbprint = b.CertificateThumbprint!;
         var listen = await TunnelAsync("pinned", EngineFixture.TlsHop(b));
-        Assert.Equal(new byte[] { 9 }, await EchoAsync(listen, [9]));
+        Assert.Equal(new byte[] { 9 }, await SocketTestExtensions.EchoAsync(listen, [9]));
 
         // B gets a new certificate on the same address (someone in the middle would look the same).
         await b.StopAsync();
@@ -120,7 +111,7 @@ public sealed class TlsTests : IAsyncLifetime
         try
         {
             Assert.NotEqual(oldThumbprint, b2.CertificateThumbprint);
-            await Assert.ThrowsAnyAsync<SocketException>(() => EchoAsync(listen, [1]));
+            await Assert.ThrowsAnyAsync<SocketException>(() => SocketTestExtensions.EchoAsync(listen, [1]));
             await TunnelTests.WaitUntil(() => _a.GetTunnelStats("pinned").LastError?.Contains("not the expected one", StringComparison.Ordinal) == true);
             var error = _a.GetTunnelStats("pinned").LastError!;
             Assert.Contains(oldThumbprint, error);
@@ -129,7 +120,7 @@ public sealed class TlsTests : IAsyncLifetime
 
             // The administrator accepts the change: forget the pin, and the next link pins the new certificate.
             _a.RemoveKnownServer($"127.0.0.1:{port}");
-            Assert.Equal(new byte[] { 5, 6 }, await EchoAsync(listen, [5, 6]));
+            Assert.Equal(new byte[] { 5, 6 }, await SocketTestExtensions.EchoAsync(listen, [5, 6]));
             Assert.Equal(b2.CertificateThumbprint, Assert.Single(_a.GetKnownServers()).Thumbprint);
             var missing = Assert.Throws<QmTunnelException>(() => _a.RemoveKnownServer("nowhere:1"));
             Assert.Equal(ErrorIds.KnownServerNotFound, missing.ErrorId);
@@ -148,7 +139,7 @@ public sealed class TlsTests : IAsyncLifetime
         _a.NewTestTunnel(new TunnelProfile { Name = "chain", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(b), EngineFixture.TlsHop(c)], Target = _echo.Uri });
         var listen = (await _a.StartTunnelAsync("chain")).BoundListen!;
         var payload = RandomNumberGenerator.GetBytes(1024 * 1024);
-        Assert.Equal(payload, await EchoAsync(listen, payload));
+        Assert.Equal(payload, await SocketTestExtensions.EchoAsync(listen, payload));
         // b pinned c as it dialed it
         Assert.Equal(c.CertificateThumbprint, Assert.Single(b.GetKnownServers()).Thumbprint);
     }
@@ -158,7 +149,7 @@ public sealed class TlsTests : IAsyncLifetime
     {
         var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
         var good = await TunnelAsync("goodpin", $"qmt://127.0.0.1:{b.Port}?sha256={b.CertificateThumbprint!.ToLowerInvariant()}");
-        Assert.Equal(new byte[] { 4, 2 }, await EchoAsync(good, [4, 2]));
+        Assert.Equal(new byte[] { 4, 2 }, await SocketTestExtensions.EchoAsync(good, [4, 2]));
         Assert.Empty(_a.GetKnownServers()); // an explicit pin records nothing
 
         var wrong = new string('A', 64);
@@ -177,6 +168,20 @@ public sealed class TlsTests : IAsyncLifetime
         var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
         var listen = await TunnelAsync("tls13", $"qmt://127.0.0.1:{b.Port}?tls=1.3");
         var payload = RandomNumberGenerator.GetBytes(256 * 1024);
-        Assert.Equal(payload, await EchoAsync(listen, payload));
+        Assert.Equal(payload, await SocketTestExtensions.EchoAsync(listen, payload));
+        Assert.Equal(["TLS_AES_128_GCM_SHA256"], b.InboundCipherSuites());
+    }
+
+    [Theory]
+    [InlineData("chacha20", "TLS_CHACHA20_POLY1305_SHA256")]
+    [InlineData("aes256gcm", "TLS_AES_256_GCM_SHA384")]
+    [InlineData("aes256gcm,chacha20", "TLS_CHACHA20_POLY1305_SHA256")] // the accepting server picks by its own preference
+    public async Task A_hop_offers_only_the_ciphers_it_names(string ciphers, string negotiated)
+    {
+        var b = await _engines.StartAsync(_bPath, allowPlainLinks: false);
+        var listen = await TunnelAsync("ciphers", $"qmt://127.0.0.1:{b.Port}?cipher={ciphers}");
+        var payload = RandomNumberGenerator.GetBytes(64 * 1024);
+        Assert.Equal(payload, await SocketTestExtensions.EchoAsync(listen, payload));
+        Assert.Equal([negotiated], b.InboundCipherSuites());
     }
 }

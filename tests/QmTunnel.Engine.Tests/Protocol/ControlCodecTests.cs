@@ -336,7 +336,7 @@ public sealed class ControlCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(4)]
+    [InlineData(5)]
     [InlineData(255)]
     public void Open_with_an_unknown_stream_protocol_is_rejected(int protocol)
     {

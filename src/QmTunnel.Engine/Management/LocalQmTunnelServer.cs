@@ -1,0 +1,165 @@
+using System.Runtime.CompilerServices;
+using QmTunnel.Engine.Security;
+
+namespace QmTunnel.Engine.Management;
+
+/// <summary>
+/// <see cref="IQmTunnelServer"/> over an engine in this process, acting as <see cref="Caller"/>: null is the host
+/// (the OS user that owns the data path: every right), a user is held to its rights — tunnels it does not administer
+/// are invisible to it and refused with PermissionDenied, users/groups/configuration/pins need
+/// ChangeServerConfiguration. The management service serves each remote session through one of these.
+/// </summary>
+public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal? caller = null) : IQmTunnelServer
+{
+    public QmTunnelEngine Engine { get; } = engine;
+    public SecurityPrincipal? Caller { get; } = caller;
+    public string Address => Caller is null ? "in-process" : $"{Engine.GetServerInfo().Address} as {Caller.User.Name}";
+
+    public Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerInfo());
+
+    // ---- tunnels ----
+
+    private bool MayAdminister(SecurityPrincipal? self, TunnelInfo tunnel) => self is null || self.CanAdministerTunnel(tunnel.Owner, tunnel.OwnerGroup);
+
+    /// <summary>The tunnel, when the caller may see and change it; TunnelNotFound or PermissionDenied otherwise.</summary>
+    private TunnelInfo Accessible(string name, string action)
+    {
+        var tunnel = Engine.GetTunnel(name);
+        var self = Engine.CurrentPrincipal(Caller);
+        if (!MayAdminister(self, tunnel))
+        {
+            throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, name,
+                $"User '{self!.User.Name}' (group '{self.Group.Name}') may not {action} tunnel '{name}': it belongs to '{tunnel.Owner}' of group '{tunnel.OwnerGroup}'. " +
+                $"A user administers its own tunnels; AdministerGroupTunnels extends that to its group's, AdministerAllTunnels to every tunnel (Set-QmTunnelGroup -Rights).");
+        }
+        return tunnel;
+    }
+
+    public Task<IReadOnlyList<TunnelInfo>> GetTunnelsAsync(CancellationToken cancellationToken)
+    {
+        var self = Engine.CurrentPrincipal(Caller);
+        return Task.FromResult<IReadOnlyList<TunnelInfo>>(Engine.GetTunnels().Where(t => MayAdminister(self, t)).ToList());
+    }
+
+    public Task<TunnelInfo> GetTunnelAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Accessible(name, "see"));
+
+    public Task<TunnelInfo> NewTunnelAsync(TunnelProfile profile, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken) =>
+        Engine.NewTunnelAsync(profile, logins, Engine.CurrentPrincipal(Caller), cancellationToken);
+
+    public Task<TunnelInfo> StartTunnelAsync(string name, CancellationToken cancellationToken)
+    {
+        Accessible(name, "start");
+        return Engine.StartTunnelAsync(name, cancellationToken);
+    }
+
+    public Task<TunnelInfo> StopTunnelAsync(string name, CancellationToken cancellationToken)
+    {
+        Accessible(name, "stop");
+        return Engine.StopTunnelAsync(name, cancellationToken);
+    }
+
+    public Task<TunnelInfo> SetTunnelAsync(string name, TunnelChange change, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        Accessible(name, "change");
+        return Engine.SetTunnelAsync(name, change.Apply, logins, cancellationToken);
+    }
+
+    public Task RemoveTunnelAsync(string name, CancellationToken cancellationToken)
+    {
+        Accessible(name, "remove");
+        return Engine.RemoveTunnelAsync(name, cancellationToken);
+    }
+
+    public Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken)
+    {
+        Accessible(name, "see the statistics of");
+        return Task.FromResult(Engine.GetTunnelStats(name));
+    }
+
+    public Task<IReadOnlyList<ConnectionInfo>> GetConnectionsAsync(string name, CancellationToken cancellationToken)
+    {
+        Accessible(name, "see the connections of");
+        return Task.FromResult(Engine.GetConnections(name));
+    }
+
+    public IAsyncEnumerable<IReadOnlyList<TunnelStats>> WatchTunnelStatsAsync(IReadOnlyList<string>? names, TimeSpan interval, CancellationToken cancellationToken) =>
+        Watch(names, interval, Engine.WatchTunnelStatsAsync, s => s.Name, cancellationToken);
+
+    public IAsyncEnumerable<IReadOnlyList<ConnectionInfo>> WatchConnectionsAsync(IReadOnlyList<string>? names, TimeSpan interval, CancellationToken cancellationToken) =>
+        Watch(names, interval, Engine.WatchConnectionsAsync, c => c.Tunnel, cancellationToken);
+
+    /// <summary>The engine's watch, limited to the tunnels the caller administers (checked once per update).</summary>
+    private async IAsyncEnumerable<IReadOnlyList<T>> Watch<T>(IReadOnlyList<string>? names, TimeSpan interval,
+        Func<IReadOnlyList<string>?, TimeSpan, CancellationToken, IAsyncEnumerable<IReadOnlyList<T>>> watch, Func<T, string> tunnelOf,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (Caller is null)
+        {
+            await foreach (var update in watch(names, interval, cancellationToken).ConfigureAwait(false))
+            {
+                yield return update;
+            }
+            yield break;
+        }
+        foreach (var name in names ?? [])
+        {
+            Accessible(name, "watch");
+        }
+        await foreach (var update in watch(names, interval, cancellationToken).ConfigureAwait(false))
+        {
+            var self = Engine.CurrentPrincipal(Caller);
+            var visible = Engine.GetTunnels().Where(t => MayAdminister(self, t)).Select(t => t.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            yield return update.Where(item => visible.Contains(tunnelOf(item))).ToList();
+        }
+    }
+
+    // ---- known servers ----
+
+    public Task<IReadOnlyList<KnownServer>> GetKnownServersAsync(CancellationToken cancellationToken)
+    {
+        Engine.Authorize(Caller, "list the known servers", null);
+        return Task.FromResult(Engine.GetKnownServers());
+    }
+
+    public Task RemoveKnownServerAsync(string server, CancellationToken cancellationToken)
+    {
+        Engine.Authorize(Caller, $"remove the pin of {server}", server);
+        Engine.RemoveKnownServer(server);
+        return Task.CompletedTask;
+    }
+
+    // ---- users, groups, configuration (the engine checks the caller) ----
+
+    public Task<IReadOnlyList<UserInfo>> GetUsersAsync(string? group, CancellationToken cancellationToken) => Task.FromResult(Engine.GetUsers(group, Caller));
+    public Task<UserInfo> GetUserAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Engine.GetUser(name, Caller));
+
+    public Task<UserInfo> NewUserAsync(string name, string group, string? password, string? certificateThumbprint, bool enabled, string description, CancellationToken cancellationToken) =>
+        Task.Run(() => Engine.NewUser(name, group, password, certificateThumbprint, enabled, description, Caller), cancellationToken);
+
+    public Task<UserInfo> SetUserAsync(string name, UserChange change, CancellationToken cancellationToken) =>
+        Task.Run(() => Engine.SetUser(name, change, Caller), cancellationToken);
+
+    public Task RemoveUserAsync(string name, CancellationToken cancellationToken)
+    {
+        Engine.RemoveUser(name, Caller);
+        return Task.CompletedTask;
+    }
+
+    public Task<IReadOnlyList<GroupInfo>> GetGroupsAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetGroups(Caller));
+    public Task<GroupInfo> GetGroupAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Engine.GetGroup(name, Caller));
+
+    public Task<GroupInfo> NewGroupAsync(string name, GroupRights rights, IReadOnlyList<string> allowRules, string description, CancellationToken cancellationToken) =>
+        Task.FromResult(Engine.NewGroup(name, rights, allowRules, description, Caller));
+
+    public Task<GroupInfo> SetGroupAsync(string name, GroupChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetGroup(name, change, Caller));
+
+    public Task RemoveGroupAsync(string name, CancellationToken cancellationToken)
+    {
+        Engine.RemoveGroup(name, Caller);
+        return Task.CompletedTask;
+    }
+
+    public Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerConfig(Caller));
+    public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetServerConfig(change, Caller));
+}

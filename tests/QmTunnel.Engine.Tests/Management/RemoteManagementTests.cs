@@ -1,0 +1,216 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management.Remote;
+using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Tests.Functional;
+
+namespace QmTunnel.Engine.Tests.Management;
+
+/// <summary>Management sessions over real TLS links to real engines: the same API as in-process, with the server's rights.</summary>
+public sealed class RemoteManagementTests : IAsyncLifetime
+{
+    private readonly EngineFixture _engines = new();
+    private readonly EchoServer _echo = new();
+    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
+    private QmTunnelEngine _a = null!, _b = null!;
+
+    public async Task InitializeAsync()
+    {
+        _a = await _engines.StartAsync();
+        _b = await _engines.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        await _echo.DisposeAsync();
+        File.Delete(_pins);
+    }
+
+    private Task<QmTunnelSession> ConnectAsync(QmTunnelEngine engine, string user, string password, string scheme = "qmt") =>
+        QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"{scheme}://127.0.0.1:{engine.Port}", "test"), new PasswordLogin(user, password),
+            TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));
+
+    private TunnelProfile Profile(string name) => new()
+    {
+        Name = name, Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(_a)], Target = _echo.Uri,
+    };
+
+    [Fact]
+    public async Task An_admin_session_creates_and_runs_a_tunnel_on_the_remote_server_that_moves_data()
+    {
+        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        Assert.Equal("admin", session.User);
+        Assert.Equal("Administrators", session.Group);
+        Assert.True(session.IsEncrypted);
+        Assert.Equal(_b.Port, (await session.GetServerInfoAsync(default)).Port);
+
+        var created = await session.NewTunnelAsync(Profile("remote"), [EngineFixture.AdminLogin], default);
+        Assert.Equal("admin", created.Owner);
+        Assert.Empty(created.Profile.Credentials); // keys never leave the server
+        var started = await session.StartTunnelAsync("remote", default);
+        var payload = RandomNumberGenerator.GetBytes(2 * 1024 * 1024);
+        Assert.Equal(payload, await SocketTestExtensions.EchoAsync(started.BoundListen!, payload));
+
+        var stats = await session.GetTunnelStatsAsync("remote", default);
+        Assert.Equal(payload.Length, stats.BytesFromClients);
+        Assert.Single(await session.GetConnectionsAsync("remote", default));
+        Assert.Contains(_b.GetTunnels(), t => t.Name == "remote"); // it lives on B
+        Assert.Single(File.ReadAllLines(_pins)); // B's certificate pinned on first use
+
+        var changed = await session.SetTunnelAsync("remote", new TunnelChange { MaxConnections = 7, Description = "via session" }, null, default);
+        Assert.Equal(7, changed.MaxConnections);
+        Assert.Equal(EngineFixture.TlsHop(_a).Replace("qmt://", "qmt://admin@", StringComparison.Ordinal), Assert.Single(changed.Via));
+        await session.RemoveTunnelAsync("remote", default);
+        Assert.DoesNotContain(_b.GetTunnels(), t => t.Name == "remote");
+    }
+
+    [Fact]
+    public async Task A_user_sees_and_changes_only_its_own_tunnels()
+    {
+        _b.NewGroup("Operators", GroupRights.CreateTunnels, ["L#*:*#*#*:*"]);
+        _b.NewUser("bob", "Operators", "bob-password-1");
+        await using var admin = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        await admin.NewTunnelAsync(Profile("admins"), [EngineFixture.AdminLogin], default);
+
+        await using var bob = await ConnectAsync(_b, "bob", "bob-password-1");
+        Assert.Empty(await bob.GetTunnelsAsync(default));
+        var denied = await Assert.ThrowsAsync<QmTunnelException>(() => bob.StopTunnelAsync("admins", default));
+        Assert.Equal(ErrorIds.PermissionDenied, denied.ErrorId);
+        Assert.Equal(QmErrorKind.PermissionDenied, denied.Kind);
+        Assert.Contains("belongs to 'admin'", denied.Message);
+        var users = await Assert.ThrowsAsync<QmTunnelException>(() => bob.NewUserAsync("eve", "Operators", "eve-password-1", null, true, "", default));
+        Assert.Equal(QmErrorKind.PermissionDenied, users.Kind);
+
+        var own = await bob.NewTunnelAsync(Profile("bobs"), [EngineFixture.AdminLogin], default);
+        Assert.Equal(("bob", "Operators"), (own.Owner, own.OwnerGroup));
+        Assert.Equal(["bobs"], (await bob.GetTunnelsAsync(default)).Select(t => t.Name));
+        Assert.Equal(["admins", "bobs"], (await admin.GetTunnelsAsync(default)).Select(t => t.Name).Order());
+    }
+
+    [Fact]
+    public async Task A_tunnel_the_users_group_may_not_build_is_refused_on_the_managed_server_itself()
+    {
+        _b.NewGroup("Narrow", GroupRights.CreateTunnels, ["L#*:*#*#*:80"]);
+        _b.NewUser("carol", "Narrow", "carol-password-1");
+        await using var carol = await ConnectAsync(_b, "carol", "carol-password-1");
+        var denied = await Assert.ThrowsAsync<QmTunnelException>(() => carol.NewTunnelAsync(Profile("wide"), [EngineFixture.AdminLogin], default));
+        Assert.Equal(ErrorIds.PermissionDenied, denied.ErrorId);
+        Assert.Contains("group 'Narrow'", denied.Message);
+        Assert.Empty(_b.GetTunnels());
+    }
+
+    [Fact]
+    public async Task A_wrong_password_is_AuthenticationFailed()
+    {
+        var error = await Assert.ThrowsAsync<QmTunnelException>(() => ConnectAsync(_b, "admin", "wrong-password"));
+        Assert.Equal(ErrorIds.AuthenticationFailed, error.ErrorId);
+        Assert.Equal(QmErrorKind.AuthenticationError, error.Kind);
+    }
+
+    [Fact]
+    public async Task Users_groups_and_configuration_are_managed_remotely()
+    {
+        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        var group = await session.NewGroupAsync("Ops", GroupRights.CreateTunnels | GroupRights.AdministerGroupTunnels, ["L#*:*#*#*:22"], "ops", default);
+        Assert.Equal(GroupRights.CreateTunnels | GroupRights.AdministerGroupTunnels, group.Rights);
+        var user = await session.NewUserAsync("dave", "Ops", "dave-password-1", null, true, "", default);
+        Assert.True(user.HasPassword);
+        await session.SetUserAsync("dave", new UserChange { Enabled = false }, default);
+        Assert.False(_b.GetUser("dave").Enabled);
+        var config = await session.SetServerConfigAsync(new ServerConfigChange { AllowPlainLinks = false }, default);
+        Assert.False(config.AllowPlainLinks);
+        Assert.Contains(await session.GetGroupsAsync(default), g => g.Name == "Ops");
+        var missing = await Assert.ThrowsAsync<QmTunnelException>(() => session.GetUserAsync("nobody", default));
+        Assert.Equal(SecurityErrorIds.UserNotFound, missing.ErrorId);
+    }
+
+    [Fact]
+    public async Task A_watch_pushes_updates_and_ends_on_the_server_when_cancelled()
+    {
+        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        await session.NewTunnelAsync(Profile("watched"), [EngineFixture.AdminLogin], default);
+        var listen = (await session.StartTunnelAsync("watched", default)).BoundListen!;
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var updates = 0;
+        var traffic = Task.Run(async () =>
+        {
+            for (var i = 0; i < 20 && !cancel.IsCancellationRequested; i++)
+            {
+                await SocketTestExtensions.EchoAsync(listen, new byte[1000]);
+                await Task.Delay(100);
+            }
+        });
+        await foreach (var update in session.WatchTunnelStatsAsync(["watched"], TimeSpan.FromMilliseconds(250), cancel.Token))
+        {
+            Assert.Equal("watched", Assert.Single(update).Name);
+            if (++updates == 3)
+            {
+                break;
+            }
+        }
+        Assert.Equal(3, updates);
+        await cancel.CancelAsync();
+        await traffic.ContinueWith(_ => { }, TaskScheduler.Default);
+        // The server's side of the watch ends too: no management stream is left open on B's links.
+        await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links >= 1 && ManagementStreamsOn(_b) == 0);
+    }
+
+    private static int ManagementStreamsOn(QmTunnelEngine engine) => engine.InboundStreamCount;
+
+    [Fact]
+    public async Task A_closed_session_says_so()
+    {
+        var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        await session.DisposeAsync();
+        Assert.False(session.IsOpen);
+        var closed = await Assert.ThrowsAsync<QmTunnelException>(() => session.GetTunnelsAsync(default));
+        Assert.Equal(ErrorIds.SessionClosed, closed.ErrorId);
+    }
+
+    [Fact]
+    public async Task A_password_is_never_sent_on_a_plain_session()
+    {
+        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword, scheme: "qmt+plain");
+        Assert.False(session.IsEncrypted);
+        Assert.NotEmpty(await session.GetGroupsAsync(default)); // the login itself is challenge-response
+        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => session.NewUserAsync("erin", "Administrators", "erin-password-1", null, true, "", default));
+        Assert.Equal(ErrorIds.CredentialOnPlainLink, refused.ErrorId);
+        Assert.Null(_b.GetUsers().FirstOrDefault(u => u.Name == "erin"));
+    }
+
+    [Fact]
+    public async Task A_rule_taken_away_applies_to_the_next_connection_and_a_disabled_user_loses_its_links()
+    {
+        // A's tunnel logs in to B as frank, whose group may build it.
+        _b.NewGroup("Tunnelers", GroupRights.CreateTunnels, ["L#*:*#*#*:*"]);
+        _b.NewUser("frank", "Tunnelers", "frank-password-1");
+        await _a.NewTunnelAsync(new TunnelProfile { Name = "franks", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(_b)], Target = _echo.Uri },
+            [new HopLogin("frank", "frank-password-1")]);
+        var listen = (await _a.StartTunnelAsync("franks")).BoundListen!;
+        Assert.Equal(new byte[] { 1, 2 }, await SocketTestExtensions.EchoAsync(listen, [1, 2]));
+
+        _b.SetGroup("Tunnelers", new GroupChange { AllowRules = ["L#*:*#*#*:1"] });
+        await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(listen));
+        await TunnelTests.WaitUntil(() => _a.GetTunnelStats("franks").LastError?.Contains("Tunnelers", StringComparison.Ordinal) == true);
+
+        _b.SetGroup("Tunnelers", new GroupChange { AllowRules = ["L#*:*#*#*:*"] });
+        Assert.Equal(new byte[] { 3 }, await SocketTestExtensions.EchoAsync(listen, [3]));
+        Assert.Equal(1, _b.GetServerInfo().Links);
+        _b.SetUser("frank", new UserChange { Enabled = false });
+        await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links == 0);
+        await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(listen)); // and it cannot log in again
+        var lastError = "";
+        try
+        {
+            await TunnelTests.WaitUntil(() => (lastError = _a.GetTunnelStats("franks").LastError ?? "").Contains("refused the login", StringComparison.Ordinal));
+        }
+        catch (Exception e)
+        {
+            throw new InvalidOperationException("LastError: " + lastError, e);
+        }
+    }
+}
