@@ -35,6 +35,9 @@
         'Remove-QmTunnelGroup'
         'Get-QmTunnelServerConfig'
         'Set-QmTunnelServerConfig'
+        'Connect-QmTunnelServer'
+        'Disconnect-QmTunnelServer'
+        'Get-QmTunnelSession'
     )
     FunctionsToExport      = @()
     AliasesToExport        = @()

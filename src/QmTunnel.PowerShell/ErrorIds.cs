@@ -33,4 +33,10 @@ internal static class ErrorIds
 
     /// <summary>-Follow with an -Interval shorter than the server's 250 ms update limit.</summary>
     public const string FollowIntervalInvalid = nameof(FollowIntervalInvalid);
+
+    /// <summary>-Session with a session that was disconnected or lost its connection (Connect-QmTunnelServer again).</summary>
+    public const string SessionClosed = Engine.Management.ErrorIds.SessionClosed;
+
+    /// <summary>Connect-QmTunnelServer -ConnectTimeout that is zero or negative.</summary>
+    public const string ConnectTimeoutInvalid = nameof(ConnectTimeoutInvalid);
 }

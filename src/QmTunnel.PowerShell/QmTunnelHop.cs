@@ -24,6 +24,7 @@ public sealed class QmTunnelHop
     public string? CertificatePath { get; }
     public string? CertificateThumbprint => Uri.CertificateThumbprint;
     public TlsVersion? MinimumTlsVersion => Uri.MinimumTls;
+    public IReadOnlyList<TlsCipher>? Cipher => Uri.Ciphers;
 
     /// <summary>"Password", "Certificate" or "None": how this hop logs in.</summary>
     public string Login => Credential is not null ? "Password" : CertificatePath is not null ? "Certificate" : "None";

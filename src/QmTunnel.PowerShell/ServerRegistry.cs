@@ -1,18 +1,21 @@
 using System.Diagnostics;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management.Remote;
 
 namespace QmTunnel.PowerShell;
 
 /// <summary>
 /// The servers this PowerShell process owns: at most one in-process <see cref="QmTunnelEngine"/> (shared by every
-/// runspace of the process) and the daemons started from it with Start-QmTunnelServer -Daemon. It does not find
-/// daemons started elsewhere, and it never stops a daemon on its own: daemons outlive the session by design.
-/// The in-process engine is stopped cleanly when the module is removed or the process exits.
+/// runspace of the process), the daemons started from it with Start-QmTunnelServer -Daemon, and the management
+/// sessions opened with Connect-QmTunnelServer. It does not find daemons started elsewhere, and it never stops a
+/// daemon on its own: daemons outlive the session by design. The in-process engine is stopped and the sessions are
+/// closed cleanly when the module is removed or the process exits.
 /// </summary>
 internal static class ServerRegistry
 {
     private static readonly Lock Gate = new();
     private static readonly List<DaemonEntry> Daemons = [];
+    private static readonly List<QmTunnelSession> Sessions = [];
     private static QmTunnelEngine? _engine;
     private static bool _starting;
     private static bool _exitHookInstalled;
@@ -119,6 +122,71 @@ internal static class ServerRegistry
         }
     }
 
+    public static void AddSession(QmTunnelSession session)
+    {
+        lock (Gate)
+        {
+            Sessions.Add(session);
+        }
+    }
+
+    /// <summary>Forgets <paramref name="session"/> (Disconnect-QmTunnelServer closes it); returns whether it was known.</summary>
+    public static bool RemoveSession(QmTunnelSession session)
+    {
+        lock (Gate)
+        {
+            return Sessions.Remove(session);
+        }
+    }
+
+    /// <summary>
+    /// The open sessions, oldest first. Those whose connection was lost since are forgotten and closed (their link
+    /// is already gone; closing releases what is left).
+    /// </summary>
+    public static IReadOnlyList<QmTunnelSession> GetOpenSessions()
+    {
+        List<QmTunnelSession> lost;
+        List<QmTunnelSession> open;
+        lock (Gate)
+        {
+            lost = Sessions.Where(s => !s.IsOpen).ToList();
+            Sessions.RemoveAll(lost.Contains);
+            open = [.. Sessions];
+        }
+        foreach (var session in lost)
+        {
+            CloseQuietly(session);
+        }
+        return open;
+    }
+
+    /// <summary>Closes every session (module removal, process exit). Never throws.</summary>
+    public static void CloseSessionsForShutdown()
+    {
+        List<QmTunnelSession> sessions;
+        lock (Gate)
+        {
+            sessions = [.. Sessions];
+            Sessions.Clear();
+        }
+        foreach (var session in sessions)
+        {
+            CloseQuietly(session);
+        }
+    }
+
+    private static void CloseQuietly(QmTunnelSession session)
+    {
+        try
+        {
+            session.DisposeAsync().AsTask().Wait(ShutdownTimeout);
+        }
+        catch (Exception)
+        {
+            // Best effort: the session's link is gone or going; nothing is left to release.
+        }
+    }
+
     private static void PruneExited()
     {
         foreach (var gone in Daemons.Where(d => HasExited(d.Process)).ToList())
@@ -140,7 +208,7 @@ internal static class ServerRegistry
         }
     }
 
-    /// <summary>Stops the in-process engine when the process exits (installed once per process).</summary>
+    /// <summary>Closes the sessions and stops the in-process engine when the process exits (installed once per process).</summary>
     public static void InstallExitHook()
     {
         lock (Gate)
@@ -151,7 +219,14 @@ internal static class ServerRegistry
             }
             _exitHookInstalled = true;
         }
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => StopEngineForShutdown();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Shutdown();
+    }
+
+    /// <summary>Module removal and process exit: closes the sessions, then stops the in-process engine. Never throws.</summary>
+    public static void Shutdown()
+    {
+        CloseSessionsForShutdown();
+        StopEngineForShutdown();
     }
 
     /// <summary>

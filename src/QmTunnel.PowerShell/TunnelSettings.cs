@@ -4,9 +4,9 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell;
 
 /// <summary>
-/// The tunnel settings New-QmTunnel and Set-QmTunnel share: applies the ones a user gave (bound parameters) to a
-/// profile and leaves the rest as they are. Switches count as on unless turned off (-NoDelay:$false). It does not
-/// validate: the engine checks the whole profile.
+/// The tunnel settings New-QmTunnel and Set-QmTunnel share: turns the ones a user gave (bound parameters) into a
+/// <see cref="TunnelChange"/> that sets those and leaves the rest as they are. Switches count as on unless turned off
+/// (-NoDelay:$false). It does not validate: the engine checks the whole profile.
 /// </summary>
 internal static class TunnelSettings
 {
@@ -22,21 +22,29 @@ internal static class TunnelSettings
     public static Dictionary<string, object?> Given(InvocationInfo invocation) =>
         Names.Where(invocation.BoundParameters.ContainsKey).ToDictionary(n => n, n => (object?)invocation.BoundParameters[n], StringComparer.OrdinalIgnoreCase);
 
-    public static TunnelProfile Apply(TunnelProfile p, IReadOnlyDictionary<string, object?> given)
+    /// <summary>The given settings applied to <paramref name="p"/> (New-QmTunnel: to a new profile).</summary>
+    public static TunnelProfile Apply(TunnelProfile p, IReadOnlyDictionary<string, object?> given) => ToChange(given).Apply(p);
+
+    /// <summary>
+    /// The given settings as a <see cref="TunnelChange"/> (Set-QmTunnel sends it to the server, local or remote): each
+    /// given one set, the rest null (unchanged). -Via keeps only the URIs; the logins travel beside the change.
+    /// </summary>
+    public static TunnelChange ToChange(IReadOnlyDictionary<string, object?> given)
     {
-        T Get<T>(string name, T current) => given.TryGetValue(name, out var value) ? Convert<T>(value) : current;
-        return p with
+        T? Get<T>(string name) where T : struct => given.TryGetValue(name, out var value) ? Convert<T>(value) : null;
+        return new TunnelChange
         {
-            Listen = Get(nameof(p.Listen), p.Listen),
-            Via = given.TryGetValue(nameof(p.Via), out var via) ? QmTunnelHop.Split(Convert<object[]>(via)).Via : p.Via,
-            Target = Get(nameof(p.Target), p.Target),
-            MaxConnections = Get(nameof(p.MaxConnections), p.MaxConnections),
-            ConnectTimeout = Get(nameof(p.ConnectTimeout), p.ConnectTimeout),
-            NoDelay = Get(nameof(p.NoDelay), p.NoDelay),
-            KeepAlive = Get(nameof(p.KeepAlive), p.KeepAlive),
-            BufferSize = Get(nameof(p.BufferSize), p.BufferSize),
-            Description = Get<string?>(nameof(p.Description), p.Description) ?? string.Empty,
-            Persistent = Get(nameof(p.Persistent), p.Persistent),
+            Listen = given.TryGetValue(nameof(TunnelChange.Listen), out var listen) ? Convert<string>(listen) : null,
+            Via = given.TryGetValue(nameof(TunnelChange.Via), out var via) ? QmTunnelHop.Split(Convert<object[]>(via)).Via : null,
+            Target = given.TryGetValue(nameof(TunnelChange.Target), out var target) ? Convert<string>(target) : null,
+            MaxConnections = Get<int>(nameof(TunnelChange.MaxConnections)),
+            ConnectTimeout = Get<TimeSpan>(nameof(TunnelChange.ConnectTimeout)),
+            NoDelay = Get<bool>(nameof(TunnelChange.NoDelay)),
+            KeepAlive = Get<bool>(nameof(TunnelChange.KeepAlive)),
+            BufferSize = Get<int>(nameof(TunnelChange.BufferSize)),
+            // -Description $null clears it, like -Description ''.
+            Description = given.TryGetValue(nameof(TunnelChange.Description), out var description) ? Convert<string?>(description) ?? string.Empty : null,
+            Persistent = Get<bool>(nameof(TunnelChange.Persistent)),
         };
     }
 

@@ -136,6 +136,13 @@ Describe 'TLS links between servers' {
         $tunnel.Via | Should -Be "$hop"
         ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 2MB, 60)).Intact | Should -BeTrue
 
+        $chacha = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -Cipher ChaCha20Poly1305, Aes256Gcm -Credential $QmTestAdmin
+        "$chacha" | Should -Be "qmt://admin@127.0.0.1:$($serverB.Port)?cipher=chacha20,aes256gcm"
+        @($chacha.Cipher) | Should -Be @('ChaCha20Poly1305', 'Aes256Gcm')
+        $tunnel = New-QmTunnel chacha -Listen tcp://127.0.0.1:0 -Via $chacha -Target $echo.Uri | Start-QmTunnel -PassThru
+        ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 1MB, 60)).Intact | Should -BeTrue
+        { New-QmTunnelHop qmt://hostB -Cipher Aes128Gcm, 'Rc4' } | Should -Throw '*Aes128Gcm*ChaCha20Poly1305*Aes256Gcm*'
+
         $wrong = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -CertificateThumbprint ('AB' * 32) -Credential $QmTestAdmin
         $err = $null
         $bad = New-QmTunnel wronghop -Listen tcp://127.0.0.1:0 -Via $wrong -Target $echo.Uri -ErrorVariable err -ErrorAction SilentlyContinue

@@ -4,12 +4,13 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Get-QmTunnel: the tunnels of the in-process server, all or those -Name selects (wildcards allowed; a literal
-/// name that matches nothing is a TunnelNotFound error, like Get-Service). Snapshots, not live objects.
+/// Get-QmTunnel: the tunnels of the server (-Session, or the in-process one) that the caller may see, all or those
+/// -Name selects (wildcards allowed; a literal name that matches nothing is a TunnelNotFound error, like Get-Service).
+/// Snapshots, not live objects.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnel")]
 [OutputType(typeof(TunnelInfo))]
-public sealed class GetQmTunnelCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelCommand : ServerCmdlet
 {
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
@@ -17,13 +18,9 @@ public sealed class GetQmTunnelCommand : QmTunnelCmdlet
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
     public string[]? Name { get; set; }
 
-    private QmTunnelEngine _engine = null!;
-
-    protected override void BeginProcessing() => _engine = RequireServer();
-
     protected override void ProcessRecord()
     {
-        foreach (var tunnel in SelectTunnels(_engine, Name))
+        foreach (var tunnel in SelectTunnels(Name))
         {
             WriteObject(tunnel);
         }

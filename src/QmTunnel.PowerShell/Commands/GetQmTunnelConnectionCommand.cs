@@ -10,7 +10,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelConnection")]
 [OutputType(typeof(ConnectionInfo))]
-public sealed class GetQmTunnelConnectionCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelConnectionCommand : ServerCmdlet
 {
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
@@ -30,13 +30,12 @@ public sealed class GetQmTunnelConnectionCommand : QmTunnelCmdlet
     [Parameter]
     public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
 
-    private QmTunnelEngine _engine = null!;
     private readonly List<string> _followed = [];
     private bool _all;
 
     protected override void BeginProcessing()
     {
-        _engine = RequireServer();
+        base.BeginProcessing();
         ValidateFollowInterval(Interval);
     }
 
@@ -47,7 +46,7 @@ public sealed class GetQmTunnelConnectionCommand : QmTunnelCmdlet
             return;
         }
         var view = LiveView.IsWanted(MyInvocation, Host) ? new LiveView(Host.UI) : null;
-        FollowUpdates(_engine.WatchConnectionsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
+        FollowUpdates(TargetServer.WatchConnectionsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
         {
             var shown = snapshot.Where(c => State is null || State.Contains(c.State)).ToList();
             if (view is not null)
@@ -69,7 +68,7 @@ public sealed class GetQmTunnelConnectionCommand : QmTunnelCmdlet
             _all = true;
             return;
         }
-        foreach (var tunnel in SelectTunnels(_engine, Name))
+        foreach (var tunnel in SelectTunnels(Name))
         {
             if (Follow)
             {
@@ -79,7 +78,7 @@ public sealed class GetQmTunnelConnectionCommand : QmTunnelCmdlet
             IReadOnlyList<ConnectionInfo> connections;
             try
             {
-                connections = _engine.GetConnections(tunnel.Name);
+                connections = Wait(TargetServer.GetConnectionsAsync(tunnel.Name, CancellationToken));
             }
             catch (QmTunnelException ex)
             {

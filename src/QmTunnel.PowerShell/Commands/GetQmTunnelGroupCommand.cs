@@ -4,22 +4,19 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Get-QmTunnelGroup: the groups of the in-process server with their rights, allow-rules and number of users, all or
-/// those -Name selects (wildcards allowed; a literal name that matches nothing is a GroupNotFound error).
+/// Get-QmTunnelGroup: the groups of the server (-Session, or the in-process one) with their rights, allow-rules and
+/// number of users, all or those -Name selects (wildcards allowed; a literal name that matches nothing is a
+/// GroupNotFound error).
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelGroup")]
 [OutputType(typeof(GroupInfo))]
-public sealed class GetQmTunnelGroupCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelGroupCommand : ServerCmdlet
 {
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(GroupNameCompleter))]
     public string[]? Name { get; set; }
-
-    private QmTunnelEngine _engine = null!;
-
-    protected override void BeginProcessing() => _engine = RequireServer();
 
     protected override void ProcessRecord()
     {
@@ -28,7 +25,7 @@ public sealed class GetQmTunnelGroupCommand : QmTunnelCmdlet
             IReadOnlyList<GroupInfo> groups;
             try
             {
-                groups = _engine.GetGroups();
+                groups = Wait(TargetServer.GetGroupsAsync(CancellationToken));
             }
             catch (QmTunnelException ex)
             {
@@ -62,7 +59,7 @@ public sealed class GetQmTunnelGroupCommand : QmTunnelCmdlet
             }
             try
             {
-                var group = _engine.GetGroup(name);
+                var group = Wait(TargetServer.GetGroupAsync(name, CancellationToken));
                 if (seen.Add(group.Name))
                 {
                     WriteObject(group);

@@ -5,13 +5,13 @@ using QmTunnel.Engine.Security;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Get-QmTunnelKnownServer: the certificates the in-process server has pinned for the servers it linked to over TLS
-/// (trust on first use), all or those -Server selects (host:port; wildcards allowed; a literal name that matches
-/// nothing is a KnownServerNotFound error, like Get-QmTunnel).
+/// Get-QmTunnelKnownServer: the certificates the server (-Session, or the in-process one) has pinned for the servers it
+/// linked to over TLS (trust on first use), all or those -Server selects (host:port; wildcards allowed; a literal name
+/// that matches nothing is a KnownServerNotFound error, like Get-QmTunnel).
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelKnownServer")]
 [OutputType(typeof(KnownServer))]
-public sealed class GetQmTunnelKnownServerCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelKnownServerCommand : ServerCmdlet
 {
     [Parameter(Position = 0)]
     [SupportsWildcards]
@@ -21,11 +21,10 @@ public sealed class GetQmTunnelKnownServerCommand : QmTunnelCmdlet
 
     protected override void EndProcessing()
     {
-        var engine = RequireServer();
         IReadOnlyList<KnownServer> known;
         try
         {
-            known = engine.GetKnownServers();
+            known = Wait(TargetServer.GetKnownServersAsync(CancellationToken));
         }
         catch (QmTunnelException ex)
         {

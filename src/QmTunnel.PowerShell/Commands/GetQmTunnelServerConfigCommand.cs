@@ -4,19 +4,18 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Get-QmTunnelServerConfig: the in-process server's configuration: how it was started (name, address, port,
-/// certificate, data path) and its saved settings (AllowPlainLinks, PasswordIterations).
+/// Get-QmTunnelServerConfig: the configuration of the server (-Session, or the in-process one): how it was started
+/// (name, address, port, certificate, data path) and its saved settings (AllowPlainLinks, PasswordIterations).
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelServerConfig")]
 [OutputType(typeof(ServerConfig))]
-public sealed class GetQmTunnelServerConfigCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelServerConfigCommand : ServerCmdlet
 {
     protected override void EndProcessing()
     {
-        var engine = RequireServer();
         try
         {
-            WriteObject(engine.GetServerConfig());
+            WriteObject(Wait(TargetServer.GetServerConfigAsync(CancellationToken)));
         }
         catch (QmTunnelException ex)
         {

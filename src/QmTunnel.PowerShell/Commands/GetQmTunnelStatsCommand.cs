@@ -4,14 +4,14 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the
-/// in-process server: state, bytes each way, connections, failures, link latency. Counters reset with the server.
-/// -Follow keeps going: an update whenever something changed, at most every -Interval (250 ms at least), until
-/// Ctrl+C — a live table when typed at the prompt, objects in a pipeline or a script.
+/// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the server
+/// (-Session, or the in-process one): state, bytes each way, connections, failures, link latency. Counters reset with
+/// the server. -Follow keeps going: an update whenever something changed, at most every -Interval (250 ms at least),
+/// until Ctrl+C — a live table when typed at the prompt, objects in a pipeline or a script.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelStats")]
 [OutputType(typeof(TunnelStats))]
-public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelStatsCommand : ServerCmdlet
 {
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
@@ -27,13 +27,12 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
     [Parameter]
     public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
 
-    private QmTunnelEngine _engine = null!;
     private readonly List<string> _followed = [];
     private bool _all;
 
     protected override void BeginProcessing()
     {
-        _engine = RequireServer();
+        base.BeginProcessing();
         ValidateFollowInterval(Interval);
     }
 
@@ -44,7 +43,7 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
             _all = true;
             return;
         }
-        foreach (var tunnel in SelectTunnels(_engine, Name))
+        foreach (var tunnel in SelectTunnels(Name))
         {
             if (Follow)
             {
@@ -53,7 +52,7 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
             }
             try
             {
-                WriteObject(_engine.GetTunnelStats(tunnel.Name));
+                WriteObject(Wait(TargetServer.GetTunnelStatsAsync(tunnel.Name, CancellationToken)));
             }
             catch (QmTunnelException ex)
             {
@@ -70,7 +69,7 @@ public sealed class GetQmTunnelStatsCommand : QmTunnelCmdlet
             return;
         }
         var view = LiveView.IsWanted(MyInvocation, Host) ? new LiveView(Host.UI) : null;
-        FollowUpdates(_engine.WatchTunnelStatsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
+        FollowUpdates(TargetServer.WatchTunnelStatsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
         {
             if (view is not null)
             {

@@ -4,13 +4,13 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Get-QmTunnelUser: the users of the in-process server, all or those -Name selects (wildcards allowed; a literal
-/// name that matches nothing is a UserNotFound error, like Get-QmTunnel), optionally only those of -Group
-/// (GroupNotFound when it does not exist). Snapshots without secrets.
+/// Get-QmTunnelUser: the users of the server (-Session, or the in-process one), all or those -Name selects (wildcards
+/// allowed; a literal name that matches nothing is a UserNotFound error, like Get-QmTunnel), optionally only those of
+/// -Group (GroupNotFound when it does not exist). Snapshots without secrets.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "QmTunnelUser")]
 [OutputType(typeof(UserInfo))]
-public sealed class GetQmTunnelUserCommand : QmTunnelCmdlet
+public sealed class GetQmTunnelUserCommand : ServerCmdlet
 {
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
@@ -23,16 +23,12 @@ public sealed class GetQmTunnelUserCommand : QmTunnelCmdlet
     [ArgumentCompleter(typeof(GroupNameCompleter))]
     public string? Group { get; set; }
 
-    private QmTunnelEngine _engine = null!;
-
-    protected override void BeginProcessing() => _engine = RequireServer();
-
     protected override void ProcessRecord()
     {
         IReadOnlyList<UserInfo> users;
         try
         {
-            users = _engine.GetUsers(Group);
+            users = Wait(TargetServer.GetUsersAsync(Group, CancellationToken));
         }
         catch (QmTunnelException ex)
         {
@@ -59,7 +55,7 @@ public sealed class GetQmTunnelUserCommand : QmTunnelCmdlet
             try
             {
                 // The engine's lookup, so a missing user reads the same here as in Set-QmTunnelUser.
-                var user = _engine.GetUser(name);
+                var user = Wait(TargetServer.GetUserAsync(name, CancellationToken));
                 if ((Group is null || string.Equals(user.Group, Group, StringComparison.OrdinalIgnoreCase)) && seen.Add(user.Name))
                 {
                     WriteObject(user);

@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// ShouldProcess and handled on its own; a failure is written as an error and the next group goes on. Names are
 /// literal.
 /// </summary>
-public abstract class GroupActionCmdlet : QmTunnelCmdlet
+public abstract class GroupActionCmdlet : ServerCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -20,20 +20,15 @@ public abstract class GroupActionCmdlet : QmTunnelCmdlet
     [ValidateNotNull]
     public GroupInfo[] InputObject { get; set; } = null!;
 
-    /// <summary>The in-process engine, found once in BeginProcessing.</summary>
-    protected QmTunnelEngine Engine { get; private set; } = null!;
-
     /// <summary>What ShouldProcess shows as the action, e.g. "Remove".</summary>
     protected abstract string Action { get; }
-
-    protected override void BeginProcessing() => Engine = RequireServer();
 
     protected override void ProcessRecord()
     {
         var names = ParameterSetName == ByInputObject ? InputObject.Select(g => g.Name) : Name;
         foreach (var name in names)
         {
-            if (!ShouldProcess($"group '{name}'", Action))
+            if (!ShouldProcess($"group '{name}'{OnServer}", Action))
             {
                 continue;
             }

@@ -4,13 +4,13 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// New-QmTunnel: defines a tunnel on the in-process server (saved unless -Persistent:$false) and outputs it,
-/// stopped; Start-QmTunnel starts it. Settings not given keep the original qmTunnel's defaults. The engine checks
-/// the settings and the URIs; this cmdlet only gathers them.
+/// New-QmTunnel: defines a tunnel, owned by the caller, on the server (-Session, or the in-process one; saved unless
+/// -Persistent:$false) and outputs it, stopped; Start-QmTunnel starts it. Settings not given keep the original
+/// qmTunnel's defaults. The engine checks the settings and the URIs; this cmdlet only gathers them.
 /// </summary>
 [Cmdlet(VerbsCommon.New, "QmTunnel", SupportsShouldProcess = true)]
 [OutputType(typeof(TunnelInfo))]
-public sealed class NewQmTunnelCommand : QmTunnelCmdlet
+public sealed class NewQmTunnelCommand : ServerCmdlet
 {
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNullOrEmpty]
@@ -52,7 +52,6 @@ public sealed class NewQmTunnelCommand : QmTunnelCmdlet
 
     protected override void EndProcessing()
     {
-        var engine = RequireServer();
         // Only what was given replaces a default; switches are on unless turned off (-NoDelay:$false).
         try
         {
@@ -60,11 +59,11 @@ public sealed class NewQmTunnelCommand : QmTunnelCmdlet
             var profile = TunnelSettings.Apply(
                 new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
                 TunnelSettings.Given(MyInvocation));
-            if (!ShouldProcess($"tunnel '{Name}': {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
+            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
             {
                 return;
             }
-            WriteObject(Wait(engine.NewTunnelAsync(profile, logins, caller: null, CancellationToken)));
+            WriteObject(Wait(TargetServer.NewTunnelAsync(profile, logins, CancellationToken)));
         }
         catch (QmTunnelException ex)
         {

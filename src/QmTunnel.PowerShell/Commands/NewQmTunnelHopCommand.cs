@@ -28,6 +28,10 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
     public TlsVersion MinimumTlsVersion { get; set; } = TlsVersion.Tls12;
 
     [Parameter]
+    [ValidateNotNullOrEmpty]
+    public TlsCipher[]? Cipher { get; set; }
+
+    [Parameter]
     [Credential]
     public PSCredential? Credential { get; set; }
 
@@ -42,12 +46,12 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
         try
         {
             var hop = EndpointUri.ParseServer(Uri, "Uri");
-            if (CertificateThumbprint is not null || MinimumTlsOption is not null)
+            if (CertificateThumbprint is not null || MinimumTlsOption is not null || Cipher is not null)
             {
                 if (hop.Scheme != EndpointScheme.Qmt)
                 {
                     throw new QmTunnelException(Engine.Management.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
-                        $"'{Uri}' is an unencrypted link: -CertificateThumbprint and -MinimumTlsVersion need a TLS hop (qmt://).");
+                        $"'{Uri}' is an unencrypted link: -CertificateThumbprint, -MinimumTlsVersion and -Cipher need a TLS hop (qmt://).");
                 }
                 // Through the parser again, so a thumbprint is checked and written exactly as in a typed URI.
                 var options = new List<string>();
@@ -61,7 +65,12 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
                 {
                     options.Add(tls == TlsVersion.Tls13 ? "tls=1.3" : "tls=1.2");
                 }
-                hop = EndpointUri.ParseServer(hop.Address + "?" + string.Join('&', options), "Uri");
+                var ciphers = Cipher ?? hop.Ciphers;
+                if (ciphers is { Count: > 0 })
+                {
+                    options.Add("cipher=" + string.Join(',', ciphers.Select(EndpointUri.CipherText)));
+                }
+                hop = EndpointUri.ParseServer((hop with { CertificateThumbprint = null, MinimumTls = null, Ciphers = null }) + "?" + string.Join('&', options), "Uri");
             }
             if (Credential is not null && CertificatePath is not null)
             {
@@ -71,12 +80,9 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
             string? certificatePath = null;
             if (CertificatePath is not null)
             {
-                certificatePath = GetUnresolvedProviderPathFromPSPath(CertificatePath);
-                if (!File.Exists(certificatePath))
-                {
-                    throw new QmTunnelException(Engine.Management.ErrorIds.CertificateInvalid, QmErrorKind.ObjectNotFound, CertificatePath,
-                        $"The client certificate file '{certificatePath}' does not exist. Give a .pfx without password, or a PEM file with the certificate and its key.");
-                }
+                // A path on the server that owns the tunnel (this host, or a session's server): that server loads and checks
+                // it when the tunnel is created (CertificateInvalid). A relative path is resolved here.
+                certificatePath = Path.IsPathRooted(CertificatePath) ? CertificatePath : GetUnresolvedProviderPathFromPSPath(CertificatePath);
             }
             if (Credential is not null)
             {

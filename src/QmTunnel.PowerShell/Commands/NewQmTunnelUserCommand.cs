@@ -6,15 +6,15 @@ using QmTunnel.Engine.Security;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// New-QmTunnelUser: adds a user to a group of the in-process server and outputs it (like New-Item). The password
-/// comes as a SecureString (-Password) or with the user name in a PSCredential (-Credential); it is turned into clear
-/// text only for the engine to hash it. A user without password and certificate is created with a warning: it cannot
-/// log in until Set-QmTunnelUser gives it one. Each user from the pipeline (Name and Group by property name, e.g.
-/// from Import-Csv) is created on its own.
+/// New-QmTunnelUser: adds a user to a group of the server (-Session, or the in-process one) and outputs it (like
+/// New-Item). The password comes as a SecureString (-Password) or with the user name in a PSCredential (-Credential);
+/// it is turned into clear text only for the engine to hash it. A user without password and certificate is created with
+/// a warning: it cannot log in until Set-QmTunnelUser gives it one. Each user from the pipeline (Name and Group by
+/// property name, e.g. from Import-Csv) is created on its own.
 /// </summary>
 [Cmdlet(VerbsCommon.New, "QmTunnelUser", SupportsShouldProcess = true, DefaultParameterSetName = ByPassword)]
 [OutputType(typeof(UserInfo))]
-public sealed class NewQmTunnelUserCommand : QmTunnelCmdlet
+public sealed class NewQmTunnelUserCommand : ServerCmdlet
 {
     private const string ByPassword = nameof(ByPassword);
     private const string ByCredential = nameof(ByCredential);
@@ -49,10 +49,6 @@ public sealed class NewQmTunnelUserCommand : QmTunnelCmdlet
     [AllowEmptyString]
     public string? Description { get; set; }
 
-    private QmTunnelEngine _engine = null!;
-
-    protected override void BeginProcessing() => _engine = RequireServer();
-
     protected override void ProcessRecord()
     {
         var name = Name;
@@ -70,15 +66,15 @@ public sealed class NewQmTunnelUserCommand : QmTunnelCmdlet
             }
         }
         var password = ParameterSetName == ByCredential ? Credential.Password : Password;
-        if (!ShouldProcess($"user '{name}' in group '{Group}'", "Create"))
+        if (!ShouldProcess($"user '{name}' in group '{Group}'{OnServer}", "Create"))
         {
             return;
         }
         try
         {
             var user = password is null
-                ? _engine.NewUser(name!, Group, null, CertificateThumbprint, !Disabled, Description ?? string.Empty)
-                : SecureText.Use(password, clear => _engine.NewUser(name!, Group, clear, CertificateThumbprint, !Disabled, Description ?? string.Empty));
+                ? Wait(TargetServer.NewUserAsync(name!, Group, null, CertificateThumbprint, !Disabled, Description ?? string.Empty, CancellationToken))
+                : SecureText.Use(password, clear => Wait(TargetServer.NewUserAsync(name!, Group, clear, CertificateThumbprint, !Disabled, Description ?? string.Empty, CancellationToken)));
             if (!user.HasPassword && user.CertificateThumbprint is null)
             {
                 WriteWarning($"User '{user.Name}' has no password and no certificate, so it cannot log in. Give it one with Set-QmTunnelUser {user.Name} -Password (Read-Host -AsSecureString) or -CertificateThumbprint.");

@@ -6,9 +6,10 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Base of every qmTunnel cmdlet: waits on engine tasks on the pipeline thread (so output and errors are written
 /// from it), cancels them when the user presses Ctrl+C (<see cref="StopProcessing"/>), turns
-/// <see cref="QmTunnelException"/> into ErrorRecords, and finds the in-process server. It holds no engine state
-/// itself (see <see cref="ServerRegistry"/>) and does not decide whether an error is terminating: a cmdlet writes
-/// one per failed item with WriteError and throws only when it cannot start at all.
+/// <see cref="QmTunnelException"/> into ErrorRecords, and finds the in-process server (<see cref="ServerCmdlet"/>
+/// adds -Session for the cmdlets that manage a server). It holds no engine state itself (see
+/// <see cref="ServerRegistry"/>) and does not decide whether an error is terminating: a cmdlet writes one per failed
+/// item with WriteError and throws only when it cannot start at all.
 /// </summary>
 public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
 {
@@ -165,51 +166,6 @@ public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
         QmErrorKind.ResourceUnavailable,
         target: null,
         "No qmTunnel server is running in this PowerShell session. Start one with Start-QmTunnelServer.");
-
-    /// <summary>
-    /// The tunnels <paramref name="names"/> select, in the engine's order, each once: all when null; a name with
-    /// wildcards selects its matches (none is not an error); a literal name that matches nothing writes a
-    /// TunnelNotFound error and the others go on, like Get-Service.
-    /// </summary>
-    protected IReadOnlyList<TunnelInfo> SelectTunnels(QmTunnelEngine engine, string[]? names)
-    {
-        var tunnels = engine.GetTunnels();
-        if (names is null || names.Length == 0)
-        {
-            return tunnels;
-        }
-        var selected = new List<TunnelInfo>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var name in names)
-        {
-            if (WildcardPattern.ContainsWildcardCharacters(name))
-            {
-                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
-                foreach (var tunnel in tunnels)
-                {
-                    if (pattern.IsMatch(tunnel.Name) && seen.Add(tunnel.Name))
-                    {
-                        selected.Add(tunnel);
-                    }
-                }
-                continue;
-            }
-            try
-            {
-                // The engine's lookup, so a missing tunnel reads the same here as in Start-QmTunnel.
-                var match = engine.GetTunnel(name);
-                if (seen.Add(match.Name))
-                {
-                    selected.Add(match);
-                }
-            }
-            catch (QmTunnelException ex)
-            {
-                WriteError(ToErrorRecord(ex));
-            }
-        }
-        return selected;
-    }
 
     public void Dispose()
     {

@@ -3,8 +3,9 @@ using System.Management.Automation;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Remove-QmTunnel: deletes each tunnel given from the in-process server and from its database (the engine
-/// decides whether a running one is stopped first). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
+/// Remove-QmTunnel: deletes each tunnel given from the server (-Session, or the in-process one) and from its database
+/// (the engine decides whether a running one is stopped first). ConfirmImpact Medium: scripts are not prompted;
+/// -Confirm asks.
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
 [OutputType(typeof(void))]
@@ -12,5 +13,5 @@ public sealed class RemoveQmTunnelCommand : TunnelActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Wait(Engine.RemoveTunnelAsync(name, CancellationToken));
+    protected override void Process(string name) => Wait(TargetServer.RemoveTunnelAsync(name, CancellationToken));
 }

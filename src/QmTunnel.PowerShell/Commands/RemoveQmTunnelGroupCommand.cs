@@ -12,5 +12,5 @@ public sealed class RemoveQmTunnelGroupCommand : GroupActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Engine.RemoveGroup(name);
+    protected override void Process(string name) => Wait(TargetServer.RemoveGroupAsync(name, CancellationToken));
 }

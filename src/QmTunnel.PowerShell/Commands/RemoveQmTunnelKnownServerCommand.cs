@@ -11,7 +11,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "QmTunnelKnownServer", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByServer)]
 [OutputType(typeof(void))]
-public sealed class RemoveQmTunnelKnownServerCommand : QmTunnelCmdlet
+public sealed class RemoveQmTunnelKnownServerCommand : ServerCmdlet
 {
     private const string ByServer = nameof(ByServer);
 
@@ -24,22 +24,18 @@ public sealed class RemoveQmTunnelKnownServerCommand : QmTunnelCmdlet
     [ValidateNotNull]
     public KnownServer[] InputObject { get; set; } = null!;
 
-    private QmTunnelEngine _engine = null!;
-
-    protected override void BeginProcessing() => _engine = RequireServer();
-
     protected override void ProcessRecord()
     {
         var names = ParameterSetName == ByInputObject ? InputObject.Select(k => k.Server) : Server;
         foreach (var name in names)
         {
-            if (!ShouldProcess($"pinned certificate of '{name}'", "Remove"))
+            if (!ShouldProcess($"pinned certificate of '{name}'{OnServer}", "Remove"))
             {
                 continue;
             }
             try
             {
-                _engine.RemoveKnownServer(name);
+                Wait(TargetServer.RemoveKnownServerAsync(name, CancellationToken));
             }
             catch (QmTunnelException ex)
             {

@@ -3,8 +3,9 @@ using System.Management.Automation;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Remove-QmTunnelUser: deletes each user given from the in-process server's database. The last user who can manage
-/// the server cannot be removed (AdministratorRequired). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
+/// Remove-QmTunnelUser: deletes each user given from the server's database (-Session, or the in-process server). The
+/// last user who can manage the server cannot be removed (AdministratorRequired). ConfirmImpact Medium: scripts are not
+/// prompted; -Confirm asks.
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "QmTunnelUser", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
 [OutputType(typeof(void))]
@@ -12,5 +13,5 @@ public sealed class RemoveQmTunnelUserCommand : UserActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Engine.RemoveUser(name);
+    protected override void Process(string name) => Wait(TargetServer.RemoveUserAsync(name, CancellationToken));
 }

@@ -50,6 +50,7 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     public SwitchParameter PassThru { get; set; }
 
     private Dictionary<string, object?> _given = [];
+    private TunnelChange _change = new();
 
     protected override string Action =>
         _given.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", TunnelSettings.Names.Where(_given.ContainsKey));
@@ -58,12 +59,13 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     {
         base.BeginProcessing();
         _given = TunnelSettings.Given(MyInvocation);
+        _change = TunnelSettings.ToChange(_given);
     }
 
     protected override void Process(string name)
     {
         var logins = Via is null ? null : QmTunnelHop.Split(Via).Logins;
-        var tunnel = Wait(Engine.SetTunnelAsync(name, p => TunnelSettings.Apply(p, _given), logins, CancellationToken));
+        var tunnel = Wait(TargetServer.SetTunnelAsync(name, _change, logins, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

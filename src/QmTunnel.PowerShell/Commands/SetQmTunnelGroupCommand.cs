@@ -63,7 +63,7 @@ public sealed class SetQmTunnelGroupCommand : GroupActionCmdlet
 
     protected override void Process(string name)
     {
-        var group = Engine.SetGroup(name, _change);
+        var group = Wait(TargetServer.SetGroupAsync(name, _change, CancellationToken));
         if (PassThru)
         {
             WriteObject(group);

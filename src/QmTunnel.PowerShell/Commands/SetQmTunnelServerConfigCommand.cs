@@ -4,13 +4,13 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the in-process server; they apply
-/// at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next password set) and are kept
-/// across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
+/// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
+/// password set) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
 [OutputType(typeof(ServerConfig))]
-public sealed class SetQmTunnelServerConfigCommand : QmTunnelCmdlet
+public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
 {
     [Parameter]
     public bool AllowPlainLinks { get; set; }
@@ -23,7 +23,6 @@ public sealed class SetQmTunnelServerConfigCommand : QmTunnelCmdlet
 
     protected override void EndProcessing()
     {
-        var engine = RequireServer();
         var given = MyInvocation.BoundParameters;
         var change = new ServerConfigChange
         {
@@ -35,13 +34,13 @@ public sealed class SetQmTunnelServerConfigCommand : QmTunnelCmdlet
             change.AllowPlainLinks is { } allow ? $"AllowPlainLinks = {allow}" : null,
             change.PasswordIterations is { } iterations ? $"PasswordIterations = {iterations}" : null,
         }.Where(f => f is not null).ToList();
-        if (!ShouldProcess("server configuration", fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
+        if (!ShouldProcess("server configuration" + OnServer, fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {
             return;
         }
         try
         {
-            var config = engine.SetServerConfig(change);
+            var config = Wait(TargetServer.SetServerConfigAsync(change, CancellationToken));
             if (PassThru)
             {
                 WriteObject(config);

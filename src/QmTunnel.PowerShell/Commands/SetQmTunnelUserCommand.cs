@@ -60,8 +60,8 @@ public sealed class SetQmTunnelUserCommand : UserActionCmdlet
     protected override void Process(string name)
     {
         var user = Password is null
-            ? Engine.SetUser(name, _change)
-            : SecureText.Use(Password, clear => Engine.SetUser(name, _change with { Password = clear }));
+            ? Wait(TargetServer.SetUserAsync(name, _change, CancellationToken))
+            : SecureText.Use(Password, clear => Wait(TargetServer.SetUserAsync(name, _change with { Password = clear }, CancellationToken)));
         if (PassThru)
         {
             WriteObject(user);

@@ -4,7 +4,8 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Start-QmTunnel: starts each tunnel given: binds its listener and carries its connections over the link to its first hop.
+/// Start-QmTunnel: starts each tunnel given: binds its listener and carries its connections over the link to its first
+/// hop.
 /// </summary>
 [Cmdlet(VerbsLifecycle.Start, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName)]
 [OutputType(typeof(TunnelInfo))]
@@ -17,7 +18,7 @@ public sealed class StartQmTunnelCommand : TunnelActionCmdlet
 
     protected override void Process(string name)
     {
-        var tunnel = Wait(Engine.StartTunnelAsync(name, CancellationToken));
+        var tunnel = Wait(TargetServer.StartTunnelAsync(name, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

@@ -4,7 +4,8 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
-/// Stop-QmTunnel: stops each tunnel given: closes its listener and its open connections. The tunnel stays defined (Remove-QmTunnel deletes it).
+/// Stop-QmTunnel: stops each tunnel given: closes its listener and its open connections. The tunnel stays defined
+/// (Remove-QmTunnel deletes it).
 /// </summary>
 [Cmdlet(VerbsLifecycle.Stop, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
 [OutputType(typeof(TunnelInfo))]
@@ -17,7 +18,7 @@ public sealed class StopQmTunnelCommand : TunnelActionCmdlet
 
     protected override void Process(string name)
     {
-        var tunnel = Wait(Engine.StopTunnelAsync(name, CancellationToken));
+        var tunnel = Wait(TargetServer.StopTunnelAsync(name, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

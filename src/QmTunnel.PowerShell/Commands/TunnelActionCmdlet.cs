@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// the pipeline). Each tunnel is asked about with ShouldProcess and handled on its own: a failure is written as
 /// an error and the next tunnel goes on. Names are literal (no wildcards: these cmdlets change things).
 /// </summary>
-public abstract class TunnelActionCmdlet : QmTunnelCmdlet
+public abstract class TunnelActionCmdlet : ServerCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -20,20 +20,15 @@ public abstract class TunnelActionCmdlet : QmTunnelCmdlet
     [ValidateNotNull]
     public TunnelInfo[] InputObject { get; set; } = null!;
 
-    /// <summary>The in-process engine, found once in BeginProcessing.</summary>
-    protected QmTunnelEngine Engine { get; private set; } = null!;
-
     /// <summary>What ShouldProcess shows as the action, e.g. "Start".</summary>
     protected abstract string Action { get; }
-
-    protected override void BeginProcessing() => Engine = RequireServer();
 
     protected override void ProcessRecord()
     {
         var names = ParameterSetName == ByInputObject ? InputObject.Select(t => t.Name) : Name;
         foreach (var name in names)
         {
-            if (!ShouldProcess($"tunnel '{name}'", Action))
+            if (!ShouldProcess($"tunnel '{name}'{OnServer}", Action))
             {
                 continue;
             }

@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// user is asked about with ShouldProcess and handled on its own: a failure is written as an error and the next user
 /// goes on. Names are literal (no wildcards: these cmdlets change things).
 /// </summary>
-public abstract class UserActionCmdlet : QmTunnelCmdlet
+public abstract class UserActionCmdlet : ServerCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -20,20 +20,15 @@ public abstract class UserActionCmdlet : QmTunnelCmdlet
     [ValidateNotNull]
     public UserInfo[] InputObject { get; set; } = null!;
 
-    /// <summary>The in-process engine, found once in BeginProcessing.</summary>
-    protected QmTunnelEngine Engine { get; private set; } = null!;
-
     /// <summary>What ShouldProcess shows as the action, e.g. "Remove".</summary>
     protected abstract string Action { get; }
-
-    protected override void BeginProcessing() => Engine = RequireServer();
 
     protected override void ProcessRecord()
     {
         var names = ParameterSetName == ByInputObject ? InputObject.Select(u => u.Name) : Name;
         foreach (var name in names)
         {
-            if (!ShouldProcess($"user '{name}'", Action))
+            if (!ShouldProcess($"user '{name}'{OnServer}", Action))
             {
                 continue;
             }

@@ -1,0 +1,107 @@
+using System.Management.Automation;
+using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management.Remote;
+
+namespace QmTunnel.PowerShell.Commands;
+
+/// <summary>
+/// Base of the cmdlets that manage a server — its tunnels, users, groups, pins and configuration. -Session (from
+/// Connect-QmTunnelServer) sends every call to that server, as the session's user; without it the cmdlet acts on the
+/// in-process server as its host (every right). <see cref="TargetServer"/> is the one place that decides which: found
+/// once per command, it stops the command with ServerNotRunning (no -Session, no in-process server) or SessionClosed
+/// (a disconnected or lost session). Both paths raise the same error ids, so a script runs unchanged on either.
+/// </summary>
+public abstract class ServerCmdlet : QmTunnelCmdlet
+{
+    /// <summary>The remote server to manage (Connect-QmTunnelServer); the in-process server when not given.</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public QmTunnelSession? Session { get; set; }
+
+    private IQmTunnelServer? _server;
+
+    /// <summary>
+    /// The server this command manages: the -Session, or the in-process server as its host. Resolved on first use
+    /// (BeginProcessing); a terminating ServerNotRunning or SessionClosed error when there is none to use.
+    /// </summary>
+    protected IQmTunnelServer TargetServer => _server ??= ResolveServer();
+
+    /// <summary>" on qmt://host:9200" for a -Session (for ShouldProcess targets), empty for the in-process server.</summary>
+    protected string OnServer => Session is null ? string.Empty : $" on {Session.Address}";
+
+    /// <summary>Finds the server before any input is processed, so a missing one stops the command at once.</summary>
+    protected override void BeginProcessing() => _ = TargetServer;
+
+    private IQmTunnelServer ResolveServer()
+    {
+        if (Session is { } session)
+        {
+            if (!session.IsOpen)
+            {
+                ThrowTerminatingError(NewSessionClosedError(session));
+            }
+            return session;
+        }
+        return new LocalQmTunnelServer(RequireServer());
+    }
+
+    internal static ErrorRecord NewSessionClosedError(QmTunnelSession session) => NewErrorRecord(
+        ErrorIds.SessionClosed,
+        QmErrorKind.ResourceUnavailable,
+        session,
+        $"The session to {session.Address} (user '{session.User}') is closed; connect again with Connect-QmTunnelServer {session.Address} -Credential (Get-Credential).");
+
+    /// <summary>
+    /// The tunnels <paramref name="names"/> select on <see cref="TargetServer"/>, in the server's order, each once: all when
+    /// null; a name with wildcards selects its matches (none is not an error); a literal name that matches nothing
+    /// writes the server's TunnelNotFound (or PermissionDenied) error and the others go on, like Get-Service.
+    /// </summary>
+    protected IReadOnlyList<TunnelInfo> SelectTunnels(string[]? names)
+    {
+        IReadOnlyList<TunnelInfo> tunnels;
+        try
+        {
+            tunnels = Wait(TargetServer.GetTunnelsAsync(CancellationToken));
+        }
+        catch (QmTunnelException ex)
+        {
+            ThrowTerminatingError(ToErrorRecord(ex));
+            return [];
+        }
+        if (names is null || names.Length == 0)
+        {
+            return tunnels;
+        }
+        var selected = new List<TunnelInfo>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var name in names)
+        {
+            if (WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                foreach (var tunnel in tunnels)
+                {
+                    if (pattern.IsMatch(tunnel.Name) && seen.Add(tunnel.Name))
+                    {
+                        selected.Add(tunnel);
+                    }
+                }
+                continue;
+            }
+            try
+            {
+                // The server's lookup, so a missing tunnel reads the same here as in Start-QmTunnel.
+                var match = Wait(TargetServer.GetTunnelAsync(name, CancellationToken));
+                if (seen.Add(match.Name))
+                {
+                    selected.Add(match);
+                }
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+        return selected;
+    }
+}
