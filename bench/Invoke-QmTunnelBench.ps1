@@ -49,6 +49,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
+$script:WarmUpSeconds = 2
 
 $repo = (Resolve-Path (Join-Path $PSScriptRoot '..')).Path
 Import-Module (Join-Path $repo 'src' 'Build' 'QmTunnel.Build.psm1') -Force
@@ -180,8 +181,9 @@ function Invoke-Iperf([string]$Label, [int]$Port, [int]$Parallel) {
     # A one-off iperf3 server per measurement: a failed test can never leave it stuck for the next one.
     $server = Start-BenchProcess -Name "iperf3-server-$Label" -Command @('iperf3', '-s', '-1', '-B', '127.0.0.1', '-p', $script:IperfPort) -ListenPort $script:IperfPort
     try {
-        $command = @('iperf3', '-c', '127.0.0.1', '-p', $Port, '-t', $Seconds, '-P', $Parallel, '-J', '--connect-timeout', '5000')
-        $run = Invoke-Captured -Label "iperf3 $Label" -Command $command -TimeoutSeconds ($Seconds + 30)
+        # -O: the first seconds of every path (TCP slow start, and the JIT warming up the .NET relays) are not counted.
+        $command = @('iperf3', '-c', '127.0.0.1', '-p', $Port, '-t', $Seconds, '-O', $script:WarmUpSeconds, '-P', $Parallel, '-J', '--connect-timeout', '5000')
+        $run = Invoke-Captured -Label "iperf3 $Label" -Command $command -TimeoutSeconds ($Seconds + $script:WarmUpSeconds + 30)
         $json = $null
         try { $json = $run.Stdout | ConvertFrom-Json } catch { Write-Verbose "iperf3 output is not JSON: $_" }
         if ($null -eq $json) { throw "iperf3 $Label printed no JSON (exit $($run.ExitCode)): $($run.Stderr)" }
@@ -727,7 +729,7 @@ if (-not $SkipTls) {
 $date = [DateTimeOffset]::UtcNow.ToString('yyyy-MM-dd HH:mm:ss', [cultureinfo]::InvariantCulture) + ' UTC'
 $notes = @(
     "- One run, all on loopback (127.0.0.1). Tunnel path: client -> server A (in the bench's pwsh process) -> one qmt+plain link -> server B (qmtunnel-server daemon) -> target. Rows 'A as daemon too': the same tunnels served by server A2, a qmtunnel-server daemon (inline socket completions, which pwsh cannot have), -> server B."
-    "- Throughput: iperf3 client -> server, $Seconds s, received rate. Ping-pong: one connection, $PingCount round trips of 64 bytes after 1,000 untimed ones. Connect + first byte: $ConnectCount new connections, each timed from connect() to its 1-byte echo."
+    "- Throughput: iperf3 client -> server, $Seconds s after $script:WarmUpSeconds s not counted (iperf3 -O; the same for every path: TCP slow start, and the JIT of the .NET relays), received rate. Ping-pong: one connection, $PingCount round trips of 64 bytes after 1,000 untimed ones. Connect + first byte: $ConnectCount new connections, each timed from connect() to its 1-byte echo."
     "- Idle: the client opens the connections through the tunnel to an echo server (each echoes 1 byte first, so the whole path is up), then holds them. RSS per connection = (VmRSS with the connections open - VmRSS before) / connections; server A's process gets a full GC before each reading, server B's daemon is read as it is."
     "- Machine: 2 cores shared by the client, the relays, both servers and the target: absolute figures are low and noisy; the ratios from the same run are what the goals use."
 )

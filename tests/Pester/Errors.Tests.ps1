@@ -17,25 +17,6 @@ BeforeAll {
     $base = Join-Path ([IO.Path]::GetTempPath()) "qmtunnel-pester-errors-$run"
     $null = New-Item -ItemType Directory -Path $base -Force
 
-    # Runs $Script and returns what it wrote: Output, Errors (non-terminating ones and the terminating one, in
-    # order) and whether it ended with a terminating error.
-    function Invoke-Capture([scriptblock]$Script) {
-        $ErrorActionPreference = 'Continue'
-        $output = [System.Collections.Generic.List[object]]::new()
-        $errors = [System.Collections.Generic.List[System.Management.Automation.ErrorRecord]]::new()
-        $terminating = $false
-        try {
-            foreach ($item in (& $Script 2>&1)) {
-                if ($item -is [System.Management.Automation.ErrorRecord]) { $errors.Add($item) } else { $output.Add($item) }
-            }
-        }
-        catch {
-            $errors.Add($_)
-            $terminating = $true
-        }
-        [pscustomobject]@{ Output = $output.ToArray(); Errors = $errors.ToArray(); Terminating = $terminating }
-    }
-
     # One error, shaped as the module promises: id first in FullyQualifiedErrorId, the category, the target.
     function Assert-QmError {
         param(

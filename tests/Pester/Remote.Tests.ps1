@@ -31,24 +31,6 @@ BeforeAll {
     $addressB = "qmt://127.0.0.1:$($serverB.Port)"
     $s = Connect-QmTunnelServer $addressB -Credential $QmTestAdmin
 
-    # Runs $Script and returns its errors (non-terminating and terminating) and whether one was terminating.
-    function Invoke-Capture([scriptblock]$Script) {
-        $ErrorActionPreference = 'Continue'
-        $errors = [System.Collections.Generic.List[System.Management.Automation.ErrorRecord]]::new()
-        $output = [System.Collections.Generic.List[object]]::new()
-        $terminating = $false
-        try {
-            foreach ($item in (& $Script 2>&1 3>$null)) {
-                if ($item -is [System.Management.Automation.ErrorRecord]) { $errors.Add($item) } else { $output.Add($item) }
-            }
-        }
-        catch {
-            $errors.Add($_)
-            $terminating = $true
-        }
-        [pscustomobject]@{ Output = $output.ToArray(); Errors = $errors.ToArray(); Terminating = $terminating }
-    }
-
     # One script for any server: -Session manages that one, none the in-process server. Creates a group, a user
     # and a tunnel to the echo server through $Hop, moves data through it, and removes all of it again.
     function Invoke-ManagementScript([string]$Suffix, [object]$Hop, [object]$Session) {

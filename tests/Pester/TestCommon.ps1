@@ -41,3 +41,22 @@ function Wait-Until([scriptblock]$Condition, [string]$What, [int]$TimeoutSeconds
         Start-Sleep -Milliseconds 50
     }
 }
+
+# Runs $Script and returns what it wrote: Output, Errors (non-terminating and terminating, in order), Terminating.
+# Warnings are dropped.
+function Invoke-Capture([scriptblock]$Script) {
+    $ErrorActionPreference = 'Continue'
+    $output = [System.Collections.Generic.List[object]]::new()
+    $errors = [System.Collections.Generic.List[System.Management.Automation.ErrorRecord]]::new()
+    $terminating = $false
+    try {
+        foreach ($item in (& $Script 2>&1 3>$null)) {
+            if ($item -is [System.Management.Automation.ErrorRecord]) { $errors.Add($item) } else { $output.Add($item) }
+        }
+    }
+    catch {
+        $errors.Add($_)
+        $terminating = $true
+    }
+    [pscustomobject]@{ Output = $output.ToArray(); Errors = $errors.ToArray(); Terminating = $terminating }
+}

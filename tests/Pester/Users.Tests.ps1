@@ -20,24 +20,6 @@ BeforeAll {
     $run = [guid]::NewGuid().ToString('N').Substring(0, 8)
     $dataPath = Join-Path ([IO.Path]::GetTempPath()) "qmtunnel-pester-users-$run"
 
-    # Runs $Script and returns what it wrote: Output, Errors (non-terminating and terminating, in order), Terminating.
-    function Invoke-Capture([scriptblock]$Script) {
-        $ErrorActionPreference = 'Continue'
-        $output = [System.Collections.Generic.List[object]]::new()
-        $errors = [System.Collections.Generic.List[System.Management.Automation.ErrorRecord]]::new()
-        $terminating = $false
-        try {
-            foreach ($item in (& $Script 2>&1 3>$null)) {
-                if ($item -is [System.Management.Automation.ErrorRecord]) { $errors.Add($item) } else { $output.Add($item) }
-            }
-        }
-        catch {
-            $errors.Add($_)
-            $terminating = $true
-        }
-        [pscustomobject]@{ Output = $output.ToArray(); Errors = $errors.ToArray(); Terminating = $terminating }
-    }
-
     # Exactly one error: id first in FullyQualifiedErrorId, the category, the target, a message.
     function Assert-QmError([object]$Captured, [string]$Id, [string]$Category, [object]$Target, [string]$MessagePattern) {
         $Captured.Errors.Count | Should -Be 1 -Because "exactly one error is expected, got: $($Captured.Errors | ForEach-Object { "[$($_.FullyQualifiedErrorId)] $_" })"

@@ -81,6 +81,27 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         }
     }
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long Version, SecurityPrincipal? Principal, AllowRuleSet? Rules)> _access =
+        new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// A user as the database has it now (null when removed or disabled) with its group's rules parsed: read once per
+    /// change of users or groups, not per connection.
+    /// </summary>
+    private (SecurityPrincipal? Principal, AllowRuleSet? Rules) CurrentAccess(string user)
+    {
+        var users = (_store ?? throw new ObjectDisposedException(nameof(QmTunnelEngine))).Users;
+        var version = users.Version;
+        if (_access.TryGetValue(user, out var cached) && cached.Version == version)
+        {
+            return (cached.Principal, cached.Rules);
+        }
+        var principal = users.FindPrincipal(user) is { User.Enabled: true } current ? current : null;
+        var rules = principal is null ? null : AllowRuleSet.For(principal.Group);
+        _access[user] = (version, principal, rules);
+        return (principal, rules);
+    }
+
     /// <summary>Closes the accepted links logged in as <paramref name="user"/> (disabled or removed): its streams end now.</summary>
     private void CloseLinksOf(string user, string reason)
     {
@@ -127,6 +148,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 throw new QmTunnelException(ErrorIds.ServerStartFailed, QmErrorKind.InvalidArgument, Options, string.Join(" ", errors));
             }
             _store = TunnelStore.Open(Options.DataPath);
+            _access.Clear(); // versions start again with the store
             try
             {
                 _certificate = Options.CertificatePath is { } certificatePath
@@ -392,10 +414,10 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         {
             string? denial;
             // As the database has the user now: a right or rule changed since the login applies to the next connection.
-            SecurityPrincipal? principal;
+            (SecurityPrincipal? Principal, AllowRuleSet? Rules) access;
             try
             {
-                principal = _store?.Users.FindPrincipal(loggedIn.User.Name) is { User.Enabled: true } current ? current : null;
+                access = CurrentAccess(loggedIn.User.Name);
             }
             catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
             {
@@ -404,9 +426,9 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             try
             {
-                denial = principal is null
+                denial = access.Principal is null
                     ? $"{Options.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
-                    : AccessControl.Denial(principal, AccessControl.RequestFor(open), Options.ServerName);
+                    : AccessControl.Denial(access.Principal, access.Rules!, AccessControl.RequestFor(open), Options.ServerName);
             }
             catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
             {
@@ -462,7 +484,15 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             {
                 socket.NoDelay = (open.Options & OpenOptions.NoDelay) != 0;
                 socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, (open.Options & OpenOptions.KeepAlive) != 0);
-                await socket.ConnectAsync(target.Host, target.Port, timeout.Token).ConfigureAwait(false);
+                // An address connects directly; only a name goes through the resolver.
+                if (IPAddress.TryParse(target.Host, out var address))
+                {
+                    await socket.ConnectAsync(new IPEndPoint(address, target.Port), timeout.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    await socket.ConnectAsync(target.Host, target.Port, timeout.Token).ConfigureAwait(false);
+                }
             }
             catch (Exception ex) when (ex is SocketException or OperationCanceledException)
             {

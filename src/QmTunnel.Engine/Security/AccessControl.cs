@@ -39,14 +39,18 @@ public static class AccessControl
     };
 
     /// <summary>Null when <paramref name="principal"/> may build <paramref name="request"/>; else why not, naming the rule set and the fix.</summary>
-    public static string? Denial(SecurityPrincipal principal, TunnelRequest request, string serverName)
+    public static string? Denial(SecurityPrincipal principal, TunnelRequest request, string serverName) =>
+        Denial(principal, AllowRuleSet.For(principal.Group), request, serverName);
+
+    /// <summary>As above, with the group's rules parsed once (<paramref name="rules"/> must be the principal's group's).</summary>
+    public static string? Denial(SecurityPrincipal principal, AllowRuleSet rules, TunnelRequest request, string serverName)
     {
         if (!principal.CanCreateTunnels)
         {
             return $"{serverName}: user '{principal.User.Name}' of group '{principal.Group.Name}' lacks the right CreateTunnels needed for tunnel {request}. " +
                 $"An administrator of {serverName} can grant it with Set-QmTunnelGroup {principal.Group.Name} -Rights.";
         }
-        var decision = AllowRuleSet.Evaluate(principal.Group, request);
+        var decision = rules.Evaluate(request);
         return decision.Allowed ? null : $"{serverName}: user '{principal.User.Name}' refused by the allow-rules of group '{decision.GroupName}'. {decision.Reason}";
     }
 

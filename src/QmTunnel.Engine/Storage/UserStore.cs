@@ -42,6 +42,11 @@ public sealed class UserStore
 
     public string FilePath { get; }
 
+    private long _version;
+
+    /// <summary>Rises with every change to users or groups: a cache of principals is good while it is unchanged.</summary>
+    public long Version => Interlocked.Read(ref _version);
+
     /// <summary>Reads every user and group once; a document that cannot be mapped is DatabaseCorrupt naming the file.</summary>
     public void CheckReadable()
     {
@@ -97,11 +102,13 @@ public sealed class UserStore
                 if (_groups.FindById(SecurityNames.Key(Group.AdministratorsName)) is null)
                 {
                     _groups.Insert(ToDocument(Group.CreateAdministrators()));
+                    Interlocked.Increment(ref _version);
                 }
                 if (_users.FindById(SecurityNames.Key(User.AdminName)) is null)
                 {
                     var group = GroupFromDocument(_groups.FindById(SecurityNames.Key(Group.AdministratorsName)));
                     _users.Insert(ToDocument(admin with { Group = group.Name }));
+                    Interlocked.Increment(ref _version);
                     created = true;
                 }
                 _meta.Insert(new BsonDocument { ["_id"] = DefaultsMarker, ["createdAtMs"] = Now().ToUnixTimeMilliseconds() });
@@ -166,6 +173,7 @@ public sealed class UserStore
                     $"A group named '{existing.Name}' already exists. Choose another name, or change that group with Set-QmTunnelGroup.");
             }
             _groups.Insert(ToDocument(group));
+            Interlocked.Increment(ref _version);
             return group;
         }
     }
@@ -184,12 +192,14 @@ public sealed class UserStore
             var groups = Read(AllGroups).Select(g => Same(g.Name, current.Name) ? changed : g).ToList();
             CheckAdministratorKept(Read(AllUsers), groups, $"changing the rights of group '{current.Name}'");
             _groups.Update(ToDocument(changed));
+            Interlocked.Increment(ref _version);
             if (changed.Name != current.Name)
             {
                 // Only the case changed: keep the users' references in the same case.
                 foreach (var user in Read(AllUsers).Where(u => Same(u.Group, current.Name)))
                 {
                     _users.Update(ToDocument(user with { Group = changed.Name }));
+                    Interlocked.Increment(ref _version);
                 }
             }
             return changed;
@@ -210,6 +220,7 @@ public sealed class UserStore
                     $"Group '{group.Name}' still has {members.Count} user(s): {string.Join(", ", members)}. Move them to another group (Set-QmTunnelUser -Group) or remove them first.");
             }
             _groups.Delete(SecurityNames.Key(group.Name));
+            Interlocked.Increment(ref _version);
         }
     }
 
@@ -285,6 +296,7 @@ public sealed class UserStore
             };
             CheckCertificateFree(saved);
             _users.Insert(ToDocument(saved));
+            Interlocked.Increment(ref _version);
             return saved;
         }
     }
@@ -309,6 +321,7 @@ public sealed class UserStore
             var users = Read(AllUsers).Select(u => Same(u.Name, current.Name) ? changed : u).ToList();
             CheckAdministratorKept(users, Read(AllGroups), $"changing user '{current.Name}'");
             _users.Update(ToDocument(changed));
+            Interlocked.Increment(ref _version);
             return changed;
         }
     }
@@ -323,6 +336,7 @@ public sealed class UserStore
             var users = Read(AllUsers).Where(u => !Same(u.Name, user.Name)).ToList();
             CheckAdministratorKept(users, Read(AllGroups), $"removing user '{user.Name}'");
             _users.Delete(SecurityNames.Key(user.Name));
+            Interlocked.Increment(ref _version);
         }
     }
 
