@@ -154,12 +154,8 @@ Describe 'The admin of a new server' {
 
 Describe 'Client certificates' {
     It 'a hop with -CertificatePath logs in as the user that certificate is mapped to' {
-        $key = [Security.Cryptography.ECDsa]::Create([Security.Cryptography.ECCurve+NamedCurves]::nistP256)
-        $request = [Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=robot', $key, [Security.Cryptography.HashAlgorithmName]::SHA256)
-        $certificate = $request.CreateSelfSigned([DateTimeOffset]::Now.AddDays(-1), [DateTimeOffset]::Now.AddDays(30))
         $pfx = Join-Path $base 'robot.pfx'
-        [IO.File]::WriteAllBytes($pfx, $certificate.Export([Security.Cryptography.X509Certificates.X509ContentType]::Pfx))
-        $thumbprint = [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($certificate.RawData))
+        $thumbprint = New-QmTestClientCertificate $pfx
         $null = New-QmTunnelGroup Robots -Rights CreateTunnels -AllowRule 'L#*:*#*#*:*'
         $null = New-QmTunnelUser robot -Group Robots -CertificateThumbprint $thumbprint -WarningAction SilentlyContinue
         $self = (Get-QmTunnelServer | Where-Object { -not $_.ProcessId -or $_.ProcessId -eq $PID } | Select-Object -First 1).Port
@@ -169,9 +165,8 @@ Describe 'Client certificates' {
         ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 256KB, 30)).Intact | Should -BeTrue
 
         # An unmapped certificate is refused like a wrong password.
-        $other = $request.CreateSelfSigned([DateTimeOffset]::Now.AddDays(-1), [DateTimeOffset]::Now.AddDays(30))
         $otherPfx = Join-Path $base 'other.pfx'
-        [IO.File]::WriteAllBytes($otherPfx, $other.Export([Security.Cryptography.X509Certificates.X509ContentType]::Pfx))
+        $null = New-QmTestClientCertificate $otherPfx
         $err = $null
         $null = New-QmTunnel stranger -Listen tcp://127.0.0.1:0 -Via (New-QmTunnelHop "qmt://127.0.0.1:$self" -CertificatePath $otherPfx) -Target $echo.Uri -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -BeLike 'AuthenticationFailed,*'

@@ -134,12 +134,8 @@ Describe 'Managing the daemon B through -Session' {
     }
 
     It 'logs a session in with a client certificate mapped to a user created through the session' {
-        $key = [Security.Cryptography.ECDsa]::Create([Security.Cryptography.ECCurve+NamedCurves]::nistP256)
-        $request = [Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=robot', $key, [Security.Cryptography.HashAlgorithmName]::SHA256)
-        $certificate = $request.CreateSelfSigned([DateTimeOffset]::Now.AddDays(-1), [DateTimeOffset]::Now.AddDays(30))
         $pfx = Join-Path $base 'robot.pfx'
-        [IO.File]::WriteAllBytes($pfx, $certificate.Export([Security.Cryptography.X509Certificates.X509ContentType]::Pfx))
-        $thumbprint = [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($certificate.RawData))
+        $thumbprint = New-QmTestClientCertificate $pfx
         $null = New-QmTunnelUser robot -Group Viewers -CertificateThumbprint $thumbprint -Session $s -WarningAction SilentlyContinue
         $robot = Connect-QmTunnelServer $addressB -CertificatePath $pfx
         try {

@@ -60,3 +60,13 @@ function Invoke-Capture([scriptblock]$Script) {
     }
     [pscustomobject]@{ Output = $output.ToArray(); Errors = $errors.ToArray(); Terminating = $terminating }
 }
+
+# Writes a new self-signed client certificate (ECDSA P-256, CN=robot) with its key to $Path as a .pfx without
+# password, and returns its SHA-256 thumbprint (what New-QmTunnelUser -CertificateThumbprint takes).
+function New-QmTestClientCertificate([Parameter(Mandatory)][string]$Path) {
+    $key = [Security.Cryptography.ECDsa]::Create([Security.Cryptography.ECCurve+NamedCurves]::nistP256)
+    $request = [Security.Cryptography.X509Certificates.CertificateRequest]::new('CN=robot', $key, [Security.Cryptography.HashAlgorithmName]::SHA256)
+    $certificate = $request.CreateSelfSigned([DateTimeOffset]::Now.AddDays(-1), [DateTimeOffset]::Now.AddDays(30))
+    [IO.File]::WriteAllBytes($Path, $certificate.Export([Security.Cryptography.X509Certificates.X509ContentType]::Pfx))
+    [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($certificate.RawData))
+}

@@ -23,25 +23,8 @@ public abstract class GroupActionCmdlet : ServerCmdlet
     /// <summary>What ShouldProcess shows as the action, e.g. "Remove".</summary>
     protected abstract string Action { get; }
 
-    protected override void ProcessRecord()
-    {
-        var names = ParameterSetName == ByInputObject ? InputObject.Select(g => g.Name) : Name;
-        foreach (var name in names)
-        {
-            if (!ShouldProcess($"group '{name}'{OnServer}", Action))
-            {
-                continue;
-            }
-            try
-            {
-                Process(name);
-            }
-            catch (QmTunnelException ex)
-            {
-                WriteError(ToErrorRecord(ex));
-            }
-        }
-    }
+    protected override void ProcessRecord() =>
+        ProcessEach(ParameterSetName == ByInputObject ? InputObject.Select(x => x.Name) : Name, "group", Action, Process);
 
     /// <summary>Acts on one group; a <see cref="QmTunnelException"/> becomes that group's error.</summary>
     protected abstract void Process(string name);

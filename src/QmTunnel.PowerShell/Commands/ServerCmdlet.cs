@@ -104,4 +104,28 @@ public abstract class ServerCmdlet : QmTunnelCmdlet
         }
         return selected;
     }
+
+    /// <summary>
+    /// The loop of the action cmdlets (Start/Stop/Set/Remove of tunnels, users, groups): each <paramref name="names"/>
+    /// item is asked about with ShouldProcess ("<paramref name="noun"/> 'name'" on this server) and handled on its
+    /// own; a <see cref="QmTunnelException"/> becomes that item's error and the next one goes on.
+    /// </summary>
+    protected void ProcessEach(IEnumerable<string> names, string noun, string action, Action<string> process)
+    {
+        foreach (var name in names)
+        {
+            if (!ShouldProcess($"{noun} '{name}'{OnServer}", action))
+            {
+                continue;
+            }
+            try
+            {
+                process(name);
+            }
+            catch (QmTunnelException ex)
+            {
+                WriteError(ToErrorRecord(ex));
+            }
+        }
+    }
 }

@@ -23,25 +23,8 @@ public abstract class TunnelActionCmdlet : ServerCmdlet
     /// <summary>What ShouldProcess shows as the action, e.g. "Start".</summary>
     protected abstract string Action { get; }
 
-    protected override void ProcessRecord()
-    {
-        var names = ParameterSetName == ByInputObject ? InputObject.Select(t => t.Name) : Name;
-        foreach (var name in names)
-        {
-            if (!ShouldProcess($"tunnel '{name}'{OnServer}", Action))
-            {
-                continue;
-            }
-            try
-            {
-                Process(name);
-            }
-            catch (QmTunnelException ex)
-            {
-                WriteError(ToErrorRecord(ex));
-            }
-        }
-    }
+    protected override void ProcessRecord() =>
+        ProcessEach(ParameterSetName == ByInputObject ? InputObject.Select(x => x.Name) : Name, "tunnel", Action, Process);
 
     /// <summary>Acts on one tunnel; a <see cref="QmTunnelException"/> becomes that tunnel's error.</summary>
     protected abstract void Process(string name);

@@ -23,25 +23,8 @@ public abstract class UserActionCmdlet : ServerCmdlet
     /// <summary>What ShouldProcess shows as the action, e.g. "Remove".</summary>
     protected abstract string Action { get; }
 
-    protected override void ProcessRecord()
-    {
-        var names = ParameterSetName == ByInputObject ? InputObject.Select(u => u.Name) : Name;
-        foreach (var name in names)
-        {
-            if (!ShouldProcess($"user '{name}'{OnServer}", Action))
-            {
-                continue;
-            }
-            try
-            {
-                Process(name);
-            }
-            catch (QmTunnelException ex)
-            {
-                WriteError(ToErrorRecord(ex));
-            }
-        }
-    }
+    protected override void ProcessRecord() =>
+        ProcessEach(ParameterSetName == ByInputObject ? InputObject.Select(x => x.Name) : Name, "user", Action, Process);
 
     /// <summary>Acts on one user; a <see cref="QmTunnelException"/> becomes that user's error.</summary>
     protected abstract void Process(string name);
