@@ -39,4 +39,7 @@ internal static class ErrorIds
 
     /// <summary>Connect-QmTunnelServer -ConnectTimeout that is zero or negative.</summary>
     public const string ConnectTimeoutInvalid = nameof(ConnectTimeoutInvalid);
+
+    /// <summary>Two parameters that cannot be used together (e.g. -Client with -Session).</summary>
+    public const string ParameterConflict = nameof(ParameterConflict);
 }

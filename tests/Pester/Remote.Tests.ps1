@@ -93,6 +93,23 @@ Describe 'Connect-QmTunnelServer' {
         $result.Terminating | Should -BeTrue
         $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'CertificateMismatch,*'
         $result.Errors[0].CategoryInfo.Category | Should -Be 'SecurityError'
+
+        # The client's own pins: listed, and a removed one is pinned again on the next session.
+        $own = Get-QmTunnelKnownServer -Client "127.0.0.1:$($serverB.Port)"
+        $own.Thumbprint | Should -Be $serverB.CertificateThumbprint
+        Remove-QmTunnelKnownServer -Client "127.0.0.1:$($serverB.Port)"
+        Get-QmTunnelKnownServer -Client "127.0.0.1:$($serverB.Port)" -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $gone = Invoke-Capture { Remove-QmTunnelKnownServer -Client "127.0.0.1:$($serverB.Port)" }
+        $gone.Errors[0].FullyQualifiedErrorId | Should -BeLike 'KnownServerNotFound,*'
+        $again = Connect-QmTunnelServer $addressB -Credential $QmTestAdmin
+        try {
+            (Get-QmTunnelKnownServer -Client "127.0.0.1:$($serverB.Port)").Thumbprint | Should -Be $serverB.CertificateThumbprint
+            $conflict = Invoke-Capture { Get-QmTunnelKnownServer -Client -Session $again }
+            $conflict.Errors[0].FullyQualifiedErrorId | Should -BeLike 'ParameterConflict,*'
+        }
+        finally {
+            Disconnect-QmTunnelServer $again
+        }
     }
 
     It 'refuses a wrong password with AuthenticationFailed (AuthenticationError), terminating, and keeps no session' {

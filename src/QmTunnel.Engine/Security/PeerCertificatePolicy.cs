@@ -26,7 +26,7 @@ public sealed class KnownServer
 /// entry (trust on first use). A mismatch is a <see cref="ErrorIds.CertificateMismatch"/> error that shows both
 /// fingerprints and how to accept a legitimate change. It does not check names or chains: pinning replaces both.
 /// </summary>
-public sealed class PeerCertificatePolicy(IKnownServers knownServers)
+public sealed class PeerCertificatePolicy(IKnownServers knownServers, string forgetCommand = "Remove-QmTunnelKnownServer")
 {
     public void Check(string server, string hopUri, string actual, string? expected)
     {
@@ -48,7 +48,7 @@ public sealed class PeerCertificatePolicy(IKnownServers knownServers)
         if (!string.Equals(pinned, actual, StringComparison.Ordinal))
         {
             throw Mismatch(hopUri, pinned, actual,
-                $"If the server's certificate was replaced on purpose, forget the old one with Remove-QmTunnelKnownServer '{server}' and connect again; otherwise someone may be intercepting the link.");
+                $"If the server's certificate was replaced on purpose, forget the old one with {forgetCommand} '{server}' and connect again; otherwise someone may be intercepting the link.");
         }
     }
 

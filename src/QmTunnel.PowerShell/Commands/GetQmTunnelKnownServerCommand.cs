@@ -19,12 +19,16 @@ public sealed class GetQmTunnelKnownServerCommand : ServerCmdlet
     [ArgumentCompleter(typeof(KnownServerCompleter))]
     public string[]? Server { get; set; }
 
+    /// <summary>The pins of this user's management sessions (Connect-QmTunnelServer) instead of a server's.</summary>
+    [Parameter]
+    public SwitchParameter Client { get; set; }
+
     protected override void EndProcessing()
     {
         IReadOnlyList<KnownServer> known;
         try
         {
-            known = Wait(TargetServer.GetKnownServersAsync(CancellationToken));
+            known = Client ? ClientPins().GetAll() : Wait(TargetServer.GetKnownServersAsync(CancellationToken));
         }
         catch (QmTunnelException ex)
         {

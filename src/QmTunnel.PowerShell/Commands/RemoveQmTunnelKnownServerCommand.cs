@@ -24,23 +24,22 @@ public sealed class RemoveQmTunnelKnownServerCommand : ServerCmdlet
     [ValidateNotNull]
     public KnownServer[] InputObject { get; set; } = null!;
 
-    protected override void ProcessRecord()
-    {
-        var names = ParameterSetName == ByInputObject ? InputObject.Select(k => k.Server) : Server;
-        foreach (var name in names)
-        {
-            if (!ShouldProcess($"pinned certificate of '{name}'{OnServer}", "Remove"))
+    /// <summary>Forget pins of this user's management sessions (Connect-QmTunnelServer) instead of a server's.</summary>
+    [Parameter]
+    public SwitchParameter Client { get; set; }
+
+    protected override void ProcessRecord() =>
+        ProcessEach(ParameterSetName == ByInputObject ? InputObject.Select(k => k.Server) : Server,
+            Client ? "session pin of" : "pinned certificate of", "Remove", name =>
             {
-                continue;
-            }
-            try
-            {
-                Wait(TargetServer.RemoveKnownServerAsync(name, CancellationToken));
-            }
-            catch (QmTunnelException ex)
-            {
-                WriteError(ToErrorRecord(ex));
-            }
-        }
-    }
+                if (!Client)
+                {
+                    Wait(TargetServer.RemoveKnownServerAsync(name, CancellationToken));
+                }
+                else if (!ClientPins().Remove(name))
+                {
+                    throw new QmTunnelException(Engine.Management.ErrorIds.KnownServerNotFound, QmErrorKind.ObjectNotFound, name,
+                        $"No session pin is kept for '{name}' in {ClientPins().FilePath}. Get-QmTunnelKnownServer -Client lists them (host:port).");
+                }
+            });
 }

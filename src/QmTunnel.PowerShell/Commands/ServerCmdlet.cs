@@ -128,4 +128,15 @@ public abstract class ServerCmdlet : QmTunnelCmdlet
             }
         }
     }
+
+    /// <summary>The pins of this user's management sessions (-Client of the known-server cmdlets); refuses -Session with it.</summary>
+    protected Engine.Management.Remote.ClientKnownServers ClientPins()
+    {
+        if (Session is not null)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ParameterConflict, QmErrorKind.InvalidArgument, Session,
+                "-Client and -Session do not go together: -Client is this user's own list of session pins, -Session a server's pins."));
+        }
+        return new Engine.Management.Remote.ClientKnownServers(Engine.Management.Remote.ClientKnownServers.DefaultPath);
+    }
 }

@@ -42,6 +42,39 @@ public sealed class ClientKnownServers(string path) : IKnownServers
     public string? Find(string server) =>
         GetAll().FirstOrDefault(k => string.Equals(k.Server, server, StringComparison.OrdinalIgnoreCase))?.Thumbprint;
 
+    /// <summary>Forgets the pin of <paramref name="server"/> (host:port); false when there was none.</summary>
+    public bool Remove(string server)
+    {
+        lock (Gate)
+        {
+            if (!File.Exists(FilePath))
+            {
+                return false;
+            }
+            var lines = File.ReadAllLines(FilePath);
+            var kept = lines.Where(l => !string.Equals(l.Split(' ', 2)[0], server, StringComparison.OrdinalIgnoreCase)).ToArray();
+            if (kept.Length == lines.Length)
+            {
+                return false;
+            }
+            var temporary = FilePath + ".tmp";
+            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+            using (var writer = new StreamWriter(temporary, System.Text.Encoding.UTF8, options))
+            {
+                foreach (var line in kept)
+                {
+                    writer.WriteLine(line);
+                }
+            }
+            File.Move(temporary, FilePath, overwrite: true); // all or nothing
+            return true;
+        }
+    }
+
     public void Add(string server, string thumbprint)
     {
         lock (Gate)

@@ -49,7 +49,7 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(server);
         ArgumentNullException.ThrowIfNull(login);
         var link = await LinkPool.DialAsync(server, login, new LinkOptions { ServerName = Environment.MachineName + " (management)" }, NullLogger.Instance,
-            new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath)), timeout, cancellationToken).ConfigureAwait(false);
+            new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath), "Remove-QmTunnelKnownServer -Client"), timeout, cancellationToken).ConfigureAwait(false);
         link.StreamOpened = (stream, _) =>
         {
             stream.Reset(ProtocolErrorCode.OpenRejected, "a management client accepts no streams");
