@@ -213,4 +213,55 @@ public sealed class RemoteManagementTests : IAsyncLifetime
             throw new InvalidOperationException("LastError: " + lastError, e);
         }
     }
+
+    /// <summary>Sends raw bytes as a management request on a logged-in link and returns the answer's error id.</summary>
+    private async Task<string?> RawRequestAsync(byte[] request)
+    {
+        var link = await LinkPool.DialAsync(EndpointUri.ParseServer($"qmt://127.0.0.1:{_b.Port}", "test"), new PasswordLogin("admin", EngineFixture.AdminPassword),
+            new LinkOptions(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new PeerCertificatePolicy(new ClientKnownServers(_pins)),
+            TimeSpan.FromSeconds(10), CancellationToken.None);
+        try
+        {
+            var stream = link.OpenStream(new QmTunnel.Engine.Protocol.OpenMessage(QmTunnel.Engine.Protocol.StreamProtocol.Management, "", "", [], 1000,
+                QmTunnel.Engine.Protocol.OpenOptions.None, ""), new TrafficCounters(), 1024 * 1024);
+            await stream.SendAsync(request, CancellationToken.None);
+            stream.SendFin();
+            var answer = await ManagementMessages.ReadAsync(stream, CancellationToken.None);
+            Assert.NotNull(answer);
+            Assert.False(answer!["ok"]!.GetValue<bool>());
+            return answer["error"]?["id"]?.GetValue<string>();
+        }
+        finally
+        {
+            await link.CloseAsync(QmTunnel.Engine.Protocol.ProtocolErrorCode.Shutdown, "test over");
+        }
+    }
+
+    private static byte[] Framed(string json)
+    {
+        var body = System.Text.Encoding.UTF8.GetBytes(json);
+        return [.. BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(body.Length)), .. body];
+    }
+
+    [Theory]
+    [InlineData("not json at all")]
+    [InlineData("{\"v\":2,\"op\":\"GetTunnels\",\"args\":{}}")]
+    [InlineData("{\"v\":1,\"op\":\"FormatDisk\",\"args\":{}}")]
+    [InlineData("{\"v\":1,\"op\":\"GetTunnel\",\"args\":{}}")]
+    [InlineData("{\"v\":1,\"op\":\"GetTunnel\",\"args\":{\"name\":42}}")]
+    [InlineData("{\"v\":1,\"op\":\"NewTunnel\",\"args\":{\"profile\":{\"name\":\"x\"}}}")]
+    [InlineData("[1,2,3]")]
+    public async Task A_malformed_management_request_is_answered_with_ManagementMessageInvalid_and_the_server_goes_on(string json)
+    {
+        Assert.Equal(ErrorIds.ManagementMessageInvalid, await RawRequestAsync(Framed(json)));
+        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        Assert.Empty(await session.GetTunnelsAsync(default));
+        Assert.Empty(_b.GetTunnels());
+    }
+
+    [Fact]
+    public async Task An_oversize_management_message_is_refused_from_its_length_alone()
+    {
+        Assert.Equal(ErrorIds.ManagementMessageInvalid, await RawRequestAsync([0x7F, 0xFF, 0xFF, 0xFF, (byte)'{']));
+    }
 }
