@@ -392,13 +392,16 @@ Describe 'Users, groups and server configuration' {
         }
 
         It 'Set-QmTunnelServerConfig applies at once and is kept across a restart' {
-            $config = Set-QmTunnelServerConfig -AllowPlainLinks $true -PasswordIterations 300000 -PassThru
+            (Get-QmTunnelServerConfig).MaxManagementSessions | Should -Be 100
+            $config = Set-QmTunnelServerConfig -AllowPlainLinks $true -PasswordIterations 300000 -MaxManagementSessions 5 -PassThru
             $config.AllowPlainLinks | Should -BeTrue
             $config.PasswordIterations | Should -Be 300000
+            $config.MaxManagementSessions | Should -Be 5
             (Get-QmTunnelServer | Where-Object { -not $_.IsDaemon }).AllowPlainLinks | Should -BeTrue
             Restart-KeepingSettings
             $server.AllowPlainLinks | Should -BeTrue
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 300000
+            (Get-QmTunnelServerConfig).MaxManagementSessions | Should -Be 5
             Set-QmTunnelServerConfig -AllowPlainLinks $false
             (Get-QmTunnelServerConfig).AllowPlainLinks | Should -BeFalse
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 300000

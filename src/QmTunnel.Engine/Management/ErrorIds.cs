@@ -41,6 +41,8 @@ public static class ErrorIds
     public const string ManagementMessageInvalid = nameof(ManagementMessageInvalid);
     /// <summary>The management session's link is closed.</summary>
     public const string SessionClosed = nameof(SessionClosed);
+    /// <summary>The server already serves MaxManagementSessions management sessions.</summary>
+    public const string ManagementSessionLimit = nameof(ManagementSessionLimit);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>

@@ -19,6 +19,9 @@ public sealed partial class QmTunnelEngine
     /// <summary>Lowest PBKDF2 iteration count Set-QmTunnelServerConfig accepts (OWASP's 2023 floor is 600,000).</summary>
     public const int MinPasswordIterations = 100_000;
     private const string PasswordIterationsSetting = "passwordIterations";
+    private const string MaxManagementSessionsSetting = "maxManagementSessions";
+    /// <summary>The original qmTunnel's default for concurrent management connections.</summary>
+    public const int DefaultMaxManagementSessions = 100;
 
     // ---- users ----
 
@@ -353,7 +356,8 @@ public sealed partial class QmTunnelEngine
 
     /// <summary>
     /// Saves the settings given and applies them at once: AllowPlainLinks to the next link accepted (links already up
-    /// stay), PasswordIterations to the next password set. ServerSettingInvalid for iterations out of range.
+    /// stay), PasswordIterations to the next password set, MaxManagementSessions to the next session (sessions already
+    /// open stay). ServerSettingInvalid for a value out of range.
     /// </summary>
     public ServerConfig SetServerConfig(ServerConfigChange change, SecurityPrincipal? caller = null)
     {
@@ -367,6 +371,16 @@ public sealed partial class QmTunnelEngine
             {
                 throw new QmTunnelException(SecurityErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, iterations,
                     $"PasswordIterations {iterations} is out of range: give {MinPasswordIterations} to {PasswordHasher.MaxIterations} ({PasswordHasher.DefaultIterations} is the default). More iterations make a stolen database harder to crack and each login slower.");
+            }
+            if (change.MaxManagementSessions is { } max && max is < 1 or > 10_000)
+            {
+                throw new QmTunnelException(SecurityErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, max,
+                    $"MaxManagementSessions {max} is out of range: give 1 to 10000 ({DefaultMaxManagementSessions} is the default).");
+            }
+            if (change.MaxManagementSessions is { } newMax)
+            {
+                _store!.SetIntSetting(MaxManagementSessionsSetting, newMax);
+                _maxManagementSessions = newMax;
             }
             if (change.PasswordIterations is { } newIterations)
             {
@@ -396,8 +410,14 @@ public sealed partial class QmTunnelEngine
         AllowPlainLinks = _allowPlainLinks,
         CertificateThumbprint = CertificateThumbprint,
         PasswordIterations = ReadPasswordIterations(),
+        MaxManagementSessions = _maxManagementSessions,
+        ManagementSessions = ManagementSessionCount,
         DataPath = Options.DataPath,
     };
+
+    /// <summary>The saved limit of concurrent management sessions; the default when unset or out of range.</summary>
+    private int ReadMaxManagementSessions() =>
+        _store!.GetIntSetting(MaxManagementSessionsSetting) is { } saved && saved is >= 1 and <= 10_000 ? saved : DefaultMaxManagementSessions;
 
     /// <summary>The saved PBKDF2 iteration count for new passwords; the default when unset or out of range.</summary>
     private int ReadPasswordIterations() =>

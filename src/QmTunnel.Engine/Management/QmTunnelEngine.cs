@@ -102,6 +102,49 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         return (principal, rules);
     }
 
+    private readonly HashSet<Link> _managementLinks = [];
+    private volatile int _maxManagementSessions = DefaultMaxManagementSessions;
+
+    /// <summary>Management sessions open now: accepted links that have made a management request.</summary>
+    public int ManagementSessionCount
+    {
+        get
+        {
+            lock (_managementLinks)
+            {
+                return _managementLinks.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A link becomes a management session with its first management request; one over MaxManagementSessions is
+    /// refused. It stops counting when it closes.
+    /// </summary>
+    private bool AdmitManagementLink(Link link)
+    {
+        lock (_managementLinks)
+        {
+            if (_managementLinks.Contains(link))
+            {
+                return true;
+            }
+            if (_managementLinks.Count >= _maxManagementSessions)
+            {
+                return false;
+            }
+            _managementLinks.Add(link);
+        }
+        _ = link.Completion.ContinueWith(_ =>
+        {
+            lock (_managementLinks)
+            {
+                _managementLinks.Remove(link);
+            }
+        }, TaskScheduler.Default);
+        return true;
+    }
+
     /// <summary>Closes the accepted links logged in as <paramref name="user"/> (disabled or removed): its streams end now.</summary>
     private void CloseLinksOf(string user, string reason)
     {
@@ -161,6 +204,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 }
                 _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
                 InitialAdminPassword = EnsureAdministrator(_store);
+                _maxManagementSessions = ReadMaxManagementSessions();
                 _throttle = new LoginThrottle(_time);
                 _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName);
                 _listener = Bind();
@@ -406,6 +450,13 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         }
         if (open.Protocol == StreamProtocol.Management)
         {
+            if (!AdmitManagementLink(link))
+            {
+                await Remote.ManagementService.RefuseAsync(stream, new QmTunnelException(ErrorIds.ManagementSessionLimit, QmErrorKind.ResourceBusy, Options.ServerName,
+                    $"{Options.ServerName} already serves {_maxManagementSessions} management sessions (MaxManagementSessions). Close one with Disconnect-QmTunnelServer, " +
+                    "or raise the limit with Set-QmTunnelServerConfig -MaxManagementSessions."), cancellationToken).ConfigureAwait(false);
+                return;
+            }
             // rights are checked per operation, as for a local caller of the same user
             await new Remote.ManagementService(this, _logger).ServeAsync(link, stream, cancellationToken).ConfigureAwait(false);
             return;

@@ -82,6 +82,10 @@ public sealed class ServerConfig
     public string? CertificateThumbprint { get; set; }
     /// <summary>PBKDF2 iterations for passwords set from now on (existing passwords keep theirs until set again). Saved.</summary>
     public int PasswordIterations { get; set; }
+    /// <summary>Management sessions (Connect-QmTunnelServer) served at once; one more is refused (original default 100).</summary>
+    public int MaxManagementSessions { get; set; }
+    /// <summary>Management sessions open now.</summary>
+    public int ManagementSessions { get; set; }
     public string DataPath { get; set; } = string.Empty;
 
     public override string ToString() => $"{ServerName} ({ListenAddress}:{Port})";
@@ -138,4 +142,6 @@ public sealed record ServerConfigChange
     public bool? AllowPlainLinks { get; init; }
     /// <summary><see cref="QmTunnelEngine.MinPasswordIterations"/> to <see cref="PasswordHasher.MaxIterations"/>.</summary>
     public int? PasswordIterations { get; init; }
+    /// <summary>1 to 10000.</summary>
+    public int? MaxManagementSessions { get; init; }
 }

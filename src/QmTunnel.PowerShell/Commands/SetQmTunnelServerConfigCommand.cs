@@ -6,7 +6,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
-/// password set) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// password set, MaxManagementSessions to the next session) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
 [OutputType(typeof(ServerConfig))]
@@ -19,6 +19,9 @@ public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
     public int PasswordIterations { get; set; }
 
     [Parameter]
+    public int MaxManagementSessions { get; set; }
+
+    [Parameter]
     public SwitchParameter PassThru { get; set; }
 
     protected override void EndProcessing()
@@ -28,11 +31,13 @@ public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
         {
             AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks : null,
             PasswordIterations = given.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
+            MaxManagementSessions = given.ContainsKey(nameof(MaxManagementSessions)) ? MaxManagementSessions : null,
         };
         var fields = new[]
         {
             change.AllowPlainLinks is { } allow ? $"AllowPlainLinks = {allow}" : null,
             change.PasswordIterations is { } iterations ? $"PasswordIterations = {iterations}" : null,
+            change.MaxManagementSessions is { } max ? $"MaxManagementSessions = {max}" : null,
         }.Where(f => f is not null).ToList();
         if (!ShouldProcess("server configuration" + OnServer, fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {

@@ -264,4 +264,26 @@ public sealed class RemoteManagementTests : IAsyncLifetime
     {
         Assert.Equal(ErrorIds.ManagementMessageInvalid, await RawRequestAsync([0x7F, 0xFF, 0xFF, 0xFF, (byte)'{']));
     }
+
+    [Fact]
+    public async Task Management_sessions_beyond_the_saved_limit_are_refused_until_one_closes()
+    {
+        Assert.Equal(100, _b.GetServerConfig().MaxManagementSessions);
+        _b.SetServerConfig(new ServerConfigChange { MaxManagementSessions = 1 });
+        var first = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        Assert.Equal(1, _b.GetServerConfig().ManagementSessions);
+        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => ConnectAsync(_b, "admin", EngineFixture.AdminPassword));
+        Assert.Equal(ErrorIds.ManagementSessionLimit, refused.ErrorId);
+        Assert.Equal(QmErrorKind.ResourceBusy, refused.Kind);
+        Assert.Contains("Set-QmTunnelServerConfig -MaxManagementSessions", refused.Message);
+        // A tunnel's link through B is not a management session: it is not limited.
+        await _a.NewTunnelAsync(Profile("through") with { Via = [EngineFixture.TlsHop(_b)] }, [EngineFixture.AdminLogin]);
+        Assert.Equal(1, _b.GetServerConfig().ManagementSessions);
+        await first.DisposeAsync();
+        await TunnelTests.WaitUntil(() => _b.GetServerConfig().ManagementSessions == 0);
+        await using var second = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        Assert.Equal(_b.Port, second.ServerInfo!.Port);
+        var bad = Assert.Throws<QmTunnelException>(() => _b.SetServerConfig(new ServerConfigChange { MaxManagementSessions = 0 }));
+        Assert.Equal(SecurityErrorIds.ServerSettingInvalid, bad.ErrorId);
+    }
 }

@@ -112,6 +112,13 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
         }
     }
 
+    /// <summary>Answers a management stream with <paramref name="ex"/> without reading its request (a refused session).</summary>
+    public static Task RefuseAsync(MuxStream stream, QmTunnelException ex, CancellationToken cancellationToken)
+    {
+        stream.SendOpenAck();
+        return AnswerFailureAsync(stream, ex, cancellationToken);
+    }
+
     private static async Task AnswerFailureAsync(MuxStream stream, QmTunnelException ex, CancellationToken cancellationToken)
     {
         try

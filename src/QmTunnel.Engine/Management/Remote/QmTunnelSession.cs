@@ -55,8 +55,22 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
             stream.Reset(ProtocolErrorCode.OpenRejected, "a management client accepts no streams");
             return Task.CompletedTask;
         };
-        return new QmTunnelSession(link, server);
+        var session = new QmTunnelSession(link, server);
+        try
+        {
+            // The first request makes the link a management session on the server (refused over its limit).
+            session.ServerInfo = await session.GetServerInfoAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await session.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return session;
     }
+
+    /// <summary>The server as it was when the session connected.</summary>
+    public ServerInfo? ServerInfo { get; private set; }
 
     public async ValueTask DisposeAsync() => await _link.CloseAsync(ProtocolErrorCode.Shutdown, "the management session was closed").ConfigureAwait(false);
 
