@@ -572,9 +572,18 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             inbound.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
             return;
         }
-        var login = open.RouteCredentials.Count > 0 && open.RouteCredentials[0] is { } credential
-            ? HopCredential.FromRouteCredential(credential).ToLogin()
-            : null;
+        LinkLogin? login;
+        try
+        {
+            login = open.RouteCredentials.Count > 0 && open.RouteCredentials[0] is { } credential
+                ? HopCredential.FromRouteCredential(credential).ToLogin()
+                : null;
+        }
+        catch (ArgumentException ex)
+        {
+            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName}: the login given for {next.Address} is malformed ({ex.Message})");
+            return;
+        }
         var onwardCredentials = open.RouteCredentials.Skip(1).ToList();
         if (next.Scheme == EndpointScheme.QmtPlain && onwardCredentials.Any(c => c is not null))
         {

@@ -79,6 +79,38 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_malformed_route_login_resets_that_stream_and_the_link_goes_on()
+    {
+        using var s = await HandshakeAsync();
+        var open = new OpenMessage(StreamProtocol.Tcp, "t", "tcp://127.0.0.1:9", ["qmt://127.0.0.1:9"], 5000, OpenOptions.None, "raw")
+        {
+            Listen = "127.0.0.1:1",
+            Servers = ["127.0.0.1:9"],
+            RouteCredentials = [new RouteCredential("admin", new byte[16], 100_000, new byte[5], new byte[5])],
+        };
+        await s.SendAsync(Frame(FrameType.Open, 1, ControlCodec.ToArray(open)), SocketFlags.None);
+        // Frames until the Reset of stream 1 (the server's Ping may come first).
+        while (true)
+        {
+            var header = new byte[FrameHeader.Size];
+            await ReceiveExactlyAsync(s, header);
+            var parsed = FrameCodec.ParseHeader(header, 1 << 20);
+            var payload = new byte[parsed.Length];
+            await ReceiveExactlyAsync(s, payload);
+            if (parsed.Type == FrameType.Reset)
+            {
+                var reset = (ResetMessage)ControlCodec.Read(parsed.Type, new System.Buffers.ReadOnlySequence<byte>(payload));
+                Assert.Equal(1u, parsed.StreamId);
+                Assert.Equal(ProtocolErrorCode.OpenRejected, reset.Code);
+                Assert.Contains("malformed", reset.Reason);
+                break;
+            }
+        }
+        Assert.Equal(0, _server.ProtocolErrors);
+        await ServerStillWorksAsync();
+    }
+
+    [Fact]
     public async Task An_Open_before_the_login_closes_the_link_and_opens_nothing()
     {
         await using var echo = new EchoServer();
