@@ -1,0 +1,222 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Tunnels;
+
+namespace QmTunnel.Engine.Management;
+
+/// <summary>Streams opened on accepted links: access checks, targets, onward hops, login queries.</summary>
+public sealed partial class QmTunnelEngine
+{
+    /// <summary>
+    /// A stream arrived on an accepted link: checks that the link's user may build this tunnel (right and allow-rule;
+    /// PermissionDenied otherwise), then answers a Check, a login-parameter query, or carries the stream on.
+    /// </summary>
+    private async Task OpenStreamAsync(Link link, MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    {
+        if (open.Protocol == StreamProtocol.Tcp)
+        {
+            Interlocked.Increment(ref _transitStreams);
+        }
+        if (open.Protocol == StreamProtocol.Management)
+        {
+            if (!AdmitManagementLink(link))
+            {
+                await Remote.ManagementService.RefuseAsync(stream, new QmTunnelException(ErrorIds.ManagementSessionLimit, QmErrorKind.ResourceBusy, Options.ServerName,
+                    $"{Options.ServerName} already serves {_maxManagementSessions} management sessions (MaxManagementSessions). Close one with Disconnect-QmTunnelServer, " +
+                    "or raise the limit with Set-QmTunnelServerConfig -MaxManagementSessions."), cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            // rights are checked per operation, as for a local caller of the same user
+            await new Remote.ManagementService(this, _logger).ServeAsync(link, stream, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        if (open.Protocol != StreamProtocol.AuthQuery && link.Principal is { } loggedIn)
+        {
+            string? denial;
+            // As the database has the user now: a right or rule changed since the login applies to the next connection.
+            (SecurityPrincipal? Principal, AllowRuleSet? Rules) access;
+            try
+            {
+                access = CurrentAccess(loggedIn.User.Name);
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
+            {
+                stream.Reset(ProtocolErrorCode.Shutdown, "the server is stopping");
+                return;
+            }
+            try
+            {
+                denial = access.Principal is null
+                    ? $"{Options.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
+                    : AccessControl.Denial(access.Principal, access.Rules!, AccessControl.RequestFor(open), Options.ServerName);
+            }
+            catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
+            {
+                stream.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
+                return;
+            }
+            if (denial is not null)
+            {
+                EngineLog.TunnelDenied(_logger, open.Tunnel, loggedIn.User.Name, denial);
+                stream.Reset(ProtocolErrorCode.PermissionDenied, denial);
+                return;
+            }
+        }
+        switch (open.Protocol)
+        {
+            case StreamProtocol.AuthQuery:
+                await AnswerLoginQueryAsync(stream, open, cancellationToken).ConfigureAwait(false);
+                return;
+            case StreamProtocol.Check when open.Route.Count == 0:
+                stream.SendOpenAck();
+                stream.SendFin();
+                return;
+        }
+        await OpenTargetAsync(stream, open, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Connects to the stream's target (last hop) or carries it on to the next server of its route. A target that
+    /// cannot be reached resets the stream with TargetConnectFailed and the reason.
+    /// </summary>
+    private async Task OpenTargetAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    {
+        EndpointUri target;
+        try
+        {
+            target = EndpointUri.ParseApplication(open.Target, "Target");
+        }
+        catch (QmTunnelException ex)
+        {
+            stream.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
+            return;
+        }
+        if (open.Route.Count > 0)
+        {
+            await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            timeout.CancelAfter(open.ConnectTimeoutMs);
+            try
+            {
+                socket.NoDelay = (open.Options & OpenOptions.NoDelay) != 0;
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, (open.Options & OpenOptions.KeepAlive) != 0);
+                // An address connects directly; only a name goes through the resolver.
+                if (IPAddress.TryParse(target.Host, out var address))
+                {
+                    await socket.ConnectAsync(new IPEndPoint(address, target.Port), timeout.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    await socket.ConnectAsync(target.Host, target.Port, timeout.Token).ConfigureAwait(false);
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+            {
+                socket.Dispose();
+                var why = ex is SocketException se
+                    ? $"{se.SocketErrorCode}: {se.Message}"
+                    : cancellationToken.IsCancellationRequested ? "the server is stopping" : $"no answer within {open.ConnectTimeoutMs} ms";
+                EngineLog.TargetFailed(_logger, open.Tunnel, target.ToString(), why);
+                stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {Options.ServerName}: {why}");
+                return;
+            }
+        }
+        stream.SendOpenAck();
+        await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task ForwardAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
+    {
+        EndpointUri next;
+        try
+        {
+            next = EndpointUri.ParseServer(open.Route[0], "Route");
+        }
+        catch (QmTunnelException ex)
+        {
+            inbound.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
+            return;
+        }
+        LinkLogin? login;
+        try
+        {
+            login = open.RouteCredentials.Count > 0 && open.RouteCredentials[0] is { } credential
+                ? HopCredential.FromRouteCredential(credential).ToLogin()
+                : null;
+        }
+        catch (ArgumentException ex)
+        {
+            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName}: the login given for {next.Address} is malformed ({ex.Message})");
+            return;
+        }
+        var onwardCredentials = open.RouteCredentials.Skip(1).ToList();
+        if (next.Scheme == EndpointScheme.QmtPlain && onwardCredentials.Any(c => c is not null))
+        {
+            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName} will not send the logins of later servers over the unencrypted link to {next}: write that hop as qmt://{next.HostPort}.");
+            return;
+        }
+        Link link;
+        try
+        {
+            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+        }
+        catch (QmTunnelException ex)
+        {
+            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
+                $"{Options.ServerName}: {ex.Message}");
+            return;
+        }
+        var onward = link.OpenStream(open with
+        {
+            Route = open.Route.Skip(1).ToList(),
+            RouteCredentials = onwardCredentials.Any(c => c is not null) ? onwardCredentials : [],
+        }, _transit, _linkOptions.InitialWindow);
+        await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// AuthQuery: the Target names a server and user (<c>qmt://user@host:port</c>); this server asks it for that
+    /// user's login parameters and sends them back (u16 salt length, salt, i32 iterations), so the tunnel's owner can
+    /// derive keys for a server it cannot reach itself. Passed on when the route is not finished.
+    /// </summary>
+    private async Task AnswerLoginQueryAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    {
+        if (open.Route.Count > 0)
+        {
+            await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var server = EndpointUri.ParseServer(open.Target, "Target");
+            if (server.User is null)
+            {
+                stream.Reset(ProtocolErrorCode.OpenRejected, $"a login query names a user: qmt://user@{server.HostPort}");
+                return;
+            }
+            var (salt, iterations) = await _pool!.QueryLoginAsync(server, server.User, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+            var answer = new byte[2 + salt.Length + 4];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(answer, (ushort)salt.Length);
+            salt.CopyTo(answer, 2);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(answer.AsSpan(2 + salt.Length), iterations);
+            stream.SendOpenAck();
+            await stream.SendAsync(answer, cancellationToken).ConfigureAwait(false);
+            stream.SendFin();
+        }
+        catch (QmTunnelException ex)
+        {
+            stream.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed, $"{Options.ServerName}: {ex.Message}");
+        }
+    }
+}
