@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Management;
@@ -40,12 +41,12 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
         await engine.DisposeAsync();
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Critical, Message = "qmTunnel server could not start: {ErrorId}: {Message}")]
+    [LoggerMessage(EventId = EventIds.DaemonStartFailed, Level = LogLevel.Critical, Message = "qmTunnel server could not start: {ErrorId}: {Message}")]
     private static partial void LogStartFailed(ILogger logger, string errorId, string message);
 
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "First start: the admin user's generated password is in {File} (owner-only). Read it, keep it safe, then delete the file.")]
+    [LoggerMessage(EventId = EventIds.DaemonInitialPassword, Level = LogLevel.Warning, Message = "First start: the admin user's generated password is in {File} (owner-only). Read it, keep it safe, then delete the file.")]
     private static partial void LogInitialPassword(ILogger logger, string file);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "qmTunnel server stopping: closing tunnels and links")]
+    [LoggerMessage(EventId = EventIds.DaemonStopping, Level = LogLevel.Information, Message = "qmTunnel server stopping: closing tunnels and links")]
     private static partial void LogStopping(ILogger logger);
 }

@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
@@ -431,16 +432,16 @@ public sealed partial class Link
 
 internal static partial class LinkLog
 {
-    // Event ids 100-199 belong to links. Next free: 104.
-    [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "Link {Peer}: protocol error {Code}: {Detail}; link closed")]
+    // Event ids: Diagnostics/EventIds.cs (links, 100-199).
+    [LoggerMessage(EventId = EventIds.LinkProtocolViolation, Level = LogLevel.Warning, Message = "Link {Peer}: protocol error {Code}: {Detail}; link closed")]
     public static partial void ProtocolViolation(ILogger logger, string peer, ProtocolErrorCode code, string detail);
 
-    [LoggerMessage(EventId = 101, Level = LogLevel.Error, Message = "Link {Peer}: handler of stream {StreamId} failed")]
+    [LoggerMessage(EventId = EventIds.StreamHandlerFailed, Level = LogLevel.Error, Message = "Link {Peer}: handler of stream {StreamId} failed")]
     public static partial void StreamHandlerFailed(ILogger logger, uint streamId, string peer, Exception exception);
 
-    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Link {Peer} closed: {Reason}")]
+    [LoggerMessage(EventId = EventIds.LinkClosed, Level = LogLevel.Information, Message = "Link {Peer} closed: {Reason}")]
     public static partial void Closed(ILogger logger, string peer, string reason);
 
-    [LoggerMessage(EventId = 103, Level = LogLevel.Information, Message = "Link {Peer} up (peer {PeerName}, {Rtt} ms handshake)")]
+    [LoggerMessage(EventId = EventIds.LinkUp, Level = LogLevel.Information, Message = "Link {Peer} up (peer {PeerName}, {Rtt} ms handshake)")]
     public static partial void Up(ILogger logger, string peer, string peerName, double rtt);
 }

@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -339,28 +340,28 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
 
 internal static partial class EngineLog
 {
-    // Event ids 1-99 belong to the engine. Next free: 9.
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "qmTunnel server listening on {Address}:{Port}, database {Database}")]
+    // Event ids: Diagnostics/EventIds.cs (engine, 1-99).
+    [LoggerMessage(EventId = EventIds.ServerStarted, Level = LogLevel.Information, Message = "qmTunnel server listening on {Address}:{Port}, database {Database}")]
     public static partial void Started(ILogger logger, string address, int port, string database);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "qmTunnel server on port {Port} stopped")]
+    [LoggerMessage(EventId = EventIds.ServerStopped, Level = LogLevel.Information, Message = "qmTunnel server on port {Port} stopped")]
     public static partial void Stopped(ILogger logger, int port);
 
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Link from {Peer} refused ({Code}): {Detail}")]
+    [LoggerMessage(EventId = EventIds.LinkRefused, Level = LogLevel.Warning, Message = "Link from {Peer} refused ({Code}): {Detail}")]
     public static partial void HandshakeRefused(ILogger logger, string peer, ProtocolErrorCode code, string detail);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Tunnel {Tunnel}: target {Target} unreachable: {Detail}")]
+    [LoggerMessage(EventId = EventIds.TargetUnreachable, Level = LogLevel.Warning, Message = "Tunnel {Tunnel}: target {Target} unreachable: {Detail}")]
     public static partial void TargetFailed(ILogger logger, string tunnel, string target, string detail);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "Saved tunnel {Name} was not restored: {Detail}")]
+    [LoggerMessage(EventId = EventIds.TunnelNotRestored, Level = LogLevel.Error, Message = "Saved tunnel {Name} was not restored: {Detail}")]
     public static partial void TunnelNotRestored(ILogger logger, string name, string detail);
 
-    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "Tunnel {Name}: {Change}")]
+    [LoggerMessage(EventId = EventIds.TunnelChanged, Level = LogLevel.Information, Message = "Tunnel {Name}: {Change}")]
     public static partial void TunnelChanged(ILogger logger, string name, string change);
 
-    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Tunnel {Name} of user {User} refused: {Reason}")]
+    [LoggerMessage(EventId = EventIds.TunnelDenied, Level = LogLevel.Warning, Message = "Tunnel {Name} of user {User} refused: {Reason}")]
     public static partial void TunnelDenied(ILogger logger, string name, string user, string reason);
 
-    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "First start: user {User} created in group Administrators with {Source}")]
+    [LoggerMessage(EventId = EventIds.AdminCreated, Level = LogLevel.Warning, Message = "First start: user {User} created in group Administrators with {Source}")]
     public static partial void AdminCreated(ILogger logger, string user, string source);
 }

@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
@@ -120,10 +121,10 @@ public sealed class LinkAuthenticator(UserStore users, LoginThrottle throttle, I
 
 internal static partial class AuthLog
 {
-    // Event ids 200-219 belong to logins.
-    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "User {User} ({Group}) logged in from {Source} by {Method}")]
+    // Event ids: Diagnostics/EventIds.cs (logins, 300-349).
+    [LoggerMessage(EventId = EventIds.LoggedIn, Level = LogLevel.Information, Message = "User {User} ({Group}) logged in from {Source} by {Method}")]
     public static partial void LoggedIn(ILogger logger, string user, string group, string source, AuthMethod method);
 
-    [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Login as {User} from {Source} refused: {Detail} ({Failures} failures from that address)")]
+    [LoggerMessage(EventId = EventIds.LoginFailed, Level = LogLevel.Warning, Message = "Login as {User} from {Source} refused: {Detail} ({Failures} failures from that address)")]
     public static partial void LoginFailed(ILogger logger, string user, string source, string detail, int failures);
 }

@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Diagnostics;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Links;
@@ -191,7 +192,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
 
 internal static partial class ManagementLog
 {
-    // Event ids 220-239 belong to management.
-    [LoggerMessage(EventId = 220, Level = LogLevel.Debug, Message = "Management: {User} asks {Operation}")]
+    // Event ids: Diagnostics/EventIds.cs (management, 350-399).
+    [LoggerMessage(EventId = EventIds.ManagementRequest, Level = LogLevel.Debug, Message = "Management: {User} asks {Operation}")]
     public static partial void Request(ILogger logger, string user, string operation);
 }

@@ -1,0 +1,47 @@
+namespace QmTunnel.Engine.Diagnostics;
+
+/// <summary>
+/// Every log event id of qmTunnel (engine and daemon), in one list so no two events share an id: an id names one kind
+/// of event in the daemon's log, the journal and the Windows event log, so scripts and alerts can match on it. Each
+/// area owns a range; add a new event at the next free id of its range (noted per range) and never reuse one.
+/// <c>tests/QmTunnel.Engine.Tests/Diagnostics/EventIdTests.cs</c> checks that every [LoggerMessage] uses an id of this
+/// list and that the ids are unique.
+/// </summary>
+public static class EventIds
+{
+    // ---- engine lifecycle and tunnel management, 1-99. Next free: 9.
+    public const int ServerStarted = 1;
+    public const int ServerStopped = 2;
+    public const int LinkRefused = 3;
+    public const int TargetUnreachable = 4;
+    public const int TunnelNotRestored = 5;
+    public const int TunnelChanged = 6;
+    public const int TunnelDenied = 7;
+    public const int AdminCreated = 8;
+
+    // ---- links, 100-199. Next free: 104.
+    public const int LinkProtocolViolation = 100;
+    public const int StreamHandlerFailed = 101;
+    public const int LinkClosed = 102;
+    public const int LinkUp = 103;
+
+    // ---- tunnel runtime, 200-299. Next free: 204.
+    public const int TunnelStarted = 200;
+    public const int TunnelStopped = 201;
+    public const int TunnelError = 202;
+    public const int TunnelDraining = 203;
+
+    // ---- logins, 300-349. Next free: 302.
+    public const int LoggedIn = 300;
+    public const int LoginFailed = 301;
+
+    // ---- management sessions, 350-399. Next free: 351.
+    public const int ManagementRequest = 350;
+
+    // ---- storage and data path, 400-449. Next free: 400.
+
+    // ---- the daemon (qmtunnel-server), 900-999. Next free: 903.
+    public const int DaemonStartFailed = 900;
+    public const int DaemonStopping = 901;
+    public const int DaemonInitialPassword = 902;
+}
