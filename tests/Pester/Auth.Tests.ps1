@@ -78,6 +78,16 @@ Describe 'Logins on links' {
         ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 4MB, 60)).Intact | Should -BeTrue
     }
 
+    It 'tunnel objects name the user of each hop and never carry its login keys (ConvertTo-Json, Format-List *)' {
+        $tunnel = Get-QmTunnel allowed
+        @($tunnel.Hops.User) | Should -Be @('admin', 'ops')
+        @($tunnel.Hops.Login) | Should -Be @('Password', 'Password')
+        foreach ($text in ($tunnel | ConvertTo-Json -Depth 6), ($tunnel | Format-List * | Out-String -Width 300), ($tunnel | Format-List | Out-String)) {
+            $text | Should -Not -Match 'ClientKey|ServerKey|"Salt"|System\.Byte\[\]'
+        }
+        ($tunnel | Format-List | Out-String) | Should -Match 'Logins\s*:\s*admin \(Password\), ops \(Password\)'
+    }
+
     It 'keeps no password in the database, only derived keys' {
         Stop-QmTunnelServer
         try {

@@ -33,6 +33,20 @@ public sealed partial class QmTunnelEngine
 
     private TunnelInfo Info(TunnelRuntime runtime) => new(runtime.Profile, runtime.State, runtime.BoundListen, runtime.LastError);
 
+    /// <summary>The profile as the engine keeps it, hop keys included (tests: output objects must not have them).</summary>
+    internal TunnelProfile ProfileWithCredentials(string name)
+    {
+        _gate.Wait();
+        try
+        {
+            return Find(name).Profile;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     /// <summary>Creates (and saves, when Persistent) a tunnel, stopped, with the credentials its profile holds.</summary>
     public TunnelInfo NewTunnel(TunnelProfile profile) => NewTunnelAsync(profile).GetAwaiter().GetResult();
 

@@ -6,15 +6,28 @@ namespace QmTunnel.Engine.Management;
 /// </summary>
 public sealed class TunnelInfo
 {
+    /// <summary>
+    /// A snapshot of a tunnel. The hop logins of <paramref name="profile"/> are reduced to <see cref="Hops"/> (who logs
+    /// in where, and how): the keys stay in the engine and are in no output object.
+    /// </summary>
     public TunnelInfo(TunnelProfile profile, TunnelState state, string? boundListen, string? lastError)
+        : this(profile, state, boundListen, lastError, TunnelHopInfo.For(profile))
     {
-        Profile = profile;
+    }
+
+    internal TunnelInfo(TunnelProfile profile, TunnelState state, string? boundListen, string? lastError, IReadOnlyList<TunnelHopInfo> hops)
+    {
+        Profile = profile.Credentials.Count == 0 ? profile : profile with { Credentials = [] };
         State = state;
         BoundListen = boundListen;
         LastError = lastError;
+        Hops = hops;
     }
 
+    /// <summary>The tunnel's settings, without its hop logins (see <see cref="Hops"/>).</summary>
     public TunnelProfile Profile { get; }
+    /// <summary>Each server of <see cref="Via"/>, with the user the tunnel logs in as there and how (never the keys).</summary>
+    public IReadOnlyList<TunnelHopInfo> Hops { get; }
     public string Name => Profile.Name;
     public TunnelState State { get; }
     public string Listen => Profile.Listen;
@@ -40,6 +53,40 @@ public sealed class TunnelInfo
     public string? LastError { get; }
 
     public override string ToString() => Name;
+}
+
+/// <summary>How a tunnel logs in to one server of its chain.</summary>
+public enum HopLoginKind
+{
+    /// <summary>No login is kept for this hop.</summary>
+    None,
+    /// <summary>Keys derived from the user's password for that server (the password itself is kept nowhere).</summary>
+    Password,
+    /// <summary>A client certificate file on the owning server.</summary>
+    Certificate,
+}
+
+/// <summary>One server of a tunnel's chain as output objects show it: its address and who logs in there, never a key.</summary>
+public sealed record TunnelHopInfo(string Server, string? User, HopLoginKind Login)
+{
+    /// <summary>The hops of <paramref name="profile"/> (one per Via entry).</summary>
+    public static IReadOnlyList<TunnelHopInfo> For(TunnelProfile profile) =>
+        profile.Via.Select((via, i) =>
+        {
+            var credential = i < profile.Credentials.Count ? profile.Credentials[i] : null;
+            var kind = credential is null ? HopLoginKind.None : credential.HasKeys ? HopLoginKind.Password : HopLoginKind.Certificate;
+            try
+            {
+                var uri = Endpoints.EndpointUri.ParseServer(via, "Via");
+                return new TunnelHopInfo((uri with { User = null }).ToString(), credential?.User ?? uri.User, kind);
+            }
+            catch (QmTunnelException)
+            {
+                return new TunnelHopInfo(via, credential?.User, kind);
+            }
+        }).ToList();
+
+    public override string ToString() => User is null ? Server : $"{User} at {Server}";
 }
 
 /// <summary>Counters of one tunnel on its owning server, read at one moment. Counters reset when the server restarts.</summary>

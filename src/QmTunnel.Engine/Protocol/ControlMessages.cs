@@ -87,7 +87,15 @@ public enum StreamProtocol : byte
 /// A login the receiver of an Open uses for the next server of its route: the user and SCRAM keys derived for that
 /// server's salt and iteration count (password-equivalent for that server only: sent only inside TLS).
 /// </summary>
-public sealed record RouteCredential(string User, byte[] Salt, int Iterations, byte[] ClientKey, byte[] ServerKey);
+public sealed record RouteCredential(string User, byte[] Salt, int Iterations, byte[] ClientKey, byte[] ServerKey)
+{
+    // Printed (logs, test names) with the user only: the keys log in as that user on that server.
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("User = ").Append(User).Append(", keys hidden");
+        return true;
+    }
+}
 
 /// <summary>Socket options the far end applies to its outgoing connection. Wire values.</summary>
 [Flags]
