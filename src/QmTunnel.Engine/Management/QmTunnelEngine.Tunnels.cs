@@ -86,7 +86,7 @@ public sealed partial class QmTunnelEngine
         if (logins is not null && logins.Any(l => l is not null))
         {
             var hops = ParseVia(profile);
-            var credentials = await ResolveCredentialsAsync(hops, logins, [], profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            var credentials = await ResolveCredentialsAsync(profile, logins, [], cancellationToken).ConfigureAwait(false);
             profile = profile with { Credentials = credentials, Via = WithUsers(hops, credentials) };
             runtime = CreateRuntime(profile);
             await CheckChainAsync(runtime, cancellationToken).ConfigureAwait(false);
@@ -265,7 +265,7 @@ public sealed partial class QmTunnelEngine
             {
                 var oldHops = ParseVia(before);
                 var existing = oldHops.Select((h, i) => (h, before.Credentials.Count == oldHops.Count ? before.Credentials[i] : null)).ToList();
-                credentials = await ResolveCredentialsAsync(ParseVia(proposed), logins ?? [], existing, proposed.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+                credentials = await ResolveCredentialsAsync(proposed, logins ?? [], existing, cancellationToken).ConfigureAwait(false);
                 if (logins?.Any(l => l is not null) ?? false)
                 {
                     await CheckChainAsync(CreateRuntime(proposed with { Credentials = credentials }), cancellationToken).ConfigureAwait(false);

@@ -73,10 +73,12 @@ public enum StreamProtocol : byte
     /// </summary>
     Check = 2,
     /// <summary>
-    /// Asks the last server of <see cref="OpenMessage.Route"/> for the login parameters (salt, iterations) another
-    /// server, named by the Target <c>qmt://user@host:port</c>, gives the user: answered with OpenAck and one data
-    /// payload (u16 salt length, salt, i32 iterations), then Fin. Lets the owner of a tunnel derive keys for a server
-    /// it cannot reach itself.
+    /// Asks for the login parameters (salt, iterations) a server of the tunnel's chain gives a user: the Open describes
+    /// the whole tunnel as for <see cref="Tcp"/> (so every server checks it the same way) and
+    /// <see cref="OpenMessage.QueryDepth"/> says how many route entries are linked through first; the server reached
+    /// then makes a login query (no login) to the next entry, <c>qmt://user@host:port</c>, and answers OpenAck and one
+    /// data payload (u16 salt length, salt, i32 iterations), then Fin. Lets the owner of a tunnel derive keys for a
+    /// server it cannot reach itself.
     /// </summary>
     AuthQuery = 3,
     /// <summary>A management request of the link's user (docs/protocol.md, "Management"); no target, no route.</summary>
@@ -123,6 +125,12 @@ public sealed record OpenMessage(StreamProtocol Protocol, string Tunnel, string 
 
     /// <summary>One login per <see cref="Route"/> entry (null: none given), or empty.</summary>
     public IReadOnlyList<RouteCredential?> RouteCredentials { get; init; } = [];
+
+    /// <summary>
+    /// <see cref="StreamProtocol.AuthQuery"/> only (0 otherwise): how many <see cref="Route"/> entries are linked through
+    /// before the server reached makes the login query to the next one. Less than the route's length.
+    /// </summary>
+    public byte QueryDepth { get; init; }
 }
 
 /// <summary>Aborts a stream both ways, with a code and reason (e.g. the target refused the connection).</summary>
@@ -184,6 +192,7 @@ public static class ControlCodec
                     w.U8(1); w.Str(credential.User); w.Bytes(credential.Salt); w.I32(credential.Iterations);
                     w.Bytes(credential.ClientKey); w.Bytes(credential.ServerKey);
                 }
+                w.U8(o.QueryDepth);
                 break;
             case AuthStartMessage a:
                 w.U8((byte)a.Method); w.Str(a.User); w.Bytes(a.ClientNonce);
@@ -268,6 +277,10 @@ public static class ControlCodec
                         Str(credential.User, "RouteCredentials.User");
                         Bin(credential.Salt, "Salt"); Bin(credential.ClientKey, "ClientKey"); Bin(credential.ServerKey, "ServerKey");
                     }
+                }
+                if (QueryDepthProblem(o.Protocol, o.QueryDepth, o.Route.Count) is { } depthProblem)
+                {
+                    throw new ArgumentException(depthProblem, nameof(message));
                 }
                 break;
             case AuthStartMessage a:
@@ -371,13 +384,25 @@ public static class ControlCodec
                 var b => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"route credential marker {b}; expected 0 or 1"),
             };
         }
+        var queryDepth = U8(ref r);
+        if (QueryDepthProblem(protocol, queryDepth, count) is { } depthProblem)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, depthProblem);
+        }
         return new OpenMessage(protocol, tunnel, target, route, timeout, options, client)
         {
             Listen = listen,
             Servers = servers,
             RouteCredentials = credentials,
+            QueryDepth = queryDepth,
         };
     }
+
+    /// <summary>A login query names a route entry to query (depth less than the route's length); other streams carry 0.</summary>
+    private static string? QueryDepthProblem(StreamProtocol protocol, byte depth, int routeCount) =>
+        protocol == StreamProtocol.AuthQuery
+            ? depth < routeCount ? null : $"a login query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
+            : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login queries carry one";
 
     private static AuthStartMessage ReadAuthStart(ref SequenceReader<byte> r)
     {

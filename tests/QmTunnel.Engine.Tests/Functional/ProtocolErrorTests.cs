@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
@@ -32,7 +33,7 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         return frame;
     }
 
-    private static byte[] Hello(ushort min = 1, ushort max = 1) =>
+    private static byte[] Hello(ushort min = LinkOptions.MinVersion, ushort max = LinkOptions.MaxVersion) =>
         Frame(FrameType.Hello, 0, ControlCodec.ToArray(new HelloMessage(min, max, "raw", "raw-test", 65536, 65536)));
 
     /// <summary>Preamble, Hello and a password login as the test admin, by hand.</summary>
@@ -85,7 +86,7 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         var open = new OpenMessage(StreamProtocol.Tcp, "t", "tcp://127.0.0.1:9", ["qmt://127.0.0.1:9"], 5000, OpenOptions.None, "raw")
         {
             Listen = "127.0.0.1:1",
-            Servers = ["127.0.0.1:9"],
+            Servers = [$"127.0.0.1:{_server.Port}", "127.0.0.1:9"],
             RouteCredentials = [new RouteCredential("admin", new byte[16], 100_000, new byte[5], new byte[5])],
         };
         await s.SendAsync(Frame(FrameType.Open, 1, ControlCodec.ToArray(open)), SocketFlags.None);

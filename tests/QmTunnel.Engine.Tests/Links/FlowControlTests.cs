@@ -216,7 +216,7 @@ public sealed class FlowControlTests : IAsyncLifetime
         await raw.ConnectAsync(listener.LocalEndPoint!);
         using var server = await listener.AcceptAsync();
         var accepting = Link.HandshakeAsAcceptorAsync(server, new LinkOptions { InitialWindow = Window }, NullLogger.Instance, default);
-        var hello = ControlCodec.ToArray(new HelloMessage(1, 1, "raw", "raw", 65536, 65536));
+        var hello = ControlCodec.ToArray(new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, "raw", "raw", 65536, 65536));
         await raw.SendAsync(Concat(FrameCodec.Preamble.ToArray(), Frame(FrameType.Hello, 0, hello)), SocketFlags.None);
         await using var link = await accepting;
         link.StreamOpened = (_, _) => Task.CompletedTask;
