@@ -141,7 +141,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 InitialAdminPassword = EnsureAdministrator(_store);
                 _maxManagementSessions = ReadMaxManagementSessions();
                 _throttle = new LoginThrottle(_time);
-                _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName);
+                _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName,
+                    () => _store is null ? PasswordHasher.DefaultIterations : ReadPasswordIterations());
                 _listener = Bind();
             }
             catch
