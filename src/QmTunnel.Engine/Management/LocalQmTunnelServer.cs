@@ -15,22 +15,38 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
     public SecurityPrincipal? Caller { get; } = caller;
     public string Address => Caller is null ? "in-process" : $"{Engine.GetServerInfo().Address} as {Caller.User.Name}";
 
-    public Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerInfo());
+    /// <summary>
+    /// The server's state. A caller without ChangeServerConfiguration gets what any peer can see anyway (address,
+    /// certificate, whether plain links are accepted, when it started) and the number of tunnels it administers, not
+    /// the data path, process id or the counters of other users' traffic.
+    /// </summary>
+    public Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken)
+    {
+        var info = Engine.GetServerInfo();
+        var self = Engine.CurrentPrincipal(Caller);
+        if (self is null || self.CanChangeServerConfiguration)
+        {
+            return Task.FromResult(info);
+        }
+        var visible = Engine.GetTunnels().Count(t => MayAdminister(self, t));
+        return Task.FromResult(info.Redacted(visible));
+    }
 
     // ---- tunnels ----
 
     private bool MayAdminister(SecurityPrincipal? self, TunnelInfo tunnel) => self is null || self.CanAdministerTunnel(tunnel.Owner, tunnel.OwnerGroup);
 
-    /// <summary>The tunnel, when the caller may see and change it; TunnelNotFound or PermissionDenied otherwise.</summary>
-    private TunnelInfo Accessible(string name, string action)
+    /// <summary>
+    /// The tunnel, when the caller may see and change it; otherwise TunnelNotFound, the same answer as for a tunnel
+    /// that does not exist, so a user learns nothing of the tunnels it may not administer (not even their owner).
+    /// </summary>
+    private TunnelInfo Accessible(string name)
     {
         var tunnel = Engine.GetTunnel(name);
         var self = Engine.CurrentPrincipal(Caller);
         if (!MayAdminister(self, tunnel))
         {
-            throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, name,
-                $"User '{self!.User.Name}' (group '{self.Group.Name}') may not {action} tunnel '{name}': it belongs to '{tunnel.Owner}' of group '{tunnel.OwnerGroup}'. " +
-                $"A user administers its own tunnels; AdministerGroupTunnels extends that to its group's, AdministerAllTunnels to every tunnel (Set-QmTunnelGroup -Rights).");
+            throw QmTunnelEngine.TunnelNotFound(name);
         }
         return tunnel;
     }
@@ -41,45 +57,45 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
         return Task.FromResult<IReadOnlyList<TunnelInfo>>(Engine.GetTunnels().Where(t => MayAdminister(self, t)).ToList());
     }
 
-    public Task<TunnelInfo> GetTunnelAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Accessible(name, "see"));
+    public Task<TunnelInfo> GetTunnelAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Accessible(name));
 
     public Task<TunnelInfo> NewTunnelAsync(TunnelProfile profile, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken) =>
         Engine.NewTunnelAsync(profile, logins, Engine.CurrentPrincipal(Caller), cancellationToken);
 
     public Task<TunnelInfo> StartTunnelAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "start");
+        Accessible(name);
         return Engine.StartTunnelAsync(name, cancellationToken);
     }
 
     public Task<TunnelInfo> StopTunnelAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "stop");
+        Accessible(name);
         return Engine.StopTunnelAsync(name, cancellationToken);
     }
 
     public Task<TunnelInfo> SetTunnelAsync(string name, TunnelChange change, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(change);
-        Accessible(name, "change");
+        Accessible(name);
         return Engine.SetTunnelAsync(name, change.Apply, logins, cancellationToken);
     }
 
     public Task RemoveTunnelAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "remove");
+        Accessible(name);
         return Engine.RemoveTunnelAsync(name, cancellationToken);
     }
 
     public Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "see the statistics of");
+        Accessible(name);
         return Task.FromResult(Engine.GetTunnelStats(name));
     }
 
     public Task<IReadOnlyList<ConnectionInfo>> GetConnectionsAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "see the connections of");
+        Accessible(name);
         return Task.FromResult(Engine.GetConnections(name));
     }
 
@@ -104,7 +120,7 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
         }
         foreach (var name in names ?? [])
         {
-            Accessible(name, "watch");
+            Accessible(name);
         }
         await foreach (var update in watch(names, interval, cancellationToken).ConfigureAwait(false))
         {

@@ -25,11 +25,14 @@ public sealed partial class QmTunnelEngine
         EnsureRunning();
         if (string.IsNullOrEmpty(name) || !_tunnels.TryGetValue(name, out var runtime))
         {
-            throw new QmTunnelException(ErrorIds.TunnelNotFound, QmErrorKind.ObjectNotFound, name,
-                $"There is no tunnel named '{name}' on this server. List the tunnels with Get-QmTunnel.");
+            throw TunnelNotFound(name);
         }
         return runtime;
     }
+
+    /// <summary>The one answer for a tunnel that is not there, or not there for this caller.</summary>
+    internal static QmTunnelException TunnelNotFound(string name) => new(ErrorIds.TunnelNotFound, QmErrorKind.ObjectNotFound, name,
+        $"There is no tunnel named '{name}' on this server. List the tunnels with Get-QmTunnel.");
 
     private TunnelInfo Info(TunnelRuntime runtime) => new(runtime.Profile, runtime.State, runtime.BoundListen, runtime.LastError);
 

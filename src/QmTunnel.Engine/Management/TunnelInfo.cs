@@ -142,7 +142,7 @@ public sealed class ConnectionInfo
 }
 
 /// <summary>A running qmTunnel server, as Start-/Get-QmTunnelServer show it.</summary>
-public sealed class ServerInfo
+public sealed record ServerInfo
 {
     public required string ServerId { get; init; }
     public required string ListenAddress { get; init; }
@@ -151,7 +151,9 @@ public sealed class ServerInfo
     public required DateTimeOffset StartedAt { get; init; }
     /// <summary>Process id for a daemon; null for the engine inside this pwsh process.</summary>
     public int? ProcessId { get; init; }
-    public bool IsDaemon => ProcessId is not null;
+    private readonly bool? _isDaemon;
+    /// <summary>True for qmtunnel-server (a separate process), false for an engine inside a pwsh process.</summary>
+    public bool IsDaemon { get => _isDaemon ?? ProcessId is not null; init => _isDaemon = value; }
     public string Kind => IsDaemon ? "Daemon" : "InProcess";
     public int Tunnels { get; init; }
     public int Links { get; init; }
@@ -167,4 +169,20 @@ public sealed class ServerInfo
     /// <summary>The same server for unencrypted links (accepted only when AllowPlainLinks is on).</summary>
     public string PlainAddress => "qmt+plain" + Address[3..];
     public override string ToString() => Address;
+
+    /// <summary>
+    /// What a user without ChangeServerConfiguration may see: no data path, no process id, no counters of other users'
+    /// traffic; <paramref name="visibleTunnels"/> is the number of tunnels that user administers.
+    /// </summary>
+    public ServerInfo Redacted(int visibleTunnels) => this with
+    {
+        DataPath = string.Empty,
+        ProcessId = null,
+        IsDaemon = IsDaemon,
+        Tunnels = visibleTunnels,
+        Links = 0,
+        TransitStreams = 0,
+        ProtocolErrors = 0,
+        PlainLinksRefused = 0,
+    };
 }

@@ -78,10 +78,21 @@ public sealed class RemoteManagementTests : IAsyncLifetime
 
         await using var bob = await ConnectAsync(_b, "bob", "bob-password-1");
         Assert.Empty(await bob.GetTunnelsAsync(default));
+        // Another user's tunnel gets exactly the answer of a tunnel that does not exist: nothing about it leaks.
         var denied = await Assert.ThrowsAsync<QmTunnelException>(() => bob.StopTunnelAsync("admins", default));
-        Assert.Equal(ErrorIds.PermissionDenied, denied.ErrorId);
-        Assert.Equal(QmErrorKind.PermissionDenied, denied.Kind);
-        Assert.Contains("belongs to 'admin'", denied.Message);
+        var missing = await Assert.ThrowsAsync<QmTunnelException>(() => bob.StopTunnelAsync("no-such-tunnel", default));
+        Assert.Equal((ErrorIds.TunnelNotFound, QmErrorKind.ObjectNotFound), (denied.ErrorId, denied.Kind));
+        Assert.Equal(missing.Message.Replace("no-such-tunnel", "admins", StringComparison.Ordinal), denied.Message);
+        Assert.Equal(ErrorIds.TunnelNotFound, (await Assert.ThrowsAsync<QmTunnelException>(() => bob.GetTunnelStatsAsync("admins", default))).ErrorId);
+
+        // Server information: what any peer sees, not the data path, the process or other users' traffic.
+        var seenByBob = await bob.GetServerInfoAsync(default);
+        var seenByAdmin = await admin.GetServerInfoAsync(default);
+        Assert.Equal((string.Empty, (int?)null, 0), (seenByBob.DataPath, seenByBob.ProcessId, seenByBob.Tunnels));
+        Assert.Equal(0, seenByBob.Links);
+        Assert.Equal(seenByAdmin.CertificateThumbprint, seenByBob.CertificateThumbprint);
+        Assert.NotEqual(string.Empty, seenByAdmin.DataPath);
+        Assert.Equal(1, seenByAdmin.Tunnels);
         var users = await Assert.ThrowsAsync<QmTunnelException>(() => bob.NewUserAsync("eve", "Operators", "eve-password-1", null, true, "", default));
         Assert.Equal(QmErrorKind.PermissionDenied, users.Kind);
 
