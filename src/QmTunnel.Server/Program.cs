@@ -34,6 +34,11 @@ catch (Exception ex) when (ex is ArgumentException or FormatException)
     Console.Error.WriteLine(ServerCommandLine.Usage);
     return 2;
 }
+finally
+{
+    // The passwords are in the options now: not left in the environment (/proc/PID/environ) for the daemon's life.
+    Secrets.WipeFromEnvironment();
+}
 
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
 {

@@ -121,6 +121,24 @@ Describe 'Logins on links' {
 }
 
 Describe 'The admin of a new server' {
+    It 'a daemon started with -AdminCredential has the password neither on its command line nor in its environment' {
+        $daemon = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $base 'secrets')
+        try {
+            foreach ($file in 'environ', 'cmdline') {
+                $text = [Text.Encoding]::UTF8.GetString([IO.File]::ReadAllBytes("/proc/$($daemon.ProcessId)/$file"))
+                $text | Should -Not -BeNullOrEmpty
+                $text.Contains($script:QmTestAdminPassword) | Should -BeFalse -Because "/proc/PID/$file must not show the admin password"
+            }
+            # The password did reach it: the admin logs in with it.
+            $tunnel = New-QmTunnel secrets -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt://127.0.0.1:$($daemon.Port)") -Target $echo.Uri | Start-QmTunnel -PassThru
+            ([QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 64KB, 30)).Intact | Should -BeTrue
+            Remove-QmTunnel secrets -Confirm:$false
+        }
+        finally {
+            $daemon | Stop-QmTunnelServer -Confirm:$false
+        }
+    }
+
     It 'without -AdminCredential, a first start shows a generated password once, and it logs in' {
         $fresh = Join-Path $base 'fresh'
         $warnings = $null

@@ -289,21 +289,15 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             startInfo.ArgumentList.Add("--certificate-key");
             startInfo.ArgumentList.Add(certificateKey);
         }
-        // A password never goes on a command line (other users can read it there): the daemon's environment only.
+        // A password goes neither on a command line nor in the environment (other users can read the first; the
+        // second stays in /proc/PID/environ): the daemon reads them from its standard input, written below.
         startInfo.Environment.Remove("QMTUNNEL_CertificatePassword");
         startInfo.Environment.Remove("QMTUNNEL_AdminPassword");
-        if (options.AdminPassword is { } adminPassword)
-        {
-            startInfo.Environment["QMTUNNEL_AdminPassword"] = adminPassword;
-        }
+        startInfo.ArgumentList.Add("--secrets-from-stdin");
         if (options.PasswordIterations is { } iterations)
         {
             startInfo.ArgumentList.Add("--password-iterations");
             startInfo.ArgumentList.Add(iterations.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        }
-        if (options.CertificatePassword is { } certificatePassword)
-        {
-            startInfo.Environment["QMTUNNEL_CertificatePassword"] = certificatePassword;
         }
 
         WriteVerbose($"Starting the qmtunnel-server daemon: {startInfo.FileName} {string.Join(' ', startInfo.ArgumentList)}");
@@ -319,6 +313,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             throw; // not reached
         }
 
+        WriteSecrets(process, options);
         var listening = WaitForListening(process, logFile, logStart, out var failure);
         if (listening is null)
         {
@@ -359,6 +354,28 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         ServerRegistry.AddDaemon(process, info);
         WriteVerbose($"qmtunnel-server (pid {processId}) listening on {info.Address}; log: {logFile}.");
         return info;
+    }
+
+    /// <summary>The daemon's secrets on its standard input (--secrets-from-stdin), which is then closed.</summary>
+    private static void WriteSecrets(Process process, ServerOptions options)
+    {
+        try
+        {
+            var stdin = process.StandardInput;
+            if (options.AdminPassword is { } adminPassword)
+            {
+                stdin.Write("AdminPassword=" + adminPassword + "\n");
+            }
+            if (options.CertificatePassword is { } certificatePassword)
+            {
+                stdin.Write("CertificatePassword=" + certificatePassword + "\n");
+            }
+            stdin.Close();
+        }
+        catch (IOException)
+        {
+            // The daemon exited at once: WaitForListening reports why.
+        }
     }
 
     /// <summary>
