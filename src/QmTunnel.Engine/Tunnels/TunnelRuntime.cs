@@ -320,7 +320,7 @@ internal sealed partial class TunnelRuntime
         if (drain > TimeSpan.Zero && running.Length > 0)
         {
             TunnelLog.Draining(_logger, Profile.Name, running.Length, drain.TotalSeconds);
-            await Task.WhenAll(running).WaitAsync(drain).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.WhenAll(running).WaitAsync(drain, _time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
         _stop?.Cancel();
         await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
