@@ -4,7 +4,7 @@ namespace QmTunnel.Engine.Management;
 /// What Get-QmTunnel shows: a tunnel's profile and its state on the owning server. A snapshot, not live.
 /// Type name <c>QmTunnel.Engine.Management.TunnelInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class TunnelInfo
+public sealed class TunnelInfo : QmTunnelObject
 {
     public TunnelInfo(TunnelProfile profile, TunnelState state, string? boundListen, string? lastError)
     {
@@ -43,7 +43,7 @@ public sealed class TunnelInfo
 }
 
 /// <summary>Counters of one tunnel on its owning server, read at one moment. Counters reset when the server restarts.</summary>
-public sealed class TunnelStats
+public sealed class TunnelStats : QmTunnelObject
 {
     public required string Name { get; init; }
     public required TunnelState State { get; init; }
@@ -79,7 +79,7 @@ public enum ConnectionState
 }
 
 /// <summary>One application connection of a tunnel, as Get-QmTunnelConnection shows it. A snapshot.</summary>
-public sealed class ConnectionInfo
+public sealed class ConnectionInfo : QmTunnelObject
 {
     public required long Id { get; init; }
     public required string Tunnel { get; init; }
@@ -95,7 +95,7 @@ public sealed class ConnectionInfo
 }
 
 /// <summary>A running qmTunnel server, as Start-/Get-QmTunnelServer show it.</summary>
-public sealed class ServerInfo
+public sealed class ServerInfo : QmTunnelObject
 {
     public required string ServerId { get; init; }
     public required string ListenAddress { get; init; }

@@ -13,7 +13,7 @@ public interface IKnownServers
 }
 
 /// <summary>A server the dialing side has pinned.</summary>
-public sealed class KnownServer
+public sealed class KnownServer : QmTunnelObject
 {
     public required string Server { get; init; }
     public required string Thumbprint { get; init; }
