@@ -374,11 +374,26 @@ Describe 'Names and origins that are not live objects' {
 }
 
 Describe 'Pins: server pins and this user''s client pins' {
-    # The same name in three places; each test removes one and checks the other two. Order matters (no re-pinning).
+    # The same name in three places; each test removes at most one and checks the others. Server pins are not made
+    # again (the servers keep their links to B), so the order matters; the client pin is made again before each test.
+    BeforeAll { Initialize-Twins }   # A's tunnel twin through B pins B on A
+
+    BeforeEach {
+        $again = Connect-QmTunnelServer $addressB -Credential $QmTestAdmin
+        Disconnect-QmTunnelServer $again
+    }
+
     It 'the pin is held by A, by B and by this user''s client pins' {
         (Get-QmTunnelKnownServer $pin).Thumbprint | Should -Be $serverB.CertificateThumbprint
         (Get-QmTunnelKnownServer $pin @remote).Thumbprint | Should -Be $serverB.CertificateThumbprint
         (Get-QmTunnelKnownServer -Client $pin).Thumbprint | Should -Be $serverB.CertificateThumbprint
+    }
+
+    It 'Get-QmTunnelKnownServer -Client | Remove-QmTunnelKnownServer removes the client pin, not a server''s' {
+        Get-QmTunnelKnownServer -Client $pin | Remove-QmTunnelKnownServer
+        @(Get-QmTunnelKnownServer -Client $pin -ErrorAction SilentlyContinue).Count | Should -Be 0
+        @(Get-QmTunnelKnownServer $pin).Count | Should -Be 1
+        @(Get-QmTunnelKnownServer $pin @remote).Count | Should -Be 1
     }
 
     It 'refuses -Client with a server''s pin, and -Session with a client pin (SessionMismatch), removing nothing' {
@@ -392,22 +407,14 @@ Describe 'Pins: server pins and this user''s client pins' {
         @(Get-QmTunnelKnownServer -Client $pin).Count | Should -Be 1
     }
 
-    It 'Get-QmTunnelKnownServer -Client | Remove-QmTunnelKnownServer removes the client pin, not a server''s' {
-        Get-QmTunnelKnownServer -Client $pin | Remove-QmTunnelKnownServer
-        @(Get-QmTunnelKnownServer -Client $pin -ErrorAction SilentlyContinue).Count | Should -Be 0
-        @(Get-QmTunnelKnownServer $pin).Count | Should -Be 1
-        @(Get-QmTunnelKnownServer $pin @remote).Count | Should -Be 1
-    }
-
-    It 'Get-QmTunnelKnownServer -Session | Remove-QmTunnelKnownServer removes B''s pin, not A''s' {
+    It 'Get-QmTunnelKnownServer -Session | Remove-QmTunnelKnownServer removes B''s pin, not A''s or the client''s' {
         Get-QmTunnelKnownServer $pin @remote | Remove-QmTunnelKnownServer
         @(Get-QmTunnelKnownServer $pin @remote -ErrorAction SilentlyContinue).Count | Should -Be 0
         @(Get-QmTunnelKnownServer $pin).Count | Should -Be 1
+        @(Get-QmTunnelKnownServer -Client $pin).Count | Should -Be 1
     }
 
     It 'Get-QmTunnelKnownServer | Remove-QmTunnelKnownServer removes A''s pin, not the client''s' {
-        $again = Connect-QmTunnelServer $addressB -Credential $QmTestAdmin   # pins B for this user again
-        Disconnect-QmTunnelServer $again
         Get-QmTunnelKnownServer $pin | Remove-QmTunnelKnownServer
         @(Get-QmTunnelKnownServer $pin -ErrorAction SilentlyContinue).Count | Should -Be 0
         @(Get-QmTunnelKnownServer -Client $pin).Count | Should -Be 1
@@ -415,11 +422,17 @@ Describe 'Pins: server pins and this user''s client pins' {
 }
 
 Describe 'An in-process server started again' {
-    It 'does not take objects of the one before it (ServerNotRunning), and they never go to a session' {
+    It 'does not take objects of the one before it (ServerNotRunning); objects from a session need no in-process server' {
         Initialize-Twins
         $old = Get-QmTunnel twin
         Stop-QmTunnelServer -Confirm:$false
         Assert-OneError (Invoke-Capture { $old | Start-QmTunnel }) ServerNotRunning
+        # Objects from a session, and the client pins, need no in-process server.
+        Get-QmTunnel twin @remote | Start-QmTunnel
+        Get-TwinState twin $remote | Should -Be 'Started'
+        Get-QmTunnelKnownServer -Client $pin | Remove-QmTunnelKnownServer -WhatIf
+        @(Get-QmTunnelKnownServer -Client $pin).Count | Should -Be 1
+        Stop-QmTunnel twin @remote
         $null = Start-QmTunnelServer -Port 0 -DataPath (Join-Path $base 'a')
         $result = Invoke-Capture { $old | Start-QmTunnel }
         Assert-OneError $result ServerNotRunning
