@@ -134,7 +134,7 @@ public abstract class ServerInputCmdlet : ServerCmdlet
             {
                 return session;
             }
-            WriteError(NewMismatchError(target, what, text, Describe(session),
+            WriteError(NewMismatchError(target, what, $"'{text}' (its Origin, known only as text)", Describe(session),
                 "Leave -Session out, or remove the Origin property (Select-Object -ExcludeProperty Origin) to act on -Session."));
             return null;
         }
@@ -142,7 +142,7 @@ public abstract class ServerInputCmdlet : ServerCmdlet
         {
             return TargetServer;
         }
-        WriteError(NewMismatchError(target, what, $"{text} (known only as text, from Import-Csv or a deserialized object, so without its session)",
+        WriteError(NewMismatchError(target, what, $"'{text}' (its Origin, known only as text, from Import-Csv or a deserialized object: no session)",
             "the in-process server",
             $"Give its session: -Session (Connect-QmTunnelServer {text} -Credential (Get-Credential)), or remove the Origin property (Select-Object -ExcludeProperty Origin) to act on the in-process server."));
         return null;
