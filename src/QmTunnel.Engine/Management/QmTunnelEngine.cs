@@ -303,7 +303,14 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
 
-    public ServerInfo GetServerInfo()
+    public ServerInfo GetServerInfo() => GetServerInfo(full: true, visibleTunnels: 0);
+
+    /// <summary>
+    /// The server's state; with <paramref name="full"/> false, only what a user without ChangeServerConfiguration may
+    /// see: what any peer sees anyway (address, certificate, plain links, start time) and its own
+    /// <paramref name="visibleTunnels"/>, not the data path, the process or the counters of other users' traffic.
+    /// </summary>
+    internal ServerInfo GetServerInfo(bool full, int visibleTunnels)
     {
         EnsureRunning();
         int links;
@@ -316,16 +323,17 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             ServerId = ServerId,
             ListenAddress = Options.ListenAddress,
             Port = Port,
-            DataPath = Options.DataPath,
+            DataPath = full ? Options.DataPath : string.Empty,
             StartedAt = _startedAt,
-            ProcessId = Options.ProcessId,
-            Tunnels = _tunnels.Count,
-            Links = links + (_pool?.Count ?? 0),
-            TransitStreams = Interlocked.Read(ref _transitStreams),
-            ProtocolErrors = ProtocolErrors,
+            ProcessId = full ? Options.ProcessId : null,
+            IsDaemon = Options.ProcessId is not null,
+            Tunnels = full ? _tunnels.Count : visibleTunnels,
+            Links = full ? links + (_pool?.Count ?? 0) : 0,
+            TransitStreams = full ? Interlocked.Read(ref _transitStreams) : 0,
+            ProtocolErrors = full ? ProtocolErrors : 0,
             CertificateThumbprint = CertificateThumbprint,
             AllowPlainLinks = _allowPlainLinks,
-            PlainLinksRefused = Interlocked.Read(ref _plainRefused),
+            PlainLinksRefused = full ? Interlocked.Read(ref _plainRefused) : 0,
         };
     }
 

@@ -4,7 +4,7 @@ namespace QmTunnel.Engine.Management;
 /// What Get-QmTunnel shows: a tunnel's profile and its state on the owning server. A snapshot, not live.
 /// Type name <c>QmTunnel.Engine.Management.TunnelInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class TunnelInfo
+public sealed class TunnelInfo : QmTunnelObject
 {
     /// <summary>
     /// A snapshot of a tunnel. The hop logins of <paramref name="profile"/> are reduced to <see cref="Hops"/> (who logs
@@ -90,7 +90,7 @@ public sealed record TunnelHopInfo(string Server, string? User, HopLoginKind Log
 }
 
 /// <summary>Counters of one tunnel on its owning server, read at one moment. Counters reset when the server restarts.</summary>
-public sealed class TunnelStats
+public sealed class TunnelStats : QmTunnelObject
 {
     public required string Name { get; init; }
     public required TunnelState State { get; init; }
@@ -126,7 +126,7 @@ public enum ConnectionState
 }
 
 /// <summary>One application connection of a tunnel, as Get-QmTunnelConnection shows it. A snapshot.</summary>
-public sealed class ConnectionInfo
+public sealed class ConnectionInfo : QmTunnelObject
 {
     public required long Id { get; init; }
     public required string Tunnel { get; init; }
@@ -142,7 +142,7 @@ public sealed class ConnectionInfo
 }
 
 /// <summary>A running qmTunnel server, as Start-/Get-QmTunnelServer show it.</summary>
-public sealed record ServerInfo
+public sealed class ServerInfo : QmTunnelObject
 {
     public required string ServerId { get; init; }
     public required string ListenAddress { get; init; }
@@ -169,20 +169,4 @@ public sealed record ServerInfo
     /// <summary>The same server for unencrypted links (accepted only when AllowPlainLinks is on).</summary>
     public string PlainAddress => "qmt+plain" + Address[3..];
     public override string ToString() => Address;
-
-    /// <summary>
-    /// What a user without ChangeServerConfiguration may see: no data path, no process id, no counters of other users'
-    /// traffic; <paramref name="visibleTunnels"/> is the number of tunnels that user administers.
-    /// </summary>
-    public ServerInfo Redacted(int visibleTunnels) => this with
-    {
-        DataPath = string.Empty,
-        ProcessId = null,
-        IsDaemon = IsDaemon,
-        Tunnels = visibleTunnels,
-        Links = 0,
-        TransitStreams = 0,
-        ProtocolErrors = 0,
-        PlainLinksRefused = 0,
-    };
 }

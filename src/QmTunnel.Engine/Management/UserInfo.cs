@@ -8,7 +8,7 @@ namespace QmTunnel.Engine.Management;
 /// password is set; the verifier itself never leaves the server). Type name
 /// <c>QmTunnel.Engine.Management.UserInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class UserInfo
+public sealed class UserInfo : QmTunnelObject
 {
     public string Name { get; set; } = string.Empty;
     /// <summary>The group that gives the user its rights and allow-rules.</summary>
@@ -42,7 +42,7 @@ public sealed class UserInfo
 /// <see cref="AllowRule"/>) and how many users it has. A snapshot. Type name
 /// <c>QmTunnel.Engine.Management.GroupInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class GroupInfo
+public sealed class GroupInfo : QmTunnelObject
 {
     public string Name { get; set; } = string.Empty;
     public GroupRights Rights { get; set; }
@@ -69,7 +69,7 @@ public sealed class GroupInfo
 /// (<see cref="AllowPlainLinks"/>, <see cref="PasswordIterations"/>). Type name
 /// <c>QmTunnel.Engine.Management.ServerConfig</c> is keyed by the module's format file.
 /// </summary>
-public sealed class ServerConfig
+public sealed class ServerConfig : QmTunnelObject
 {
     /// <summary>Name the server gives peers in the link handshake.</summary>
     public string ServerName { get; set; } = string.Empty;

@@ -16,7 +16,7 @@ public interface IKnownServers
 public sealed record PendingPin(string Server, string Thumbprint);
 
 /// <summary>A server the dialing side has pinned.</summary>
-public sealed class KnownServer
+public sealed class KnownServer : QmTunnelObject
 {
     public required string Server { get; init; }
     public required string Thumbprint { get; init; }

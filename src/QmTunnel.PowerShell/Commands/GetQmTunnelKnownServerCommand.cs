@@ -23,6 +23,15 @@ public sealed class GetQmTunnelKnownServerCommand : ServerCmdlet
     [Parameter]
     public SwitchParameter Client { get; set; }
 
+    /// <summary>-Client reads this user's own file: no server is needed.</summary>
+    protected override void BeginProcessing()
+    {
+        if (!Client)
+        {
+            base.BeginProcessing();
+        }
+    }
+
     protected override void EndProcessing()
     {
         IReadOnlyList<KnownServer> known;

@@ -15,7 +15,7 @@ public sealed class GetQmTunnelServerCommand : QmTunnelCmdlet
     {
         if (ServerRegistry.Engine is { } engine)
         {
-            WriteObject(engine.GetServerInfo());
+            WriteObject(Wait(new LocalQmTunnelServer(engine).GetServerInfoAsync(CancellationToken)));
         }
         foreach (var daemon in ServerRegistry.GetLiveDaemons())
         {

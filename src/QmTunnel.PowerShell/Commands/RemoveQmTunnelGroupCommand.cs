@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using QmTunnel.Engine.Management;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -12,5 +13,5 @@ public sealed class RemoveQmTunnelGroupCommand : GroupActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Wait(TargetServer.RemoveGroupAsync(name, CancellationToken));
+    protected override void Process(IQmTunnelServer server, string name) => Wait(server.RemoveGroupAsync(name, CancellationToken));
 }

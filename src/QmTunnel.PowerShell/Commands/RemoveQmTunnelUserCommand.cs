@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using QmTunnel.Engine.Management;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -13,5 +14,5 @@ public sealed class RemoveQmTunnelUserCommand : UserActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Wait(TargetServer.RemoveUserAsync(name, CancellationToken));
+    protected override void Process(IQmTunnelServer server, string name) => Wait(server.RemoveUserAsync(name, CancellationToken));
 }

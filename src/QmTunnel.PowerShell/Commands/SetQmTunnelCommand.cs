@@ -62,10 +62,10 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
         _change = TunnelSettings.ToChange(_given);
     }
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
         var logins = Via is null ? null : QmTunnelHop.Split(Via).Logins;
-        var tunnel = Wait(TargetServer.SetTunnelAsync(name, _change, logins, CancellationToken));
+        var tunnel = Wait(server.SetTunnelAsync(name, _change, logins, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

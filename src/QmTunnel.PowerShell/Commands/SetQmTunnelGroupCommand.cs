@@ -61,9 +61,9 @@ public sealed class SetQmTunnelGroupCommand : GroupActionCmdlet
         };
     }
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
-        var group = Wait(TargetServer.SetGroupAsync(name, _change, CancellationToken));
+        var group = Wait(server.SetGroupAsync(name, _change, CancellationToken));
         if (PassThru)
         {
             WriteObject(group);

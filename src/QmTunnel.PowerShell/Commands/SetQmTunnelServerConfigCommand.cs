@@ -7,10 +7,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
 /// password set, MaxManagementSessions to the next session) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
 [OutputType(typeof(ServerConfig))]
-public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
+public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
 {
     [Parameter]
     public bool AllowPlainLinks { get; set; }
@@ -24,8 +25,13 @@ public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
+        var server = ServerFor(Origin, "server configuration", null);
+        if (server is null)
+        {
+            return;
+        }
         var given = MyInvocation.BoundParameters;
         var change = new ServerConfigChange
         {
@@ -39,13 +45,13 @@ public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
             change.PasswordIterations is { } iterations ? $"PasswordIterations = {iterations}" : null,
             change.MaxManagementSessions is { } max ? $"MaxManagementSessions = {max}" : null,
         }.Where(f => f is not null).ToList();
-        if (!ShouldProcess("server configuration" + OnServer, fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
+        if (!ShouldProcess("server configuration" + On(server), fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {
             return;
         }
         try
         {
-            var config = Wait(TargetServer.SetServerConfigAsync(change, CancellationToken));
+            var config = Wait(server.SetServerConfigAsync(change, CancellationToken));
             if (PassThru)
             {
                 WriteObject(config);

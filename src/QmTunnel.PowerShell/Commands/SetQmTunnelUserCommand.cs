@@ -57,11 +57,11 @@ public sealed class SetQmTunnelUserCommand : UserActionCmdlet
         };
     }
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
         var user = Password is null
-            ? Wait(TargetServer.SetUserAsync(name, _change, CancellationToken))
-            : SecureText.Use(Password, clear => Wait(TargetServer.SetUserAsync(name, _change with { Password = clear }, CancellationToken)));
+            ? Wait(server.SetUserAsync(name, _change, CancellationToken))
+            : SecureText.Use(Password, clear => Wait(server.SetUserAsync(name, _change with { Password = clear }, CancellationToken)));
         if (PassThru)
         {
             WriteObject(user);

@@ -16,9 +16,9 @@ public sealed class StartQmTunnelCommand : TunnelActionCmdlet
 
     protected override string Action => "Start";
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
-        var tunnel = Wait(TargetServer.StartTunnelAsync(name, CancellationToken));
+        var tunnel = Wait(server.StartTunnelAsync(name, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

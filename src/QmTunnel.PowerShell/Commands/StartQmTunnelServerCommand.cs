@@ -141,7 +141,7 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
             started = true;
             ServerRegistry.CompleteStart(engine);
             ShowInitialAdminPassword(engine.InitialAdminPassword, options.DataPath);
-            var info = engine.GetServerInfo();
+            var info = Wait(new LocalQmTunnelServer(engine).GetServerInfoAsync(CancellationToken));
             WriteVerbose($"qmTunnel server listening on {info.Address}.");
             return info;
         }

@@ -16,9 +16,9 @@ public sealed class StopQmTunnelCommand : TunnelActionCmdlet
 
     protected override string Action => "Stop";
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
-        var tunnel = Wait(TargetServer.StopTunnelAsync(name, CancellationToken));
+        var tunnel = Wait(server.StopTunnelAsync(name, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

@@ -32,7 +32,7 @@ public sealed class ClientKnownServers(string path) : IKnownServers
                 if (parts.Length >= 2 && !line.StartsWith('#'))
                 {
                     var seen = parts.Length >= 3 && DateTimeOffset.TryParse(parts[2], CultureInfo.InvariantCulture, DateTimeStyles.None, out var t) ? t : DateTimeOffset.MinValue;
-                    result.Add(new KnownServer { Server = parts[0], Thumbprint = parts[1], FirstSeen = seen });
+                    result.Add(new KnownServer { Server = parts[0], Thumbprint = parts[1], FirstSeen = seen }.With(QmTunnelOrigin.ClientPins(FilePath)));
                 }
             }
             return result;
