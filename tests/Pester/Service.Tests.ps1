@@ -394,3 +394,77 @@ Describe 'The daemon''s command line' {
         $result.Error | Should -Not -Match "'abc'"
     }
 }
+
+Describe 'A -Daemon started under umask 022 keeps its data folder owner-only' -Skip:(-not $onLinux) {
+    BeforeAll {
+        # umask of this pwsh process (inherited by the daemon it starts), as a shell with umask 022 has it.
+        if (-not ('QmTunnel.PesterTools.Umask' -as [type])) {
+            Add-Type -Namespace QmTunnel.PesterTools -Name Umask -MemberDefinition '[DllImport("libc", EntryPoint = "umask")] public static extern uint Set(uint mask);'
+        }
+        $umaskData = Join-Path $base 'umask' 'data'      # missing: the cmdlet creates it (and 'umask' above it)
+        $clientData = Join-Path $base 'umask' 'client'   # the client's pins of this test
+        $savedDataEnv = $env:QMTUNNEL_DATA
+        $env:QMTUNNEL_DATA = $clientData
+        $previousUmask = [QmTunnel.PesterTools.Umask]::Set(0x12)
+        try {
+            $umaskDaemon = Start-QmTunnelServer -Daemon -Port 0 -DataPath $umaskData
+            # A write through a session: the database and its LiteDB log are used, the client pins the server.
+            $session = Connect-QmTunnelServer "qmt://127.0.0.1:$($umaskDaemon.Port)" -Credential $QmTestAdmin
+            $null = New-QmTunnelGroup umask-test -Session $session
+        }
+        finally {
+            $null = [QmTunnel.PesterTools.Umask]::Set($previousUmask)
+        }
+        function Get-Modes([string]$Folder) {
+            foreach ($item in @(Get-Item -LiteralPath $Folder -Force) + @(Get-ChildItem -LiteralPath $Folder -Force -Recurse)) {
+                [pscustomobject]@{ Name = $item.Name; Mode = [Convert]::ToString([int][IO.File]::GetUnixFileMode($item.FullName), 8) }
+            }
+        }
+        $whileRunning = @(Get-Modes $umaskData)
+        $clientModes = @(Get-Modes $clientData)
+        Disconnect-QmTunnelServer $session -Confirm:$false
+        $umaskDaemon | Stop-QmTunnelServer -Confirm:$false
+        $afterStop = @(Get-Modes $umaskData)
+        $parentMode = [Convert]::ToString([int][IO.File]::GetUnixFileMode((Split-Path -Parent $umaskData)), 8)
+    }
+
+    AfterAll {
+        $env:QMTUNNEL_DATA = $savedDataEnv
+    }
+
+    It 'starts it under umask 022: a file this process makes under it is 0644' {
+        $previousUmask | Should -Not -BeNullOrEmpty
+        # A file this process creates now, as the daemon's would have been without its own care.
+        $previousUmask = [QmTunnel.PesterTools.Umask]::Set(0x12)
+        try {
+            $probe = Join-Path $base 'umask' 'probe.txt'
+            Set-Content -LiteralPath $probe -Value 'x'
+            [Convert]::ToString([int][IO.File]::GetUnixFileMode($probe), 8) | Should -Be '644'
+            Remove-Item -LiteralPath $probe
+        }
+        finally {
+            $null = [QmTunnel.PesterTools.Umask]::Set($previousUmask)
+        }
+    }
+
+    It 'created the data folder (and the missing folder above it) 0700' {
+        ($whileRunning | Where-Object Name -EQ 'data').Mode | Should -Be '700'
+        $parentMode | Should -Be '700'
+    }
+
+    It 'keeps every file 0600 while it runs: database, its LiteDB log, lock, key, daemon log' {
+        $files = @($whileRunning | Where-Object Name -NE 'data')
+        $files.Name | Sort-Object | Should -Be @('qmtunnel-log.db', 'qmtunnel-server.log', 'qmtunnel.db', 'qmtunnel.lock', 'server.pfx')
+        foreach ($file in $files) { $file.Mode | Should -Be '600' -Because "$($file.Name) holds or guards the server's secrets" }
+    }
+
+    It 'leaves nothing readable by others after it stops, and no log (checkpointed into the database)' {
+        $afterStop.Name | Should -Not -Contain 'qmtunnel-log.db'
+        foreach ($item in $afterStop) { $item.Mode | Should -BeIn @('700', '600') -Because "$($item.Name) is the server's" }
+    }
+
+    It 'keeps the client''s pins owner-only too' {
+        ($clientModes | Where-Object Name -EQ 'client').Mode | Should -Be '700'
+        ($clientModes | Where-Object Name -EQ 'known-servers.txt').Mode | Should -Be '600'
+    }
+}
