@@ -46,7 +46,7 @@ public static class OwnerOnly
     /// Creates the data folder owner-only, or checks the existing one and the qmTunnel files in it (see the type).
     /// Returns what it tightened. Errors: DataPathInvalid (cannot be created, not a folder), DataPathInsecure.
     /// </summary>
-    public static IReadOnlyList<ModeChange> PrepareDataFolder(string dataPath)
+    public static IReadOnlyList<ModeChange> PrepareDataFolder(string dataPath) => Guard(dataPath, "data folder", () =>
     {
         var changes = new List<ModeChange>();
         if (PrepareFolder(dataPath, "data folder") is { } folderChange)
@@ -64,7 +64,21 @@ public static class OwnerOnly
                 changes.Add(change);
             }
         }
-        return changes;
+        return (IReadOnlyList<ModeChange>)changes;
+    });
+
+    /// <summary>A file system failure while checking or changing modes (a read-only mount, say) as DataPathInvalid.</summary>
+    private static T Guard<T>(string path, string what, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new QmTunnelException(ErrorIds.DataPathInvalid, QmErrorKind.InvalidArgument, path,
+                $"The {what} '{path}' cannot be checked or made owner-only: {ex.Message} Give a writable folder of this user with -DataPath.", ex);
+        }
     }
 
     /// <summary>
@@ -240,9 +254,9 @@ public static class OwnerOnly
 
     private static void CheckOwner(string path, UnixFileStatus status, string subject, string chown, string otherwise)
     {
-        var me = UnixFileStatus.CurrentUserId;
-        if (status.OwnerId is { } owner && owner != me)
+        if (status.OwnerId is { } owner && owner != UnixFileStatus.CurrentUserId)
         {
+            var me = UnixFileStatus.CurrentUserId;
             throw Insecure(path,
                 $"{subject} '{path}' belongs to {UnixFileStatus.DescribeUser(owner)}, not to {UnixFileStatus.DescribeUser(me)} that runs qmTunnel " +
                 $"(mode {UnixFileStatus.Octal(status.Mode)}): its owner could read or replace qmTunnel's secrets there. " +

@@ -47,7 +47,7 @@ internal readonly record struct UnixFileStatus(UnixFileKind Kind, uint? OwnerId,
                 result = NativeMethods.Statx(AtFdCwd, path, followLink ? 0 : AtSymlinkNoFollow, StatxBasicFields, buffer);
                 errno = result == 0 ? 0 : Marshal.GetLastPInvokeError();
             }
-            catch (EntryPointNotFoundException)
+            catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
             {
                 return FromManaged(path, followLink);
             }
@@ -61,10 +61,17 @@ internal readonly record struct UnixFileStatus(UnixFileKind Kind, uint? OwnerId,
         {
             // struct stat with 64-bit inodes (lstat$INODE64 on x64, the only lstat on arm64):
             //   i32 dev @0, u16 mode @4, u16 nlink @6, u64 ino @8, u32 uid @16, u32 gid @20
-            result = RuntimeInformation.ProcessArchitecture == Architecture.X64
-                ? (followLink ? NativeMethods.MacStatX64(path, buffer) : NativeMethods.MacLstatX64(path, buffer))
-                : (followLink ? NativeMethods.MacStat(path, buffer) : NativeMethods.MacLstat(path, buffer));
-            errno = result == 0 ? 0 : Marshal.GetLastPInvokeError();
+            try
+            {
+                result = RuntimeInformation.ProcessArchitecture == Architecture.X64
+                    ? (followLink ? NativeMethods.MacStatX64(path, buffer) : NativeMethods.MacLstatX64(path, buffer))
+                    : (followLink ? NativeMethods.MacStat(path, buffer) : NativeMethods.MacLstat(path, buffer));
+                errno = result == 0 ? 0 : Marshal.GetLastPInvokeError();
+            }
+            catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
+            {
+                return FromManaged(path, followLink);
+            }
             if (result == 0)
             {
                 return From(BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(4)), BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(16)),
