@@ -10,7 +10,10 @@
     - a daemon from Start-QmTunnelServer -Daemon, with a tunnel's link open through it, stops gracefully on
       `kill -TERM`: exit code 0 within 15 s, its log has the stopping line and the engine's stopped line;
     - the command line: --help prints the usage (exit 0); a bad or unknown option exits 2 naming it; QMTUNNEL_
-      variables are read, the command line wins over them, and an unprefixed PORT of the machine is not read.
+      variables are read, the command line wins over them, and an unprefixed PORT of the machine is not read;
+    - a -Daemon started under umask 022 keeps its data folder 0700 and every file in it 0600 (the LiteDB log too),
+      leaves no log after a clean stop, and the client's pins are owner-only; a data folder of another user is
+      refused with DataPathInsecure (chown nobody: these tests run as root).
     Every process and server started here is stopped in AfterAll, even when a test fails; the folders are temp folders.
     Helpers: TestTools.cs (echo server, clients, free port).
 #>
@@ -461,6 +464,25 @@ Describe 'A -Daemon started under umask 022 keeps its data folder owner-only' -S
     It 'leaves nothing readable by others after it stops, and no log (checkpointed into the database)' {
         $afterStop.Name | Should -Not -Contain 'qmtunnel-log.db'
         foreach ($item in $afterStop) { $item.Mode | Should -BeIn @('700', '600') -Because "$($item.Name) is the server's" }
+    }
+
+    It 'refuses a data folder of another user with DataPathInsecure, -Daemon or not, and creates nothing in it' {
+        $foreign = Join-Path $base 'umask' 'foreign'
+        $null = New-Item -ItemType Directory -Path $foreign -Force
+        & chown nobody $foreign
+        $LASTEXITCODE | Should -Be 0 -Because 'chown nobody needs root, as these tests run'
+        foreach ($daemonSwitch in $true, $false) {
+            $captured = Invoke-Capture { Start-QmTunnelServer -Daemon:$daemonSwitch -Port 0 -DataPath $foreign }
+            $captured.Terminating | Should -BeTrue
+            $record = $captured.Errors[0]
+            $record.FullyQualifiedErrorId | Should -Match '^DataPathInsecure(,|$)'
+            "$($record.CategoryInfo.Category)" | Should -Be 'SecurityError'
+            "$($record.TargetObject)" | Should -Be $foreign
+            $record.Exception.Message | Should -Match 'belongs to uid 65534 \(nobody\)'
+            $record.Exception.Message | Should -Match ([regex]::Escape("chown -R root '$foreign'"))
+        }
+        @(Get-ChildItem -LiteralPath $foreign -Force) | Should -BeNullOrEmpty
+        @(Get-QmTunnelServer | Where-Object { $_.DataPath -eq $foreign }) | Should -BeNullOrEmpty
     }
 
     It 'keeps the client''s pins owner-only too' {

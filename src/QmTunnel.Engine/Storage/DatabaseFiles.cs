@@ -60,7 +60,7 @@ internal static class DatabaseFiles
         {
             return logLength == 0
                 ? new Result(true, 0, 0, 0)
-                : throw Corrupt(dataFile, $"the data file is missing, but its log holds {logLength} bytes.", Fix.RestoreBoth);
+                : throw Corrupt(dataFile, $"the data file is missing, but its log holds {logLength} bytes.", Fix.RestoreOrStartEmpty);
         }
         if (data.Length == 0)
         {
