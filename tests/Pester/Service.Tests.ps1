@@ -424,6 +424,7 @@ Describe 'A -Daemon started under umask 022 keeps its data folder owner-only' -S
             }
         }
         $whileRunning = @(Get-Modes $umaskData)
+        $daemonUmask = (Get-Content "/proc/$($umaskDaemon.ProcessId)/status" | Where-Object { $_ -like 'Umask:*' }) -replace '^Umask:\s*', ''
         $clientModes = @(Get-Modes $clientData)
         Disconnect-QmTunnelServer $session -Confirm:$false
         $umaskDaemon | Stop-QmTunnelServer -Confirm:$false
@@ -448,6 +449,10 @@ Describe 'A -Daemon started under umask 022 keeps its data folder owner-only' -S
         finally {
             $null = [QmTunnel.PesterTools.Umask]::Set($previousUmask)
         }
+    }
+
+    It 'runs the daemon with umask 077 (its second line of defence)' {
+        $daemonUmask | Should -Be '0077'
     }
 
     It 'created the data folder (and the missing folder above it) 0700' {
