@@ -38,7 +38,11 @@ public static class EventIds
     // ---- management sessions, 350-399. Next free: 351.
     public const int ManagementRequest = 350;
 
-    // ---- storage and data path, 400-449. Next free: 400.
+    // ---- storage and data path, 400-449. Next free: 404.
+    public const int DataPathTightened = 400;
+    public const int DatabaseCreated = 401;
+    public const int DatabaseLogRecovered = 402;
+    public const int DatabaseWriteDropped = 403;
 
     // ---- the daemon (qmtunnel-server), 900-999. Next free: 903.
     public const int DaemonStartFailed = 900;

@@ -43,6 +43,11 @@ public static class ErrorIds
     public const string SessionClosed = nameof(SessionClosed);
     /// <summary>The server already serves MaxManagementSessions management sessions.</summary>
     public const string ManagementSessionLimit = nameof(ManagementSessionLimit);
+    /// <summary>
+    /// A data folder or a file of qmTunnel's in it (or the client's pins) that other users could read or replace and
+    /// qmTunnel will not fix itself: another owner, a link, a shared folder, an open folder holding other files.
+    /// </summary>
+    public const string DataPathInsecure = nameof(DataPathInsecure);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>

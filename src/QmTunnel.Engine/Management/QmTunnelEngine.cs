@@ -125,7 +125,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             {
                 throw new QmTunnelException(ErrorIds.ServerStartFailed, QmErrorKind.InvalidArgument, Options, string.Join(" ", errors));
             }
-            _store = TunnelStore.Open(Options.DataPath);
+            _store = TunnelStore.Open(Options.DataPath, _logger);
             _access.Clear(); // versions start again with the store
             try
             {
@@ -208,12 +208,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             return null;
         }
         var path = Path.Combine(Options.DataPath, InitialAdminPasswordFileName);
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using (var writer = new StreamWriter(path, System.Text.Encoding.UTF8, options))
+        using (var writer = new StreamWriter(OwnerOnly.Open(path, FileMode.Create, FileAccess.Write), System.Text.Encoding.UTF8))
         {
             writer.WriteLine(InitialAdminPassword);
         }

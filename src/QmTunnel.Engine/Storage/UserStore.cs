@@ -24,13 +24,16 @@ public sealed class UserStore
     private readonly ILiteCollection<BsonDocument> _users;
     private readonly ILiteCollection<BsonDocument> _groups;
     private readonly ILiteCollection<BsonDocument> _meta;
+    private readonly Action _committed;
 
     /// <param name="db">The open database (owned by the caller).</param>
     /// <param name="gate">The lock every access to <paramref name="db"/> takes (the owning store's).</param>
     /// <param name="filePath">The database file, named in errors.</param>
     /// <param name="time">Clock for CreatedAt.</param>
-    public UserStore(LiteDatabase db, object gate, string filePath, TimeProvider? time = null)
+    /// <param name="committed">Called (under the gate, outside any transaction) after each write: the owning store's checkpoint.</param>
+    public UserStore(LiteDatabase db, object gate, string filePath, TimeProvider? time = null, Action? committed = null)
     {
+        _committed = committed ?? (() => { });
         _db = db;
         _gate = gate;
         FilePath = filePath;
@@ -113,6 +116,7 @@ public sealed class UserStore
                 }
                 _meta.Insert(new BsonDocument { ["_id"] = DefaultsMarker, ["createdAtMs"] = Now().ToUnixTimeMilliseconds() });
             });
+            _committed();
             return created;
         }
     }
@@ -135,6 +139,7 @@ public sealed class UserStore
             }
             var secret = RandomNumberGenerator.GetBytes(size);
             _meta.Upsert(new BsonDocument { ["_id"] = id, ["value"] = secret });
+            _committed();
             return secret;
         }
     }
@@ -174,6 +179,7 @@ public sealed class UserStore
             }
             _groups.Insert(ToDocument(group));
             Interlocked.Increment(ref _version);
+            _committed();
             return group;
         }
     }
@@ -202,6 +208,7 @@ public sealed class UserStore
                     Interlocked.Increment(ref _version);
                 }
             }
+            _committed();
             return changed;
         }
     }
@@ -221,6 +228,7 @@ public sealed class UserStore
             }
             _groups.Delete(SecurityNames.Key(group.Name));
             Interlocked.Increment(ref _version);
+            _committed();
         }
     }
 
@@ -297,6 +305,7 @@ public sealed class UserStore
             CheckCertificateFree(saved);
             _users.Insert(ToDocument(saved));
             Interlocked.Increment(ref _version);
+            _committed();
             return saved;
         }
     }
@@ -322,6 +331,7 @@ public sealed class UserStore
             CheckAdministratorKept(users, Read(AllGroups), $"changing user '{current.Name}'");
             _users.Update(ToDocument(changed));
             Interlocked.Increment(ref _version);
+            _committed();
             return changed;
         }
     }
@@ -337,6 +347,7 @@ public sealed class UserStore
             CheckAdministratorKept(users, Read(AllGroups), $"removing user '{user.Name}'");
             _users.Delete(SecurityNames.Key(user.Name));
             Interlocked.Increment(ref _version);
+            _committed();
         }
     }
 
@@ -435,9 +446,7 @@ public sealed class UserStore
         }
         catch (Exception ex) when (ex is LiteException or InvalidCastException or KeyNotFoundException or ArgumentException or FormatException or OverflowException)
         {
-            throw new QmTunnelException(ErrorIds.DatabaseCorrupt, QmErrorKind.InvalidData, FilePath,
-                $"The users and groups in the database '{FilePath}' cannot be read ({ex.GetType().Name}: {ex.Message}). It was left untouched. " +
-                "Restore it from a backup, or move it aside to start with an empty configuration, then start the server again.", ex);
+            throw DatabaseFiles.Corrupt(FilePath, $"the users and groups in it cannot be read ({ex.GetType().Name}: {ex.Message}).", DatabaseFiles.Fix.RestoreBoth, ex);
         }
     }
 

@@ -230,12 +230,15 @@ public sealed partial class StartQmTunnelServerCommand : QmTunnelCmdlet
         }
         try
         {
-            Directory.CreateDirectory(options.DataPath);
+            // Owner-only before the daemon writes its log there (DataPathInvalid, DataPathInsecure).
+            foreach (var change in Engine.Storage.OwnerOnly.PrepareDataFolder(options.DataPath))
+            {
+                WriteWarning($"Made owner-only, as it was open to other users: {change}.");
+            }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        catch (QmTunnelException ex)
         {
-            ThrowTerminatingError(NewErrorRecord(ErrorIds.DataPathInvalid, QmErrorKind.OpenError, options.DataPath,
-                $"Cannot create the data folder '{options.DataPath}': {ex.Message} Give a writable folder with -DataPath.", ex));
+            ThrowTerminatingError(ToErrorRecord(ex));
         }
         var logFile = Path.Combine(options.DataPath, DaemonLogFileName);
         var logStart = LogLength(logFile);
