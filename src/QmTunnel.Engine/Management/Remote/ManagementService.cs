@@ -63,6 +63,8 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
     public async Task ServeAsync(Link link, MuxStream stream, CancellationToken cancellationToken)
     {
         string op = "?";
+        // From the OpenAck on, the request has ManagementRequestTimeout to arrive (by the engine's clock).
+        using var timeout = new CancellationTokenSource(QmTunnelEngine.ManagementRequestTimeout, engine.Time);
         try
         {
             if (link.Principal is null)
@@ -70,7 +72,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
                 throw new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, null, "Management needs a logged-in link.");
             }
             stream.SendOpenAck();
-            var request = await ReadRequestAsync(link, stream, cancellationToken).ConfigureAwait(false) as JsonObject
+            var request = await ReadRequestAsync(link, stream, timeout, cancellationToken).ConfigureAwait(false) as JsonObject
                 ?? throw Invalid("the request is not a JSON object");
             if (request["v"]?.GetValue<int>() != ManagementMessages.Version)
             {
@@ -117,9 +119,8 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
     /// The request, which must arrive whole within <see cref="QmTunnelEngine.ManagementRequestTimeout"/> (by the engine's
     /// clock): a stream opened and left without one is answered ManagementRequestTimeout instead of being held.
     /// </summary>
-    private async Task<JsonNode?> ReadRequestAsync(Link link, MuxStream stream, CancellationToken cancellationToken)
+    private async Task<JsonNode?> ReadRequestAsync(Link link, MuxStream stream, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
-        using var timeout = new CancellationTokenSource(QmTunnelEngine.ManagementRequestTimeout, engine.Time);
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
