@@ -82,6 +82,45 @@ public sealed class LinkLimitsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_logged_in_peer_that_floods_pings_without_reading_is_throttled_and_its_queue_is_freed_at_close()
+    {
+        // The attack of issue 7: log in as anyone, send Pings, never read the Pongs.
+        _b.NewGroup("Nobody", QmTunnel.Engine.Security.GroupRights.None, []);
+        _b.NewUser("mallory", "Nobody", "mallory-password-1");
+        using var flooder = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 64 * 1024 };
+        await flooder.ConnectAsync("127.0.0.1", _b.Port);
+        _ = await QmTunnel.Engine.Links.Link.HandshakeAsDialerAsync(flooder, new QmTunnel.Engine.Links.LinkOptions(),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, default, login: new QmTunnel.Engine.Links.PasswordLogin("mallory", "mallory-password-1"));
+        var link = _b.InboundLinks().Single(l => l.User == "mallory");
+        var pings = QmTunnel.Engine.Tests.Links.SendQueueTests.Pings(4096);
+        using var stop = new CancellationTokenSource();
+        var flooding = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    await flooder.SendAsync(pings, SocketFlags.None, stop.Token);
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+            }
+        });
+        await TunnelTests.WaitUntil(() => link.ReadPauses > 0, 60_000);
+        var options = new QmTunnel.Engine.Links.LinkOptions(); // the engine's bounds are the defaults
+        Assert.InRange(link.QueuedBytesPeak, 0, options.MaxQueuedBytes + options.QueueSlackBytes + QmTunnel.Engine.Links.Link.FrameOverhead + 20);
+        Assert.False(link.IsClosed);
+
+        stop.Cancel();
+        flooder.Dispose();
+        await flooding;
+        await link.Completion.WaitAsync(TimeSpan.FromSeconds(30));
+        await TunnelTests.WaitUntil(() => link.QueuedBytes == 0); // the writer gave every queued buffer back
+        await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links == 0);
+    }
+
+    [Fact]
     public async Task Connections_over_MaxStreamsPerLink_are_refused_with_the_reason_and_the_tunnel_goes_on()
     {
         _b.SetServerConfig(new ServerConfigChange { MaxStreamsPerLink = QmTunnelEngine.MinStreamsPerLink });
