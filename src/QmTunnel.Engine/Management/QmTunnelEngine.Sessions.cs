@@ -68,6 +68,18 @@ public sealed partial class QmTunnelEngine
 
     internal TimeProvider Time => _time;
 
+    /// <summary>Management requests in progress now, watches included, over all sessions (tests).</summary>
+    internal int ManagementRequestsInProgress
+    {
+        get
+        {
+            lock (_managementLinks)
+            {
+                return _managementLinks.Values.Sum(s => s.InProgress);
+            }
+        }
+    }
+
     /// <summary>
     /// A Management stream arrived on <paramref name="link"/>: admits the link as a session (limits), counts the request
     /// while it runs (at most <see cref="MaxManagementRequestsPerSession"/> at once, watches included) and serves it.

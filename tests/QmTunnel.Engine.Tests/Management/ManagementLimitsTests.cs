@@ -184,7 +184,7 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
             {
             }
         });
-        await TunnelTests.WaitUntil(() => _b.InboundStreamCount == 1); // the watch is in progress on the server
+        await TunnelTests.WaitUntil(() => _b.ManagementRequestsInProgress == 1); // the watch is in progress on the server
 
         // Just under the timeout: both stay.
         var timeout = _b.GetServerConfig().ManagementIdleTimeout;
@@ -201,7 +201,7 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
         // The watch ended: the busy session is idle from then on.
         await stopWatching.CancelAsync();
         await watching;
-        await TunnelTests.WaitUntil(() => _b.InboundStreamCount == 0);
+        await TunnelTests.WaitUntil(() => _b.ManagementRequestsInProgress == 0 && _b.InboundStreamCount == 0);
         AdvanceBy(timeout + TimeSpan.FromMinutes(1));
         await TunnelTests.WaitUntil(() => !busy.IsOpen);
     }
