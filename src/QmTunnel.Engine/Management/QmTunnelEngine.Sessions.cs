@@ -53,6 +53,8 @@ public sealed partial class QmTunnelEngine
     }
 
     private readonly Dictionary<Link, ManagementSession> _managementLinks = [];
+    /// <summary>Links whose refusal was logged: one line per link, however many streams it opens after.</summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Link, object> _refusalLogged = [];
 
     /// <summary>Management sessions open now: accepted links that have made a management request.</summary>
     public int ManagementSessionCount
@@ -89,8 +91,11 @@ public sealed partial class QmTunnelEngine
         var session = AdmitManagementLink(link, out var refusal);
         if (session is null)
         {
-            ManagementLog.SessionRefused(_logger, link.User ?? "?", link.RemoteEndPoint, refusal!.Message);
-            await Remote.ManagementService.RefuseAsync(stream, refusal, cancellationToken).ConfigureAwait(false);
+            if (_refusalLogged.TryAdd(link, link))
+            {
+                ManagementLog.SessionRefused(_logger, link.User ?? "?", link.RemoteEndPoint, refusal!.Message);
+            }
+            await Remote.ManagementService.RefuseAsync(stream, refusal!, cancellationToken).ConfigureAwait(false);
             return;
         }
         if (!session.TryBeginRequest(MaxManagementRequestsPerSession))
