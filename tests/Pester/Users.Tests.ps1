@@ -8,7 +8,8 @@
     - wildcards, the pipeline (Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled $false), -WhatIf changes nothing;
     - errors with their ids and categories: UserNotFound, AllowRuleInvalid, PasswordInvalid, AdministratorRequired,
       GroupNotEmpty, ServerSettingInvalid, ServerNotRunning;
-    - Get/Set-QmTunnelServerConfig round trip and persistence; tab completion of user and group names.
+    - Get/Set-QmTunnelServerConfig round trip and persistence (the limits of sessions and links included, range-checked);
+      tab completion of user and group names.
     The server may create a default admin user on its first start; the tests leave it alone except where they must
     disable every other administrator (and enable it again).
 #>
@@ -405,6 +406,45 @@ Describe 'Users, groups and server configuration' {
             Set-QmTunnelServerConfig -AllowPlainLinks $false
             (Get-QmTunnelServerConfig).AllowPlainLinks | Should -BeFalse
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 300000
+        }
+
+        It 'the limits of sessions and links are shown, set with their own types, and kept across a restart' {
+            $config = Get-QmTunnelServerConfig
+            $config.MaxManagementSessionsPerUser | Should -Be 10
+            $config.ManagementIdleTimeout | Should -Be ([timespan]'00:15:00')
+            $config.MaxStreamsPerLink | Should -Be 1024
+            $config.LinkIdleTimeout | Should -Be ([timespan]'00:10:00')
+            ($config | Out-String) | Should -Match 'MaxStreamsPerLink\s*:\s*1024'
+            Set-QmTunnelServerConfig -MaxStreamsPerLink 64 -WhatIf | Should -BeNullOrEmpty
+            (Get-QmTunnelServerConfig).MaxStreamsPerLink | Should -Be 1024
+
+            $changed = Set-QmTunnelServerConfig -MaxManagementSessionsPerUser 3 -ManagementIdleTimeout 00:05:00 `
+                -MaxStreamsPerLink 2048 -LinkIdleTimeout (New-TimeSpan -Minutes 30) -PassThru
+            $changed.MaxManagementSessionsPerUser | Should -Be 3
+            $changed.ManagementIdleTimeout | Should -Be ([timespan]'00:05:00')
+            $changed.MaxStreamsPerLink | Should -Be 2048
+            $changed.LinkIdleTimeout | Should -Be ([timespan]'00:30:00')
+            Restart-KeepingSettings
+            $saved = Get-QmTunnelServerConfig
+            $saved.MaxManagementSessionsPerUser | Should -Be 3
+            $saved.ManagementIdleTimeout | Should -Be ([timespan]'00:05:00')
+            $saved.MaxStreamsPerLink | Should -Be 2048
+            $saved.LinkIdleTimeout | Should -Be ([timespan]'00:30:00')
+        }
+
+        It '-<Name> <Value> out of range reports ServerSettingInvalid naming the range and changes nothing' -ForEach @(
+            @{ Name = 'MaxStreamsPerLink'; Value = 8; Range = '16 to 100000' }
+            @{ Name = 'MaxManagementSessionsPerUser'; Value = 0; Range = '1 to 10000' }
+            @{ Name = 'LinkIdleTimeout'; Value = 5; Range = '00:01:00 to 7\.00:00:00' }  # a plain 5 is 5 ticks
+            @{ Name = 'ManagementIdleTimeout'; Value = [timespan]'8.00:00:00'; Range = '00:01:00 to 7\.00:00:00' }
+        ) {
+            $before = Get-QmTunnelServerConfig
+            $arguments = @{ $Name = $Value }
+            $captured = Invoke-Capture { Set-QmTunnelServerConfig @arguments -MaxManagementSessions 7 }
+            Assert-QmError $captured -Id 'ServerSettingInvalid' -Category 'InvalidArgument' -MessagePattern "$Name .*$Range"
+            $after = Get-QmTunnelServerConfig
+            $after.MaxManagementSessions | Should -Be $before.MaxManagementSessions
+            $after.$Name | Should -Be $before.$Name
         }
 
         It 'an iteration count out of range reports ServerSettingInvalid and changes nothing' {

@@ -24,6 +24,10 @@ public static class EventIds
     public const int StreamHandlerFailed = 101;
     public const int LinkClosed = 102;
     public const int LinkUp = 103;
+    // links: send-queue bound, stream limit, idle links (130-149). Next free: 133.
+    public const int LinkStreamLimit = 130;
+    public const int LinkReadPaused = 131;
+    public const int LinkIdleClosed = 132;
 
     // ---- tunnel runtime, 200-299. Next free: 204.
     public const int TunnelStarted = 200;
@@ -35,8 +39,13 @@ public static class EventIds
     public const int LoggedIn = 300;
     public const int LoginFailed = 301;
 
-    // ---- management sessions, 350-399. Next free: 351.
+    // ---- management sessions, 350-399. Next free: 370 (351-369: limits, below).
     public const int ManagementRequest = 350;
+    // management: session and request limits, idle sessions (351-369). Next free: 355.
+    public const int ManagementSessionRefused = 351;
+    public const int ManagementSessionIdleClosed = 352;
+    public const int ManagementRequestLimit = 353;
+    public const int ManagementRequestTimedOut = 354;
 
     // ---- storage and data path, 400-449. Next free: 404.
     public const int DataPathTightened = 400;

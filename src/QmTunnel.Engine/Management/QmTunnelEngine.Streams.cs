@@ -26,15 +26,8 @@ public sealed partial class QmTunnelEngine
         }
         if (open.Protocol == StreamProtocol.Management)
         {
-            if (!AdmitManagementLink(link))
-            {
-                await Remote.ManagementService.RefuseAsync(stream, new QmTunnelException(ErrorIds.ManagementSessionLimit, QmErrorKind.ResourceBusy, Options.ServerName,
-                    $"{Options.ServerName} already serves {_maxManagementSessions} management sessions (MaxManagementSessions). Close one with Disconnect-QmTunnelServer, " +
-                    "or raise the limit with Set-QmTunnelServerConfig -MaxManagementSessions."), cancellationToken).ConfigureAwait(false);
-                return;
-            }
-            // rights are checked per operation, as for a local caller of the same user
-            await new Remote.ManagementService(this, _logger).ServeAsync(link, stream, cancellationToken).ConfigureAwait(false);
+            // session and request limits here; rights per operation, as for a local caller of the same user
+            await ServeManagementAsync(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
         // Every stream that makes this server dial (Tcp, Check, AuthQuery) passes the same check: the link's user, the

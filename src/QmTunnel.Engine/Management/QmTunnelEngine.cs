@@ -52,7 +52,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _time = timeProvider ?? TimeProvider.System;
-        _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout };
+        _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits };
     }
 
     public ServerOptions Options { get; }
@@ -139,7 +139,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 }
                 _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
                 InitialAdminPassword = EnsureAdministrator(_store);
-                _maxManagementSessions = ReadMaxManagementSessions();
+                ReadLimits();
                 _throttle = new LoginThrottle(_time);
                 _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName,
                     () => _store is null ? PasswordHasher.DefaultIterations : ReadPasswordIterations());
@@ -156,6 +156,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store));
             _startedAt = _time.GetUtcNow();
             _running = true;
+            StartIdleSweep();
             _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _shutdown.Token));
             EngineLog.Started(_logger, Options.ListenAddress, Port, _store.FilePath);
 
@@ -258,6 +259,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 return;
             }
             _running = false;
+            StopIdleSweep();
             _listener?.Dispose();
             if (_acceptLoop is not null)
             {

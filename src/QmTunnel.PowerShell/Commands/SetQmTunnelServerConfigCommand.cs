@@ -6,7 +6,8 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
-/// password set, MaxManagementSessions to the next session) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// password set, the session limits to the next session, MaxStreamsPerLink to the next stream, the idle timeouts to
+/// what is idle now) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
@@ -21,6 +22,18 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
 
     [Parameter]
     public int MaxManagementSessions { get; set; }
+
+    [Parameter]
+    public int MaxManagementSessionsPerUser { get; set; }
+
+    [Parameter]
+    public TimeSpan ManagementIdleTimeout { get; set; }
+
+    [Parameter]
+    public int MaxStreamsPerLink { get; set; }
+
+    [Parameter]
+    public TimeSpan LinkIdleTimeout { get; set; }
 
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -38,12 +51,20 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks : null,
             PasswordIterations = given.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
             MaxManagementSessions = given.ContainsKey(nameof(MaxManagementSessions)) ? MaxManagementSessions : null,
+            MaxManagementSessionsPerUser = given.ContainsKey(nameof(MaxManagementSessionsPerUser)) ? MaxManagementSessionsPerUser : null,
+            ManagementIdleTimeout = given.ContainsKey(nameof(ManagementIdleTimeout)) ? ManagementIdleTimeout : null,
+            MaxStreamsPerLink = given.ContainsKey(nameof(MaxStreamsPerLink)) ? MaxStreamsPerLink : null,
+            LinkIdleTimeout = given.ContainsKey(nameof(LinkIdleTimeout)) ? LinkIdleTimeout : null,
         };
         var fields = new[]
         {
             change.AllowPlainLinks is { } allow ? $"AllowPlainLinks = {allow}" : null,
             change.PasswordIterations is { } iterations ? $"PasswordIterations = {iterations}" : null,
             change.MaxManagementSessions is { } max ? $"MaxManagementSessions = {max}" : null,
+            change.MaxManagementSessionsPerUser is { } perUser ? $"MaxManagementSessionsPerUser = {perUser}" : null,
+            change.ManagementIdleTimeout is { } managementIdle ? $"ManagementIdleTimeout = {managementIdle}" : null,
+            change.MaxStreamsPerLink is { } streams ? $"MaxStreamsPerLink = {streams}" : null,
+            change.LinkIdleTimeout is { } linkIdle ? $"LinkIdleTimeout = {linkIdle}" : null,
         }.Where(f => f is not null).ToList();
         if (!ShouldProcess("server configuration" + On(server), fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {

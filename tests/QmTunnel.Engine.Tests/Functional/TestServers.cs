@@ -102,10 +102,10 @@ public sealed class EngineFixture : IAsyncDisposable
         return engine;
     }
 
-    /// <summary>Starts an engine with the given options (its data path is deleted at the end).</summary>
-    public async Task<QmTunnelEngine> StartAsync(ServerOptions options)
+    /// <summary>Starts an engine with the given options and clock (its data path is deleted at the end).</summary>
+    public async Task<QmTunnelEngine> StartAsync(ServerOptions options, TimeProvider? time = null)
     {
-        var engine = new QmTunnelEngine(options);
+        var engine = new QmTunnelEngine(options, timeProvider: time);
         await engine.StartAsync();
         _engines.Add((engine, options.DataPath));
         return engine;

@@ -280,19 +280,28 @@ public sealed class RemoteManagementTests : IAsyncLifetime
     public async Task Management_sessions_beyond_the_saved_limit_are_refused_until_one_closes()
     {
         Assert.Equal(100, _b.GetServerConfig().MaxManagementSessions);
+        _b.NewGroup("Viewers", GroupRights.None, []);
+        _b.NewUser("vic", "Viewers", "vic-password-1");
         _b.SetServerConfig(new ServerConfigChange { MaxManagementSessions = 1 });
-        var first = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        var first = await ConnectAsync(_b, "vic", "vic-password-1");
         Assert.Equal(1, _b.GetServerConfig().ManagementSessions);
-        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => ConnectAsync(_b, "admin", EngineFixture.AdminPassword));
+        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => ConnectAsync(_b, "vic", "vic-password-1"));
         Assert.Equal(ErrorIds.ManagementSessionLimit, refused.ErrorId);
         Assert.Equal(QmErrorKind.ResourceBusy, refused.Kind);
         Assert.Contains("Set-QmTunnelServerConfig -MaxManagementSessions", refused.Message);
+        Assert.Contains("held by vic 1", refused.Message);
+        // An administrator always gets in.
+        await using (var admin = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword))
+        {
+            Assert.Equal(2, _b.GetServerConfig().ManagementSessions);
+        }
+        await TunnelTests.WaitUntil(() => _b.GetServerConfig().ManagementSessions == 1);
         // A tunnel's link through B is not a management session: it is not limited.
         await _a.NewTunnelAsync(Profile("through") with { Via = [EngineFixture.TlsHop(_b)] }, [EngineFixture.AdminLogin]);
         Assert.Equal(1, _b.GetServerConfig().ManagementSessions);
         await first.DisposeAsync();
         await TunnelTests.WaitUntil(() => _b.GetServerConfig().ManagementSessions == 0);
-        await using var second = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        await using var second = await ConnectAsync(_b, "vic", "vic-password-1");
         Assert.Equal(_b.Port, second.ServerInfo!.Port);
         var bad = Assert.Throws<QmTunnelException>(() => _b.SetServerConfig(new ServerConfigChange { MaxManagementSessions = 0 }));
         Assert.Equal(SecurityErrorIds.ServerSettingInvalid, bad.ErrorId);
