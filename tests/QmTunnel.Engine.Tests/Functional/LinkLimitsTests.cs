@@ -91,6 +91,8 @@ public sealed class LinkLimitsTests : IAsyncLifetime
         await flooder.ConnectAsync("127.0.0.1", _b.Port);
         _ = await QmTunnel.Engine.Links.Link.HandshakeAsDialerAsync(flooder, new QmTunnel.Engine.Links.LinkOptions(),
             Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, default, login: new QmTunnel.Engine.Links.PasswordLogin("mallory", "mallory-password-1"));
+        // The dialer has its AuthOk a moment before the server has registered the link.
+        await TunnelTests.WaitUntil(() => _b.InboundLinks().Any(l => l.User == "mallory"));
         var link = _b.InboundLinks().Single(l => l.User == "mallory");
         var pings = QmTunnel.Engine.Tests.Links.SendQueueTests.Pings(4096);
         using var stop = new CancellationTokenSource();
