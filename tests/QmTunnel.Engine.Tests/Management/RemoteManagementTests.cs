@@ -185,12 +185,89 @@ public sealed class RemoteManagementTests : IAsyncLifetime
     [Fact]
     public async Task A_password_is_never_sent_on_a_plain_session()
     {
-        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword, scheme: "qmt+plain");
+        // Through a relay that records what the client sends, as an eavesdropper on the plain link would: the server
+        // refusing a password it received would give the same error, so the bytes on the wire are what is checked.
+        await using var relay = new RecordingRelay(_b.Port);
+        await using var session = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{relay.Port}", "test"),
+            new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));
         Assert.False(session.IsEncrypted);
         Assert.NotEmpty(await session.GetGroupsAsync(default)); // the login itself is challenge-response
         var refused = await Assert.ThrowsAsync<QmTunnelException>(() => session.NewUserAsync("erin", "Administrators", "erin-password-1", null, true, "", default));
         Assert.Equal(ErrorIds.CredentialOnPlainLink, refused.ErrorId);
         Assert.Null(_b.GetUsers().FirstOrDefault(u => u.Name == "erin"));
+        // The recording is real: a request after it is there in clear text.
+        await Assert.ThrowsAsync<QmTunnelException>(() => session.GetUserAsync("canary-5f2e", default));
+        var sent = System.Text.Encoding.UTF8.GetString(relay.FromClient);
+        Assert.Contains("canary-5f2e", sent, StringComparison.Ordinal);
+        Assert.DoesNotContain("erin-password-1", sent, StringComparison.Ordinal);
+        Assert.DoesNotContain(EngineFixture.AdminPassword, sent, StringComparison.Ordinal);
+    }
+
+    /// <summary>One TCP connection relayed to a port on 127.0.0.1, recording every byte the client sends.</summary>
+    private sealed class RecordingRelay : IAsyncDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly MemoryStream _fromClient = new();
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _relaying;
+
+        public RecordingRelay(int targetPort)
+        {
+            _listener.Start();
+            _relaying = RelayAsync(targetPort);
+        }
+
+        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public byte[] FromClient
+        {
+            get
+            {
+                lock (_fromClient)
+                {
+                    return _fromClient.ToArray();
+                }
+            }
+        }
+
+        private async Task RelayAsync(int targetPort)
+        {
+            using var client = await _listener.AcceptSocketAsync(_stop.Token);
+            using var server = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await server.ConnectAsync(System.Net.IPAddress.Loopback, targetPort, _stop.Token);
+            await Task.WhenAny(PumpAsync(client, server, record: true), PumpAsync(server, client, record: false));
+        }
+
+        private async Task PumpAsync(Socket from, Socket to, bool record)
+        {
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                int n;
+                while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token)) > 0)
+                {
+                    if (record)
+                    {
+                        lock (_fromClient)
+                        {
+                            _fromClient.Write(buffer, 0, n);
+                        }
+                    }
+                    await to.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _stop.Token);
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                // one side closed or the test ended: the relay ends
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _relaying.ContinueWith(_ => { }, TaskScheduler.Default);
+        }
     }
 
     [Fact]
