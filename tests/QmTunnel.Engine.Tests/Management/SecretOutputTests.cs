@@ -121,6 +121,21 @@ public sealed class SecretOutputTests : IAsyncLifetime
             AssertNoSecret(item, secrets);
         }
         Assert.Equal(HopLoginKind.Password, Assert.Single(created.Hops).Login);
+
+        // The answers themselves, as they cross the wire (the client drops credentials it is sent, so the objects
+        // above would look clean either way): read through a plain session and a relay that records what A sends.
+        await using var relay = new RecordingRelay(_a.Port);
+        await using (var plain = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{relay.Port}", "test"),
+            new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins)))
+        {
+            await plain.GetTunnelAsync("remote", default);
+            await plain.GetTunnelsAsync(default);
+            await plain.GetTunnelStatsAsync("remote", default);
+        }
+        var answers = System.Text.Encoding.UTF8.GetString(relay.FromServer);
+        Assert.Contains(EngineFixture.TlsHop(_b), answers, StringComparison.Ordinal); // the recording holds the answers
+        Assert.DoesNotContain(secrets, s => answers.Contains(s, StringComparison.Ordinal));
+        Assert.DoesNotContain("clientKey", answers, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]
