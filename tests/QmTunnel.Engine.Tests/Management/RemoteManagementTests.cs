@@ -203,6 +203,38 @@ public sealed class RemoteManagementTests : IAsyncLifetime
         Assert.DoesNotContain(EngineFixture.AdminPassword, sent, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_rule_taken_away_applies_to_the_next_connection_and_a_disabled_user_loses_its_links()
+    {
+        // A's tunnel logs in to B as frank, whose group may build it.
+        _b.NewGroup("Tunnelers", GroupRights.CreateTunnels, ["L#*:*#*#*:*"]);
+        _b.NewUser("frank", "Tunnelers", "frank-password-1");
+        await _a.NewTunnelAsync(new TunnelProfile { Name = "franks", Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(_b)], Target = _echo.Uri },
+            [new HopLogin("frank", "frank-password-1")]);
+        var listen = (await _a.StartTunnelAsync("franks")).BoundListen!;
+        Assert.Equal(new byte[] { 1, 2 }, await SocketTestExtensions.EchoAsync(listen, [1, 2]));
+
+        _b.SetGroup("Tunnelers", new GroupChange { AllowRules = ["L#*:*#*#*:1"] });
+        await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(listen));
+        await TunnelTests.WaitUntil(() => _a.GetTunnelStats("franks").LastError?.Contains("Tunnelers", StringComparison.Ordinal) == true);
+
+        _b.SetGroup("Tunnelers", new GroupChange { AllowRules = ["L#*:*#*#*:*"] });
+        Assert.Equal(new byte[] { 3 }, await SocketTestExtensions.EchoAsync(listen, [3]));
+        Assert.Equal(1, _b.GetServerInfo().Links);
+        _b.SetUser("frank", new UserChange { Enabled = false });
+        await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links == 0);
+        await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(listen)); // and it cannot log in again
+        var lastError = "";
+        try
+        {
+            await TunnelTests.WaitUntil(() => (lastError = _a.GetTunnelStats("franks").LastError ?? "").Contains("refused the login", StringComparison.Ordinal));
+        }
+        catch (Exception e)
+        {
+            throw new InvalidOperationException("LastError: " + lastError, e);
+        }
+    }
+
     /// <summary>Sends raw bytes as a management request on a logged-in link and returns the answer's error id.</summary>
     private async Task<string?> RawRequestAsync(byte[] request)
     {
