@@ -236,7 +236,7 @@ Describe 'Type=notify under systemd' -Skip:(-not $onLinux) {
         $probe = [System.Net.Sockets.TcpClient]::new()
         try {
             $probe.Connect('127.0.0.1', $port)
-            $acceptedAtReady = $probe.Connected
+            $acceptedAtReady = if ($probe.Connected) { 'connected' } else { 'not connected' }
         }
         catch {
             $acceptedAtReady = "refused: $($_.Exception.Message)"
@@ -270,7 +270,8 @@ Describe 'Type=notify under systemd' -Skip:(-not $onLinux) {
 
     It 'sends READY=1 only once its port accepts connections, after its "listening on" line' {
         $ready | Should -Be 'READY=1'
-        $acceptedAtReady | Should -BeTrue
+        # Compared as text: "refused: ..." is truthy, so -BeTrue would pass for a refused connection too.
+        $acceptedAtReady | Should -Be 'connected'
         $outAtReady | Should -Match "qmtunnel-server listening on qmt(\+plain)?://127\.0\.0\.1:$port \(pid \d+, data "
     }
 

@@ -310,7 +310,8 @@ namespace QmTunnel.PesterTools
 
         /// <summary>
         /// Connects, sends <paramref name="payloadBytes"/> bytes (0: none), and reads until the connection ends. Returns
-        /// how it ended: "Reset" (RST), "End" (clean FIN) with the byte count, "Timeout", or "ConnectFailed: ...".
+        /// how it ended: "Reset" (RST), "End" (clean FIN) or "Timeout" (still open), each of the last two with the count
+        /// of bytes received ("End 0", "Timeout 1000"), or "ConnectFailed: ...".
         /// </summary>
         public static string Probe(string address, int payloadBytes, int timeoutSeconds)
         {
@@ -356,7 +357,7 @@ namespace QmTunnel.PesterTools
             }
             catch (OperationCanceledException)
             {
-                return "Timeout";
+                return "Timeout " + received;
             }
         }
     }

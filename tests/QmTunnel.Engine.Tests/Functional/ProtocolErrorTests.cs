@@ -12,11 +12,25 @@ namespace QmTunnel.Engine.Tests.Functional;
 public sealed class ProtocolErrorTests : IAsyncLifetime
 {
     private readonly EngineFixture _engines = new();
+    private readonly Diagnostics.RecordingLoggerFactory _serverLog = new();
+    private readonly string _serverPath = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
     private QmTunnelEngine _server = null!;
 
-    public async Task InitializeAsync() => _server = await _engines.StartAsync();
+    public async Task InitializeAsync()
+    {
+        _server = new QmTunnelEngine(new ServerOptions
+        {
+            Port = 0, DataPath = _serverPath, AllowPlainLinks = true, AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations,
+        }, _serverLog);
+        await _server.StartAsync();
+    }
 
-    public async Task DisposeAsync() => await _engines.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        await _server.DisposeAsync();
+        Directory.Delete(_serverPath, recursive: true);
+    }
 
     private async Task<Socket> ConnectAsync()
     {
@@ -76,6 +90,11 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         Assert.Contains("login failed", goAway.Reason);
         Assert.DoesNotContain("wrong password", goAway.Reason); // the peer is not told which part was wrong
         Assert.Equal(0, _server.ProtocolErrors); // a failed login is not a protocol error
+        // The server's log has the failure (its own event, as a warning), naming the user but not the password tried.
+        var logged = Assert.Single(_serverLog.Entries, e => e.EventId.Id == QmTunnel.Engine.Diagnostics.EventIds.LoginFailed);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, logged.Level);
+        Assert.Equal("admin", logged.Values["User"]);
+        Assert.DoesNotContain("not-the-password", logged.Message);
         await ServerStillWorksAsync();
     }
 

@@ -185,12 +185,22 @@ public sealed class RemoteManagementTests : IAsyncLifetime
     [Fact]
     public async Task A_password_is_never_sent_on_a_plain_session()
     {
-        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword, scheme: "qmt+plain");
+        // Through a relay that records what the client sends, as an eavesdropper on the plain link would: the server
+        // refusing a password it received would give the same error, so the bytes on the wire are what is checked.
+        await using var relay = new RecordingRelay(_b.Port);
+        await using var session = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{relay.Port}", "test"),
+            new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));
         Assert.False(session.IsEncrypted);
         Assert.NotEmpty(await session.GetGroupsAsync(default)); // the login itself is challenge-response
         var refused = await Assert.ThrowsAsync<QmTunnelException>(() => session.NewUserAsync("erin", "Administrators", "erin-password-1", null, true, "", default));
         Assert.Equal(ErrorIds.CredentialOnPlainLink, refused.ErrorId);
         Assert.Null(_b.GetUsers().FirstOrDefault(u => u.Name == "erin"));
+        // The recording is real: a request after it is there in clear text.
+        await Assert.ThrowsAsync<QmTunnelException>(() => session.GetUserAsync("canary-5f2e", default));
+        var sent = System.Text.Encoding.UTF8.GetString(relay.FromClient);
+        Assert.Contains("canary-5f2e", sent, StringComparison.Ordinal);
+        Assert.DoesNotContain("erin-password-1", sent, StringComparison.Ordinal);
+        Assert.DoesNotContain(EngineFixture.AdminPassword, sent, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -293,6 +293,9 @@ public sealed class ControlCodecTests
         var bytes = new Builder().U32(7).U16(60_000).Bytes;
 
         AssertMalformed(FrameType.Reset, bytes);
+        // Refused for the length it announces, not as a payload cut short (which any reader would find here).
+        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Reset, new ReadOnlySequence<byte>(bytes)));
+        Assert.Contains("60000", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -324,6 +327,9 @@ public sealed class ControlCodecTests
         var bytes = new Builder().U8(1).Str("t"u8).Str("x"u8).U16((ushort)count).Bytes;
 
         AssertMalformed(FrameType.Open, bytes);
+        // Refused for the count it announces, not as a payload cut short (which any reader would find here).
+        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Open, new ReadOnlySequence<byte>(bytes)));
+        Assert.Contains(count.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
