@@ -162,4 +162,12 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
 
     public Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerConfig(Caller));
     public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetServerConfig(change, Caller));
+
+    // ---- the server itself ----
+
+    public Task StopServerAsync(CancellationToken cancellationToken)
+    {
+        Engine.RequestStop(Caller);
+        return Task.CompletedTask;
+    }
 }

@@ -138,14 +138,18 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                     _store.SetBoolSetting(AllowPlainLinksSetting, allow);
                 }
                 _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
+                // Bound before the admin is created: a start that cannot listen (PortInUse) leaves no account whose
+                // generated password nobody saw.
+                _listener = Bind();
                 InitialAdminPassword = EnsureAdministrator(_store);
                 _maxManagementSessions = ReadMaxManagementSessions();
                 _throttle = new LoginThrottle(_time);
                 _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName);
-                _listener = Bind();
             }
             catch
             {
+                _listener?.Dispose();
+                _listener = null;
                 _store.Dispose();
                 _store = null;
                 throw;
@@ -305,10 +309,11 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     public ServerInfo GetServerInfo()
     {
         EnsureRunning();
-        int links;
+        int links, streams;
         lock (_inbound)
         {
-            links = _inbound.Count;
+            links = _inbound.Count(l => !l.IsClosed);
+            streams = _inbound.Sum(l => l.StreamCount);
         }
         return new ServerInfo
         {
@@ -325,6 +330,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             CertificateThumbprint = CertificateThumbprint,
             AllowPlainLinks = _allowPlainLinks,
             PlainLinksRefused = Interlocked.Read(ref _plainRefused),
+            OpenStreams = streams + (_pool?.StreamCount ?? 0),
         };
     }
 

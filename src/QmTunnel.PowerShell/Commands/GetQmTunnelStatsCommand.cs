@@ -6,14 +6,14 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the server
 /// (-Session, or the in-process one): state, bytes each way, connections, failures, link latency. Counters reset with
-/// the server. -Follow keeps going: an update whenever something changed, at most every -Interval (250 ms at least),
-/// until Ctrl+C — a live table when typed at the prompt, objects in a pipeline or a script.
+/// the server. -Follow keeps going: an update every -Interval (1 s by default, 250 ms at least), changed or not, until
+/// Ctrl+C — a live table redrawn in place when typed at the prompt, objects in a pipeline or a script.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelStats")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelStats", HelpUri = HelpLinks.Base + "Get-QmTunnelStats.md")]
 [OutputType(typeof(TunnelStats))]
 public sealed class GetQmTunnelStatsCommand : ServerCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
@@ -23,9 +23,10 @@ public sealed class GetQmTunnelStatsCommand : ServerCmdlet
     [Parameter]
     public SwitchParameter Follow { get; set; }
 
-    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    /// <summary>With -Follow: the time between two updates (1 s by default; 250 ms to 1 h; a number is seconds).</summary>
     [Parameter]
-    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+    [SecondsTimeSpan]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.DefaultWatchInterval;
 
     private readonly List<string> _followed = [];
     private bool _all;

@@ -8,11 +8,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// allowed; a literal name that matches nothing is a UserNotFound error, like Get-QmTunnel), optionally only those of
 /// -Group (GroupNotFound when it does not exist). Snapshots without secrets.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelUser")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelUser", HelpUri = HelpLinks.Base + "Get-QmTunnelUser.md")]
 [OutputType(typeof(UserInfo))]
 public sealed class GetQmTunnelUserCommand : ServerCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(UserNameCompleter))]

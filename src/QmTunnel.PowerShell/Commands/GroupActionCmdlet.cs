@@ -11,7 +11,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// </summary>
 public abstract class GroupActionCmdlet : ServerCmdlet
 {
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(GroupNameCompleter))]
     public string[] Name { get; set; } = null!;

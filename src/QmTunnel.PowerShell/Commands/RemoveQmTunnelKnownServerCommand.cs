@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// next TLS link to it trusts and pins the certificate it then presents. For a server whose certificate was replaced
 /// on purpose (CertificateMismatch). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnelKnownServer", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByServer)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnelKnownServer", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByServer, HelpUri = HelpLinks.Base + "Remove-QmTunnelKnownServer.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelKnownServerCommand : ServerCmdlet
 {

@@ -8,12 +8,13 @@ namespace QmTunnel.PowerShell.Commands;
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
 /// password set, MaxManagementSessions to the next session) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// </summary>
-[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
+[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Set-QmTunnelServerConfig.md")]
 [OutputType(typeof(ServerConfig))]
 public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
 {
+    /// <summary>Accept unencrypted links (-AllowPlainLinks) or refuse them (-AllowPlainLinks:$false), as Start-QmTunnelServer -AllowPlainLinks.</summary>
     [Parameter]
-    public bool AllowPlainLinks { get; set; }
+    public SwitchParameter AllowPlainLinks { get; set; }
 
     [Parameter]
     public int PasswordIterations { get; set; }
@@ -29,7 +30,7 @@ public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
         var given = MyInvocation.BoundParameters;
         var change = new ServerConfigChange
         {
-            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks : null,
+            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks.IsPresent : null,
             PasswordIterations = given.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
             MaxManagementSessions = given.ContainsKey(nameof(MaxManagementSessions)) ? MaxManagementSessions : null,
         };

@@ -252,7 +252,7 @@ public sealed class UserApiTests : IAsyncLifetime
         Assert.Equal("bob", tunnel.Profile.Owner);
         var ex = Refused(SecurityErrorIds.UserHasTunnels, QmErrorKind.InvalidOperation, () => _engine.RemoveUser("BOB"));
         Assert.Contains("bobs", ex.Message);
-        Assert.Contains("-Enabled $false", ex.Message);
+        Assert.Contains("-Enabled:$false", ex.Message);
         Assert.Equal("bob", _engine.GetUser("bob").Name);
 
         await _engine.RemoveTunnelAsync("bobs");

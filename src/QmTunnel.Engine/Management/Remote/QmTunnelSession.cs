@@ -243,4 +243,9 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) =>
         CallAsync<ServerConfig>("SetServerConfig", Args(("change", ToNode(change))), cancellationToken);
+
+    public Task StopServerAsync(CancellationToken cancellationToken) => CallAsync("StopServer", [], cancellationToken);
+
+    /// <summary>Completes when the session's link is closed (by either side, or lost): after StopServer, once the server stopped.</summary>
+    public Task Completion => _link.Completion;
 }
