@@ -80,12 +80,18 @@ function Import-QmTestHost {
 
 # A runspace of this process behind a RecordingHost, for commands run as a person types them; close it with
 # Close-QmTestRunspace. The in-process server is shared with every runspace of the process.
-function New-QmTestRunspace([int]$Width = 120, [int]$Height = 50, [switch]$VirtualTerminal) {
+# -ImportModule imports the module under test there first (commands run as written import it themselves).
+function New-QmTestRunspace([int]$Width = 120, [int]$Height = 50, [switch]$VirtualTerminal, [switch]$ImportModule) {
     Import-QmTestHost
     $hostObject = [QmTunnel.PesterTools.RecordingHost]::new($Width, $Height, [bool]$VirtualTerminal)
     $runspace = [runspacefactory]::CreateRunspace($hostObject)
     $runspace.Open()
-    [pscustomobject]@{ Host = $hostObject; UI = $hostObject.Recorder; Runspace = $runspace }
+    $session = [pscustomobject]@{ Host = $hostObject; UI = $hostObject.Recorder; Runspace = $runspace }
+    if ($ImportModule) {
+        $imported = Invoke-QmTestLine $session "Import-Module '$(Get-QmTestModulePath)' -ErrorAction Stop"
+        if ($imported.Errors) { throw "Cannot import the module in the test runspace: $($imported.Errors -join '; ')" }
+    }
+    $session
 }
 
 function Close-QmTestRunspace($Session) {
