@@ -36,11 +36,13 @@ Describe 'The banner of build.ps1 start' {
         if (Get-InProcessServer) { throw 'An in-process server is already running in this process: a test file before this one did not stop it.' }
         $tunnelPort = [QmTunnel.PesterTools.NetTools]::FreeTcpPort()
         $build = Join-Path $repoRoot 'src' 'Build' 'QmTunnel.Build.psm1'
-        $devData = Join-Path $base 'dev'
+        # As build.ps1 start does by default: the dev server uses the default data path, here $isolated.QMTUNNEL_DATA,
+        # which the banner's commands below also see as theirs (so a second server there would find it locked).
+        $devData = $isolated.QMTUNNEL_DATA
         # build.ps1 start runs Start-QmDevServer after building; the module is built already, so run it directly.
         $dev = Start-QmTestPwsh -Environment $isolated -Command @"
 Import-Module '$build'
-Start-QmDevServer -Port 0 -DataPath '$devData' -TunnelPort $tunnelPort -ManifestPath '$modulePath'
+Start-QmDevServer -Port 0 -TunnelPort $tunnelPort -ManifestPath '$modulePath'
 "@
         Wait-Until { (Get-QmTestPwshOutput $dev) -match 'Press Ctrl\+C' -or $dev.Process.HasExited } 'the dev server printed its banner' 90
         $printed = Get-QmTestPwshOutput $dev
@@ -54,7 +56,7 @@ Start-QmDevServer -Port 0 -DataPath '$devData' -TunnelPort $tunnelPort -Manifest
             if ($inBlock -and $line -match '^  (?<command>\S.*)$') { $banner += $Matches.command; continue }
             if ($inBlock -and $banner.Count -gt 0 -and $line -eq '') { break }
         }
-        # A line that forgot -DataPath must not reach the real default data path.
+        # The same default data path as the dev server's (never the real one).
         $savedData = $env:QMTUNNEL_DATA
         $env:QMTUNNEL_DATA = $isolated.QMTUNNEL_DATA
         $session = New-QmTestRunspace
@@ -73,6 +75,7 @@ Start-QmDevServer -Port 0 -DataPath '$devData' -TunnelPort $tunnelPort -Manifest
 
     It 'starts the dev server and prints its thumbprint, its first admin password and the commands' {
         $dev.Process.HasExited | Should -BeFalse -Because ($printed -join "`n")
+        ($printed -match [regex]::Escape("(data: $devData)")) | Should -Not -BeNullOrEmpty -Because 'the dev server uses the default data path'
         $thumbprint | Should -Match '^[0-9A-F]{64}$'
         $password | Should -Not -BeNullOrEmpty
         $banner.Count | Should -BeGreaterOrEqual 5

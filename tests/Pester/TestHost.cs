@@ -60,6 +60,9 @@ namespace QmTunnel.PesterTools
         /// <summary>Password to answer a credential prompt with, per user name (case-insensitive).</summary>
         public Dictionary<string, string> Passwords { get; } = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
 
+        /// <summary>The password typed when nothing else applies (a new admin's, a Read-Host -AsSecureString); none when null.</summary>
+        public string? DefaultPassword { get; set; }
+
         /// <summary>The last password a warning said was generated ("... generated password XYZ .").</summary>
         public string? GeneratedPassword { get; private set; }
 
@@ -98,7 +101,19 @@ namespace QmTunnel.PesterTools
         public override void WriteProgress(long sourceId, ProgressRecord record) { lock (_gate) { Progress.Add(record); } }
 
         public override string ReadLine() => throw new InvalidOperationException("the test host reads no input");
-        public override SecureString ReadLineAsSecureString() => throw new InvalidOperationException("the test host reads no input");
+        public override SecureString ReadLineAsSecureString() =>
+            DefaultPassword is { } typed ? Secure(typed) : throw new InvalidOperationException("the test host reads no input");
+
+        private static SecureString Secure(string text)
+        {
+            var secure = new SecureString();
+            foreach (var c in text)
+            {
+                secure.AppendChar(c);
+            }
+            secure.MakeReadOnly();
+            return secure;
+        }
 
         public override Dictionary<string, PSObject> Prompt(string caption, string message, System.Collections.ObjectModel.Collection<FieldDescription> descriptions) =>
             throw new InvalidOperationException($"the test host answers credential prompts only (asked: {caption} {message})");
@@ -118,20 +133,14 @@ namespace QmTunnel.PesterTools
                 Prompts.Add(userName);
                 if (!Passwords.TryGetValue(userName ?? string.Empty, out password))
                 {
-                    password = GeneratedPassword;
+                    password = GeneratedPassword ?? DefaultPassword;
                 }
             }
             if (password is null)
             {
                 throw new InvalidOperationException($"the test host has no password for '{userName}'");
             }
-            var secure = new SecureString();
-            foreach (var c in password)
-            {
-                secure.AppendChar(c);
-            }
-            secure.MakeReadOnly();
-            return new PSCredential(userName ?? string.Empty, secure);
+            return new PSCredential(userName ?? string.Empty, Secure(password));
         }
     }
 
