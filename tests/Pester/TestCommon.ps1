@@ -20,7 +20,7 @@ $script:QmTestAdmin = [pscredential]::new('admin', (ConvertTo-SecureString $scri
 function Import-QmTestModule([switch]$Force) {
     Import-Module (Get-QmTestModulePath) -Force:$Force -ErrorAction Stop -Global
     if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
-        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
+        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs'), (Join-Path $PSScriptRoot 'TestPeers.cs') -ErrorAction Stop
     }
     $global:PSDefaultParameterValues['Start-QmTunnelServer:AdminCredential'] = $script:QmTestAdmin
     $global:PSDefaultParameterValues['Start-QmTunnelServer:PasswordIterations'] = 100000
