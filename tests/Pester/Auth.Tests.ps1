@@ -52,11 +52,12 @@ Describe 'Logins on links' {
         Get-QmTunnel badlogin -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 
-    It 'a hop without a login is refused when the tunnel is used, saying how to give one' {
-        $tunnel = New-QmTunnel nologin -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($serverB.Port)" -Target $echo.Uri | Start-QmTunnel -PassThru
-        [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 100, 10) | Should -Match 'Reset|End'
-        Wait-Until { (Get-QmTunnelStats nologin).LastError -match 'New-QmTunnelHop' } 'the missing login is recorded'
-        Remove-QmTunnel nologin -Confirm:$false
+    It 'a hop without a login is refused when the tunnel is created (HopCredentialMissing), saying how to give one' {
+        $tunnel = New-QmTunnel nologin -Listen tcp://127.0.0.1:0 -Via "qmt://127.0.0.1:$($serverB.Port)" -Target $echo.Uri -ErrorVariable err -ErrorAction SilentlyContinue
+        $tunnel | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'HopCredentialMissing,*'
+        $err[0].Exception.Message | Should -Match 'New-QmTunnelHop'
+        Get-QmTunnel nologin -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 
     It 'the far hop C refuses a target its allow-rules do not allow, naming the server, group and rule to add' {

@@ -75,7 +75,7 @@ Describe 'Connect-QmTunnelServer' {
         foreach ($column in 'Address', 'User', 'Group', 'IsOpen', 'ConnectedAt') {
             $table | Should -Match "\b$column\b"
         }
-        $table | Should -Match "$([regex]::Escape($addressB))\s+admin\s+Administrators\s+True\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+        $table | Should -Match "$([regex]::Escape($addressB))\s+admin\s+Administrators\s+True\s+\d{4}-\d\d-\d\d \d\d:\d\d"
     }
 
     It 'pins the certificate on first use, and checks a -CertificateThumbprint given' {

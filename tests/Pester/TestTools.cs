@@ -8,6 +8,7 @@
 //   EchoBatch       K such clients opened one after another, held open together (each has had its first echo
 //                   back), then all released to transfer at once
 //   NetTools        a free TCP port
+//   (TestPeers.cs, compiled with this file: HeldConnection, SilentServer)
 #nullable enable
 using System;
 using System.Collections.Concurrent;

@@ -19,6 +19,11 @@ public static class EventIds
     public const int TunnelDenied = 7;
     public const int AdminCreated = 8;
 
+    // ---- engine: first run and server control, 50-69. Next free: 53.
+    public const int ServerStopRequested = 50;
+    public const int StatusChannelUnavailable = 51;
+    public const int StatusPeerRefused = 52;
+
     // ---- links, 100-199. Next free: 104.
     public const int LinkProtocolViolation = 100;
     public const int StreamHandlerFailed = 101;
@@ -57,4 +62,6 @@ public static class EventIds
     public const int DaemonStartFailed = 900;
     public const int DaemonStopping = 901;
     public const int DaemonInitialPassword = 902;
+
+    // ---- the daemon: status channel, 940-959. Next free: 940.
 }

@@ -23,6 +23,9 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>Number of links that are up.</summary>
     public int Count => _links.Values.Count(t => t.IsCompletedSuccessfully && !t.Result.IsClosed);
 
+    /// <summary>Streams open now on the links that are up.</summary>
+    public int StreamCount => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Sum(t => t.Result.StreamCount);
+
     /// <summary>The live link to <paramref name="hop"/> logged in as <paramref name="login"/>, if there is one (no dialing).</summary>
     public Link? TryGet(EndpointUri hop, LinkLogin? login) =>
         _links.TryGetValue(Key(hop, login), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;

@@ -180,4 +180,12 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
     public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetServerConfig(change, Caller).With(Origin));
 
     private async Task<TunnelInfo> Stamp(Task<TunnelInfo> answer) => (await answer.ConfigureAwait(false)).With(Origin);
+
+    // ---- the server itself ----
+
+    public Task StopServerAsync(CancellationToken cancellationToken)
+    {
+        Engine.RequestStop(Caller);
+        return Task.CompletedTask;
+    }
 }

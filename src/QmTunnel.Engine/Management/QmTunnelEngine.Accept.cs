@@ -77,7 +77,7 @@ public sealed partial class QmTunnelEngine
             else if (!_allowPlainLinks)
             {
                 Interlocked.Increment(ref _plainRefused);
-                refusePlain = $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or allow plain links there (Set-QmTunnelServerConfig -AllowPlainLinks $true, or start it with -AllowPlainLinks) to accept qmt+plain://";
+                refusePlain = $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or allow plain links there (Set-QmTunnelServerConfig -AllowPlainLinks, or start it with -AllowPlainLinks) to accept qmt+plain://";
             }
             var clientCertificate = tls?.RemoteCertificate is { } remote ? remote as X509Certificate2 ?? new X509Certificate2(remote) : null;
             var channelBinding = tls is null ? [] : PasswordChallenge.TlsServerEndPoint(_certificate!);

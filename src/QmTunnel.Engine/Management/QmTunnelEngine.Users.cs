@@ -216,7 +216,7 @@ public sealed partial class QmTunnelEngine
             if (owned.Count > 0)
             {
                 throw new QmTunnelException(SecurityErrorIds.UserHasTunnels, QmErrorKind.InvalidOperation, user.Name,
-                    $"User '{user.Name}' still owns {owned.Count} tunnel(s): {string.Join(", ", owned)}. Remove them with Remove-QmTunnel first, or disable the user instead (Set-QmTunnelUser {user.Name} -Enabled $false).");
+                    $"User '{user.Name}' still owns {owned.Count} tunnel(s): {string.Join(", ", owned)}. Remove them with Remove-QmTunnel first, or disable the user instead (Set-QmTunnelUser {user.Name} -Enabled:$false).");
             }
             _store.Users.RemoveUser(user.Name);
             CloseLinksOf(user.Name, $"user '{user.Name}' was removed from this server");
@@ -433,7 +433,7 @@ public sealed partial class QmTunnelEngine
         if (current is null || !current.User.Enabled)
         {
             throw new QmTunnelException(SecurityErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, caller.User.Name,
-                $"User '{caller.User.Name}' {(current is null ? "no longer exists" : "is disabled")} on this server, so it may do nothing. Log in again as an enabled user; an administrator can enable it with Set-QmTunnelUser {caller.User.Name} -Enabled $true.");
+                $"User '{caller.User.Name}' {(current is null ? "no longer exists" : "is disabled")} on this server, so it may do nothing. Log in again as an enabled user; an administrator can enable it with Set-QmTunnelUser {caller.User.Name} -Enabled.");
         }
         return current;
     }

@@ -138,15 +138,19 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                     _store.SetBoolSetting(AllowPlainLinksSetting, allow);
                 }
                 _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
+                // Bound before the admin is created: a start that cannot listen (PortInUse) leaves no account whose
+                // generated password nobody saw.
+                _listener = Bind();
                 InitialAdminPassword = EnsureAdministrator(_store);
                 ReadLimits();
                 _throttle = new LoginThrottle(_time);
                 _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName,
                     () => _store is null ? PasswordHasher.DefaultIterations : ReadPasswordIterations());
-                _listener = Bind();
             }
             catch
             {
+                _listener?.Dispose();
+                _listener = null;
                 _store.Dispose();
                 _store = null;
                 throw;
@@ -310,10 +314,11 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     internal ServerInfo GetServerInfo(bool full, int visibleTunnels)
     {
         EnsureRunning();
-        int links;
+        int links, streams;
         lock (_inbound)
         {
-            links = _inbound.Count;
+            links = _inbound.Count(l => !l.IsClosed);
+            streams = _inbound.Sum(l => l.StreamCount);
         }
         return new ServerInfo
         {
@@ -331,6 +336,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             CertificateThumbprint = CertificateThumbprint,
             AllowPlainLinks = _allowPlainLinks,
             PlainLinksRefused = full ? Interlocked.Read(ref _plainRefused) : 0,
+            OpenStreams = full ? streams + (_pool?.StreamCount ?? 0) : 0,
         };
     }
 

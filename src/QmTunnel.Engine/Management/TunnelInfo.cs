@@ -156,6 +156,7 @@ public sealed class ServerInfo : QmTunnelObject
     public bool IsDaemon { get => _isDaemon ?? ProcessId is not null; init => _isDaemon = value; }
     public string Kind => IsDaemon ? "Daemon" : "InProcess";
     public int Tunnels { get; init; }
+    /// <summary>Links up now: those other servers and sessions opened to this one, and those it dialed.</summary>
     public int Links { get; init; }
     public long TransitStreams { get; init; }
     public long ProtocolErrors { get; init; }
@@ -165,6 +166,8 @@ public sealed class ServerInfo : QmTunnelObject
     public bool AllowPlainLinks { get; init; }
     /// <summary>Plain links refused because AllowPlainLinks is off.</summary>
     public long PlainLinksRefused { get; init; }
+    /// <summary>Streams open now on all of the server's links (accepted and dialed): connections it carries, management requests.</summary>
+    public int OpenStreams { get; init; }
     public string Address => $"qmt://{(ListenAddress is "0.0.0.0" ? "127.0.0.1" : ListenAddress is "::" ? "[::1]" : ListenAddress.Contains(':', StringComparison.Ordinal) ? "[" + ListenAddress + "]" : ListenAddress)}:{Port}";
     /// <summary>The same server for unencrypted links (accepted only when AllowPlainLinks is on).</summary>
     public string PlainAddress => "qmt+plain" + Address[3..];

@@ -8,11 +8,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// -Name selects (wildcards allowed; a literal name that matches nothing is a TunnelNotFound error, like Get-Service).
 /// Snapshots, not live objects. Names piped in with an Origin are looked up where they came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnel")]
+[Cmdlet(VerbsCommon.Get, "QmTunnel", HelpUri = HelpLinks.Base + "Get-QmTunnel.md")]
 [OutputType(typeof(TunnelInfo))]
 public sealed class GetQmTunnelCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(TunnelNameCompleter))]

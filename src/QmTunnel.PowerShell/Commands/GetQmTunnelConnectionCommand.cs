@@ -6,14 +6,14 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelConnection: the application connections of the tunnels -Name selects (all by default; wildcards
 /// allowed): open ones and recently closed ones, as far as the server keeps them. -State filters. -Follow keeps
-/// going, like Get-QmTunnelStats -Follow: the whole list again whenever it changed, at most every -Interval. Tunnels piped
-/// in are read where they came from (ServerInputCmdlet), -Follow too: one watch per server.
+/// going, like Get-QmTunnelStats -Follow: the whole list again every -Interval. Tunnels piped in are read where they
+/// came from (ServerInputCmdlet), -Follow too: one watch per server.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelConnection")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelConnection", HelpUri = HelpLinks.Base + "Get-QmTunnelConnection.md")]
 [OutputType(typeof(ConnectionInfo))]
 public sealed class GetQmTunnelConnectionCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
@@ -23,13 +23,14 @@ public sealed class GetQmTunnelConnectionCommand : ServerInputCmdlet
     [ValidateNotNullOrEmpty]
     public ConnectionState[]? State { get; set; }
 
-    /// <summary>Stream the list again whenever it changes, until stopped.</summary>
+    /// <summary>Stream the list again every -Interval, until stopped.</summary>
     [Parameter]
     public SwitchParameter Follow { get; set; }
 
-    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    /// <summary>With -Follow: the time between two updates (1 s by default; 250 ms to 1 h; a number is seconds).</summary>
     [Parameter]
-    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+    [SecondsTimeSpan]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.DefaultWatchInterval;
 
     /// <summary>With -Follow: the tunnels to watch on each server (null: all of that server's).</summary>
     private readonly Dictionary<IQmTunnelServer, List<string>?> _followed = [];

@@ -8,11 +8,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// number of users, all or those -Name selects (wildcards allowed; a literal name that matches nothing is a
 /// GroupNotFound error). Names piped in with an Origin are looked up where they came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelGroup")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelGroup", HelpUri = HelpLinks.Base + "Get-QmTunnelGroup.md")]
 [OutputType(typeof(GroupInfo))]
 public sealed class GetQmTunnelGroupCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(GroupNameCompleter))]

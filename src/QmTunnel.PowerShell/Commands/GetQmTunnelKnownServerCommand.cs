@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// linked to over TLS (trust on first use), all or those -Server selects (host:port; wildcards allowed; a literal name
 /// that matches nothing is a KnownServerNotFound error, like Get-QmTunnel).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelKnownServer")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelKnownServer", HelpUri = HelpLinks.Base + "Get-QmTunnelKnownServer.md")]
 [OutputType(typeof(KnownServer))]
 public sealed class GetQmTunnelKnownServerCommand : ServerCmdlet
 {

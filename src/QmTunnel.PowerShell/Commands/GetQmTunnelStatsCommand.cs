@@ -6,15 +6,15 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the server
 /// (-Session, or the in-process one): state, bytes each way, connections, failures, link latency. Counters reset with
-/// the server. -Follow keeps going: an update whenever something changed, at most every -Interval (250 ms at least),
-/// until Ctrl+C — a live table when typed at the prompt, objects in a pipeline or a script. Tunnels piped in are read
-/// where they came from (ServerInputCmdlet), -Follow too: one watch per server.
+/// the server. -Follow keeps going: an update every -Interval (1 s by default, 250 ms at least), changed or not, until
+/// Ctrl+C — a live table redrawn in place when typed at the prompt, objects in a pipeline or a script. Tunnels piped in
+/// are read where they came from (ServerInputCmdlet), -Follow too: one watch per server.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelStats")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelStats", HelpUri = HelpLinks.Base + "Get-QmTunnelStats.md")]
 [OutputType(typeof(TunnelStats))]
 public sealed class GetQmTunnelStatsCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
@@ -24,9 +24,10 @@ public sealed class GetQmTunnelStatsCommand : ServerInputCmdlet
     [Parameter]
     public SwitchParameter Follow { get; set; }
 
-    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    /// <summary>With -Follow: the time between two updates (1 s by default; 250 ms to 1 h; a number is seconds).</summary>
     [Parameter]
-    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+    [SecondsTimeSpan]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.DefaultWatchInterval;
 
     /// <summary>With -Follow: the tunnels to watch on each server (null: all of that server's).</summary>
     private readonly Dictionary<IQmTunnelServer, List<string>?> _followed = [];

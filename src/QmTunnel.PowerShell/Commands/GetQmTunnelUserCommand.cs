@@ -9,11 +9,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// -Group (GroupNotFound when it does not exist). Snapshots without secrets. Names piped in with an Origin are looked up
 /// where they came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelUser")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelUser", HelpUri = HelpLinks.Base + "Get-QmTunnelUser.md")]
 [OutputType(typeof(UserInfo))]
 public sealed class GetQmTunnelUserCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(UserNameCompleter))]

@@ -13,7 +13,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// </summary>
 public abstract class GroupActionCmdlet : ServerInputCmdlet
 {
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(GroupNameCompleter))]
     public string[] Name { get; set; } = null!;

@@ -8,7 +8,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// (the engine decides whether a running one is stopped first). ConfirmImpact Medium: scripts are not prompted;
 /// -Confirm asks.
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Remove-QmTunnel.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelCommand : TunnelActionCmdlet
 {

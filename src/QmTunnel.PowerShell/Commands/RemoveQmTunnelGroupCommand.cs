@@ -7,7 +7,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Remove-QmTunnelGroup: deletes each group given. A group that still has users is refused (GroupNotEmpty names
 /// them). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnelGroup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnelGroup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Remove-QmTunnelGroup.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelGroupCommand : GroupActionCmdlet
 {

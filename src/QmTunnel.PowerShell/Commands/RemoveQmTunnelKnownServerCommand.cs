@@ -12,7 +12,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// removed where it came from: a server's pins, or this user's client pins (Get-QmTunnelKnownServer -Client) even
 /// without -Client (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnelKnownServer", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByServer)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnelKnownServer", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByServer, HelpUri = HelpLinks.Base + "Remove-QmTunnelKnownServer.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelKnownServerCommand : ServerInputCmdlet
 {

@@ -8,7 +8,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// last user who can manage the server cannot be removed (AdministratorRequired). ConfirmImpact Medium: scripts are not
 /// prompted; -Confirm asks.
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnelUser", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnelUser", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Remove-QmTunnelUser.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelUserCommand : UserActionCmdlet
 {

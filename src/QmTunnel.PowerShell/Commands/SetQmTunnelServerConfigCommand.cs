@@ -10,12 +10,13 @@ namespace QmTunnel.PowerShell.Commands;
 /// what is idle now) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
+[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Set-QmTunnelServerConfig.md")]
 [OutputType(typeof(ServerConfig))]
 public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
 {
+    /// <summary>Accept unencrypted links (-AllowPlainLinks) or refuse them (-AllowPlainLinks:$false), as Start-QmTunnelServer -AllowPlainLinks.</summary>
     [Parameter]
-    public bool AllowPlainLinks { get; set; }
+    public SwitchParameter AllowPlainLinks { get; set; }
 
     [Parameter]
     public int PasswordIterations { get; set; }
@@ -27,12 +28,14 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
     public int MaxManagementSessionsPerUser { get; set; }
 
     [Parameter]
+    [SecondsTimeSpan]
     public TimeSpan ManagementIdleTimeout { get; set; }
 
     [Parameter]
     public int MaxStreamsPerLink { get; set; }
 
     [Parameter]
+    [SecondsTimeSpan]
     public TimeSpan LinkIdleTimeout { get; set; }
 
     [Parameter]
@@ -46,9 +49,17 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             return;
         }
         var given = MyInvocation.BoundParameters;
+        // The idle timeouts' ranges are checked here too, so -WhatIf refuses what the server would refuse.
+        foreach (var (name, value) in new[] { (nameof(ManagementIdleTimeout), ManagementIdleTimeout), (nameof(LinkIdleTimeout), LinkIdleTimeout) })
+        {
+            if (given.ContainsKey(name) && TimeSpanRange.Problem(name, value, QmTunnelEngine.MinIdleTimeout, QmTunnelEngine.MaxIdleTimeout) is { } problem)
+            {
+                ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, value, problem));
+            }
+        }
         var change = new ServerConfigChange
         {
-            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks : null,
+            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks.IsPresent : null,
             PasswordIterations = given.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
             MaxManagementSessions = given.ContainsKey(nameof(MaxManagementSessions)) ? MaxManagementSessions : null,
             MaxManagementSessionsPerUser = given.ContainsKey(nameof(MaxManagementSessionsPerUser)) ? MaxManagementSessionsPerUser : null,

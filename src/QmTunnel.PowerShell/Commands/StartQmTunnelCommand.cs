@@ -7,7 +7,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Start-QmTunnel: starts each tunnel given: binds its listener and carries its connections over the link to its first
 /// hop.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Start, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsLifecycle.Start, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Start-QmTunnel.md")]
 [OutputType(typeof(TunnelInfo))]
 public sealed class StartQmTunnelCommand : TunnelActionCmdlet
 {

@@ -13,7 +13,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// </summary>
 public abstract class UserActionCmdlet : ServerInputCmdlet
 {
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(UserNameCompleter))]
     public string[] Name { get; set; } = null!;

@@ -25,9 +25,9 @@ public sealed class StorageTests : IAsyncLifetime
     {
         var first = NewEngine();
         await first.StartAsync();
-        first.NewTunnel(new TunnelProfile { Name = "runs", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://db.lan:5432", MaxConnections = 7 });
-        first.NewTunnel(new TunnelProfile { Name = "rests", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://db.lan:5432" });
-        first.NewTunnel(new TunnelProfile { Name = "volatile", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://db.lan:5432", Persistent = false });
+        first.NewTunnel(new TunnelProfile { Name = "runs", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://db.lan:5432", MaxConnections = 7, Credentials = EngineFixture.OfflineCredentials(1) });
+        first.NewTunnel(new TunnelProfile { Name = "rests", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://db.lan:5432", Credentials = EngineFixture.OfflineCredentials(1) });
+        first.NewTunnel(new TunnelProfile { Name = "volatile", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://db.lan:5432", Persistent = false, Credentials = EngineFixture.OfflineCredentials(1) });
         await first.StartTunnelAsync("runs");
         await first.DisposeAsync();
 
@@ -105,7 +105,7 @@ public sealed class StorageTests : IAsyncLifetime
         await engine.StartAsync();
         try
         {
-            var profile = new TunnelProfile { Name = "x", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://h:1" };
+            var profile = new TunnelProfile { Name = "x", Listen = "tcp://127.0.0.1:0", Via = ["qmt+plain://127.0.0.1:9"], Target = "tcp://h:1", Credentials = EngineFixture.OfflineCredentials(1) };
             engine.NewTunnel(profile);
             Assert.Equal(ErrorIds.TunnelNameInUse, Assert.Throws<QmTunnelException>(() => engine.NewTunnel(profile with { Name = "X" })).ErrorId);
             Assert.Equal(ErrorIds.TunnelNotFound, Assert.Throws<QmTunnelException>(() => engine.GetTunnel("nope")).ErrorId);

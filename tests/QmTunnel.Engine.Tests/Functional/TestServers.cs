@@ -111,6 +111,16 @@ public sealed class EngineFixture : IAsyncDisposable
         return engine;
     }
 
+    /// <summary>
+    /// Keys for a user "admin" with a fixed salt, for tunnels that must exist but never connect (no server is asked):
+    /// every hop of a tunnel needs a login (HopCredentialMissing otherwise).
+    /// </summary>
+    public static IReadOnlyList<HopCredential?> OfflineCredentials(int hops)
+    {
+        var keys = QmTunnel.Engine.Security.ScramKeys.Derive("unused-password", new byte[16], TestIterations);
+        return Enumerable.Range(0, hops).Select(_ => (HopCredential?)HopCredential.FromKeys(QmTunnel.Engine.Security.User.AdminName, keys)).ToList();
+    }
+
     public static string Hop(QmTunnelEngine engine) => $"qmt+plain://127.0.0.1:{engine.Port}";
 
     public static string TlsHop(QmTunnelEngine engine) => $"qmt://127.0.0.1:{engine.Port}";

@@ -47,6 +47,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
         ["RemoveGroup"] = async (s, a, ct) => { await s.RemoveGroupAsync(Name(a), ct).ConfigureAwait(false); return null; },
         ["GetServerConfig"] = async (s, a, ct) => ToNode(await s.GetServerConfigAsync(ct).ConfigureAwait(false)),
         ["SetServerConfig"] = async (s, a, ct) => ToNode(await s.SetServerConfigAsync(FromNode<ServerConfigChange>(a["change"], "change"), ct).ConfigureAwait(false)),
+        ["StopServer"] = async (s, a, ct) => { await s.StopServerAsync(ct).ConfigureAwait(false); return null; },
     };
 
     /// <summary>Operations whose arguments may carry a password: refused on an unencrypted link.</summary>

@@ -255,4 +255,9 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     public async Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) =>
         (await CallAsync<ServerConfig>("SetServerConfig", Args(("change", ToNode(change))), cancellationToken).ConfigureAwait(false)).With(Origin);
+
+    public Task StopServerAsync(CancellationToken cancellationToken) => CallAsync("StopServer", [], cancellationToken);
+
+    /// <summary>Completes when the session's link is closed (by either side, or lost): after StopServer, once the server stopped.</summary>
+    public Task Completion => _link.Completion;
 }
