@@ -63,7 +63,7 @@ BeforeDiscovery {
             Run = { param($here) (Get-QmTunnelUser twin @here | Get-QmTunnelUser).Description } }
         @{ Pair = 'New-QmTunnelUser | Set-QmTunnelUser'; Before = $true; After = $false
             Setup = { param($here, $there) $null = New-QmTunnelUser fresh -Group Twins -Password $userPassword @there }
-            Run = { param($here) New-QmTunnelUser fresh -Group Twins -Password $userPassword @here | Set-QmTunnelUser -Enabled $false }
+            Run = { param($here) New-QmTunnelUser fresh -Group Twins -Password $userPassword @here | Set-QmTunnelUser -Enabled:$false }
             Read = { param($on) (Get-QmTunnelUser fresh @on).Enabled } }
         @{ Pair = 'Set-QmTunnelUser -PassThru | Remove-QmTunnelUser'; Before = 1; After = 0
             Run = { param($here) Set-QmTunnelUser twin -Description set -PassThru @here | Remove-QmTunnelUser }

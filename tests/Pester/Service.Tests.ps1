@@ -463,7 +463,7 @@ Describe 'A -Daemon started under umask 022 keeps its data folder owner-only' -S
 
     It 'keeps every file 0600 while it runs: database, its LiteDB log, lock, key, daemon log' {
         $files = @($whileRunning | Where-Object Name -NE 'data')
-        $files.Name | Sort-Object | Should -Be @('qmtunnel-log.db', 'qmtunnel-server.log', 'qmtunnel.db', 'qmtunnel.lock', 'server.pfx')
+        $files.Name | Sort-Object | Should -Be @('qmtunnel-log.db', 'qmtunnel-server.log', 'qmtunnel-server.status', 'qmtunnel.db', 'qmtunnel.lock', 'server.pfx')
         foreach ($file in $files) { $file.Mode | Should -Be '600' -Because "$($file.Name) holds or guards the server's secrets" }
     }
 

@@ -164,6 +164,8 @@ public static class OwnerOnly
                 throw Insecure(path,
                     $"'{path}' is a symbolic link (to '{target}'), where qmTunnel keeps a file of its own: it does not follow links there, as a link " +
                     "can send its secrets or its writes to a file of someone else's. Put the file itself there (or remove the link), or start the server with another -DataPath.");
+            case UnixFileKind.Other when Path.GetFileName(path) == Management.LocalStatusChannel.FileName:
+                break; // the daemon's status socket (a stale one is replaced when a daemon starts): checked like a file below
             case UnixFileKind.Directory:
             case UnixFileKind.Other:
                 throw Insecure(path,

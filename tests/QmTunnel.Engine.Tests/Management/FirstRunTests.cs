@@ -81,8 +81,8 @@ public sealed class FirstRunTests : IAsyncLifetime
         Assert.Equal(before.ModifiedAt, _a.GetTunnel("kept").ModifiedAt);
         // The same server again keeps its login: no new one is needed.
         var same = await _a.SetTunnelAsync("kept", p => p with { Via = [EngineFixture.TlsHop(_b)] });
-        Assert.Single(same.Profile.Credentials);
-        Assert.NotNull(same.Profile.Credentials[0]);
+        Assert.Equal(HopLoginKind.Password, Assert.Single(same.Hops).Login);
+        Assert.NotNull(Assert.Single(_a.ProfileWithCredentials("kept").Credentials));
     }
 
     [Fact]
