@@ -234,9 +234,9 @@ internal static class Flood
     }
 
     /// <summary>
-    /// A Hello frame of protocol version 1 (docs/protocol.md): header type 0x01, flags 0, stream 0, length; payload
-    /// min/max version, server id, server name, max payload, initial window. Written by hand: the tool does not
-    /// reference the engine.
+    /// A Hello frame (docs/protocol.md): header type 0x01, flags 0, stream 0, length; payload min/max version, server
+    /// id, server name, max payload, initial window. It offers versions 1 to 255, so any server picks one and waits for
+    /// the login. Written by hand: the tool does not reference the engine.
     /// </summary>
     private static byte[] HelloFrame()
     {
@@ -250,7 +250,7 @@ internal static class Flood
             payload.AddRange(bytes);
         }
         U16(1);
-        U16(1);
+        U16(255);
         Str("flood");
         Str("flood");
         U32(65536);
