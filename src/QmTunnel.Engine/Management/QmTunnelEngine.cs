@@ -23,7 +23,7 @@ namespace QmTunnel.Engine.Management;
 /// </summary>
 public sealed partial class QmTunnelEngine : IAsyncDisposable
 {
-    private readonly ILoggerFactory _loggerFactory;
+    private readonly SafeLoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly LinkOptions _linkOptions;
@@ -35,7 +35,6 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private TunnelStore? _store;
     private Socket? _listener;
     private CancellationTokenSource? _shutdown;
-    private Task? _acceptLoop;
     private DateTimeOffset _startedAt;
     private long _protocolErrors, _transitStreams, _plainRefused;
     private X509Certificate2? _certificate;
@@ -49,9 +48,10 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
-        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
-        _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _time = timeProvider ?? TimeProvider.System;
+        // Every line the engine logs: peer text escaped, length capped, a flood of one event throttled.
+        _loggerFactory = new SafeLoggerFactory(loggerFactory ?? NullLoggerFactory.Instance, _time);
+        _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout };
     }
 
@@ -62,7 +62,6 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     /// <summary>This server's id in link handshakes.</summary>
     public string ServerId => _linkOptions.ServerId;
     private const string AllowPlainLinksSetting = "allowPlainLinks";
-    private const byte TlsHandshakeRecord = 0x16;
 
     /// <summary>SHA-256 thumbprint (hex) of the server's TLS certificate while it runs.</summary>
     public string? CertificateThumbprint => _certificate is null ? null : ServerCertificate.Thumbprint(_certificate);
@@ -104,7 +103,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     }
 
     /// <summary>Links closed because the peer broke the protocol (malformed frames, bad handshake).</summary>
-    public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
+    public long ProtocolErrors => Interlocked.Read(ref _protocolErrors) + (_acceptor?.ProtocolErrors ?? 0);
 
     /// <summary>
     /// Opens the database (DatabaseCorrupt / DatabaseLocked / DataPathInvalid), binds the port (PortInUse, BindFailed),
@@ -155,7 +154,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store));
             _startedAt = _time.GetUtcNow();
             _running = true;
-            _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _shutdown.Token));
+            _acceptor = CreateAcceptor(_listener, _shutdown.Token);
+            _acceptor.Start();
             EngineLog.Started(_logger, Options.ListenAddress, Port, _store.FilePath);
 
             foreach (var profile in _store.LoadTunnels())
@@ -262,11 +262,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 return;
             }
             _running = false;
-            _listener?.Dispose();
-            if (_acceptLoop is not null)
-            {
-                await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            }
+            await StopAcceptingAsync().ConfigureAwait(false);
             // Stop accepting everywhere, let connections (ours and those passing through) finish for DrainTimeout,
             // then close what is left.
             var draining = _tunnels.Values.Select(t => t.StopAsync(Options.DrainTimeout)).ToList();
@@ -292,6 +288,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _store = null;
             _certificate?.Dispose();
             _certificate = null;
+            _loggerFactory.Flush();
             EngineLog.Stopped(_logger, Port);
         }
         finally
@@ -324,7 +321,11 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             ProtocolErrors = ProtocolErrors,
             CertificateThumbprint = CertificateThumbprint,
             AllowPlainLinks = _allowPlainLinks,
-            PlainLinksRefused = Interlocked.Read(ref _plainRefused),
+            PlainLinksRefused = Interlocked.Read(ref _plainRefused) + (_acceptor?.PlainLinksRefused ?? 0),
+            PendingLinks = _acceptor?.PendingCount ?? 0,
+            PendingLinksPeak = _acceptor?.PendingPeak ?? 0,
+            PendingLinksRefused = _acceptor?.PendingRefused ?? 0,
+            PendingLinksEvicted = _acceptor?.PendingEvicted ?? 0,
         };
     }
 
