@@ -19,6 +19,9 @@ internal sealed class CoalescingStream(Stream inner) : Stream
     /// </summary>
     public bool Coalesce { get; set; }
 
+    /// <summary>Whether it holds a write or a read buffer now (none is made while <see cref="Coalesce"/> is off).</summary>
+    internal bool HoldsBuffers => _buffer is not null || _readBuffer is not null;
+
     public override bool CanRead => true;
     public override bool CanWrite => true;
     public override bool CanSeek => false;

@@ -33,6 +33,7 @@ internal sealed partial class LinkAcceptor
             if (first[0] == TlsHandshakeRecord && _tlsOptions is not null)
             {
                 coalescing = new CoalescingStream(new NetworkStream(socket, ownsSocket: false));
+                pending.Transport = coalescing;
                 tls = new SslStream(coalescing, leaveInnerStreamOpen: false);
                 await tls.AuthenticateAsServerAsync(_tlsOptions, token).ConfigureAwait(false);
             }

@@ -95,6 +95,9 @@ internal sealed partial class LinkAcceptor
     /// <summary>Accepts that failed (each one waited before the next try).</summary>
     public long AcceptFailures => Interlocked.Read(ref _acceptFailures);
 
+    /// <summary>The connections waiting for their login now, oldest first (tests, diagnostics).</summary>
+    internal PendingLink[] PendingSnapshot() => _pending.Snapshot();
+
     public void Start() => _loop = Task.Run(() => AcceptLoopAsync(_stop.Token));
 
     /// <summary>

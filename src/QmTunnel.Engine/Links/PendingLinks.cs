@@ -83,6 +83,15 @@ internal sealed class PendingLinks(int maxTotal, int maxPerSource)
         }
     }
 
+    /// <summary>The pending links now, oldest first (for tests and diagnostics).</summary>
+    public PendingLink[] Snapshot()
+    {
+        lock (_lock)
+        {
+            return [.. _byAge];
+        }
+    }
+
     /// <summary>Takes every pending link out (the server stops), for the caller to abort.</summary>
     public PendingLink[] RemoveAll()
     {
@@ -136,6 +145,8 @@ internal sealed class PendingLink(Socket socket, IPAddress address, string peer,
         set => Volatile.Write(ref _evicted, value);
     }
     private bool _evicted;
+    /// <summary>The stream under its TLS, once the TLS handshake started (null on a plain connection).</summary>
+    public CoalescingStream? Transport { get; set; }
     internal LinkedListNode<PendingLink>? Node { get; set; }
 
     /// <summary>Ends the handshake and closes the socket with a reset (no FIN, no TIME_WAIT).</summary>

@@ -14,6 +14,9 @@ public sealed partial class QmTunnelEngine
 {
     private LinkAcceptor? _acceptor;
 
+    /// <summary>The accept side while the server runs (tests look at its pending connections).</summary>
+    internal LinkAcceptor? Acceptor => _acceptor;
+
     private Socket Bind() => Listener.Open(
         new IPEndPoint(IPAddress.Parse(Options.ListenAddress), Options.Port), 512, $"{Options.ListenAddress}:{Options.Port}",
         "The qmTunnel server", "Stop the other qmTunnel server or program, or start this server with -Port.",
