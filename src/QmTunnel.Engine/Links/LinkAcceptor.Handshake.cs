@@ -46,6 +46,11 @@ internal sealed partial class LinkAcceptor
             link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, token, tls, refusePlain,
                 _authenticator, clientCertificate, tls is null ? [] : _channelBinding).ConfigureAwait(false);
         }
+        catch (Exception) when (pending.Evicted || _stop.IsCancellationRequested)
+        {
+            // Closed under its handshake to make room (logged then), or the server stops: whatever it threw, no line.
+            abort = true;
+        }
         catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.AuthenticationFailed)
         {
             // logged by the authenticator, with the failure count of the source
@@ -67,13 +72,9 @@ internal sealed partial class LinkAcceptor
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             abort = true;
-            // An evicted connection was logged when it was evicted; a stopping server says nothing per connection.
-            if (!pending.Evicted && !_stop.IsCancellationRequested)
-            {
-                EngineLog.HandshakeRefused(_logger, pending.Peer, ProtocolErrorCode.HandshakeFailed, pending.Handshake.IsCancellationRequested
-                    ? $"no login within {_settings.HandshakeTimeout.TotalSeconds:0.#} s of the connection"
-                    : ex.Message);
-            }
+            EngineLog.HandshakeRefused(_logger, pending.Peer, ProtocolErrorCode.HandshakeFailed, pending.Handshake.IsCancellationRequested
+                ? $"no login within {_settings.HandshakeTimeout.TotalSeconds:0.#} s of the connection"
+                : ex.Message);
         }
         catch (Exception ex)
         {

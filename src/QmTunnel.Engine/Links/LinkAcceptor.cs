@@ -51,6 +51,8 @@ internal sealed partial class LinkAcceptor
     private bool _stopping;
     private Task? _loop;
     private long _protocolErrors, _plainRefused, _acceptFailures;
+    /// <summary>Read at the start: out of descriptors, /proc/self/limits cannot be opened any more.</summary>
+    private readonly string? _openFilesLimit = OpenFilesLimit();
 
     /// <param name="accept">Accepts the next connection (the listening socket's AcceptAsync).</param>
     /// <param name="certificate">The server's TLS certificate and its context; null: TLS connections are refused.</param>
@@ -168,7 +170,7 @@ internal sealed partial class LinkAcceptor
             }
             if (failures > 0)
             {
-                AcceptorLog.AcceptRecovered(_logger, failures, Math.Round((_time.GetUtcNow() - since).TotalSeconds, 1));
+                AcceptorLog.AcceptRecovered(_logger, failures, Math.Round((_time.GetUtcNow() - since).TotalSeconds, 2));
                 failures = 0;
             }
             Admit(socket);
@@ -176,13 +178,13 @@ internal sealed partial class LinkAcceptor
     }
 
     /// <summary>What to do about a failed accept, when it is for lack of descriptors or memory.</summary>
-    private static string DescriptorHint(SocketError error)
+    private string DescriptorHint(SocketError error)
     {
         if (error is not (SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable))
         {
             return string.Empty;
         }
-        var limit = OpenFilesLimit();
+        var limit = _openFilesLimit;
         return $": the process is out of file descriptors{(limit is null ? "" : $" (open files limit {limit})")}; raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower MaxPendingLinks";
     }
 
