@@ -10,7 +10,9 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - 64-byte ping-pong round trips (median, p99): direct, socat, tunnel;
   - connect + first byte echoed (median, p99): direct, socat, tunnel;
   - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
-    and of B's daemon process.
+    and of B's daemon process;
+  - a connection flood (connections that never log in) against a daemon F with the default limits: its resident
+    memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth.
 Encrypted (unless -SkipTls): the same tunnels over a TLS link (qmt://) from A, and from A2 (a daemon), compared with
 a stunnel client/server pair (TLS, a certificate made with openssl) and with ssh -L -c aes128-gcm@openssh.com to a
 private sshd the bench starts (its own config, host key and client key in a temp folder): single-stream throughput,
@@ -42,8 +44,12 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle')]
-    [string[]]$Include = @('throughput', 'latency', 'idle'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood'),
+    [ValidateRange(2, 40000)]
+    [int]$FloodConnections = 20000,
+    [ValidateRange(10, 600)]
+    [int]$FloodSeconds = 30,
     [switch]$SkipTunnel,
     [switch]$SkipTls
 )
@@ -238,6 +244,83 @@ function Format-Value($Value) {
         return (($Value.PSObject.Properties | Where-Object MemberType -EQ NoteProperty | ForEach-Object { "$($_.Name)=$($_.Value)" }) -join ' ')
     }
     '{0:0.##}' -f $Value
+}
+#endregion
+
+#region connection flood
+<#
+Server F, a qmtunnel-server daemon with the default limits, under connections that never log in: -FloodConnections
+split over two qmtunnel-bench flood processes (silent connections from 127.0.0.10-29; TLS ClientHellos, which leave
+the server inside the TLS handshake, from 127.0.0.30-49), each reopened as soon as the server closes it, for
+-FloodSeconds. Resident memory before, at most during (sampled every 500 ms) and 5 s after; a login from 127.0.0.1
+halfway through, timed; the pending-connection counters the server reports at the end; the lines its log grew by.
+#>
+function Measure-Flood {
+    if (-not (Get-Module qmTunnel)) { Import-Module $ModulePath -Force }
+    $credential = [pscredential]::new('admin', (ConvertTo-SecureString ([guid]::NewGuid().ToString('n')) -AsPlainText -Force))
+    $dataPath = Join-Path $script:WorkDir 'server-flood'
+    $previousData = $env:QMTUNNEL_DATA
+    $server = $null
+    $session = $null
+    $floods = [System.Collections.Generic.List[object]]::new()
+    try {
+        # The session's client pin file goes into the bench's folder, not the user's.
+        $env:QMTUNNEL_DATA = $dataPath
+        $server = Start-QmTunnelServer -Daemon -Port 0 -DataPath $dataPath -AdminCredential $credential
+        $script:Commands.Add("server F (daemon, pid $($server.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-flood  -> $($server.Address) (MaxPendingLinks 1000, MaxPendingLinksPerSource 64: the defaults)")
+        $log = Join-Path $dataPath 'qmtunnel-server.log'
+        Start-Sleep -Seconds 2
+        $before = Get-RssKiB $server.ProcessId
+        $linesBefore = @(Get-Content -LiteralPath $log).Count
+        $half = [int][math]::Ceiling($FloodConnections / 2)
+        foreach ($flood in @(@{ Name = 'flood-silent'; Sources = '127.0.0.10-127.0.0.29'; Mode = 'silent' }, @{ Name = 'flood-clienthello'; Sources = '127.0.0.30-127.0.0.49'; Mode = 'clienthello' })) {
+            $floods.Add((Start-BenchProcess -Name $flood.Name -Command @('dotnet', $script:ToolDll, 'flood', '--port', $server.Port, '--count', $half, '--sources', $flood.Sources,
+                        '--mode', $flood.Mode, '--reopen', '1', '--hold-seconds', ($FloodSeconds + 300), '--concurrency', '256', '--watch-stdin', '1')))
+        }
+        $clock = [System.Diagnostics.Stopwatch]::StartNew()
+        $max = $before
+        $loginMs = $null
+        while ($clock.Elapsed.TotalSeconds -lt $FloodSeconds) {
+            $max = [math]::Max($max, (Get-RssKiB $server.ProcessId))
+            if (-not $session -and $clock.Elapsed.TotalSeconds -ge $FloodSeconds / 2) {
+                $login = [System.Diagnostics.Stopwatch]::StartNew()
+                $session = Connect-QmTunnelServer $server.Address -Credential $credential -CertificateThumbprint $server.CertificateThumbprint -ConnectTimeout 00:00:30
+                $loginMs = $login.ElapsedMilliseconds
+                $script:Commands.Add("login during the flood: Connect-QmTunnelServer $($server.Address) -Credential admin -CertificateThumbprint <F's> -ConnectTimeout 00:00:30")
+            }
+            foreach ($flood in $floods) {
+                if ($flood.Process.HasExited) { throw "$($flood.Name) stopped: $(Get-Content -Raw -LiteralPath $flood.Log)" }
+            }
+            Start-Sleep -Milliseconds 500
+        }
+        $info = $session.GetServerInfoAsync([System.Threading.CancellationToken]::None).GetAwaiter().GetResult()
+        $attempts = 0
+        foreach ($flood in @($floods)) {
+            Stop-BenchProcess $flood -GraceSeconds 60
+            $summary = Get-Content -LiteralPath $flood.Log | Where-Object { $_ -like '{*' } | Select-Object -Last 1
+            if ($summary) { $attempts += ($summary | ConvertFrom-Json).attempts }
+        }
+        $floods.Clear()
+        Start-Sleep -Seconds 5
+        [pscustomobject]@{
+            RssBeforeMiB = [math]::Round($before / 1024, 1)
+            RssMaxMiB    = [math]::Round($max / 1024, 1)
+            RssAfterMiB  = [math]::Round((Get-RssKiB $server.ProcessId) / 1024, 1)
+            LoginMs      = $loginMs
+            PendingPeak  = $info.PendingLinksPeak
+            Refused      = $info.PendingLinksRefused
+            Evicted      = $info.PendingLinksEvicted
+            Attempts     = $attempts
+            LogLines     = @(Get-Content -LiteralPath $log).Count - $linesBefore
+            Alive        = -not (Get-Process -Id $server.ProcessId -ErrorAction Ignore).HasExited
+        }
+    }
+    finally {
+        foreach ($flood in @($floods)) { Stop-BenchProcess $flood -GraceSeconds 10 }
+        if ($session) { try { $session | Disconnect-QmTunnelServer } catch { Write-Verbose "Disconnecting from server F: $_" } }
+        if ($server) { try { $server | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server F: $_" } }
+        $env:QMTUNNEL_DATA = $previousData
+    }
 }
 #endregion
 
@@ -609,6 +692,11 @@ try {
             }
         }
     }
+
+    if ('flood' -in $Include) {
+        Write-QmStep "Connection flood: $FloodConnections connections that never log in, for $FloodSeconds s, against a daemon"
+        Measure-Step 'flood' 'flood against server F (memory, login, caps)' { Measure-Flood }
+    }
 }
 catch {
     $script:Errors.Add($_.Exception.Message)
@@ -686,6 +774,25 @@ foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") 
 }
 $table = $rows -join "`n"
 
+$flood = if ($results.ContainsKey('flood')) { $results['flood'] } else { $null }
+$floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } elseif ($flood) {
+    @(
+        '| Measurement | server F (daemon, default limits) |'
+        '|---|---:|'
+        "| Connections the flood holds open (2 processes, 40 source addresses, each reopened when closed) | $('{0:N0}' -f $FloodConnections) |"
+        "| Connections the flood opened in $FloodSeconds s | $('{0:N0}' -f $flood.Attempts) |"
+        "| Resident memory before (MiB) | $($flood.RssBeforeMiB) |"
+        "| Resident memory, most during the flood (MiB) | $($flood.RssMaxMiB) |"
+        "| Resident memory 5 s after the flood (MiB) | $($flood.RssAfterMiB) |"
+        "| Login from another address during the flood (ms) | $($flood.LoginMs) |"
+        "| Connections waiting for their login, most at once (MaxPendingLinks 1000) | $($flood.PendingPeak) |"
+        "| New connections closed at once (MaxPendingLinksPerSource 64) | $('{0:N0}' -f $flood.Refused) |"
+        "| Waiting connections closed to make room, oldest first | $('{0:N0}' -f $flood.Evicted) |"
+        "| Lines the server's log grew by | $($flood.LogLines) |"
+        "| Server alive afterwards | $(if ($flood.Alive) { 'yes' } else { '**no**' }) |"
+    ) -join "`n"
+} else { $null }
+
 # The encrypted comparison: one row per goal, the ratio and verdict for each qmTunnel variant (A in pwsh, A daemon).
 $tlsRows = [System.Collections.Generic.List[string]]::new()
 $tlsRows.Add('| Measurement | stunnel | ssh -L | qmTunnel, A in pwsh | qmTunnel, A daemon | goal | ratio, A in pwsh | met | ratio, A daemon | met |')
@@ -746,12 +853,13 @@ $markdown = @"
 Date: $date
 Machine: $machine
 Versions: $versions
-Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
+Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -FloodConnections $FloodConnections -FloodSeconds $FloodSeconds -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
 
 $table
 
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
+$(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through." })
 $errorsText
 ## Commands run
 
@@ -765,6 +873,10 @@ Write-Host $table
 if ($tlsTable) {
     Write-Host ''
     Write-Host $tlsTable
+}
+if ($floodTable) {
+    Write-Host ''
+    Write-Host $floodTable
 }
 $null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
 Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM
