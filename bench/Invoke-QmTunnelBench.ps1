@@ -247,81 +247,8 @@ function Format-Value($Value) {
 }
 #endregion
 
-#region connection flood
-<#
-Server F, a qmtunnel-server daemon with the default limits, under connections that never log in: -FloodConnections
-split over two qmtunnel-bench flood processes (silent connections from 127.0.0.10-29; TLS ClientHellos, which leave
-the server inside the TLS handshake, from 127.0.0.30-49), each reopened as soon as the server closes it, for
--FloodSeconds. Resident memory before, at most during (sampled every 500 ms) and 5 s after; a login from 127.0.0.1
-halfway through, timed; the pending-connection counters the server reports at the end; the lines its log grew by.
-#>
-function Measure-Flood {
-    if (-not (Get-Module qmTunnel)) { Import-Module $ModulePath -Force }
-    $credential = [pscredential]::new('admin', (ConvertTo-SecureString ([guid]::NewGuid().ToString('n')) -AsPlainText -Force))
-    $dataPath = Join-Path $script:WorkDir 'server-flood'
-    $previousData = $env:QMTUNNEL_DATA
-    $server = $null
-    $session = $null
-    $floods = [System.Collections.Generic.List[object]]::new()
-    try {
-        # The session's client pin file goes into the bench's folder, not the user's.
-        $env:QMTUNNEL_DATA = $dataPath
-        $server = Start-QmTunnelServer -Daemon -Port 0 -DataPath $dataPath -AdminCredential $credential
-        $script:Commands.Add("server F (daemon, pid $($server.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-flood  -> $($server.Address) (MaxPendingLinks 1000, MaxPendingLinksPerSource 64: the defaults)")
-        $log = Join-Path $dataPath 'qmtunnel-server.log'
-        Start-Sleep -Seconds 2
-        $before = Get-RssKiB $server.ProcessId
-        $linesBefore = @(Get-Content -LiteralPath $log).Count
-        $half = [int][math]::Ceiling($FloodConnections / 2)
-        foreach ($flood in @(@{ Name = 'flood-silent'; Sources = '127.0.0.10-127.0.0.29'; Mode = 'silent' }, @{ Name = 'flood-clienthello'; Sources = '127.0.0.30-127.0.0.49'; Mode = 'clienthello' })) {
-            $floods.Add((Start-BenchProcess -Name $flood.Name -Command @('dotnet', $script:ToolDll, 'flood', '--port', $server.Port, '--count', $half, '--sources', $flood.Sources,
-                        '--mode', $flood.Mode, '--reopen', '1', '--hold-seconds', ($FloodSeconds + 300), '--concurrency', '256', '--watch-stdin', '1')))
-        }
-        $clock = [System.Diagnostics.Stopwatch]::StartNew()
-        $max = $before
-        $loginMs = $null
-        while ($clock.Elapsed.TotalSeconds -lt $FloodSeconds) {
-            $max = [math]::Max($max, (Get-RssKiB $server.ProcessId))
-            if (-not $session -and $clock.Elapsed.TotalSeconds -ge $FloodSeconds / 2) {
-                $login = [System.Diagnostics.Stopwatch]::StartNew()
-                $session = Connect-QmTunnelServer $server.Address -Credential $credential -CertificateThumbprint $server.CertificateThumbprint -ConnectTimeout 00:00:30
-                $loginMs = $login.ElapsedMilliseconds
-                $script:Commands.Add("login during the flood: Connect-QmTunnelServer $($server.Address) -Credential admin -CertificateThumbprint <F's> -ConnectTimeout 00:00:30")
-            }
-            foreach ($flood in $floods) {
-                if ($flood.Process.HasExited) { throw "$($flood.Name) stopped: $(Get-Content -Raw -LiteralPath $flood.Log)" }
-            }
-            Start-Sleep -Milliseconds 500
-        }
-        $info = $session.GetServerInfoAsync([System.Threading.CancellationToken]::None).GetAwaiter().GetResult()
-        $attempts = 0
-        foreach ($flood in @($floods)) {
-            Stop-BenchProcess $flood -GraceSeconds 60
-            $summary = Get-Content -LiteralPath $flood.Log | Where-Object { $_ -like '{*' } | Select-Object -Last 1
-            if ($summary) { $attempts += ($summary | ConvertFrom-Json).attempts }
-        }
-        $floods.Clear()
-        Start-Sleep -Seconds 5
-        [pscustomobject]@{
-            RssBeforeMiB = [math]::Round($before / 1024, 1)
-            RssMaxMiB    = [math]::Round($max / 1024, 1)
-            RssAfterMiB  = [math]::Round((Get-RssKiB $server.ProcessId) / 1024, 1)
-            LoginMs      = $loginMs
-            PendingPeak  = $info.PendingLinksPeak
-            Refused      = $info.PendingLinksRefused
-            Evicted      = $info.PendingLinksEvicted
-            Attempts     = $attempts
-            LogLines     = @(Get-Content -LiteralPath $log).Count - $linesBefore
-            Alive        = -not (Get-Process -Id $server.ProcessId -ErrorAction Ignore).HasExited
-        }
-    }
-    finally {
-        foreach ($flood in @($floods)) { Stop-BenchProcess $flood -GraceSeconds 10 }
-        if ($session) { try { $session | Disconnect-QmTunnelServer } catch { Write-Verbose "Disconnecting from server F: $_" } }
-        if ($server) { try { $server | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping server F: $_" } }
-        $env:QMTUNNEL_DATA = $previousData
-    }
-}
+#region connection flood: Measure-Flood (bench/Measure-Flood.ps1, dot-sourced: it uses the helpers above)
+. (Join-Path $PSScriptRoot 'Measure-Flood.ps1')
 #endregion
 
 #region encrypted comparisons: stunnel, ssh -L
@@ -779,7 +706,7 @@ $floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } el
     @(
         '| Measurement | server F (daemon, default limits) |'
         '|---|---:|'
-        "| Connections the flood holds open (2 processes, 40 source addresses, each reopened when closed) | $('{0:N0}' -f $FloodConnections) |"
+        "| Connections the flood keeps open (2 processes, 40 source addresses; each reopened when the server closes it) | $('{0:N0}' -f $FloodConnections) |"
         "| Connections the flood opened in $FloodSeconds s | $('{0:N0}' -f $flood.Attempts) |"
         "| Resident memory before (MiB) | $($flood.RssBeforeMiB) |"
         "| Resident memory, most during the flood (MiB) | $($flood.RssMaxMiB) |"

@@ -139,20 +139,22 @@ internal sealed partial class LinkAcceptor
             {
                 return;
             }
-            catch (SocketException) when (stopping.IsCancellationRequested)
+            catch (Exception) when (stopping.IsCancellationRequested)
             {
                 return; // the listening socket was closed under a pending accept
             }
-            catch (SocketException ex)
+            catch (Exception ex)
             {
                 // Never spin: out of descriptors (EMFILE/ENFILE), the socket stays readable and accept fails at once
-                // again. Wait, doubling up to the cap, until an accept works; say so once per episode.
+                // again. Whatever the error, wait, doubling up to the cap, until an accept works; say so once per
+                // episode. The loop never ends but with the server.
+                var error = ex is SocketException socketError ? socketError.SocketErrorCode : SocketError.SocketError;
                 Interlocked.Increment(ref _acceptFailures);
                 if (failures++ == 0)
                 {
                     since = _time.GetUtcNow();
                     delay = _settings.AcceptRetryDelay;
-                    AcceptorLog.AcceptFailing(_logger, ex.SocketErrorCode, ex.Message, DescriptorHint(ex.SocketErrorCode), _settings.MaxAcceptRetryDelay.TotalMilliseconds);
+                    AcceptorLog.AcceptFailing(_logger, error, ex.Message, DescriptorHint(error), _settings.MaxAcceptRetryDelay.TotalMilliseconds);
                 }
                 else
                 {

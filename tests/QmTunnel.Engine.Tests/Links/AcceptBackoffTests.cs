@@ -40,7 +40,14 @@ public sealed class AcceptBackoffTests
     [InlineData(SocketError.NoBufferSpaceAvailable, true)]
     [InlineData(SocketError.ConnectionAborted, false)]
     [InlineData(SocketError.AccessDenied, false)]
-    public async Task A_failing_accept_waits_doubling_up_to_a_second_and_is_logged_once_per_episode(SocketError error, bool outOfDescriptors)
+    public Task A_failing_accept_waits_doubling_up_to_a_second_and_is_logged_once_per_episode(SocketError error, bool outOfDescriptors) =>
+        BacksOffAsync(() => new SocketException((int)error), error.ToString(), outOfDescriptors);
+
+    [Fact]
+    public Task Any_other_accept_failure_backs_off_too_and_never_ends_the_loop() =>
+        BacksOffAsync(() => new InvalidOperationException("something unexpected"), "something unexpected", outOfDescriptors: false);
+
+    private static async Task BacksOffAsync(Func<Exception> failure, string named, bool outOfDescriptors)
     {
         var time = new CountingTime();
         var sink = new CapturingLoggerFactory();
@@ -52,7 +59,7 @@ public sealed class AcceptBackoffTests
             var call = Interlocked.Increment(ref calls);
             if (call <= failures)
             {
-                throw new SocketException((int)error);
+                throw failure();
             }
             // One connection, then nothing more.
             return new ValueTask<Socket>((call == failures + 1 ? next.Task : new TaskCompletionSource<Socket>().Task).WaitAsync(cancellationToken));
@@ -76,7 +83,7 @@ public sealed class AcceptBackoffTests
             }
             Assert.Equal(failures, acceptor.AcceptFailures);
             var failing = Assert.Single(sink.Event(EventIds.AcceptFailing));
-            Assert.Contains(error.ToString(), failing.Message);
+            Assert.Contains(named, failing.Message);
             Assert.Equal(outOfDescriptors, failing.Message.Contains("out of file descriptors", StringComparison.Ordinal));
 
             // An accept that works ends the episode, with one line saying how long it lasted.
