@@ -4,8 +4,8 @@
 
 <#
 Server F, a qmtunnel-server daemon with the default limits, under connections that never log in: -FloodConnections
-split over two qmtunnel-bench flood processes (silent connections from 127.0.0.10-29; TLS ClientHellos, which leave
-the server inside the TLS handshake, from 127.0.0.30-49), each reopened as soon as the server closes it, for
+split over two qmtunnel-bench flood processes (silent connections from 127.0.0.10-13; TLS ClientHellos, which leave
+the server inside the TLS handshake, from 127.0.0.20-55), each reopened as soon as the server closes it, for
 -FloodSeconds. Resident memory before, at most during (sampled every 500 ms) and 5 s after; a login from 127.0.0.1
 halfway through, timed; the pending-connection counters the server reports at the end; the lines its log grew by.
 #>
@@ -27,7 +27,8 @@ function Measure-Flood {
         $before = Get-RssKiB $server.ProcessId
         $linesBefore = @(Get-Content -LiteralPath $log).Count
         $half = [int][math]::Ceiling($FloodConnections / 2)
-        foreach ($flood in @(@{ Name = 'flood-silent'; Sources = '127.0.0.10-127.0.0.29'; Mode = 'silent' }, @{ Name = 'flood-clienthello'; Sources = '127.0.0.30-127.0.0.49'; Mode = 'clienthello' })) {
+        # Silent connections from 4 addresses (far over the per-source cap), TLS ClientHellos from 36 (over the total).
+        foreach ($flood in @(@{ Name = 'flood-silent'; Sources = '127.0.0.10-127.0.0.13'; Mode = 'silent' }, @{ Name = 'flood-clienthello'; Sources = '127.0.0.20-127.0.0.55'; Mode = 'clienthello' })) {
             $floods.Add((Start-BenchProcess -Name $flood.Name -Command @('dotnet', $script:ToolDll, 'flood', '--port', $server.Port, '--count', $half, '--sources', $flood.Sources,
                         '--mode', $flood.Mode, '--reopen', '1', '--hold-seconds', ($FloodSeconds + 300), '--concurrency', '256', '--watch-stdin', '1')))
         }

@@ -113,10 +113,11 @@ public sealed partial class DaemonFloodTests(ITestOutputHelper output)
         long rssMax;
         ServerInfo during;
         {
-            // Two processes (each may hold 10,000 sockets under the 20,000 open-files limit), 20 source addresses each:
-            // silent connections, and TLS ClientHellos that leave the server inside the TLS handshake.
-            await using var silent = new Flood(daemon.Port, FloodConnections / 2, "127.0.0.10-127.0.0.29", "silent");
-            await using var tls = new Flood(daemon.Port, FloodConnections / 2, "127.0.0.30-127.0.0.49", "clienthello");
+            // Two processes (each may hold 10,000 sockets under the 20,000 open-files limit): silent connections from 4
+            // addresses (2,500 each: far over the per-source cap), and TLS ClientHellos, which leave the server inside
+            // the TLS handshake, from 36 addresses (64 each would be 2,304: over the overall cap).
+            await using var silent = new Flood(daemon.Port, FloodConnections / 2, "127.0.0.10-127.0.0.13", "silent");
+            await using var tls = new Flood(daemon.Port, FloodConnections / 2, "127.0.0.20-127.0.0.55", "clienthello");
             await TunnelTests.WaitUntil(() => silent.Ready && tls.Ready, 120_000);
             Progress($"flood ready after {clock.Elapsed.TotalSeconds:0.0} s:\n{silent.Output}\n{tls.Output}");
             Assert.False(daemon.HasExited, daemon.Log());
