@@ -623,6 +623,9 @@ try {
     if ('flood' -in $Include) {
         Write-QmStep "Connection flood: $FloodConnections connections that never log in, for $FloodSeconds s, against a daemon"
         Measure-Step 'flood' 'flood against server F (memory, login, caps)' { Measure-Flood }
+        foreach ($mode in 'silent', 'plain', 'clienthello', 'tls') {
+            Measure-Step "pending.$mode" "1,000 waiting connections, $mode (KiB each)" { Measure-PendingCost $mode }
+        }
     }
 }
 catch {
@@ -717,6 +720,12 @@ $floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } el
         "| Waiting connections closed to make room, oldest first | $('{0:N0}' -f $flood.Evicted) |"
         "| Lines the server's log grew by | $($flood.LogLines) |"
         "| Server alive afterwards | $(if ($flood.Alive) { 'yes' } else { '**no**' }) |"
+        foreach ($mode in @(@{ Key = 'silent'; Text = 'connected, sent nothing' }, @{ Key = 'plain'; Text = 'plain link, Hello sent, no login' },
+                @{ Key = 'clienthello'; Text = 'TLS ClientHello sent, handshake not finished' }, @{ Key = 'tls'; Text = 'TLS up, Hello sent, no login' })) {
+            $cost = if ($results.ContainsKey("pending.$($mode.Key)")) { $results["pending.$($mode.Key)"] } else { $null }
+            $value = if ($cost -is [string]) { 'error' } elseif ($cost) { "$($cost.KiBPer) ($($cost.Open) open)" } else { 'n/a' }
+            "| Resident memory per waiting connection, $($mode.Text) (KiB; caps raised so none is closed) | $value |"
+        }
     ) -join "`n"
 } else { $null }
 
@@ -786,7 +795,7 @@ $table
 
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
-$(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through." })
+$(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })
 $errorsText
 ## Commands run
 

@@ -77,3 +77,38 @@ function Measure-Flood {
         $env:QMTUNNEL_DATA = $previousData
     }
 }
+
+<#
+What one connection that has not logged in costs a daemon: a qmtunnel-server started with pending-connection caps
+above -Count (so none is closed), -Count connections opened by qmtunnel-bench flood in one -Mode and held, and
+(VmRSS 1 s after they are all open - VmRSS before) / connections open. Well within the 10 s handshake time.
+Modes: silent (the server waits for the first byte), plain (a plain link's Hello, waiting for the login),
+clienthello (inside the TLS handshake), tls (TLS up and a Hello, waiting for the login).
+#>
+function Measure-PendingCost([string]$Mode, [int]$Count = 1000) {
+    $dataPath = Join-Path $script:WorkDir "server-pending-$Mode"
+    $null = New-Item -ItemType Directory -Path $dataPath -Force
+    $log = Join-Path $dataPath 'qmtunnel-server.log'
+    $daemonDll = Join-Path (Split-Path -Parent $ModulePath) 'daemon' 'qmtunnel-server.dll'
+    $server = Start-BenchProcess -Name "server-pending-$Mode" -StopWithSigterm -Command @('dotnet', $daemonDll, '--port', '0', '--data-path', $dataPath,
+        '--log-file', $log, '--allow-plain-links', 'true', '--max-pending-links', (2 * $Count), '--max-pending-links-per-source', (2 * $Count))
+    $flood = $null
+    try {
+        Wait-Until { (Test-Path -LiteralPath $log) -and ((Get-Content -Raw -LiteralPath $log) -match 'listening on qmt://\S+:\d+') -or $server.Process.HasExited } 30 "the daemon for $Mode to listen"
+        $port = [int][regex]::Match((Get-Content -Raw -LiteralPath $log), 'listening on qmt://\S+:(\d+)').Groups[1].Value
+        Start-Sleep -Seconds 2
+        $before = Get-RssKiB $server.Process.Id
+        $flood = Start-BenchProcess -Name "pending-$Mode" -Command @('dotnet', $script:ToolDll, 'flood', '--port', $port, '--count', $Count,
+            '--sources', '127.0.0.10-127.0.0.49', '--mode', $Mode, '--hold-seconds', '60', '--concurrency', '64', '--watch-stdin', '1')
+        Wait-Until { ((Get-Content -Raw -LiteralPath $flood.Log -ErrorAction Ignore) -match 'READY') -or $flood.Process.HasExited } 60 "$Count $Mode connections"
+        Start-Sleep -Seconds 1
+        $during = Get-RssKiB $server.Process.Id
+        $open = [int][regex]::Match((Get-Content -Raw -LiteralPath $flood.Log), 'READY .*open=(\d+)').Groups[1].Value
+        if ($open -lt 1) { throw "no $Mode connection stayed open: $(Get-Content -Raw -LiteralPath $flood.Log)" }
+        [pscustomobject]@{ Mode = $Mode; Open = $open; KiBPer = [math]::Round(($during - $before) / $open, 1) }
+    }
+    finally {
+        Stop-BenchProcess $flood -GraceSeconds 10
+        Stop-BenchProcess $server -GraceSeconds 20
+    }
+}
