@@ -31,7 +31,7 @@ public sealed partial class QmTunnelEngine
             HandshakeTimeout = Options.HandshakeTimeout,
         },
         _linkOptions, _authenticator!, (_certificate!, _certificateContext!),
-        () => _allowPlainLinks ? null : $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or allow plain links there (Set-QmTunnelServerConfig -AllowPlainLinks $true, or start it with -AllowPlainLinks) to accept qmt+plain://",
+        () => _allowPlainLinks ? null : $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or allow plain links there (Set-QmTunnelServerConfig -AllowPlainLinks, or start it with -AllowPlainLinks) to accept qmt+plain://",
         link => OnLinkAccepted(link, shutdown), _logger, _time);
 
     /// <summary>A logged-in link from the acceptor: its streams go to <see cref="OpenStreamAsync"/>; it counts among the inbound links.</summary>
