@@ -468,6 +468,12 @@ try {
             # Every link logs in: the bench's servers all get one generated admin password (set on their first start).
             $via = New-QmTunnelHop "qmt+plain://127.0.0.1:$($serverB.Port)" -Credential $script:BenchAdmin
             $tlsVia = New-QmTunnelHop "qmt://127.0.0.1:$($serverB.Port)" -Credential $script:BenchAdmin
+            # The idle measurement holds 10,000 connections on one link: above B's default MaxStreamsPerLink (1024),
+            # as -MaxConnections 20000 is above a tunnel's default.
+            $sessionB = Connect-QmTunnelServer "qmt+plain://127.0.0.1:$($serverB.Port)" -Credential $script:BenchAdmin
+            Set-QmTunnelServerConfig -MaxStreamsPerLink 20000 -Session $sessionB
+            Disconnect-QmTunnelServer $sessionB
+            $script:Commands.Add("server B: Set-QmTunnelServerConfig -MaxStreamsPerLink 20000 -Session (Connect-QmTunnelServer qmt+plain://127.0.0.1:$($serverB.Port) -Credential admin)")
             if (-not $SkipTls) { $tlsSummary['qmTunnel server B'] = Get-TlsSummary 'qmTunnel server B' $serverB.Port }
 
             # Server A2: the same tunnels with the first server as a daemon too (inline socket completions, no pwsh):

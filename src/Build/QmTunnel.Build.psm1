@@ -327,8 +327,9 @@ function Write-QmTestSummary {
         foreach ($t in $r.FailedTests) { Write-Host "      failed: $t" -ForegroundColor Red }
     }
     foreach ($p in $problemList) { Write-Host "   problem: $p" -ForegroundColor Red }
-    $passed = ($Results | Measure-Object -Property Passed -Sum).Sum
-    $failed = ($Results | Measure-Object -Property Failed -Sum).Sum
+    # No runner at all (a prerequisite failed): Measure-Object then has no Sum.
+    $passed = if ($Results) { ($Results | Measure-Object -Property Passed -Sum).Sum } else { 0 }
+    $failed = if ($Results) { ($Results | Measure-Object -Property Failed -Sum).Sum } else { 0 }
     if ($null -eq $passed) { $passed = 0 }
     if ($null -eq $failed) { $failed = 0 }
     $exitCode = if ($failed -gt 0 -or $problemList.Count -gt 0 -or $passed -eq 0) { 1 } else { 0 }
@@ -360,39 +361,6 @@ function Invoke-QmTest {
         $problems.Add("the test task stopped early: $($_.Exception.Message)")
     }
     Write-QmTestSummary -Results $results.ToArray() -Problems $problems.ToArray()
-}
-
-<#
-.SYNOPSIS
-The start task: imports the staged module here, runs an in-process server until Ctrl+C, then stops it cleanly.
-#>
-function Start-QmDevServer {
-    param([int]$Port = 9200, [string]$ListenAddress = '127.0.0.1', [string]$DataPath)
-    $manifest = Get-QmStagedManifestPath
-    Import-Module $manifest -Force -Global
-    $parameters = @{ Port = $Port; ListenAddress = $ListenAddress; PassThru = $true }
-    if ($DataPath) { $parameters.DataPath = $DataPath }
-    $server = Start-QmTunnelServer @parameters
-    try {
-        Write-Host ''
-        Write-Host "qmTunnel server listening on $($server.Address)  (data: $($server.DataPath))" -ForegroundColor Green
-        Write-Host "certificate SHA256 $($server.CertificateThumbprint) (peers pin it on their first link; compare it there with Get-QmTunnelKnownServer)"
-        Write-Host ''
-        Write-Host 'Create your first tunnel from another pwsh (its own server, on another port or host; this one is the hop):'
-        Write-Host "  Import-Module $manifest; Start-QmTunnelServer -Port $(if ($Port -eq 9201) { 9202 } else { 9201 })"
-        Write-Host "  New-QmTunnel web -Listen tcp://127.0.0.1:8080 -Via $($server.Address) -Target tcp://127.0.0.1:80 | Start-QmTunnel"
-        Write-Host '  Get-QmTunnelStats web        # clients of 127.0.0.1:8080 there reach port 80 of this host'
-        Write-Host ''
-        Write-Host 'Press Ctrl+C to stop the server.' -ForegroundColor Yellow
-        try { [Console]::TreatControlCAsInput = $false } catch { Write-Verbose "No console to configure: $_" }
-        while ($true) { Start-Sleep -Milliseconds 500 }
-    }
-    finally {
-        Write-Host ''
-        Write-Host 'Stopping the qmTunnel server...'
-        Stop-QmTunnelServer -Confirm:$false
-        Write-Host 'Stopped.' -ForegroundColor Green
-    }
 }
 
 <#
@@ -447,6 +415,9 @@ function Remove-QmBuildOutput {
     }
 }
 
+# The start task and its banner (build.ps1 start).
+. (Join-Path $PSScriptRoot 'QmTunnel.DevServer.ps1')
+
 Export-ModuleMember -Function Get-QmRepoRoot, Get-QmStagedManifestPath, Write-QmStep, Invoke-QmNative, Get-QmVersion, Invoke-QmBuild,
     Publish-QmModule, Install-QmAptPackage, Install-QmPester, Invoke-QmXunit, Invoke-QmPester, Write-QmTestSummary, Invoke-QmTest,
-    Start-QmDevServer, Invoke-QmBench, Remove-QmBuildOutput
+    Start-QmDevServer, Get-QmDevBanner, Invoke-QmBench, Remove-QmBuildOutput

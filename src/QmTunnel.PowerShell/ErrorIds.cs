@@ -42,4 +42,10 @@ internal static class ErrorIds
 
     /// <summary>Two parameters that cannot be used together (e.g. -Client with -Session).</summary>
     public const string ParameterConflict = nameof(ParameterConflict);
+
+    /// <summary>
+    /// An object from the pipeline came from another server (or from the client pins) than the one an explicit -Session
+    /// (or -Client) names, or its origin is known only as text and names no server this command can reach.
+    /// </summary>
+    public const string SessionMismatch = nameof(SessionMismatch);
 }

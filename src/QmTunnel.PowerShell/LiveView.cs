@@ -8,72 +8,107 @@ namespace QmTunnel.PowerShell;
 
 /// <summary>
 /// The terminal view of -Follow: redraws a small table in place (VT escape sequences) on each update, with byte
-/// rates from the previous update. Used only when a person watches (see <see cref="IsWanted"/>); otherwise the
-/// cmdlets write objects. It does not read input and does not keep history.
+/// rates from the previous update. It fits the window it is drawn in: every line shorter than the window is wide
+/// (a full-width line would wrap), and no more lines than the window is high (more would scroll, and a redraw could
+/// not move back over them), so rows that do not fit are counted in a "… more" line. At 80 columns it keeps every
+/// column that matters (name, state, connections, failures, bytes and rates each way, round trip), narrowing only
+/// the name. Used only when a person watches (see <see cref="IsWanted"/>); otherwise the cmdlets write objects. It
+/// does not read input and does not keep history.
 /// </summary>
 internal sealed class LiveView(PSHostUserInterface ui)
 {
+    /// <summary>The window assumed when the host cannot say.</summary>
+    private const int DefaultWidth = 120, DefaultHeight = 30;
+
     private int _lines;
     private DateTime _lastAt;
     private Dictionary<string, (long In, long Out)> _lastBytes = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>Typed at the prompt, last in its pipeline, on a terminal that understands VT sequences.</summary>
+    /// <summary>
+    /// Typed at the prompt, last in its pipeline, on a host that understands VT sequences (and, for the console host,
+    /// whose output is a terminal rather than a file or a pipe).
+    /// </summary>
     public static bool IsWanted(InvocationInfo invocation, PSHost host) =>
         invocation.CommandOrigin == CommandOrigin.Runspace
         && invocation.PipelinePosition == invocation.PipelineLength
         && host.UI.SupportsVirtualTerminal
-        && !Console.IsOutputRedirected;
+        && (host.Name != "ConsoleHost" || !Console.IsOutputRedirected);
 
     public void Show(IReadOnlyList<TunnelStats> stats)
     {
         var now = DateTime.UtcNow;
         var seconds = _lastAt == default ? 0 : (now - _lastAt).TotalSeconds;
-        var text = new StringBuilder();
-        text.AppendLine(Row("Name", "State", "Conn", "Failed", "From clients", "To clients", "Latency", "Last error"));
+        var (width, height) = WindowSize();
+        // Name takes what the fixed columns leave (at least 8); the fixed ones fit 80 columns with a 13-wide name.
+        int[] fixedWidths = [11, 7, 4, 7, 8, 7, 8, 6];
+        var nameWidth = Math.Max(8, width - 1 - fixedWidths.Sum() - fixedWidths.Length);
+        string Row(params string[] cells) => Cells([nameWidth, .. fixedWidths], [false, false, true, true, true, true, true, true, true], cells);
+        var rows = new List<string>();
         foreach (var s in stats)
         {
             var rateIn = "";
             var rateOut = "";
             if (seconds > 0 && _lastBytes.TryGetValue(s.Name, out var before))
             {
-                rateIn = " " + Size((s.BytesFromClients - before.In) / seconds) + "/s";
-                rateOut = " " + Size((s.BytesToClients - before.Out) / seconds) + "/s";
+                rateIn = Size((s.BytesFromClients - before.In) / seconds) + "/s";
+                rateOut = Size((s.BytesToClients - before.Out) / seconds) + "/s";
             }
-            text.AppendLine(Row(
+            rows.Add(Row(
                 s.Name,
                 s.State.ToString(),
-                string.Create(CultureInfo.InvariantCulture, $"{s.ConnectionsCurrent}/{s.ConnectionsTotal}"),
-                (s.FailedConnections + s.RejectedConnections).ToString(CultureInfo.InvariantCulture),
-                Size(s.BytesFromClients) + rateIn,
-                Size(s.BytesToClients) + rateOut,
-                s.LinkLatency is { } latency ? string.Create(CultureInfo.InvariantCulture, $"{latency.TotalMilliseconds:0.0} ms") : "",
-                s.LastError ?? ""));
+                string.Create(CultureInfo.InvariantCulture, $"{Count(s.ConnectionsCurrent)}/{Count(s.ConnectionsTotal)}"),
+                Count(s.FailedConnections + s.RejectedConnections),
+                Size(s.BytesFromClients),
+                rateIn,
+                Size(s.BytesToClients),
+                rateOut,
+                s.LinkLatency is { } latency ? string.Create(CultureInfo.InvariantCulture, $"{latency.TotalMilliseconds:0.0}ms") : ""));
         }
-        text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss}  {stats.Count} tunnel(s) — Ctrl+C stops"));
+        // The last errors, one line each, under the table (they do not fit in a column at 80).
+        var errors = stats.Where(s => !string.IsNullOrEmpty(s.LastError)).Select(s => $"{s.Name}: {s.LastError}").ToList();
         _lastBytes = stats.ToDictionary(s => s.Name, s => (s.BytesFromClients, s.BytesToClients), StringComparer.OrdinalIgnoreCase);
         _lastAt = now;
-        Draw(text.ToString());
+        Draw(width, height, Row("Name", "State", "Conn", "Fail", "In", "In/s", "Out", "Out/s", "RTT"), rows, errors,
+            string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss}  {stats.Count} tunnel(s)  In: from clients, Out: to clients  Ctrl+C stops"));
     }
 
     public void Show(IReadOnlyList<ConnectionInfo> connections)
     {
-        var text = new StringBuilder();
-        text.AppendLine(Row("Tunnel", "Id", "State", "Client", "From client", "To client", "Duration", "Error"));
-        foreach (var c in connections.OrderBy(c => c.State is ConnectionState.Closed or ConnectionState.Failed).ThenByDescending(c => c.ConnectedAt).Take(40))
-        {
-            text.AppendLine(Row(c.Tunnel, c.Id.ToString(CultureInfo.InvariantCulture), c.State.ToString(), c.Client,
-                Size(c.BytesFromClient), Size(c.BytesToClient), c.Duration.ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture), c.Error ?? ""));
-        }
+        var (width, height) = WindowSize();
+        int[] fixedWidths = [6, 10, 19, 7, 7, 8];
+        var errorWidth = Math.Max(5, width - 1 - 10 - fixedWidths.Sum() - fixedWidths.Length - 1);
+        string Row(params string[] cells) => Cells([10, .. fixedWidths, errorWidth], [false, true, false, false, true, true, true, false], cells);
+        var rows = connections.OrderBy(c => c.State is ConnectionState.Closed or ConnectionState.Failed).ThenByDescending(c => c.ConnectedAt)
+            .Select(c => Row(c.Tunnel, c.Id.ToString(CultureInfo.InvariantCulture), c.State.ToString(), c.Client,
+                Size(c.BytesFromClient), Size(c.BytesToClient), c.Duration.ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture), c.Error ?? ""))
+            .ToList();
         var open = connections.Count(c => c.State is ConnectionState.Open or ConnectionState.Connecting);
-        text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss}  {open} open, {connections.Count} listed — Ctrl+C stops"));
-        Draw(text.ToString());
+        Draw(width, height, Row("Tunnel", "Id", "State", "Client", "In", "Out", "Duration", "Error"), rows, [],
+            string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss}  {open} open, {connections.Count} listed  Ctrl+C stops"));
     }
 
-    private void Draw(string text)
+    /// <summary>
+    /// Draws header, rows, notes and footer over the previous frame, within <paramref name="width"/> - 1 columns and
+    /// <paramref name="height"/> - 1 lines; rows beyond that are summed up in a "… more" line.
+    /// </summary>
+    private void Draw(int width, int height, string header, List<string> rows, List<string> notes, string footer)
     {
-        var width = Math.Max(40, SafeWidth() - 1);
-        var lines = text.Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Length > width ? l[..(width - 1)] + "…" : l).ToList();
+        var room = Math.Max(1, height - 1 - 2); // header and footer
+        var lines = new List<string> { header };
+        var shownNotes = notes.Take(Math.Max(0, Math.Min(notes.Count, room / 3))).ToList();
+        var rowRoom = room - shownNotes.Count;
+        if (rows.Count <= rowRoom)
+        {
+            lines.AddRange(rows);
+        }
+        else
+        {
+            lines.AddRange(rows.Take(rowRoom - 1));
+            lines.Add(string.Create(CultureInfo.InvariantCulture, $"… {rows.Count - (rowRoom - 1)} more (a taller window shows them; without -Follow all are listed)"));
+        }
+        lines.AddRange(shownNotes);
+        lines.Add(footer);
+        var fit = Math.Max(20, width - 1);
         var output = new StringBuilder();
         if (_lines > 0)
         {
@@ -81,39 +116,63 @@ internal sealed class LiveView(PSHostUserInterface ui)
         }
         foreach (var line in lines)
         {
-            output.Append(line).Append('\n');
+            output.Append(line.Length > fit ? line[..(fit - 1)] + "…" : line.TrimEnd()).Append('\n');
         }
         ui.Write(output.ToString());
         _lines = lines.Count;
     }
 
-    private int SafeWidth()
+    /// <summary>The visible window (not the scroll-back buffer), or a default when the host cannot say.</summary>
+    private (int Width, int Height) WindowSize()
     {
         try
         {
-            return ui.RawUI.BufferSize.Width > 0 ? ui.RawUI.BufferSize.Width : 120;
+            var size = ui.RawUI.WindowSize;
+            return (size.Width > 0 ? size.Width : DefaultWidth, size.Height > 0 ? size.Height : DefaultHeight);
         }
-        // Hosts without a raw console (hosted runspaces, some remoting hosts) throw NotImplementedException here.
-        catch (Exception ex) when (ex is NotImplementedException or HostException or IOException)
+        // Hosts without a raw console (hosted runspaces, some remoting hosts) throw NotImplementedException here, or have none.
+        catch (Exception ex) when (ex is NotImplementedException or HostException or IOException or NullReferenceException)
         {
-            return 120;
+            return (DefaultWidth, DefaultHeight);
         }
     }
 
-    private static string Row(string a, string b, string c, string d, string e, string f, string g, string h) =>
-        string.Create(CultureInfo.InvariantCulture, $"{Cut(a, 20),-20} {Cut(b, 11),-11} {c,9} {d,6} {e,22} {f,22} {g,9}  {h}");
+    /// <summary>Cells cut to their widths, left- or right-aligned, separated by one space.</summary>
+    private static string Cells(int[] widths, bool[] right, string[] cells)
+    {
+        var text = new StringBuilder();
+        for (var i = 0; i < cells.Length; i++)
+        {
+            var cell = cells[i].Length > widths[i] ? cells[i][..Math.Max(0, widths[i] - 1)] + "…" : cells[i];
+            if (i > 0)
+            {
+                text.Append(' ');
+            }
+            text.Append(right[i] ? cell.PadLeft(widths[i]) : cell.PadRight(widths[i]));
+        }
+        return text.ToString();
+    }
 
-    private static string Cut(string s, int n) => s.Length > n ? s[..(n - 1)] + "…" : s;
+    /// <summary>A count in at most 4 characters: 999, 12k, 3.4M.</summary>
+    private static string Count(long n) => n switch
+    {
+        < 1000 => n.ToString(CultureInfo.InvariantCulture),
+        < 10_000 => (n / 1000.0).ToString("0.0", CultureInfo.InvariantCulture) + "k",
+        < 1_000_000 => (n / 1000).ToString(CultureInfo.InvariantCulture) + "k",
+        _ => (n / 1_000_000.0).ToString("0.0", CultureInfo.InvariantCulture) + "M",
+    };
 
+    /// <summary>Bytes in at most 6 characters: 512B, 12.3K, 1023M, 4.5G.</summary>
     internal static string Size(double bytes)
     {
-        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
+        string[] units = ["B", "K", "M", "G", "T"];
         var unit = 0;
-        while (Math.Abs(bytes) >= 1024 && unit < units.Length - 1)
+        while (Math.Abs(bytes) >= 1000 && unit < units.Length - 1)
         {
             bytes /= 1024;
             unit++;
         }
-        return bytes.ToString(unit == 0 ? "0" : "0.0", CultureInfo.InvariantCulture) + " " + units[unit];
+        var digits = unit == 0 || Math.Abs(bytes) >= 100 ? "0" : "0.0";
+        return bytes.ToString(digits, CultureInfo.InvariantCulture) + units[unit];
     }
 }

@@ -230,6 +230,27 @@ internal static class ServerRegistry
     }
 
     /// <summary>
+    /// A management session asked <paramref name="engine"/> (the in-process server) to stop: forgets it and stops it
+    /// as Stop-QmTunnelServer does (drain, then close). Runs on a thread-pool thread; never throws.
+    /// </summary>
+    public static void StopOnRequest(QmTunnelEngine engine)
+    {
+        if (!ClearEngine(engine))
+        {
+            return;
+        }
+        try
+        {
+            engine.StopAsync().GetAwaiter().GetResult();
+            engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        catch (Exception)
+        {
+            // Nobody is there to be told: the session that asked has its answer, and the engine is forgotten.
+        }
+    }
+
+    /// <summary>
     /// Stops and disposes the in-process engine, if any, within <see cref="ShutdownTimeout"/>. Never throws: it runs
     /// at module removal and process exit, where nobody could handle an error.
     /// </summary>

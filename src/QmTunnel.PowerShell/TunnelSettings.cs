@@ -18,6 +18,15 @@ internal static class TunnelSettings
         nameof(TunnelProfile.Description), nameof(TunnelProfile.Persistent),
     ];
 
+    /// <summary>The settings whose change restarts a running tunnel (QmTunnelEngine.NeedsRestart); the others apply to its next connections.</summary>
+    public static readonly string[] RestartingNames = [nameof(TunnelProfile.Listen), nameof(TunnelProfile.Via), nameof(TunnelProfile.Target)];
+
+    /// <summary>Whether the given settings may restart a running tunnel (when their values differ from the current ones).</summary>
+    public static bool Restarts(IReadOnlyDictionary<string, object?> given) => RestartingNames.Any(given.ContainsKey);
+
+    /// <summary>A valid profile whose values a change's given settings replace, to check those alone.</summary>
+    public static TunnelProfile Sample => new() { Name = "sample", Listen = "tcp://127.0.0.1:0", Via = ["qmt://127.0.0.1:9200"], Target = "tcp://127.0.0.1:1" };
+
     /// <summary>The bound setting parameters, copied (the copy can be used off the pipeline thread).</summary>
     public static Dictionary<string, object?> Given(InvocationInfo invocation) =>
         Names.Where(invocation.BoundParameters.ContainsKey).ToDictionary(n => n, n => (object?)invocation.BoundParameters[n], StringComparer.OrdinalIgnoreCase);

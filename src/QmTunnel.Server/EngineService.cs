@@ -11,8 +11,15 @@ namespace QmTunnel.Server;
 /// </summary>
 internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicationLifetime lifetime, ILogger<EngineService> logger) : IHostedService
 {
+    /// <summary>Start of the line that tells Start-QmTunnelServer -Daemon why a start failed (one JSON object follows).</summary>
+    public const string StartFailedPrefix = "qmtunnel-server start failed ";
+
+    private LocalStatusChannel? _status;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // A management session's Stop-QmTunnelServer stops the host, as SIGTERM does.
+        engine.StopHandler = lifetime.StopApplication;
         try
         {
             await engine.StartAsync(cancellationToken);
@@ -20,8 +27,12 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
         catch (QmTunnelException ex)
         {
             LogStartFailed(logger, ex.ErrorId, ex.Message);
+            // A plain line its starter reads, so the error keeps its id (PortInUse, DatabaseLocked, ...).
+            Console.Out.WriteLine(StartFailedPrefix + StartFailure(ex));
+            Console.Out.Flush();
             throw;
         }
+        _status = LocalStatusChannel.TryStart(engine.Options.DataPath, engine.GetServerInfo, logger);
         if (engine.WriteInitialAdminPasswordFile() is { } passwordFile)
         {
             LogInitialPassword(logger, passwordFile);
@@ -32,12 +43,25 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
         Console.Out.WriteLine($"qmtunnel-server certificate SHA256 {info.CertificateThumbprint}; plain links {(info.AllowPlainLinks ? "accepted" : "refused")}");
         Console.Out.Flush();
         TestFaults.RunIfAsked();
-        _ = lifetime;
     }
+
+    /// <summary>The failure as one line of JSON: its error id, kind, target and message.</summary>
+    internal static string StartFailure(QmTunnelException ex) => new System.Text.Json.Nodes.JsonObject
+    {
+        ["id"] = ex.ErrorId,
+        ["kind"] = ex.Kind.ToString(),
+        ["target"] = ex.Target?.ToString(),
+        ["message"] = ex.Message,
+    }.ToJsonString();
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         LogStopping(logger);
+        if (_status is not null)
+        {
+            await _status.DisposeAsync();
+            _status = null;
+        }
         await engine.StopAsync(cancellationToken);
         await engine.DisposeAsync();
     }

@@ -8,6 +8,8 @@ using QmTunnel.Server;
 
 // First, before any socket exists: socket completions inline on the epoll threads (see SocketTuning).
 QmTunnel.Engine.Diagnostics.SocketTuning.EnableInlineCompletions();
+// umask 077: whatever this process creates (its log, the database and its log, keys) is owner-only (docs/security.md).
+QmTunnel.Engine.Storage.OwnerOnly.RestrictProcessUmask();
 
 // qmtunnel-server: the qmTunnel engine as a daemon (.NET Generic Host), also as a systemd service (Type=notify:
 // READY=1 once the engine listens) or a Windows service (see docs/service.md).
@@ -35,6 +37,11 @@ catch (Exception ex) when (ex is ArgumentException or FormatException)
     Console.Error.WriteLine($"qmtunnel-server: {ex.Message}");
     Console.Error.WriteLine(ServerCommandLine.Usage);
     return 2;
+}
+finally
+{
+    // The passwords are in the options now: not left in the environment (/proc/PID/environ) for the daemon's life.
+    Secrets.WipeFromEnvironment();
 }
 
 // Why the daemon dies, in its log: an unhandled exception is written at once (the logger's queue would not be flushed).

@@ -34,9 +34,12 @@ internal static class ServerCommandLine
                                   the same per IPv4 address or IPv6 /64 (default 64); over it a new one is closed at once
           --log-max-size MIB      with --log-file: start a new file when it reaches this size (default 10; 0: never)
           --log-files N           with --log-file: old files kept, FILE.1 (newest) to FILE.N (default 3)
-        The certificate's password, if any, comes only from the environment: QMTUNNEL_CertificatePassword; so does the
-        admin password of a first start: QMTUNNEL_AdminPassword (without it a password is generated and left in
-        DATA/initial-admin-password, owner-only: read it, then delete the file).
+          --secrets-from-stdin    read the secrets below from standard input, as lines Name=value, until its end
+        The certificate's password, if any, and the admin password of a first start never come from the command line:
+        from standard input (--secrets-from-stdin: CertificatePassword=..., AdminPassword=...) or from the environment
+        (QMTUNNEL_CertificatePassword, QMTUNNEL_AdminPassword); once read they are wiped from the process environment.
+        Without an admin password a first start generates one and leaves it in DATA/initial-admin-password,
+        owner-only: read it, then delete the file.
         Each can also be set by an environment variable (QMTUNNEL_Port, QMTUNNEL_ListenAddress, QMTUNNEL_DataPath,
         QMTUNNEL_LogFile, QMTUNNEL_AllowPlainLinks); the command line wins. SIGTERM or Ctrl+C stops the server
         gracefully. Running it as a systemd or Windows service: see docs/service.md.
@@ -76,10 +79,27 @@ internal static class ServerCommandLine
     /// The settings: QMTUNNEL_ environment variables, then the command line over them.
     /// </summary>
     /// <exception cref="ArgumentException">An unknown option, a value without an option, or an option without a value.</exception>
-    public static IConfiguration ReadSettings(string[] args) => new ConfigurationBuilder()
-        .AddEnvironmentVariables(EnvironmentPrefix)
-        .AddInMemoryCollection(Parse(args))
-        .Build();
+    public static IConfiguration ReadSettings(string[] args) => ReadSettings(args, Console.In);
+
+    /// <summary>As above; with --secrets-from-stdin the secrets are read from <paramref name="stdin"/> until its end.</summary>
+    public static IConfiguration ReadSettings(string[] args, TextReader stdin)
+    {
+        var values = Parse(args);
+        if (values.Remove(SecretsFromStdin))
+        {
+            foreach (var (name, value) in Secrets.Read(stdin))
+            {
+                values[name] = value;
+            }
+        }
+        return new ConfigurationBuilder()
+            .AddEnvironmentVariables(EnvironmentPrefix)
+            .AddInMemoryCollection(values)
+            .Build();
+    }
+
+    /// <summary>The flag that makes the daemon read its secrets from standard input (Start-QmTunnelServer -Daemon uses it).</summary>
+    private const string SecretsFromStdin = "SecretsFromStdin";
 
     /// <summary>The command line as configuration keys and values (the last one wins when an option repeats).</summary>
     public static Dictionary<string, string?> Parse(string[] args)
@@ -95,6 +115,11 @@ internal static class ServerCommandLine
             {
                 name = arg[..equals];
                 value = arg[(equals + 1)..];
+            }
+            if (string.Equals(name, "--secrets-from-stdin", StringComparison.OrdinalIgnoreCase) && value is null)
+            {
+                values[SecretsFromStdin] = "true";
+                continue;
             }
             if (!Options.TryGetValue(name, out var key))
             {

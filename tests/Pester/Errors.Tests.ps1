@@ -117,11 +117,11 @@ Describe 'Errors before any server runs' {
         Get-InProcessServer | Should -BeNullOrEmpty
     }
 
-    It 'Start-QmTunnelServer -Daemon on a held port reports ServerStartFailed with the daemon''s reason, and no daemon is left' {
+    It 'Start-QmTunnelServer -Daemon on a held port reports the daemon''s own PortInUse, and no daemon is left' {
         $port = New-HeldPort
         $dataPath = Join-Path $base 'held-port-daemon'
         $captured = Invoke-Capture { Start-QmTunnelServer -Daemon -Port $port -DataPath $dataPath }
-        Assert-QmError $captured -Id 'ServerStartFailed' -Category 'OpenError' -Target (Join-Path $dataPath 'qmtunnel-server.log') -MessagePattern 'PortInUse'
+        Assert-QmError $captured -Id 'PortInUse' -Category 'ResourceBusy' -Target "127.0.0.1:$port" -MessagePattern 'qmtunnel-server could not start'
         $captured.Output | Should -BeNullOrEmpty
         @(Get-QmTunnelServer | Where-Object { $_.DataPath -eq $dataPath }) | Should -BeNullOrEmpty
     }

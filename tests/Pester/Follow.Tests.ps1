@@ -1,8 +1,8 @@
 #Requires -Version 7.4
 <#
     Live monitoring through the BUILT module: Get-QmTunnelStats -Follow and Get-QmTunnelConnection -Follow write an
-    update whenever something changed, at most every 250 ms, until the pipeline is stopped (Select-Object -First, or
-    PowerShell.Stop() as Ctrl+C does).
+    update every -Interval (250 ms at least), changed or not, until the pipeline is stopped (Select-Object -First, or
+    PowerShell.Stop() as Ctrl+C does); typed at a prompt, a live view redrawn in place that fits the window.
 #>
 
 BeforeAll {
@@ -24,9 +24,9 @@ AfterAll {
 }
 
 Describe 'Get-QmTunnelStats -Follow' {
-    It 'writes an update for each change, at most every 250 ms, and stops when the pipeline has enough' {
+    It 'writes an update at each interval, with each change in it, and stops when the pipeline has enough' {
         $seen = [System.Collections.Generic.List[object]]::new()
-        $updates = Get-QmTunnelStats watched -Follow | ForEach-Object {
+        $updates = Get-QmTunnelStats watched -Follow -Interval 0.25 | ForEach-Object {
             $seen.Add([pscustomobject]@{ At = [DateTime]::UtcNow; Total = $_.ConnectionsTotal })
             # each update causes the next: one more connection through the tunnel
             $null = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 1000, 30)
@@ -61,6 +61,23 @@ Describe 'Get-QmTunnelStats -Follow' {
         }
     }
 
+    It 'writes updates on an idle tunnel too: Select-Object -First 3 ends' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$modulePath'; Get-QmTunnelStats watched -Follow -Interval 0.25 | Select-Object -First 3")
+            $async = $ps.BeginInvoke()
+            # Nothing happens on the tunnel meanwhile: the updates come from the interval alone.
+            $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(30)) | Should -BeTrue -Because 'three ticks of 250 ms must come without any change'
+            $updates = $ps.EndInvoke($async)
+            $updates.Count | Should -Be 3
+            @($updates.ConnectionsTotal | Sort-Object -Unique).Count | Should -Be 1 -Because 'nothing changed between them'
+        }
+        finally {
+            $ps.Stop()
+            $ps.Dispose()
+        }
+    }
+
     It 'refuses an interval under the 250 ms update limit with FollowIntervalInvalid' {
         $err = $null
         try { Get-QmTunnelStats watched -Follow -Interval 00:00:00.1 -ErrorAction Stop | Select-Object -First 1 } catch { $err = $_ }
@@ -74,7 +91,7 @@ Describe 'Get-QmTunnelConnection -Follow' {
     It 'writes the connection list again when a new connection comes and goes' {
         $maxId = (Get-QmTunnelConnection watched | Measure-Object Id -Maximum).Maximum
         $triggered = $false
-        $new = Get-QmTunnelConnection watched -Follow | ForEach-Object {
+        $new = Get-QmTunnelConnection watched -Follow -Interval 0.25 | ForEach-Object {
             if (-not $triggered) {
                 $triggered = $true
                 # a new connection after the first list: the next update must list it
@@ -84,5 +101,68 @@ Describe 'Get-QmTunnelConnection -Follow' {
         } | Where-Object Id -gt $maxId | Select-Object -First 1
         $new | Should -BeOfType 'QmTunnel.Engine.Management.ConnectionInfo'
         $new.Tunnel | Should -Be 'watched'
+    }
+}
+
+Describe 'The live view of -Follow at the prompt' {
+    BeforeAll {
+        # The frames a VT host received: each frame after the first starts by moving the cursor up over the previous
+        # one (ESC [ n F) and clearing (ESC [ J).
+        function Get-Frame([string]$Text) {
+            $parts = [regex]::Split($Text, '\x1b\[(\d+)F\x1b\[J')
+            $frames = [System.Collections.Generic.List[object]]::new()
+            $frames.Add([pscustomobject]@{ MovedUp = 0; Lines = @($parts[0] -split "`n" | Select-Object -SkipLast 1) })
+            for ($i = 1; $i + 1 -lt $parts.Count; $i += 2) {
+                $frames.Add([pscustomobject]@{ MovedUp = [int]$parts[$i]; Lines = @($parts[$i + 1] -split "`n" | Select-Object -SkipLast 1) })
+            }
+            $frames
+        }
+
+        function Watch-Live([string]$Command, [int]$Frames) {
+            $session = New-QmTestRunspace -Width 80 -Height 30 -VirtualTerminal -ImportModule
+            $ps = [powershell]::Create()
+            $ps.Runspace = $session.Runspace
+            try {
+                # Typed at the prompt: one command, last in its pipeline, from the runspace.
+                $null = $ps.AddCommand($Command).AddParameter('Follow').AddParameter('Interval', 0.25)
+                $async = $ps.BeginInvoke()
+                Wait-Until { ([regex]::Matches($session.UI.Text, '\x1b\[\d+F')).Count -ge $Frames -or $async.IsCompleted } "$Frames frames of $Command"
+                $ps.Stop()
+                [pscustomobject]@{ Text = $session.UI.Text; Errors = @($ps.Streams.Error) }
+            }
+            finally {
+                $ps.Dispose()
+                Close-QmTestRunspace $session
+            }
+        }
+
+        # More connections than a 30-line window holds: closed ones stay listed.
+        $null = [QmTunnel.PesterTools.EchoClient]::RunMany($tunnel.BoundListen, 45, 100, 0, 30)
+    }
+
+    It '<Command> redraws in place within 80 columns and 30 lines, keeping the columns that matter' -ForEach @(
+        @{ Command = 'Get-QmTunnelStats'; Columns = @('Name', 'State', 'Conn', 'Fail', 'In', 'In/s', 'Out', 'Out/s', 'RTT') }
+        @{ Command = 'Get-QmTunnelConnection'; Columns = @('Tunnel', 'Id', 'State', 'Client', 'In', 'Out', 'Duration', 'Error') }
+    ) {
+        $watched = Watch-Live $Command 3
+        $watched.Errors | Should -BeNullOrEmpty
+        $frames = @(Get-Frame $watched.Text)
+        $frames.Count | Should -BeGreaterOrEqual 3
+        for ($i = 0; $i -lt $frames.Count; $i++) {
+            $frame = $frames[$i]
+            if ($i -gt 0) { $frame.MovedUp | Should -Be $frames[$i - 1].Lines.Count -Because 'a redraw moves up over exactly the previous frame' }
+            if ($i -lt $frames.Count - 1) {
+                # Complete frames only (the last may have been cut by the stop).
+                $frame.Lines.Count | Should -BeLessOrEqual 29 -Because 'a frame as high as the window would scroll it'
+                foreach ($line in $frame.Lines) { $line.Length | Should -BeLessOrEqual 79 -Because "a full-width line wraps: '$line'" }
+                $header = @($frame.Lines[0] -split '\s+' | Where-Object { $_ })
+                foreach ($column in $Columns) { $header | Should -Contain $column }
+            }
+        }
+    }
+
+    It 'says how many connections do not fit the window' {
+        $watched = Watch-Live 'Get-QmTunnelConnection' 2
+        $watched.Text | Should -Match '… \d+ more'
     }
 }

@@ -29,7 +29,13 @@ BeforeDiscovery {
             Parameters = @($command.Parameters.Keys | Where-Object { $_ -notin $commonParameters } | Sort-Object)
         }
     }
-    $shouldProcessCmdlets = @($cmdlets | Where-Object { (Get-Command $_.Name).Parameters.ContainsKey('WhatIf') })
+    # Cmdlets that change a server's or the client's state, chosen by their verb: choosing them by whether they have
+    # -WhatIf would make the SupportsShouldProcess check below pass whatever a cmdlet declares. The exceptions say why.
+    $noShouldProcess = @{
+        'New-QmTunnelHop'      = 'only builds a hop object in memory'
+        'Start-QmTunnelServer' = 'starts this process''s server or a daemon; it has no -WhatIf'
+    }
+    $shouldProcessCmdlets = @($cmdlets | Where-Object { $_.Name -match '^(New|Set|Remove|Start|Stop|Disconnect)-' -and -not $noShouldProcess.ContainsKey($_.Name) })
     $stopOrRemoveCmdlets = @($cmdlets | Where-Object { $_.Name -match '^(Stop|Remove)-' })
 }
 
@@ -206,7 +212,7 @@ Describe 'Help of <Name>' -ForEach $cmdlets {
 }
 
 Describe 'ShouldProcess of <Name>' -ForEach $shouldProcessCmdlets {
-    It 'declares SupportsShouldProcess and is never prompted by default (ConfirmImpact below High)' {
+    It 'changes state, so declares SupportsShouldProcess (-WhatIf, -Confirm) and is never prompted by default (ConfirmImpact below High)' {
         $attribute = Get-CmdletAttribute $Name
         $attribute.SupportsShouldProcess | Should -BeTrue
         $attribute.ConfirmImpact | Should -Not -Be ([System.Management.Automation.ConfirmImpact]::High)
@@ -272,5 +278,69 @@ Describe 'docs/<Name>.md matches the cmdlet' -ForEach $cmdlets {
             $covered += $sets
         }
         @($covered | Sort-Object -Unique) | Should -Be $parameterSets -Because "the documented sets of -$parameterName"
+    }
+}
+
+Describe 'Conventions across cmdlets' {
+    BeforeAll {
+        $all = Get-Command -Module qmTunnel -CommandType Cmdlet
+    }
+
+    It 'spells every on/off setting as a switch (-X, -X:$false), never a [bool], so New- and Set- take it the same way' {
+        $booleans = foreach ($command in $all) {
+            foreach ($parameter in $command.Parameters.Values) {
+                if ($parameter.ParameterType -eq [bool] -and $parameter.Name -notin $commonParameters) { "$($command.Name) -$($parameter.Name)" }
+            }
+        }
+        $booleans | Should -BeNullOrEmpty
+    }
+
+    It 'gives a parameter of one name one type on every cmdlet' {
+        $types = @{}
+        foreach ($command in $all) {
+            foreach ($parameter in $command.Parameters.Values) {
+                if ($parameter.Name -in $commonParameters) { continue }
+                $element = if ($parameter.ParameterType.IsArray) { $parameter.ParameterType.GetElementType() } else { $parameter.ParameterType }
+                if (-not $types.ContainsKey($parameter.Name)) { $types[$parameter.Name] = @{} }
+                $types[$parameter.Name]["$element"] += @($command.Name)
+            }
+        }
+        $conflicts = foreach ($name in $types.Keys) {
+            # -Name is a tunnel, user or group name, -InputObject the object of each cmdlet: their types differ by design.
+            if ($name -in 'InputObject', 'Name', 'Uri') { continue }
+            if ($types[$name].Count -gt 1) { "-$name is " + (($types[$name].GetEnumerator() | ForEach-Object { "$($_.Key) on $($_.Value -join ', ')" }) -join '; ') }
+        }
+        $conflicts | Should -BeNullOrEmpty
+    }
+
+    It 'takes every TimeSpan as seconds when given a plain number' {
+        foreach ($command in $all) {
+            foreach ($parameter in $command.Parameters.Values | Where-Object ParameterType -eq ([TimeSpan])) {
+                $parameter.Attributes.TypeId.Name | Should -Contain 'SecondsTimeSpanAttribute' -Because "$($command.Name) -$($parameter.Name) must read 5 as 5 seconds"
+            }
+        }
+    }
+
+    It 'gives every cmdlet a HelpUri that is its docs page, the same as the page''s online version' {
+        foreach ($command in $all) {
+            $uri = (Get-CmdletAttribute $command.Name).HelpUri
+            $uri | Should -Match "^https://.+/docs/$([regex]::Escape($command.Name))\.md$" -Because "$($command.Name) needs a HelpUri"
+            $front = Get-Content -LiteralPath (Join-Path $docsPath "$($command.Name).md") -TotalCount 8
+            ($front | Where-Object { $_ -match '^online version:\s*(.+)$' } | ForEach-Object { $Matches[1].Trim() }) | Should -Be $uri
+        }
+    }
+}
+
+Describe 'about_qmTunnel' {
+    It 'lists every error id the engine and the module can report' {
+        $about = Get-Content -LiteralPath (Join-Path (Split-Path -Parent $modulePath) 'en-US' 'about_qmTunnel.help.txt') -Raw
+        $engine = [QmTunnel.Engine.Management.ErrorIds].Assembly
+        $types = @([QmTunnel.Engine.Management.ErrorIds], $engine.GetType('QmTunnel.Engine.Security.SecurityErrorIds'), $assembly.GetType('QmTunnel.PowerShell.ErrorIds')) | Where-Object { $_ }
+        $types.Count | Should -Be 3
+        $ids = $types | ForEach-Object { $_.GetFields([Reflection.BindingFlags]'Public, NonPublic, Static') } |
+            Where-Object { $_.IsLiteral -and $_.FieldType -eq [string] } | ForEach-Object { $_.GetRawConstantValue() } | Sort-Object -Unique
+        $ids.Count | Should -BeGreaterThan 30
+        $missing = $ids | Where-Object { $about -notmatch "(?m)^\s+$([regex]::Escape($_))\b" }
+        $missing | Should -BeNullOrEmpty -Because 'every error id needs a line under ERRORS'
     }
 }

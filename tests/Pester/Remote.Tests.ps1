@@ -75,7 +75,7 @@ Describe 'Connect-QmTunnelServer' {
         foreach ($column in 'Address', 'User', 'Group', 'IsOpen', 'ConnectedAt') {
             $table | Should -Match "\b$column\b"
         }
-        $table | Should -Match "$([regex]::Escape($addressB))\s+admin\s+Administrators\s+True\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+        $table | Should -Match "$([regex]::Escape($addressB))\s+admin\s+Administrators\s+True\s+\d{4}-\d\d-\d\d \d\d:\d\d"
     }
 
     It 'pins the certificate on first use, and checks a -CertificateThumbprint given' {
@@ -238,12 +238,13 @@ Describe 'A session as a user without AdministerAllTunnels' {
         @(Get-QmTunnelStats -Session $s2) | Should -BeNullOrEmpty
     }
 
-    It 'is refused stopping it with PermissionDenied, and the tunnel keeps running' {
+    It 'is told the admin''s tunnel does not exist when it tries to stop it (as for a missing one), and the tunnel keeps running' {
         $result = Invoke-Capture { Stop-QmTunnel remote1 -Session $s2 }
         $result.Errors.Count | Should -Be 1
-        $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'PermissionDenied,*'
-        $result.Errors[0].CategoryInfo.Category | Should -Be 'PermissionDenied'
-        $result.Errors[0].Exception.Message | Should -Match "User 'carol'"
+        $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'TunnelNotFound,*'
+        $result.Errors[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $missing = Invoke-Capture { Stop-QmTunnel no-such-tunnel -Session $s2 }
+        $missing.Errors[0].Exception.Message.Replace('no-such-tunnel', 'remote1') | Should -BeExactly $result.Errors[0].Exception.Message
         "$((Get-QmTunnel remote1 -Session $s).State)" | Should -BeIn @('Listening', 'Established')
     }
 

@@ -10,7 +10,10 @@
     - a daemon from Start-QmTunnelServer -Daemon, with a tunnel's link open through it, stops gracefully on
       `kill -TERM`: exit code 0 within 15 s, its log has the stopping line and the engine's stopped line;
     - the command line: --help prints the usage (exit 0); a bad or unknown option exits 2 naming it; QMTUNNEL_
-      variables are read, the command line wins over them, and an unprefixed PORT of the machine is not read.
+      variables are read, the command line wins over them, and an unprefixed PORT of the machine is not read;
+    - a -Daemon started under umask 022 keeps its data folder 0700 and every file in it 0600 (the LiteDB log too),
+      leaves no log after a clean stop, and the client's pins are owner-only; a data folder of another user is
+      refused with DataPathInsecure (chown nobody: these tests run as root).
     Every process and server started here is stopped in AfterAll, even when a test fails; the folders are temp folders.
     Helpers: TestTools.cs (echo server, clients, free port).
 #>
@@ -233,7 +236,7 @@ Describe 'Type=notify under systemd' -Skip:(-not $onLinux) {
         $probe = [System.Net.Sockets.TcpClient]::new()
         try {
             $probe.Connect('127.0.0.1', $port)
-            $acceptedAtReady = $probe.Connected
+            $acceptedAtReady = if ($probe.Connected) { 'connected' } else { 'not connected' }
         }
         catch {
             $acceptedAtReady = "refused: $($_.Exception.Message)"
@@ -267,7 +270,8 @@ Describe 'Type=notify under systemd' -Skip:(-not $onLinux) {
 
     It 'sends READY=1 only once its port accepts connections, after its "listening on" line' {
         $ready | Should -Be 'READY=1'
-        $acceptedAtReady | Should -BeTrue
+        # Compared as text: "refused: ..." is truthy, so -BeTrue would pass for a refused connection too.
+        $acceptedAtReady | Should -Be 'connected'
         $outAtReady | Should -Match "qmtunnel-server listening on qmt(\+plain)?://127\.0\.0\.1:$port \(pid \d+, data "
     }
 
@@ -392,5 +396,103 @@ Describe 'The daemon''s command line' {
         $result.ExitCode | Should -Be 2
         $result.Error | Should -Match 'not-an-address'
         $result.Error | Should -Not -Match "'abc'"
+    }
+}
+
+Describe 'A -Daemon started under umask 022 keeps its data folder owner-only' -Skip:(-not $onLinux) {
+    BeforeAll {
+        # umask of this pwsh process (inherited by the daemon it starts), as a shell with umask 022 has it.
+        if (-not ('QmTunnel.PesterTools.Umask' -as [type])) {
+            Add-Type -Namespace QmTunnel.PesterTools -Name Umask -MemberDefinition '[DllImport("libc", EntryPoint = "umask")] public static extern uint Set(uint mask);'
+        }
+        $umaskData = Join-Path $base 'umask' 'data'      # missing: the cmdlet creates it (and 'umask' above it)
+        $clientData = Join-Path $base 'umask' 'client'   # the client's pins of this test
+        $savedDataEnv = $env:QMTUNNEL_DATA
+        $env:QMTUNNEL_DATA = $clientData
+        $previousUmask = [QmTunnel.PesterTools.Umask]::Set(0x12)
+        try {
+            $umaskDaemon = Start-QmTunnelServer -Daemon -Port 0 -DataPath $umaskData
+            # A write through a session: the database and its LiteDB log are used, the client pins the server.
+            $session = Connect-QmTunnelServer "qmt://127.0.0.1:$($umaskDaemon.Port)" -Credential $QmTestAdmin
+            $null = New-QmTunnelGroup umask-test -Session $session
+        }
+        finally {
+            $null = [QmTunnel.PesterTools.Umask]::Set($previousUmask)
+        }
+        function Get-Modes([string]$Folder) {
+            foreach ($item in @(Get-Item -LiteralPath $Folder -Force) + @(Get-ChildItem -LiteralPath $Folder -Force -Recurse)) {
+                [pscustomobject]@{ Name = $item.Name; Mode = [Convert]::ToString([int][IO.File]::GetUnixFileMode($item.FullName), 8) }
+            }
+        }
+        $whileRunning = @(Get-Modes $umaskData)
+        $daemonUmask = (Get-Content "/proc/$($umaskDaemon.ProcessId)/status" | Where-Object { $_ -like 'Umask:*' }) -replace '^Umask:\s*', ''
+        $clientModes = @(Get-Modes $clientData)
+        Disconnect-QmTunnelServer $session -Confirm:$false
+        $umaskDaemon | Stop-QmTunnelServer -Confirm:$false
+        $afterStop = @(Get-Modes $umaskData)
+        $parentMode = [Convert]::ToString([int][IO.File]::GetUnixFileMode((Split-Path -Parent $umaskData)), 8)
+    }
+
+    AfterAll {
+        $env:QMTUNNEL_DATA = $savedDataEnv
+    }
+
+    It 'starts it under umask 022: a file this process makes under it is 0644' {
+        $previousUmask | Should -Not -BeNullOrEmpty
+        # A file this process creates now, as the daemon's would have been without its own care.
+        $previousUmask = [QmTunnel.PesterTools.Umask]::Set(0x12)
+        try {
+            $probe = Join-Path $base 'umask' 'probe.txt'
+            Set-Content -LiteralPath $probe -Value 'x'
+            [Convert]::ToString([int][IO.File]::GetUnixFileMode($probe), 8) | Should -Be '644'
+            Remove-Item -LiteralPath $probe
+        }
+        finally {
+            $null = [QmTunnel.PesterTools.Umask]::Set($previousUmask)
+        }
+    }
+
+    It 'runs the daemon with umask 077 (its second line of defence)' {
+        $daemonUmask | Should -Be '0077'
+    }
+
+    It 'created the data folder (and the missing folder above it) 0700' {
+        ($whileRunning | Where-Object Name -EQ 'data').Mode | Should -Be '700'
+        $parentMode | Should -Be '700'
+    }
+
+    It 'keeps every file 0600 while it runs: database, its LiteDB log, lock, key, daemon log' {
+        $files = @($whileRunning | Where-Object Name -NE 'data')
+        $files.Name | Sort-Object | Should -Be @('qmtunnel-log.db', 'qmtunnel-server.log', 'qmtunnel.db', 'qmtunnel.lock', 'server.pfx')
+        foreach ($file in $files) { $file.Mode | Should -Be '600' -Because "$($file.Name) holds or guards the server's secrets" }
+    }
+
+    It 'leaves nothing readable by others after it stops, and no log (checkpointed into the database)' {
+        $afterStop.Name | Should -Not -Contain 'qmtunnel-log.db'
+        foreach ($item in $afterStop) { $item.Mode | Should -BeIn @('700', '600') -Because "$($item.Name) is the server's" }
+    }
+
+    It 'refuses a data folder of another user with DataPathInsecure, -Daemon or not, and creates nothing in it' {
+        $foreign = Join-Path $base 'umask' 'foreign'
+        $null = New-Item -ItemType Directory -Path $foreign -Force
+        & chown nobody $foreign
+        $LASTEXITCODE | Should -Be 0 -Because 'chown nobody needs root, as these tests run'
+        foreach ($daemonSwitch in $true, $false) {
+            $captured = Invoke-Capture { Start-QmTunnelServer -Daemon:$daemonSwitch -Port 0 -DataPath $foreign }
+            $captured.Terminating | Should -BeTrue
+            $record = $captured.Errors[0]
+            $record.FullyQualifiedErrorId | Should -Match '^DataPathInsecure(,|$)'
+            "$($record.CategoryInfo.Category)" | Should -Be 'SecurityError'
+            "$($record.TargetObject)" | Should -Be $foreign
+            $record.Exception.Message | Should -Match 'belongs to uid 65534 \(nobody\)'
+            $record.Exception.Message | Should -Match ([regex]::Escape("chown -R root '$foreign'"))
+        }
+        @(Get-ChildItem -LiteralPath $foreign -Force) | Should -BeNullOrEmpty
+        @(Get-QmTunnelServer | Where-Object { $_.DataPath -eq $foreign }) | Should -BeNullOrEmpty
+    }
+
+    It 'keeps the client''s pins owner-only too' {
+        ($clientModes | Where-Object Name -EQ 'client').Mode | Should -Be '700'
+        ($clientModes | Where-Object Name -EQ 'known-servers.txt').Mode | Should -Be '600'
     }
 }

@@ -20,7 +20,7 @@ $script:QmTestAdmin = [pscredential]::new('admin', (ConvertTo-SecureString $scri
 function Import-QmTestModule([switch]$Force) {
     Import-Module (Get-QmTestModulePath) -Force:$Force -ErrorAction Stop -Global
     if (-not ('QmTunnel.PesterTools.EchoClient' -as [type])) {
-        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs') -ErrorAction Stop
+        Add-Type -Path (Join-Path $PSScriptRoot 'TestTools.cs'), (Join-Path $PSScriptRoot 'TestPeers.cs') -ErrorAction Stop
     }
     $global:PSDefaultParameterValues['Start-QmTunnelServer:AdminCredential'] = $script:QmTestAdmin
     $global:PSDefaultParameterValues['Start-QmTunnelServer:PasswordIterations'] = 100000
@@ -69,4 +69,86 @@ function New-QmTestClientCertificate([Parameter(Mandatory)][string]$Path) {
     $certificate = $request.CreateSelfSigned([DateTimeOffset]::Now.AddDays(-1), [DateTimeOffset]::Now.AddDays(30))
     [IO.File]::WriteAllBytes($Path, $certificate.Export([Security.Cryptography.X509Certificates.X509ContentType]::Pfx))
     [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($certificate.RawData))
+}
+
+# The test host (TestHost.cs): a window of a given size that records what is written and answers credential prompts.
+function Import-QmTestHost {
+    if (-not ('QmTunnel.PesterTools.RecordingHost' -as [type])) {
+        Add-Type -Path (Join-Path $PSScriptRoot 'TestHost.cs') -ErrorAction Stop
+    }
+}
+
+# A runspace of this process behind a RecordingHost, for commands run as a person types them; close it with
+# Close-QmTestRunspace. The in-process server is shared with every runspace of the process.
+# -ImportModule imports the module under test there first (commands run as written import it themselves).
+function New-QmTestRunspace([int]$Width = 120, [int]$Height = 50, [switch]$VirtualTerminal, [switch]$ImportModule) {
+    Import-QmTestHost
+    $hostObject = [QmTunnel.PesterTools.RecordingHost]::new($Width, $Height, [bool]$VirtualTerminal)
+    $runspace = [runspacefactory]::CreateRunspace($hostObject)
+    $runspace.Open()
+    $session = [pscustomobject]@{ Host = $hostObject; UI = $hostObject.Recorder; Runspace = $runspace }
+    if ($ImportModule) {
+        $imported = Invoke-QmTestLine $session "Import-Module '$(Get-QmTestModulePath)' -ErrorAction Stop"
+        if ($imported.Errors) { throw "Cannot import the module in the test runspace: $($imported.Errors -join '; ')" }
+    }
+    $session
+}
+
+function Close-QmTestRunspace($Session) {
+    if ($Session) { $Session.Runspace.Dispose() }
+}
+
+# Runs one line of script in the test runspace, as typed at a prompt: its output, its errors (non-terminating and
+# terminating), and the output formatted as the host would show it.
+function Invoke-QmTestLine($Session, [string]$Line) {
+    $ps = [powershell]::Create()
+    $ps.Runspace = $Session.Runspace
+    try {
+        $null = $ps.AddScript($Line)
+        $output = $null
+        $terminating = $null
+        try { $output = $ps.Invoke() } catch { $terminating = $_ }
+        $errors = @($ps.Streams.Error) + @(if ($terminating) { $terminating })
+        [pscustomobject]@{ Line = $Line; Output = @($output); Errors = @($errors); Progress = @($ps.Streams.Progress) }
+    }
+    finally {
+        $ps.Dispose()
+    }
+}
+
+# How to start a child pwsh like this one: the executable and the arguments that come before pwsh's own.
+function Get-QmTestPwsh {
+    $self = [Environment]::ProcessPath
+    if ([IO.Path]::GetFileNameWithoutExtension($self) -eq 'dotnet') {
+        return @{ FilePath = $self; Prefix = @((Join-Path $PSHOME 'pwsh.dll')) }
+    }
+    @{ FilePath = $self; Prefix = @() }
+}
+
+# Starts a child pwsh running $Command with stdout and stderr read into a queue of lines, and the environment
+# changed by $Environment (a value of $null removes a variable). Stop it with Stop-QmTestPwsh.
+function Start-QmTestPwsh([string]$Command, [hashtable]$Environment = @{}) {
+    $pwsh = Get-QmTestPwsh
+    $start = [System.Diagnostics.ProcessStartInfo]::new($pwsh.FilePath)
+    foreach ($a in $pwsh.Prefix) { $start.ArgumentList.Add($a) }
+    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Command) { $start.ArgumentList.Add($a) }
+    $start.UseShellExecute = $false
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    $start.RedirectStandardInput = $true
+    foreach ($key in $Environment.Keys) {
+        if ($null -eq $Environment[$key]) { $null = $start.Environment.Remove($key) } else { $start.Environment[$key] = $Environment[$key] }
+    }
+    Import-QmTestHost
+    $process = [System.Diagnostics.Process]::Start($start)
+    [pscustomobject]@{ Process = $process; Output = [QmTunnel.PesterTools.ChildOutput]::Attach($process) }
+}
+
+# All lines the child wrote so far.
+function Get-QmTestPwshOutput($Child) { @($Child.Output.Lines) }
+
+function Stop-QmTestPwsh($Child) {
+    if (-not $Child) { return }
+    try { if (-not $Child.Process.HasExited) { $Child.Process.Kill($true); $null = $Child.Process.WaitForExit(10000) } } catch { Write-Verbose "already gone: $_" }
+    $Child.Process.Dispose()
 }

@@ -8,6 +8,7 @@
 //   EchoBatch       K such clients opened one after another, held open together (each has had its first echo
 //                   back), then all released to transfer at once
 //   NetTools        a free TCP port
+//   (TestPeers.cs, compiled with this file: HeldConnection, SilentServer)
 #nullable enable
 using System;
 using System.Collections.Concurrent;
@@ -310,7 +311,8 @@ namespace QmTunnel.PesterTools
 
         /// <summary>
         /// Connects, sends <paramref name="payloadBytes"/> bytes (0: none), and reads until the connection ends. Returns
-        /// how it ended: "Reset" (RST), "End" (clean FIN) with the byte count, "Timeout", or "ConnectFailed: ...".
+        /// how it ended: "Reset" (RST), "End" (clean FIN) or "Timeout" (still open), each of the last two with the count
+        /// of bytes received ("End 0", "Timeout 1000"), or "ConnectFailed: ...".
         /// </summary>
         public static string Probe(string address, int payloadBytes, int timeoutSeconds)
         {
@@ -356,7 +358,7 @@ namespace QmTunnel.PesterTools
             }
             catch (OperationCanceledException)
             {
-                return "Timeout";
+                return "Timeout " + received;
             }
         }
     }

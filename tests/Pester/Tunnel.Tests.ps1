@@ -245,7 +245,8 @@ Describe 'qmTunnel end to end: in-process server A, daemon server B, echo server
         }
 
         It 'the answer really waits for the FIN: without it, nothing comes back' {
-            [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 1000, 1) | Should -Be 'Timeout'
+            # Still open after 1 s, and not one byte back (a plain "Timeout" would also be the answer of an echo that did not wait).
+            [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 1000, 1) | Should -Be 'Timeout 0'
         }
     }
 

@@ -5,10 +5,11 @@
     - New/Get/Set/Remove-QmTunnelUser and -QmTunnelGroup round trips, kept across Stop/Start-QmTunnelServer;
     - the password given as a SecureString or a PSCredential is what the server stores a verifier of (checked in the
       database file once the server has stopped), and no output carries a secret;
-    - wildcards, the pipeline (Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled $false), -WhatIf changes nothing;
+    - wildcards, the pipeline (Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled:$false), -WhatIf changes nothing;
     - errors with their ids and categories: UserNotFound, AllowRuleInvalid, PasswordInvalid, AdministratorRequired,
       GroupNotEmpty, ServerSettingInvalid, ServerNotRunning;
-    - Get/Set-QmTunnelServerConfig round trip and persistence; tab completion of user and group names.
+    - Get/Set-QmTunnelServerConfig round trip and persistence (the limits of sessions and links included, range-checked);
+      tab completion of user and group names.
     The server may create a default admin user on its first start; the tests leave it alone except where they must
     disable every other administrator (and enable it again).
 #>
@@ -86,14 +87,14 @@ Describe 'Without a server' {
     It '<Command> reports ServerNotRunning' -ForEach @(
         @{ Command = 'Get-QmTunnelUser'; Script = { Get-QmTunnelUser } }
         @{ Command = 'New-QmTunnelUser'; Script = { New-QmTunnelUser someone Ops } }
-        @{ Command = 'Set-QmTunnelUser'; Script = { Set-QmTunnelUser someone -Enabled $false } }
+        @{ Command = 'Set-QmTunnelUser'; Script = { Set-QmTunnelUser someone -Enabled:$false } }
         @{ Command = 'Remove-QmTunnelUser'; Script = { Remove-QmTunnelUser someone } }
         @{ Command = 'Get-QmTunnelGroup'; Script = { Get-QmTunnelGroup } }
         @{ Command = 'New-QmTunnelGroup'; Script = { New-QmTunnelGroup Ops } }
         @{ Command = 'Set-QmTunnelGroup'; Script = { Set-QmTunnelGroup Ops -Rights None } }
         @{ Command = 'Remove-QmTunnelGroup'; Script = { Remove-QmTunnelGroup Ops } }
         @{ Command = 'Get-QmTunnelServerConfig'; Script = { Get-QmTunnelServerConfig } }
-        @{ Command = 'Set-QmTunnelServerConfig'; Script = { Set-QmTunnelServerConfig -AllowPlainLinks $true } }
+        @{ Command = 'Set-QmTunnelServerConfig'; Script = { Set-QmTunnelServerConfig -AllowPlainLinks } }
     ) {
         $captured = Invoke-Capture $Script
         Assert-QmError $captured -Id 'ServerNotRunning' -Category 'ResourceUnavailable' -MessagePattern 'Start-QmTunnelServer'
@@ -188,7 +189,7 @@ Describe 'Users, groups and server configuration' {
         }
 
         It 'New-QmTunnelUser with a certificate only, disabled' {
-            $user = New-QmTunnelUser carl -Group Guests -CertificateThumbprint $thumbprint -Disabled -WarningVariable warnings -WarningAction SilentlyContinue
+            $user = New-QmTunnelUser carl -Group Guests -CertificateThumbprint $thumbprint -Enabled:$false -WarningVariable warnings -WarningAction SilentlyContinue
             $user.Enabled | Should -BeFalse
             $user.HasPassword | Should -BeFalse
             $user.CertificateThumbprint | Should -Be '5E3F2B7A4C1D9E8F0A6B5C4D3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F'
@@ -230,20 +231,20 @@ Describe 'Users, groups and server configuration' {
             $user.Enabled | Should -BeFalse
             $user.Group | Should -Be 'Guests'
             (Set-QmTunnelUser carl -Group Ops -PassThru).Group | Should -Be 'Ops'
-            Set-QmTunnelUser carl -Enabled $true | Should -BeNullOrEmpty
+            Set-QmTunnelUser carl -Enabled | Should -BeNullOrEmpty
             (Get-QmTunnelUser carl).Enabled | Should -BeTrue
         }
 
-        It 'the pipeline: Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled $false disables exactly those' {
-            Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled $false
+        It 'the pipeline: Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled:$false disables exactly those' {
+            Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled:$false
             @(Get-QmTunnelUser | Where-Object { -not $_.Enabled } | ForEach-Object Name) | Should -Be @('bill', 'bob')
-            $out = Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled $true -PassThru
+            $out = Get-QmTunnelUser b* | Set-QmTunnelUser -Enabled -PassThru
             @($out | ForEach-Object Name) | Should -Be @('bill', 'bob')
             @($out | Where-Object Enabled).Count | Should -Be 2
         }
 
         It '-WhatIf on Set and Remove changes nothing' {
-            Set-QmTunnelUser bob -Enabled $false -Description 'what if' -WhatIf
+            Set-QmTunnelUser bob -Enabled:$false -Description 'what if' -WhatIf
             Remove-QmTunnelUser bob, bill -WhatIf
             Get-QmTunnelUser b* | Remove-QmTunnelUser -WhatIf
             Remove-QmTunnelGroup Guests -WhatIf
@@ -293,7 +294,7 @@ Describe 'Users, groups and server configuration' {
     Context 'Refusals' {
         It '<Command> of an unknown user reports UserNotFound with the name as target' -ForEach @(
             @{ Command = 'Get-QmTunnelUser'; Script = { Get-QmTunnelUser nobody } }
-            @{ Command = 'Set-QmTunnelUser'; Script = { Set-QmTunnelUser nobody -Enabled $false } }
+            @{ Command = 'Set-QmTunnelUser'; Script = { Set-QmTunnelUser nobody -Enabled:$false } }
             @{ Command = 'Remove-QmTunnelUser'; Script = { Remove-QmTunnelUser nobody } }
         ) {
             $captured = Invoke-Capture $Script
@@ -341,11 +342,11 @@ Describe 'Users, groups and server configuration' {
             # Every other user who could manage the server (the default admin, say) is disabled for this test.
             $adminGroups = @(Get-QmTunnelGroup | Where-Object { $_.Rights.HasFlag([QmTunnel.Engine.Security.GroupRights]::ChangeServerConfiguration) } | ForEach-Object Name)
             $others = @(Get-QmTunnelUser | Where-Object { $_.Enabled -and $_.Name -ne 'root' -and $_.Group -in $adminGroups })
-            $others | Set-QmTunnelUser -Enabled $false
+            $others | Set-QmTunnelUser -Enabled:$false
             try {
                 $captured = Invoke-Capture { Remove-QmTunnelUser root }
                 Assert-QmError $captured -Id 'AdministratorRequired' -Category 'InvalidOperation' -MessagePattern 'ChangeServerConfiguration'
-                $captured = Invoke-Capture { Set-QmTunnelUser root -Enabled $false }
+                $captured = Invoke-Capture { Set-QmTunnelUser root -Enabled:$false }
                 Assert-QmError $captured -Id 'AdministratorRequired' -Category 'InvalidOperation'
                 $captured = Invoke-Capture { Set-QmTunnelGroup Root -Rights CreateTunnels }
                 Assert-QmError $captured -Id 'AdministratorRequired' -Category 'InvalidOperation'
@@ -353,7 +354,7 @@ Describe 'Users, groups and server configuration' {
                 (Get-QmTunnelGroup Root).Rights | Should -Be ([QmTunnel.Engine.Security.GroupRights]::All)
             }
             finally {
-                $others | Set-QmTunnelUser -Enabled $true
+                $others | Set-QmTunnelUser -Enabled
             }
         }
     }
@@ -386,14 +387,14 @@ Describe 'Users, groups and server configuration' {
         }
 
         It 'Set-QmTunnelServerConfig -WhatIf changes nothing' {
-            Set-QmTunnelServerConfig -AllowPlainLinks $true -PasswordIterations 200000 -WhatIf | Should -BeNullOrEmpty
+            Set-QmTunnelServerConfig -AllowPlainLinks -PasswordIterations 200000 -WhatIf | Should -BeNullOrEmpty
             (Get-QmTunnelServerConfig).AllowPlainLinks | Should -BeFalse
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 100000
         }
 
         It 'Set-QmTunnelServerConfig applies at once and is kept across a restart' {
             (Get-QmTunnelServerConfig).MaxManagementSessions | Should -Be 100
-            $config = Set-QmTunnelServerConfig -AllowPlainLinks $true -PasswordIterations 300000 -MaxManagementSessions 5 -PassThru
+            $config = Set-QmTunnelServerConfig -AllowPlainLinks -PasswordIterations 300000 -MaxManagementSessions 5 -PassThru
             $config.AllowPlainLinks | Should -BeTrue
             $config.PasswordIterations | Should -Be 300000
             $config.MaxManagementSessions | Should -Be 5
@@ -402,13 +403,52 @@ Describe 'Users, groups and server configuration' {
             $server.AllowPlainLinks | Should -BeTrue
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 300000
             (Get-QmTunnelServerConfig).MaxManagementSessions | Should -Be 5
-            Set-QmTunnelServerConfig -AllowPlainLinks $false
+            Set-QmTunnelServerConfig -AllowPlainLinks:$false
             (Get-QmTunnelServerConfig).AllowPlainLinks | Should -BeFalse
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 300000
         }
 
+        It 'the limits of sessions and links are shown, set with their own types, and kept across a restart' {
+            $config = Get-QmTunnelServerConfig
+            $config.MaxManagementSessionsPerUser | Should -Be 10
+            $config.ManagementIdleTimeout | Should -Be ([timespan]'00:15:00')
+            $config.MaxStreamsPerLink | Should -Be 1024
+            $config.LinkIdleTimeout | Should -Be ([timespan]'00:10:00')
+            ($config | Out-String) | Should -Match 'MaxStreamsPerLink\s*:\s*1024'
+            Set-QmTunnelServerConfig -MaxStreamsPerLink 64 -WhatIf | Should -BeNullOrEmpty
+            (Get-QmTunnelServerConfig).MaxStreamsPerLink | Should -Be 1024
+
+            $changed = Set-QmTunnelServerConfig -MaxManagementSessionsPerUser 3 -ManagementIdleTimeout 00:05:00 `
+                -MaxStreamsPerLink 2048 -LinkIdleTimeout (New-TimeSpan -Minutes 30) -PassThru
+            $changed.MaxManagementSessionsPerUser | Should -Be 3
+            $changed.ManagementIdleTimeout | Should -Be ([timespan]'00:05:00')
+            $changed.MaxStreamsPerLink | Should -Be 2048
+            $changed.LinkIdleTimeout | Should -Be ([timespan]'00:30:00')
+            Restart-KeepingSettings
+            $saved = Get-QmTunnelServerConfig
+            $saved.MaxManagementSessionsPerUser | Should -Be 3
+            $saved.ManagementIdleTimeout | Should -Be ([timespan]'00:05:00')
+            $saved.MaxStreamsPerLink | Should -Be 2048
+            $saved.LinkIdleTimeout | Should -Be ([timespan]'00:30:00')
+        }
+
+        It '-<Name> <Value> out of range reports ServerSettingInvalid naming the range and changes nothing' -ForEach @(
+            @{ Name = 'MaxStreamsPerLink'; Value = 8; Range = '16 to 100000' }
+            @{ Name = 'MaxManagementSessionsPerUser'; Value = 0; Range = '1 to 10000' }
+            @{ Name = 'LinkIdleTimeout'; Value = 5; Range = '00:01:00 to 7\.00:00:00' }  # a plain 5 is 5 ticks
+            @{ Name = 'ManagementIdleTimeout'; Value = [timespan]'8.00:00:00'; Range = '00:01:00 to 7\.00:00:00' }
+        ) {
+            $before = Get-QmTunnelServerConfig
+            $arguments = @{ $Name = $Value }
+            $captured = Invoke-Capture { Set-QmTunnelServerConfig @arguments -MaxManagementSessions 7 }
+            Assert-QmError $captured -Id 'ServerSettingInvalid' -Category 'InvalidArgument' -MessagePattern "$Name .*$Range"
+            $after = Get-QmTunnelServerConfig
+            $after.MaxManagementSessions | Should -Be $before.MaxManagementSessions
+            $after.$Name | Should -Be $before.$Name
+        }
+
         It 'an iteration count out of range reports ServerSettingInvalid and changes nothing' {
-            $captured = Invoke-Capture { Set-QmTunnelServerConfig -PasswordIterations 1000 -AllowPlainLinks $true }
+            $captured = Invoke-Capture { Set-QmTunnelServerConfig -PasswordIterations 1000 -AllowPlainLinks }
             Assert-QmError $captured -Id 'ServerSettingInvalid' -Category 'InvalidArgument' -Target 1000 -MessagePattern '100000 to 10000000'
             (Get-QmTunnelServerConfig).AllowPlainLinks | Should -BeFalse
             (Get-QmTunnelServerConfig).PasswordIterations | Should -Be 300000

@@ -19,7 +19,12 @@ public static class EventIds
     public const int TunnelDenied = 7;
     public const int AdminCreated = 8;
 
-    // ---- links, 100-199. Next free: 109 (104-129 is the block of the accept side; 130 after it).
+    // ---- engine: first run and server control, 50-69. Next free: 53.
+    public const int ServerStopRequested = 50;
+    public const int StatusChannelUnavailable = 51;
+    public const int StatusPeerRefused = 52;
+
+    // ---- links, 100-199. Next free: 109 (104-129 is the block of the accept side; 130-149 the send queue's).
     public const int LinkProtocolViolation = 100;
     public const int StreamHandlerFailed = 101;
     public const int LinkClosed = 102;
@@ -29,6 +34,10 @@ public static class EventIds
     public const int AcceptFailing = 106;
     public const int AcceptRecovered = 107;
     public const int LinkHandshakeCrashed = 108;
+    // links: send-queue bound, stream limit, idle links (130-149). Next free: 133.
+    public const int LinkStreamLimit = 130;
+    public const int LinkReadPaused = 131;
+    public const int LinkIdleClosed = 132;
 
     // ---- tunnel runtime, 200-299. Next free: 204.
     public const int TunnelStarted = 200;
@@ -40,10 +49,19 @@ public static class EventIds
     public const int LoggedIn = 300;
     public const int LoginFailed = 301;
 
-    // ---- management sessions, 350-399. Next free: 351.
+    // ---- management sessions, 350-399. Next free: 370 (351-369: limits, below).
     public const int ManagementRequest = 350;
+    // management: session and request limits, idle sessions (351-369). Next free: 355.
+    public const int ManagementSessionRefused = 351;
+    public const int ManagementSessionIdleClosed = 352;
+    public const int ManagementRequestLimit = 353;
+    public const int ManagementRequestTimedOut = 354;
 
-    // ---- storage and data path, 400-449. Next free: 400.
+    // ---- storage and data path, 400-449. Next free: 404.
+    public const int DataPathTightened = 400;
+    public const int DatabaseCreated = 401;
+    public const int DatabaseLogRecovered = 402;
+    public const int DatabaseWriteDropped = 403;
 
     // ---- the daemon (qmtunnel-server), 900-999. Next free: 905 (903-919 is the block of the daemon's crash log; 920 after it).
     public const int DaemonStartFailed = 900;
@@ -52,4 +70,6 @@ public static class EventIds
     /// <summary>Written straight to the log (not through a logger) when an unhandled exception ends the daemon.</summary>
     public const int DaemonDying = 903;
     public const int DaemonUnobservedTaskException = 904;
+
+    // ---- the daemon: status channel, 940-959. Next free: 940.
 }

@@ -135,13 +135,20 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
     {
         if (string.IsNullOrWhiteSpace(text))
         {
-            throw Invalid(text, what, $"{what} is empty. Give a URI such as tcp://127.0.0.1:8080 or qmt+plain://host:9200.");
+            throw Invalid(text, what, requirePort
+                ? $"{what} is empty. Give an application endpoint such as tcp://127.0.0.1:8080."
+                : $"{what} is empty. Give a tunnel server such as qmt://host:9200.");
         }
         var trimmed = text.Trim();
         var sep = trimmed.IndexOf("://", StringComparison.Ordinal);
         if (sep <= 0)
         {
-            throw Invalid(text, what, $"{what} '{text}' has no scheme. Write it as tcp://host:port (application) or qmt+plain://host:port (tunnel server).");
+            // Suggest what this parameter takes: a server address where a server is expected (requirePort is false
+            // only for servers), never a scheme the same parameter would then refuse.
+            var bare = sep == 0 ? trimmed[3..] : trimmed;
+            throw Invalid(text, what, requirePort
+                ? $"{what} '{text}' has no scheme. Write it as tcp://{bare} (an application endpoint)."
+                : $"{what} '{text}' has no scheme. Write it as qmt://{bare} (a tunnel server over TLS; qmt+plain:// for an unencrypted link).");
         }
         var schemeText = trimmed[..sep].ToLowerInvariant();
         EndpointScheme scheme = schemeText switch

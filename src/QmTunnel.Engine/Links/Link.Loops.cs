@@ -16,54 +16,6 @@ public sealed partial class Link
     private const int MaxBatchBytes = 1024 * 1024;
     private const int MaxBatchFrames = 256;
 
-    internal void EnqueueFrame(FrameHeader header, byte[] rentedBuffer)
-    {
-        header.Write(rentedBuffer);
-        Enqueue(new OutFrame(rentedBuffer, FrameHeader.Size + header.Length));
-    }
-
-    internal void EnqueueEmpty(FrameHeader header)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size);
-        header.Write(buffer);
-        Enqueue(new OutFrame(buffer, FrameHeader.Size));
-    }
-
-    internal void EnqueueWindowUpdate(uint streamId, int increment)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + 4);
-        new FrameHeader(FrameType.WindowUpdate, FrameFlags.None, streamId, 4).Write(buffer);
-        BinaryPrimitives.WriteInt32BigEndian(buffer.AsSpan(FrameHeader.Size), increment);
-        Enqueue(new OutFrame(buffer, FrameHeader.Size + 4));
-    }
-
-    internal void EnqueueControl(uint streamId, ControlMessage message)
-    {
-        var payload = ControlCodec.ToArray(message);
-        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + payload.Length);
-        new FrameHeader(message.FrameType, FrameFlags.None, streamId, payload.Length).Write(buffer);
-        payload.CopyTo(buffer.AsSpan(FrameHeader.Size));
-        Enqueue(new OutFrame(buffer, FrameHeader.Size + payload.Length));
-    }
-
-    private void Enqueue(OutFrame frame)
-    {
-        if (!_out.Writer.TryWrite(frame))
-        {
-            ArrayPool<byte>.Shared.Return(frame.Buffer);
-        }
-    }
-
-    internal void Forget(MuxStream stream) => _streams.TryRemove(new KeyValuePair<uint, MuxStream>(stream.Id, stream));
-
-    internal void MaybeForget(MuxStream stream)
-    {
-        if (stream.FinSent && stream.FinReceived)
-        {
-            Forget(stream);
-        }
-    }
-
     private long _lastPingAt;
 
     /// <summary>Round trip of the last answered Ping (the handshake's until then).</summary>
@@ -107,10 +59,12 @@ public sealed partial class Link
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
                 var total = 0;
+                long cost = 0;
                 while (segments.Count < MaxBatchFrames && total < MaxBatchBytes && reader.TryRead(out var frame))
                 {
                     segments.Add(new ArraySegment<byte>(frame.Buffer, 0, frame.Length));
                     total += frame.Length;
+                    cost += Cost(frame.Length);
                 }
                 try
                 {
@@ -136,6 +90,7 @@ public sealed partial class Link
                         ArrayPool<byte>.Shared.Return(segment.Array!);
                     }
                     segments.Clear();
+                    AddQueued(-cost); // the socket has them (or the link failed): room for more
                 }
             }
         }
@@ -148,6 +103,7 @@ public sealed partial class Link
             while (_out.Reader.TryRead(out var frame))
             {
                 ArrayPool<byte>.Shared.Return(frame.Buffer);
+                AddQueued(-Cost(frame.Length));
             }
         }
     }
@@ -208,6 +164,7 @@ public sealed partial class Link
                 var result = await _reader.ReadAsync(_closing.Token).ConfigureAwait(false);
                 var buffer = result.Buffer;
                 var goAway = false;
+                var paused = false;
                 while (!goAway && FrameCodec.TryReadFrame(ref buffer, Options.MaxPayload, out var header, out var payload))
                 {
                     Interlocked.Add(ref _bytesReceived, FrameHeader.Size + header.Length);
@@ -223,6 +180,23 @@ public sealed partial class Link
                     {
                         await flush.ConfigureAwait(false);
                     }
+                    if (SendQueueOverflowing)
+                    {
+                        paused = true;
+                        break;
+                    }
+                }
+                if (paused)
+                {
+                    // The peer sends what needs answers faster than it reads them: stop reading (TCP then throttles
+                    // it) until our queue has drained. Frames already buffered are read after the pause.
+                    _reader.AdvanceTo(buffer.Start);
+                    if (Interlocked.Increment(ref _readPauses) == 1)
+                    {
+                        LinkLog.ReadPaused(_logger, RemoteEndPoint, User ?? "?", QueuedBytes);
+                    }
+                    await WaitForQueueToDrainAsync(_closing.Token).ConfigureAwait(false);
+                    continue;
                 }
                 _reader.AdvanceTo(buffer.Start, buffer.End);
                 if (goAway)
@@ -330,43 +304,6 @@ public sealed partial class Link
         return default;
     }
 
-    private uint _highestPeerStreamId;
-
-    private bool IsPeerStreamId(uint id) => (id % 2 == 1) != _isDialer;
-
-    private bool IsKnownStreamId(uint id) => IsPeerStreamId(id) ? id <= Volatile.Read(ref _highestPeerStreamId) : id < _nextStreamId;
-
-    private void OnOpen(uint id, OpenMessage open)
-    {
-        if (!IsPeerStreamId(id) || id <= _highestPeerStreamId)
-        {
-            throw new ProtocolException(ProtocolErrorCode.StreamStateError, $"the peer opened stream {id}, which it may not (wrong parity or reused)");
-        }
-        Volatile.Write(ref _highestPeerStreamId, id);
-        var stream = new MuxStream(this, id, Options.InitialWindow, Peer.InitialWindow, new TrafficCounters());
-        _streams[id] = stream;
-        var handler = StreamOpened;
-        if (handler is null)
-        {
-            stream.Reset(ProtocolErrorCode.OpenRejected, "this side of the link accepts no streams");
-            return;
-        }
-        _ = RunHandlerAsync(handler, stream, open);
-    }
-
-    private async Task RunHandlerAsync(Func<MuxStream, OpenMessage, Task> handler, MuxStream stream, OpenMessage open)
-    {
-        try
-        {
-            await handler(stream, open).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            LinkLog.StreamHandlerFailed(_logger, stream.Id, RemoteEndPoint, ex);
-            stream.Reset(ProtocolErrorCode.ConnectionReset, ex.Message);
-        }
-    }
-
     /// <summary>Queues a GoAway behind what is queued, stops the queue and waits (1 s at most) for the writer to send it.</summary>
     private async Task SendGoAwayAndFlushAsync(ProtocolErrorCode code, string reason)
     {
@@ -411,6 +348,7 @@ public sealed partial class Link
             stream.OnReset(ProtocolErrorCode.LinkLost, $"the link to {RemoteEndPoint} closed: {CloseReason}");
         }
         _streams.Clear();
+        SignalRoom(); // senders waiting for room see the link closed
         foreach (var ping in _pings.Values)
         {
             ping.TrySetException(new IOException($"the link to {RemoteEndPoint} closed: {CloseReason}"));

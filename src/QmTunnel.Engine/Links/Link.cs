@@ -48,6 +48,7 @@ public sealed partial class Link : IAsyncDisposable
         LastRoundTrip = handshakeRtt;
         _logger = logger;
         RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? "?";
+        _streamsEmptySince = options.Time.GetTimestamp();
     }
 
     public LinkOptions Options { get; }
@@ -78,7 +79,10 @@ public sealed partial class Link : IAsyncDisposable
     /// <summary>Why the link closed, when it closed for a reason.</summary>
     public string? CloseReason { get; private set; }
 
-    /// <summary>Called for each stream the peer opens. The handler owns the stream from then on.</summary>
+    /// <summary>
+    /// Called for each stream the peer opens. The handler owns the stream from then on; when its task ends after the
+    /// stream's Fin was sent, the link drops what the peer still sends on it and forgets it.
+    /// </summary>
     public Func<MuxStream, OpenMessage, Task>? StreamOpened { get; set; }
 
     /// <summary>Raised once when a protocol error closes the link.</summary>

@@ -4,7 +4,7 @@ namespace QmTunnel.Engine.Links;
 public sealed record LinkOptions
 {
     /// <summary>Protocol versions this build speaks.</summary>
-    public const ushort MinVersion = 1, MaxVersion = 1;
+    public const ushort MinVersion = 2, MaxVersion = 2;
 
     public string ServerId { get; init; } = Guid.NewGuid().ToString("n");
     public string ServerName { get; init; } = Environment.MachineName;
@@ -15,4 +15,42 @@ public sealed record LinkOptions
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Largest data chunk read from an application socket into one frame.</summary>
     public int ChunkSize { get; init; } = 128 * 1024 - Protocol.FrameHeader.Size;
+
+    /// <summary>
+    /// Bound of the send queue for Data: bytes of frames waiting for the socket (each counted with
+    /// <see cref="Link.FrameOverhead"/>), over which senders of Data wait for room.
+    /// </summary>
+    public int MaxQueuedBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// Room above <see cref="MaxQueuedBytes"/> for control frames (Pong, WindowUpdate, OpenAck, Reset...): when the
+    /// queue holds more than both, the link stops reading from the peer until the queue has drained to
+    /// <see cref="MaxQueuedBytes"/>, so a peer that sends without reading is throttled by TCP instead of growing memory.
+    /// </summary>
+    public int QueueSlackBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>Limits that may change while links run; shared by every link made with these options.</summary>
+    public LinkLimits Limits { get; init; } = new();
+
+    /// <summary>The clock of idle times (tests pass a fake one).</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>
+/// Limits of links that an administrator may change while they run (Set-QmTunnelServerConfig): one instance is shared
+/// by the links of a server, so a change applies to every link at once.
+/// </summary>
+public sealed class LinkLimits
+{
+    /// <summary>Default of <see cref="MaxStreams"/>.</summary>
+    public const int DefaultMaxStreams = 1024;
+
+    private volatile int _maxStreams = DefaultMaxStreams;
+
+    /// <summary>Streams the peer may have open at once on one link; an Open over it is answered Reset(StreamLimit).</summary>
+    public int MaxStreams
+    {
+        get => _maxStreams;
+        set => _maxStreams = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxStreams must be positive.");
+    }
 }

@@ -23,6 +23,9 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>Number of links that are up.</summary>
     public int Count => _links.Values.Count(t => t.IsCompletedSuccessfully && !t.Result.IsClosed);
 
+    /// <summary>Streams open now on the links that are up.</summary>
+    public int StreamCount => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Sum(t => t.Result.StreamCount);
+
     /// <summary>The live link to <paramref name="hop"/> logged in as <paramref name="login"/>, if there is one (no dialing).</summary>
     public Link? TryGet(EndpointUri hop, LinkLogin? login) =>
         _links.TryGetValue(Key(hop, login), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;
@@ -78,7 +81,8 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         {
             if (hop.Scheme == EndpointScheme.Qmt)
             {
-                (tls, _) = await AuthenticateAsync(socket, hop, null, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), timeout.Token).ConfigureAwait(false);
+                // A login query logs in to nothing: a server seen for the first time is not pinned by it.
+                (tls, _, _) = await AuthenticateAsync(socket, hop, null, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), timeout.Token).ConfigureAwait(false);
             }
             return await Link.QueryLoginParametersAsync(socket, options, user, timeout.Token, tls).ConfigureAwait(false);
         }
@@ -136,9 +140,10 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         try
         {
             byte[] channelBinding = [];
+            Security.PendingPin? pin = null;
             if (hop.Scheme == EndpointScheme.Qmt)
             {
-                (tls, channelBinding) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, certificates, timeout.Token).ConfigureAwait(false);
+                (tls, channelBinding, pin) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, certificates, timeout.Token).ConfigureAwait(false);
             }
             else if (login is CertificateLogin)
             {
@@ -146,6 +151,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                     $"A client certificate login needs TLS, and {hop} is an unencrypted link: write the hop as qmt://{hop.HostPort}.");
             }
             link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token, tls, login, channelBinding, hop.Address).ConfigureAwait(false);
+            certificates.Record(pin); // logged in over this certificate: now it is pinned
         }
         catch (QmTunnelException)
         {
@@ -179,10 +185,11 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     }
 
     /// <summary>
-    /// TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain. Returns the stream
-    /// and the channel binding of the server certificate (for password logins).
+    /// TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain. Returns the stream,
+    /// the channel binding of the server certificate (for password logins) and, for a server seen the first time, the
+    /// pin to record once the login succeeded.
     /// </summary>
-    private static async Task<(SslStream, byte[])> AuthenticateAsync(Socket socket, EndpointUri hop, X509Certificate2? clientCertificate,
+    private static async Task<(SslStream, byte[], Security.PendingPin?)> AuthenticateAsync(Socket socket, EndpointUri hop, X509Certificate2? clientCertificate,
         Security.PeerCertificatePolicy certificates, CancellationToken cancellationToken)
     {
         X509Certificate2? seen = null;
@@ -206,8 +213,8 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             }, cancellationToken).ConfigureAwait(false);
             coalescing.Coalesce = true; // TLS handshake done: from now on TLS records are sent per flushed batch
             var thumbprint = Security.ServerCertificate.Thumbprint(seen!);
-            certificates.Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);
-            return (tls, Security.PasswordChallenge.TlsServerEndPoint(seen!));
+            var pin = certificates.Check($"{hop.Host.ToLowerInvariant()}:{hop.Port}", hop.Address, thumbprint, expected: hop.CertificateThumbprint);
+            return (tls, Security.PasswordChallenge.TlsServerEndPoint(seen!), pin);
         }
         catch
         {

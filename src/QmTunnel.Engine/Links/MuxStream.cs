@@ -42,7 +42,8 @@ public sealed class MuxStream
     private long _sendCredit;
     private int _receiveCredit;   // bytes the peer may still send before our next WindowUpdate
     private int _unreported;      // consumed bytes not yet returned as credit
-    private int _finSent, _finReceived, _reset;
+    private int _finSent, _finReceived, _reset, _inputDiscarded;
+    private long _reserved;       // room of the link's send queue reserved for this stream's next Data frame
     private TaskCompletionSource? _creditWaiter;
     private readonly object _creditLock = new();
     private readonly TaskCompletionSource<bool> _opened = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -71,18 +72,54 @@ public sealed class MuxStream
     internal bool FinSent => Volatile.Read(ref _finSent) != 0;
     internal bool FinReceived => Volatile.Read(ref _finReceived) != 0;
 
-    /// <summary>Waits until the peer grants credit; returns how many bytes may be sent now (at most <paramref name="max"/>).</summary>
+    /// <summary>
+    /// Waits until the peer grants credit and the link's send queue has room (docs/security.md, "Limits"); returns how
+    /// many bytes may be sent now (at most <paramref name="max"/>) with the next <see cref="SendData"/>, for which that
+    /// room stays reserved.
+    /// </summary>
     public ValueTask<int> WaitForCreditAsync(int max, CancellationToken cancellationToken)
     {
+        ReleaseReservation();
         var credit = Interlocked.Read(ref _sendCredit);
-        if (credit > 0 && !IsReset)
+        if (credit > 0 && !IsReset && _link.TryReserveSend((int)Math.Min(credit, max), out var granted, out var reserved))
         {
-            return ValueTask.FromResult((int)Math.Min(credit, max));
+            return Keep(granted, reserved) ? ValueTask.FromResult(granted) : ValueTask.FromException<int>(ResetError());
         }
         return WaitSlowAsync(max, cancellationToken);
     }
 
     private async ValueTask<int> WaitSlowAsync(int max, CancellationToken cancellationToken)
+    {
+        var credit = await WaitForStreamCreditAsync(max, cancellationToken).ConfigureAwait(false);
+        var (granted, reserved) = await _link.ReserveSendAsync(credit, cancellationToken).ConfigureAwait(false);
+        return Keep(granted, reserved) ? granted : throw ResetError();
+    }
+
+    /// <summary>Keeps a reservation for the next Data frame; false (and nothing kept) when the stream was reset meanwhile.</summary>
+    private bool Keep(int granted, long reserved)
+    {
+        Interlocked.Exchange(ref _reserved, reserved);
+        if (IsReset)
+        {
+            ReleaseReservation();
+            return false;
+        }
+        return true;
+    }
+
+    private StreamResetException ResetError() => new(ResetCode, ResetReason ?? "stream reset");
+
+    /// <summary>Gives the link back the room reserved for a Data frame that was not sent.</summary>
+    private void ReleaseReservation()
+    {
+        var reserved = Interlocked.Exchange(ref _reserved, 0);
+        if (reserved > 0)
+        {
+            _link.ReleaseReservation(reserved);
+        }
+    }
+
+    private async ValueTask<int> WaitForStreamCreditAsync(int max, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -115,12 +152,13 @@ public sealed class MuxStream
         if (IsReset || FinSent)
         {
             ArrayPool<byte>.Shared.Return(rentedBuffer);
+            ReleaseReservation();
             return;
         }
         Interlocked.Add(ref _sendCredit, -count);
         Counters.AddAppIn(count);
         Counters.AddLinkSent(FrameHeader.Size + count);
-        _link.EnqueueFrame(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer);
+        _link.EnqueueData(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer, Interlocked.Exchange(ref _reserved, 0));
     }
 
     /// <summary>Sends small control-sized payloads (queries, management): waits for credit, copies, frames. Not for bulk data.</summary>
@@ -176,6 +214,7 @@ public sealed class MuxStream
     /// <summary>Half-closes the sending direction (the peer's application sees end of stream after all data).</summary>
     public void SendFin()
     {
+        ReleaseReservation();
         if (IsReset || Interlocked.Exchange(ref _finSent, 1) != 0)
         {
             return;
@@ -219,6 +258,34 @@ public sealed class MuxStream
         }
     }
 
+    /// <summary>
+    /// The application side will not read <see cref="Input"/> again: what is buffered goes back to the pool and what
+    /// the peer still sends is dropped. Called by the link when a stream's handler ended after its Fin.
+    /// </summary>
+    internal void DiscardInput()
+    {
+        if (Interlocked.Exchange(ref _inputDiscarded, 1) != 0)
+        {
+            return;
+        }
+        try
+        {
+            while (Input.TryRead(out var result))
+            {
+                Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+            Input.Complete();
+        }
+        catch (InvalidOperationException)
+        {
+            // the handler completed the input itself
+        }
+    }
+
     // ---- called by the link's reader loop (one thread) ----
 
     internal ValueTask<FlushResult> OnDataAsync(ReadOnlySequence<byte> payload, bool fin)
@@ -230,8 +297,12 @@ public sealed class MuxStream
                 $"stream {Id} received {length} bytes beyond the window it granted");
         }
         Counters.AddLinkReceived(FrameHeader.Size + length);
-        if (IsReset)
+        if (IsReset || Volatile.Read(ref _inputDiscarded) != 0)
         {
+            if (fin)
+            {
+                OnFin();
+            }
             return ValueTask.FromResult(default(FlushResult));
         }
         var writer = _receive.Writer;
@@ -289,6 +360,7 @@ public sealed class MuxStream
         }
         ResetCode = code;
         ResetReason = reason;
+        ReleaseReservation();
         _opened.TrySetResult(false);
         if (Interlocked.Exchange(ref _finReceived, 1) == 0)
         {

@@ -41,8 +41,17 @@ public static class ErrorIds
     public const string ManagementMessageInvalid = nameof(ManagementMessageInvalid);
     /// <summary>The management session's link is closed.</summary>
     public const string SessionClosed = nameof(SessionClosed);
-    /// <summary>The server already serves MaxManagementSessions management sessions.</summary>
+    /// <summary>The server already serves MaxManagementSessions management sessions, or the user MaxManagementSessionsPerUser.</summary>
     public const string ManagementSessionLimit = nameof(ManagementSessionLimit);
+    /// <summary>
+    /// A data folder or a file of qmTunnel's in it (or the client's pins) that other users could read or replace and
+    /// qmTunnel will not fix itself: another owner, a link, a shared folder, an open folder holding other files.
+    /// </summary>
+    public const string DataPathInsecure = nameof(DataPathInsecure);
+    /// <summary>A management session already has MaxManagementRequestsPerSession requests in progress (watches included).</summary>
+    public const string ManagementRequestLimit = nameof(ManagementRequestLimit);
+    /// <summary>A management stream was opened but its request did not arrive within the timeout.</summary>
+    public const string ManagementRequestTimeout = nameof(ManagementRequestTimeout);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>

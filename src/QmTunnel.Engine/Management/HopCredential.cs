@@ -60,6 +60,13 @@ public sealed record HopCredential
     };
 
     public override string ToString() => HasKeys ? $"{User} (password)" : $"{User} (certificate {CertificatePath})";
+
+    // The record's generated ToString would list the key fields: only the user and the kind of login are printed.
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("User = ").Append(User).Append(HasKeys ? ", Login = password keys (hidden)" : $", CertificatePath = {CertificatePath}");
+        return true;
+    }
 }
 
 /// <summary>

@@ -45,6 +45,13 @@ public interface IQmTunnelServer
     Task RemoveGroupAsync(string name, CancellationToken cancellationToken);
     Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken);
     Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken);
+
+    // ---- the server itself ----
+    /// <summary>
+    /// Stops the server gracefully, as SIGTERM stops a daemon (needs ChangeServerConfiguration, else
+    /// PermissionDenied). Returns once the server accepted the request; the drain and stop follow.
+    /// </summary>
+    Task StopServerAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>

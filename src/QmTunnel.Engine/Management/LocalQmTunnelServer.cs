@@ -13,24 +13,40 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
 {
     public QmTunnelEngine Engine { get; } = engine;
     public SecurityPrincipal? Caller { get; } = caller;
+
+    /// <summary>What every object this answers with carries as its origin: the in-process server (this engine's run).</summary>
+    public QmTunnelOrigin Origin { get; } = QmTunnelOrigin.InProcess(engine.ServerId);
     public string Address => Caller is null ? "in-process" : $"{Engine.GetServerInfo().Address} as {Caller.User.Name}";
 
-    public Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerInfo());
+    /// <summary>
+    /// The server's state. A caller without ChangeServerConfiguration gets what any peer can see anyway (address,
+    /// certificate, whether plain links are accepted, when it started) and the number of tunnels it administers, not
+    /// the data path, process id or the counters of other users' traffic.
+    /// </summary>
+    public Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken)
+    {
+        var self = Engine.CurrentPrincipal(Caller);
+        var info = self is null || self.CanChangeServerConfiguration
+            ? Engine.GetServerInfo()
+            : Engine.GetServerInfo(full: false, visibleTunnels: Engine.GetTunnels().Count(t => MayAdminister(self, t)));
+        return Task.FromResult(info.With(Origin));
+    }
 
     // ---- tunnels ----
 
     private bool MayAdminister(SecurityPrincipal? self, TunnelInfo tunnel) => self is null || self.CanAdministerTunnel(tunnel.Owner, tunnel.OwnerGroup);
 
-    /// <summary>The tunnel, when the caller may see and change it; TunnelNotFound or PermissionDenied otherwise.</summary>
-    private TunnelInfo Accessible(string name, string action)
+    /// <summary>
+    /// The tunnel, when the caller may see and change it; otherwise TunnelNotFound, the same answer as for a tunnel
+    /// that does not exist, so a user learns nothing of the tunnels it may not administer (not even their owner).
+    /// </summary>
+    private TunnelInfo Accessible(string name)
     {
         var tunnel = Engine.GetTunnel(name);
         var self = Engine.CurrentPrincipal(Caller);
         if (!MayAdminister(self, tunnel))
         {
-            throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, name,
-                $"User '{self!.User.Name}' (group '{self.Group.Name}') may not {action} tunnel '{name}': it belongs to '{tunnel.Owner}' of group '{tunnel.OwnerGroup}'. " +
-                $"A user administers its own tunnels; AdministerGroupTunnels extends that to its group's, AdministerAllTunnels to every tunnel (Set-QmTunnelGroup -Rights).");
+            throw QmTunnelEngine.TunnelNotFound(name);
         }
         return tunnel;
     }
@@ -38,49 +54,49 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
     public Task<IReadOnlyList<TunnelInfo>> GetTunnelsAsync(CancellationToken cancellationToken)
     {
         var self = Engine.CurrentPrincipal(Caller);
-        return Task.FromResult<IReadOnlyList<TunnelInfo>>(Engine.GetTunnels().Where(t => MayAdminister(self, t)).ToList());
+        return Task.FromResult<IReadOnlyList<TunnelInfo>>(Engine.GetTunnels().Where(t => MayAdminister(self, t)).ToList().With(Origin));
     }
 
-    public Task<TunnelInfo> GetTunnelAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Accessible(name, "see"));
+    public Task<TunnelInfo> GetTunnelAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Accessible(name).With(Origin));
 
     public Task<TunnelInfo> NewTunnelAsync(TunnelProfile profile, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken) =>
-        Engine.NewTunnelAsync(profile, logins, Engine.CurrentPrincipal(Caller), cancellationToken);
+        Stamp(Engine.NewTunnelAsync(profile, logins, Engine.CurrentPrincipal(Caller), cancellationToken));
 
     public Task<TunnelInfo> StartTunnelAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "start");
-        return Engine.StartTunnelAsync(name, cancellationToken);
+        Accessible(name);
+        return Stamp(Engine.StartTunnelAsync(name, cancellationToken));
     }
 
     public Task<TunnelInfo> StopTunnelAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "stop");
-        return Engine.StopTunnelAsync(name, cancellationToken);
+        Accessible(name);
+        return Stamp(Engine.StopTunnelAsync(name, cancellationToken));
     }
 
     public Task<TunnelInfo> SetTunnelAsync(string name, TunnelChange change, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(change);
-        Accessible(name, "change");
-        return Engine.SetTunnelAsync(name, change.Apply, logins, cancellationToken);
+        Accessible(name);
+        return Stamp(Engine.SetTunnelAsync(name, change.Apply, logins, cancellationToken));
     }
 
     public Task RemoveTunnelAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "remove");
+        Accessible(name);
         return Engine.RemoveTunnelAsync(name, cancellationToken);
     }
 
     public Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "see the statistics of");
-        return Task.FromResult(Engine.GetTunnelStats(name));
+        Accessible(name);
+        return Task.FromResult(Engine.GetTunnelStats(name).With(Origin));
     }
 
     public Task<IReadOnlyList<ConnectionInfo>> GetConnectionsAsync(string name, CancellationToken cancellationToken)
     {
-        Accessible(name, "see the connections of");
-        return Task.FromResult(Engine.GetConnections(name));
+        Accessible(name);
+        return Task.FromResult(Engine.GetConnections(name).With(Origin));
     }
 
     public IAsyncEnumerable<IReadOnlyList<TunnelStats>> WatchTunnelStatsAsync(IReadOnlyList<string>? names, TimeSpan interval, CancellationToken cancellationToken) =>
@@ -92,25 +108,25 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
     /// <summary>The engine's watch, limited to the tunnels the caller administers (checked once per update).</summary>
     private async IAsyncEnumerable<IReadOnlyList<T>> Watch<T>(IReadOnlyList<string>? names, TimeSpan interval,
         Func<IReadOnlyList<string>?, TimeSpan, CancellationToken, IAsyncEnumerable<IReadOnlyList<T>>> watch, Func<T, string> tunnelOf,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
+        [EnumeratorCancellation] CancellationToken cancellationToken) where T : QmTunnelObject
     {
         if (Caller is null)
         {
             await foreach (var update in watch(names, interval, cancellationToken).ConfigureAwait(false))
             {
-                yield return update;
+                yield return update.With(Origin);
             }
             yield break;
         }
         foreach (var name in names ?? [])
         {
-            Accessible(name, "watch");
+            Accessible(name);
         }
         await foreach (var update in watch(names, interval, cancellationToken).ConfigureAwait(false))
         {
             var self = Engine.CurrentPrincipal(Caller);
             var visible = Engine.GetTunnels().Where(t => MayAdminister(self, t)).Select(t => t.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
-            yield return update.Where(item => visible.Contains(tunnelOf(item))).ToList();
+            yield return update.Where(item => visible.Contains(tunnelOf(item))).ToList().With(Origin);
         }
     }
 
@@ -119,7 +135,7 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
     public Task<IReadOnlyList<KnownServer>> GetKnownServersAsync(CancellationToken cancellationToken)
     {
         Engine.Authorize(Caller, "list the known servers", null);
-        return Task.FromResult(Engine.GetKnownServers());
+        return Task.FromResult(Engine.GetKnownServers().With(Origin));
     }
 
     public Task RemoveKnownServerAsync(string server, CancellationToken cancellationToken)
@@ -131,14 +147,14 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
 
     // ---- users, groups, configuration (the engine checks the caller) ----
 
-    public Task<IReadOnlyList<UserInfo>> GetUsersAsync(string? group, CancellationToken cancellationToken) => Task.FromResult(Engine.GetUsers(group, Caller));
-    public Task<UserInfo> GetUserAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Engine.GetUser(name, Caller));
+    public Task<IReadOnlyList<UserInfo>> GetUsersAsync(string? group, CancellationToken cancellationToken) => Task.FromResult(Engine.GetUsers(group, Caller).With(Origin));
+    public Task<UserInfo> GetUserAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Engine.GetUser(name, Caller).With(Origin));
 
     public Task<UserInfo> NewUserAsync(string name, string group, string? password, string? certificateThumbprint, bool enabled, string description, CancellationToken cancellationToken) =>
-        Task.Run(() => Engine.NewUser(name, group, password, certificateThumbprint, enabled, description, Caller), cancellationToken);
+        Task.Run(() => Engine.NewUser(name, group, password, certificateThumbprint, enabled, description, Caller).With(Origin), cancellationToken);
 
     public Task<UserInfo> SetUserAsync(string name, UserChange change, CancellationToken cancellationToken) =>
-        Task.Run(() => Engine.SetUser(name, change, Caller), cancellationToken);
+        Task.Run(() => Engine.SetUser(name, change, Caller).With(Origin), cancellationToken);
 
     public Task RemoveUserAsync(string name, CancellationToken cancellationToken)
     {
@@ -146,13 +162,13 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
         return Task.CompletedTask;
     }
 
-    public Task<IReadOnlyList<GroupInfo>> GetGroupsAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetGroups(Caller));
-    public Task<GroupInfo> GetGroupAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Engine.GetGroup(name, Caller));
+    public Task<IReadOnlyList<GroupInfo>> GetGroupsAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetGroups(Caller).With(Origin));
+    public Task<GroupInfo> GetGroupAsync(string name, CancellationToken cancellationToken) => Task.FromResult(Engine.GetGroup(name, Caller).With(Origin));
 
     public Task<GroupInfo> NewGroupAsync(string name, GroupRights rights, IReadOnlyList<string> allowRules, string description, CancellationToken cancellationToken) =>
-        Task.FromResult(Engine.NewGroup(name, rights, allowRules, description, Caller));
+        Task.FromResult(Engine.NewGroup(name, rights, allowRules, description, Caller).With(Origin));
 
-    public Task<GroupInfo> SetGroupAsync(string name, GroupChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetGroup(name, change, Caller));
+    public Task<GroupInfo> SetGroupAsync(string name, GroupChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetGroup(name, change, Caller).With(Origin));
 
     public Task RemoveGroupAsync(string name, CancellationToken cancellationToken)
     {
@@ -160,6 +176,16 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
         return Task.CompletedTask;
     }
 
-    public Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerConfig(Caller));
-    public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetServerConfig(change, Caller));
+    public Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken) => Task.FromResult(Engine.GetServerConfig(Caller).With(Origin));
+    public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) => Task.FromResult(Engine.SetServerConfig(change, Caller).With(Origin));
+
+    private async Task<TunnelInfo> Stamp(Task<TunnelInfo> answer) => (await answer.ConfigureAwait(false)).With(Origin);
+
+    // ---- the server itself ----
+
+    public Task StopServerAsync(CancellationToken cancellationToken)
+    {
+        Engine.RequestStop(Caller);
+        return Task.CompletedTask;
+    }
 }

@@ -14,9 +14,11 @@ public sealed partial class QmTunnelEngine
     /// client certificate file; for a hop without one, the <paramref name="existing"/> credential of the same server
     /// and user, if any. Errors: HopConnectFailed, AuthenticationFailed, CredentialOnPlainLink, CertificateInvalid.
     /// </summary>
-    private async Task<IReadOnlyList<HopCredential?>> ResolveCredentialsAsync(IReadOnlyList<EndpointUri> hops, IReadOnlyList<HopLogin?> logins,
-        IReadOnlyList<(EndpointUri Hop, HopCredential? Credential)> existing, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<HopCredential?>> ResolveCredentialsAsync(TunnelProfile profile, IReadOnlyList<HopLogin?> logins,
+        IReadOnlyList<(EndpointUri Hop, HopCredential? Credential)> existing, CancellationToken cancellationToken)
     {
+        var hops = ParseVia(profile);
+        var connectTimeout = profile.ConnectTimeout;
         var result = new HopCredential?[hops.Count];
         for (var i = 0; i < hops.Count; i++)
         {
@@ -52,7 +54,7 @@ public sealed partial class QmTunnelEngine
             }
             var (salt, iterations) = i == 0
                 ? await _pool!.QueryLoginAsync(hop, login.User, connectTimeout, cancellationToken).ConfigureAwait(false)
-                : await QueryThroughChainAsync(hops, result, i, login.User, connectTimeout, cancellationToken).ConfigureAwait(false);
+                : await QueryThroughChainAsync(profile, hops, result, i, login.User, cancellationToken).ConfigureAwait(false);
             if (iterations < PasswordChallenge.MinClientIterations || iterations > PasswordHasher.MaxIterations || salt.Length < PasswordHasher.SaltSize)
             {
                 throw new QmTunnelException(SecurityErrorIds.AuthenticationChallengeInvalid, QmErrorKind.SecurityError, hop.ToString(),
@@ -66,18 +68,27 @@ public sealed partial class QmTunnelEngine
         return result;
     }
 
-    /// <summary>AuthQuery through the servers before hop <paramref name="index"/>, whose logins are already resolved.</summary>
-    private async Task<(byte[] Salt, int Iterations)> QueryThroughChainAsync(IReadOnlyList<EndpointUri> hops, IReadOnlyList<HopCredential?> resolved, int index,
-        string user, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// AuthQuery for hop <paramref name="index"/> through the servers before it, whose logins are already resolved. The
+    /// Open describes the whole tunnel, as its connections will, so every server on the way admits it with the same
+    /// rights and allow-rules (docs/protocol.md, "Access check").
+    /// </summary>
+    private async Task<(byte[] Salt, int Iterations)> QueryThroughChainAsync(TunnelProfile profile, IReadOnlyList<EndpointUri> hops, IReadOnlyList<HopCredential?> resolved,
+        int index, string user, CancellationToken cancellationToken)
     {
+        var connectTimeout = profile.ConnectTimeout;
         var link = await _pool!.GetAsync(hops[0], resolved[0]?.ToLogin(), connectTimeout, cancellationToken).ConfigureAwait(false);
-        var route = hops.Skip(1).Take(index - 1).ToList();
-        var open = new OpenMessage(StreamProtocol.AuthQuery, string.Empty, (hops[index] with { User = user }).ToString(), route.Select(h => h.ToString()).ToList(),
+        var route = hops.Skip(1).Select((h, j) => (j == index - 1 ? h with { User = user } : h).ToString()).ToList();
+        var open = new OpenMessage(StreamProtocol.AuthQuery, profile.Name, EndpointUri.ParseApplication(profile.Target, "Target").ToString(), route,
             (int)connectTimeout.TotalMilliseconds, OpenOptions.None, string.Empty)
         {
-            RouteCredentials = route.Count == 0 ? [] : resolved.Skip(1).Take(index - 1).Select(c => c?.HasKeys == true ? c.ToRouteCredential() : null).ToList(),
+            Listen = EndpointUri.ParseApplication(profile.Listen, "Listen").HostPort,
+            Servers = hops.Select(h => h.HostPort).ToList(),
+            RouteCredentials = index == 1 ? [] : hops.Skip(1).Select((_, j) => j < index - 1 && resolved[j + 1]?.HasKeys == true ? resolved[j + 1]!.ToRouteCredential() : null).ToList(),
+            QueryDepth = (byte)(index - 1),
         };
         var stream = link.OpenStream(open, _transit, _linkOptions.InitialWindow);
+        stream.SendFin(); // nothing to send: the stream ends both ways once the answer is in
         byte[] answer;
         try
         {
@@ -104,6 +115,7 @@ public sealed partial class QmTunnelEngine
     {
         var link = await runtime.GetFirstLinkAsync(cancellationToken).ConfigureAwait(false);
         var stream = link.OpenStream(runtime.NewOpen(StreamProtocol.Check, OpenOptions.None, "check"), new TrafficCounters(), 64 * 1024);
+        stream.SendFin(); // nothing to send: the stream ends both ways once the answer is in
         try
         {
             await stream.ReadToEndAsync(0, cancellationToken).ConfigureAwait(false);

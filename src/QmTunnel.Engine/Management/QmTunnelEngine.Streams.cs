@@ -26,49 +26,17 @@ public sealed partial class QmTunnelEngine
         }
         if (open.Protocol == StreamProtocol.Management)
         {
-            if (!AdmitManagementLink(link))
-            {
-                await Remote.ManagementService.RefuseAsync(stream, new QmTunnelException(ErrorIds.ManagementSessionLimit, QmErrorKind.ResourceBusy, Options.ServerName,
-                    $"{Options.ServerName} already serves {_maxManagementSessions} management sessions (MaxManagementSessions). Close one with Disconnect-QmTunnelServer, " +
-                    "or raise the limit with Set-QmTunnelServerConfig -MaxManagementSessions."), cancellationToken).ConfigureAwait(false);
-                return;
-            }
-            // rights are checked per operation, as for a local caller of the same user
-            await new Remote.ManagementService(this, _logger).ServeAsync(link, stream, cancellationToken).ConfigureAwait(false);
+            // session and request limits here; rights per operation, as for a local caller of the same user
+            await ServeManagementAsync(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
-        if (open.Protocol != StreamProtocol.AuthQuery && link.Principal is { } loggedIn)
+        // Every stream that makes this server dial (Tcp, Check, AuthQuery) passes the same check: the link's user, the
+        // tunnel as this server can vouch for it, its rights and allow-rules.
+        if (Admit(link, stream, open) is not { } admitted)
         {
-            string? denial;
-            // As the database has the user now: a right or rule changed since the login applies to the next connection.
-            (SecurityPrincipal? Principal, AllowRuleSet? Rules) access;
-            try
-            {
-                access = CurrentAccess(loggedIn.User.Name);
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
-            {
-                stream.Reset(ProtocolErrorCode.Shutdown, "the server is stopping");
-                return;
-            }
-            try
-            {
-                denial = access.Principal is null
-                    ? $"{Options.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
-                    : AccessControl.Denial(access.Principal, access.Rules!, AccessControl.RequestFor(open), Options.ServerName);
-            }
-            catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
-            {
-                stream.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
-                return;
-            }
-            if (denial is not null)
-            {
-                EngineLog.TunnelDenied(_logger, open.Tunnel, loggedIn.User.Name, denial);
-                stream.Reset(ProtocolErrorCode.PermissionDenied, denial);
-                return;
-            }
+            return;
         }
+        open = admitted;
         switch (open.Protocol)
         {
             case StreamProtocol.AuthQuery:
@@ -80,6 +48,53 @@ public sealed partial class QmTunnelEngine
                 return;
         }
         await OpenTargetAsync(stream, open, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The Open as this server admits it (with the listener as seen from here, <see cref="AccessControl.AsSeenBy"/>), or
+    /// null after resetting the stream: PermissionDenied when the link's user (as the database has it now: a change
+    /// since its login applies to the next stream) lacks the right, no allow-rule matches, or the route is not the
+    /// checked chain; OpenRejected when the Open is malformed; Shutdown when the server is stopping.
+    /// </summary>
+    private OpenMessage? Admit(Link link, MuxStream stream, OpenMessage open)
+    {
+        if (link.Principal is not { } loggedIn)
+        {
+            stream.Reset(ProtocolErrorCode.PermissionDenied, $"{Options.ServerName}: the link is not logged in.");
+            return null;
+        }
+        (SecurityPrincipal? Principal, AllowRuleSet? Rules) access;
+        try
+        {
+            access = CurrentAccess(loggedIn.User.Name);
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
+        {
+            stream.Reset(ProtocolErrorCode.Shutdown, "the server is stopping");
+            return null;
+        }
+        string? denial;
+        OpenMessage seen;
+        try
+        {
+            var previous = IPEndPoint.TryParse(link.RemoteEndPoint, out var endpoint) ? endpoint.Address : null;
+            (seen, denial) = AccessControl.AsSeenBy(open, previous, Options.ServerName);
+            denial ??= access.Principal is null
+                ? $"{Options.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
+                : AccessControl.Denial(access.Principal, access.Rules!, AccessControl.RequestFor(seen), Options.ServerName);
+        }
+        catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
+        {
+            stream.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName}: {ex.Message}");
+            return null;
+        }
+        if (denial is not null)
+        {
+            EngineLog.TunnelDenied(_logger, open.Tunnel, loggedIn.User.Name, denial);
+            stream.Reset(ProtocolErrorCode.PermissionDenied, denial);
+            return null;
+        }
+        return seen;
     }
 
     /// <summary>
@@ -181,25 +196,27 @@ public sealed partial class QmTunnelEngine
         {
             Route = open.Route.Skip(1).ToList(),
             RouteCredentials = onwardCredentials.Any(c => c is not null) ? onwardCredentials : [],
+            QueryDepth = open.Protocol == StreamProtocol.AuthQuery ? (byte)(open.QueryDepth - 1) : (byte)0,
         }, _transit, _linkOptions.InitialWindow);
         await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
-    /// AuthQuery: the Target names a server and user (<c>qmt://user@host:port</c>); this server asks it for that
-    /// user's login parameters and sends them back (u16 salt length, salt, i32 iterations), so the tunnel's owner can
-    /// derive keys for a server it cannot reach itself. Passed on when the route is not finished.
+    /// AuthQuery (admitted like any stream of the tunnel): passed on while <see cref="OpenMessage.QueryDepth"/> says so;
+    /// here, the next server of the route (<c>qmt://user@host:port</c>) is asked for that user's login parameters (a
+    /// login query: no login, no pin recorded) and they are sent back (u16 salt length, salt, i32 iterations), so the
+    /// tunnel's owner can derive keys for a server it cannot reach itself.
     /// </summary>
     private async Task AnswerLoginQueryAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
     {
-        if (open.Route.Count > 0)
+        if (open.QueryDepth > 0)
         {
             await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
             return;
         }
         try
         {
-            var server = EndpointUri.ParseServer(open.Target, "Target");
+            var server = EndpointUri.ParseServer(open.Route[0], "Route");
             if (server.User is null)
             {
                 stream.Reset(ProtocolErrorCode.OpenRejected, $"a login query names a user: qmt://user@{server.HostPort}");

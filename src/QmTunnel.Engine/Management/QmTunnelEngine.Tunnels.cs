@@ -25,13 +25,30 @@ public sealed partial class QmTunnelEngine
         EnsureRunning();
         if (string.IsNullOrEmpty(name) || !_tunnels.TryGetValue(name, out var runtime))
         {
-            throw new QmTunnelException(ErrorIds.TunnelNotFound, QmErrorKind.ObjectNotFound, name,
-                $"There is no tunnel named '{name}' on this server. List the tunnels with Get-QmTunnel.");
+            throw TunnelNotFound(name);
         }
         return runtime;
     }
 
+    /// <summary>The one answer for a tunnel that is not there, or not there for this caller.</summary>
+    internal static QmTunnelException TunnelNotFound(string name) => new(ErrorIds.TunnelNotFound, QmErrorKind.ObjectNotFound, name,
+        $"There is no tunnel named '{name}' on this server. List the tunnels with Get-QmTunnel.");
+
     private TunnelInfo Info(TunnelRuntime runtime) => new(runtime.Profile, runtime.State, runtime.BoundListen, runtime.LastError);
+
+    /// <summary>The profile as the engine keeps it, hop keys included (tests: output objects must not have them).</summary>
+    internal TunnelProfile ProfileWithCredentials(string name)
+    {
+        _gate.Wait();
+        try
+        {
+            return Find(name).Profile;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
 
     /// <summary>Creates (and saves, when Persistent) a tunnel, stopped, with the credentials its profile holds.</summary>
     public TunnelInfo NewTunnel(TunnelProfile profile) => NewTunnelAsync(profile).GetAwaiter().GetResult();
@@ -63,6 +80,7 @@ public sealed partial class QmTunnelEngine
             CheckNewName(profile.Name);
             CreateRuntime(profile); // all settings valid before anything goes on the network
             CheckMayBuild(caller, profile);
+            CheckHopLogins(profile, logins);
         }
         finally
         {
@@ -72,7 +90,8 @@ public sealed partial class QmTunnelEngine
         if (logins is not null && logins.Any(l => l is not null))
         {
             var hops = ParseVia(profile);
-            var credentials = await ResolveCredentialsAsync(hops, logins, [], profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            var held = profile.Credentials.Count == hops.Count ? hops.Select((h, i) => (h, profile.Credentials[i])).ToList() : [];
+            var credentials = await ResolveCredentialsAsync(profile, logins, held, cancellationToken).ConfigureAwait(false);
             profile = profile with { Credentials = credentials, Via = WithUsers(hops, credentials) };
             runtime = CreateRuntime(profile);
             await CheckChainAsync(runtime, cancellationToken).ConfigureAwait(false);
@@ -219,8 +238,9 @@ public sealed partial class QmTunnelEngine
     }
 
     /// <summary>
-    /// Changes a tunnel's settings. The change is validated as a whole first; a running tunnel restarts with the new
-    /// settings (its open connections are closed); when the restart fails, the old settings are put back.
+    /// Changes a tunnel's settings. The change is validated as a whole first. A running tunnel restarts (its open
+    /// connections are closed) only when its listen address, chain, target or logins change (<see cref="NeedsRestart"/>);
+    /// when the restart fails, the old settings are put back. Other settings apply to its next connections.
     /// </summary>
     public Task<TunnelInfo> SetTunnelAsync(string name, Func<TunnelProfile, TunnelProfile> change, CancellationToken cancellationToken = default) =>
         SetTunnelAsync(name, change, null, cancellationToken);
@@ -247,11 +267,12 @@ public sealed partial class QmTunnelEngine
             {
                 _gate.Release();
             }
+            var oldHops = ParseVia(before);
+            var existing = oldHops.Select((h, i) => (h, before.Credentials.Count == oldHops.Count ? before.Credentials[i] : null)).ToList();
+            CheckHopLogins(before.Name, ParseVia(proposed), logins, existing);
             if (!proposed.Via.SequenceEqual(before.Via, StringComparer.OrdinalIgnoreCase) || (logins?.Any(l => l is not null) ?? false))
             {
-                var oldHops = ParseVia(before);
-                var existing = oldHops.Select((h, i) => (h, before.Credentials.Count == oldHops.Count ? before.Credentials[i] : null)).ToList();
-                credentials = await ResolveCredentialsAsync(ParseVia(proposed), logins ?? [], existing, proposed.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+                credentials = await ResolveCredentialsAsync(proposed, logins ?? [], existing, cancellationToken).ConfigureAwait(false);
                 if (logins?.Any(l => l is not null) ?? false)
                 {
                     await CheckChainAsync(CreateRuntime(proposed with { Credentials = credentials }), cancellationToken).ConfigureAwait(false);
@@ -262,15 +283,26 @@ public sealed partial class QmTunnelEngine
         try
         {
             var current = Find(name);
+            var previous = current.Profile;
             var changed = change(current.Profile) with { Name = current.Profile.Name, CreatedAt = current.Profile.CreatedAt, ModifiedAt = TruncateToMilliseconds(_time.GetUtcNow()) };
             if (credentials is not null)
             {
                 changed = changed with { Credentials = credentials, Via = WithUsers(ParseVia(changed), credentials) };
             }
             var replacement = CreateRuntime(changed);
-            replacement.CopyHistoryFrom(current);
-            var wasRunning = current.IsRunning;
-            if (wasRunning)
+            if (!NeedsRestart(current.Profile, changed))
+            {
+                // Nothing that is bound or dialed changes: the running tunnel takes the settings for its next connections,
+                // and the open ones go on.
+                current.ReplaceProfile(changed);
+                replacement = current;
+            }
+            else
+            {
+                replacement.CopyHistoryFrom(current);
+            }
+            var restart = current.IsRunning && !ReferenceEquals(replacement, current);
+            if (restart)
             {
                 await current.StopAsync().ConfigureAwait(false);
                 try
@@ -287,7 +319,7 @@ public sealed partial class QmTunnelEngine
             {
                 _store!.Save(changed);
             }
-            else if (current.Profile.Persistent)
+            else if (previous.Persistent)
             {
                 _store!.Delete(changed.Name);
             }

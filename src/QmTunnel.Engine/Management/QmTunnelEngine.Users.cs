@@ -216,7 +216,7 @@ public sealed partial class QmTunnelEngine
             if (owned.Count > 0)
             {
                 throw new QmTunnelException(SecurityErrorIds.UserHasTunnels, QmErrorKind.InvalidOperation, user.Name,
-                    $"User '{user.Name}' still owns {owned.Count} tunnel(s): {string.Join(", ", owned)}. Remove them with Remove-QmTunnel first, or disable the user instead (Set-QmTunnelUser {user.Name} -Enabled $false).");
+                    $"User '{user.Name}' still owns {owned.Count} tunnel(s): {string.Join(", ", owned)}. Remove them with Remove-QmTunnel first, or disable the user instead (Set-QmTunnelUser {user.Name} -Enabled:$false).");
             }
             _store.Users.RemoveUser(user.Name);
             CloseLinksOf(user.Name, $"user '{user.Name}' was removed from this server");
@@ -356,8 +356,9 @@ public sealed partial class QmTunnelEngine
 
     /// <summary>
     /// Saves the settings given and applies them at once: AllowPlainLinks to the next link accepted (links already up
-    /// stay), PasswordIterations to the next password set, MaxManagementSessions to the next session (sessions already
-    /// open stay). ServerSettingInvalid for a value out of range.
+    /// stay), PasswordIterations to the next password set, MaxManagementSessions and MaxManagementSessionsPerUser to the
+    /// next session (sessions already open stay), MaxStreamsPerLink to the next stream opened on any link, the idle
+    /// timeouts to sessions and links idle now. ServerSettingInvalid for a value out of range (nothing is changed then).
     /// </summary>
     public ServerConfig SetServerConfig(ServerConfigChange change, SecurityPrincipal? caller = null)
     {
@@ -372,16 +373,8 @@ public sealed partial class QmTunnelEngine
                 throw new QmTunnelException(SecurityErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, iterations,
                     $"PasswordIterations {iterations} is out of range: give {MinPasswordIterations} to {PasswordHasher.MaxIterations} ({PasswordHasher.DefaultIterations} is the default). More iterations make a stolen database harder to crack and each login slower.");
             }
-            if (change.MaxManagementSessions is { } max && max is < 1 or > 10_000)
-            {
-                throw new QmTunnelException(SecurityErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, max,
-                    $"MaxManagementSessions {max} is out of range: give 1 to 10000 ({DefaultMaxManagementSessions} is the default).");
-            }
-            if (change.MaxManagementSessions is { } newMax)
-            {
-                _store!.SetIntSetting(MaxManagementSessionsSetting, newMax);
-                _maxManagementSessions = newMax;
-            }
+            CheckLimits(change);
+            ApplyLimits(change);
             if (change.PasswordIterations is { } newIterations)
             {
                 _store!.SetIntSetting(PasswordIterationsSetting, newIterations);
@@ -412,12 +405,12 @@ public sealed partial class QmTunnelEngine
         PasswordIterations = ReadPasswordIterations(),
         MaxManagementSessions = _maxManagementSessions,
         ManagementSessions = ManagementSessionCount,
+        MaxManagementSessionsPerUser = _maxManagementSessionsPerUser,
+        ManagementIdleTimeout = _managementIdleTimeout,
+        MaxStreamsPerLink = _linkLimits.MaxStreams,
+        LinkIdleTimeout = _linkIdleTimeout,
         DataPath = Options.DataPath,
     };
-
-    /// <summary>The saved limit of concurrent management sessions; the default when unset or out of range.</summary>
-    private int ReadMaxManagementSessions() =>
-        _store!.GetIntSetting(MaxManagementSessionsSetting) is { } saved && saved is >= 1 and <= 10_000 ? saved : DefaultMaxManagementSessions;
 
     /// <summary>The saved PBKDF2 iteration count for new passwords; the default when unset or out of range.</summary>
     private int ReadPasswordIterations() =>
@@ -440,7 +433,7 @@ public sealed partial class QmTunnelEngine
         if (current is null || !current.User.Enabled)
         {
             throw new QmTunnelException(SecurityErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, caller.User.Name,
-                $"User '{caller.User.Name}' {(current is null ? "no longer exists" : "is disabled")} on this server, so it may do nothing. Log in again as an enabled user; an administrator can enable it with Set-QmTunnelUser {caller.User.Name} -Enabled $true.");
+                $"User '{caller.User.Name}' {(current is null ? "no longer exists" : "is disabled")} on this server, so it may do nothing. Log in again as an enabled user; an administrator can enable it with Set-QmTunnelUser {caller.User.Name} -Enabled.");
         }
         return current;
     }

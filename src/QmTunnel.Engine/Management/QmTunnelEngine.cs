@@ -52,7 +52,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         // Every line the engine logs: peer text escaped, length capped, a flood of one event throttled.
         _loggerFactory = new SafeLoggerFactory(loggerFactory ?? NullLoggerFactory.Instance, _time);
         _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
-        _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout };
+        _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits };
     }
 
     public ServerOptions Options { get; }
@@ -124,7 +124,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             {
                 throw new QmTunnelException(ErrorIds.ServerStartFailed, QmErrorKind.InvalidArgument, Options, string.Join(" ", errors));
             }
-            _store = TunnelStore.Open(Options.DataPath);
+            _store = TunnelStore.Open(Options.DataPath, _logger);
             _access.Clear(); // versions start again with the store
             try
             {
@@ -137,14 +137,19 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                     _store.SetBoolSetting(AllowPlainLinksSetting, allow);
                 }
                 _allowPlainLinks = _store.GetBoolSetting(AllowPlainLinksSetting) ?? false;
-                InitialAdminPassword = EnsureAdministrator(_store);
-                _maxManagementSessions = ReadMaxManagementSessions();
-                _throttle = new LoginThrottle(_time);
-                _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName);
+                // Bound before the admin is created: a start that cannot listen (PortInUse) leaves no account whose
+                // generated password nobody saw.
                 _listener = Bind();
+                InitialAdminPassword = EnsureAdministrator(_store);
+                ReadLimits();
+                _throttle = new LoginThrottle(_time);
+                _authenticator = new LinkAuthenticator(_store.Users, _throttle, _logger, Options.ServerName,
+                    () => _store is null ? PasswordHasher.DefaultIterations : ReadPasswordIterations());
             }
             catch
             {
+                _listener?.Dispose();
+                _listener = null;
                 _store.Dispose();
                 _store = null;
                 throw;
@@ -154,6 +159,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store));
             _startedAt = _time.GetUtcNow();
             _running = true;
+            StartIdleSweep();
             _acceptor = CreateAcceptor(_listener, _shutdown.Token);
             _acceptor.Start();
             EngineLog.Started(_logger, Options.ListenAddress, Port, _store.FilePath);
@@ -207,12 +213,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             return null;
         }
         var path = Path.Combine(Options.DataPath, InitialAdminPasswordFileName);
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using (var writer = new StreamWriter(path, System.Text.Encoding.UTF8, options))
+        using (var writer = new StreamWriter(OwnerOnly.Open(path, FileMode.Create, FileAccess.Write), System.Text.Encoding.UTF8))
         {
             writer.WriteLine(InitialAdminPassword);
         }
@@ -262,6 +263,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 return;
             }
             _running = false;
+            StopIdleSweep();
             await StopAcceptingAsync().ConfigureAwait(false);
             // Stop accepting everywhere, let connections (ours and those passing through) finish for DrainTimeout,
             // then close what is left.
@@ -299,33 +301,43 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
 
-    public ServerInfo GetServerInfo()
+    public ServerInfo GetServerInfo() => GetServerInfo(full: true, visibleTunnels: 0);
+
+    /// <summary>
+    /// The server's state; with <paramref name="full"/> false, only what a user without ChangeServerConfiguration may
+    /// see: what any peer sees anyway (address, certificate, plain links, start time) and its own
+    /// <paramref name="visibleTunnels"/>, not the data path, the process or the counters of other users' traffic.
+    /// </summary>
+    internal ServerInfo GetServerInfo(bool full, int visibleTunnels)
     {
         EnsureRunning();
-        int links;
+        int links, streams;
         lock (_inbound)
         {
-            links = _inbound.Count;
+            links = _inbound.Count(l => !l.IsClosed);
+            streams = _inbound.Sum(l => l.StreamCount);
         }
         return new ServerInfo
         {
             ServerId = ServerId,
             ListenAddress = Options.ListenAddress,
             Port = Port,
-            DataPath = Options.DataPath,
+            DataPath = full ? Options.DataPath : string.Empty,
             StartedAt = _startedAt,
-            ProcessId = Options.ProcessId,
-            Tunnels = _tunnels.Count,
-            Links = links + (_pool?.Count ?? 0),
-            TransitStreams = Interlocked.Read(ref _transitStreams),
-            ProtocolErrors = ProtocolErrors,
+            ProcessId = full ? Options.ProcessId : null,
+            IsDaemon = Options.ProcessId is not null,
+            Tunnels = full ? _tunnels.Count : visibleTunnels,
+            Links = full ? links + (_pool?.Count ?? 0) : 0,
+            TransitStreams = full ? Interlocked.Read(ref _transitStreams) : 0,
+            ProtocolErrors = full ? ProtocolErrors : 0,
             CertificateThumbprint = CertificateThumbprint,
             AllowPlainLinks = _allowPlainLinks,
-            PlainLinksRefused = Interlocked.Read(ref _plainRefused) + (_acceptor?.PlainLinksRefused ?? 0),
-            PendingLinks = _acceptor?.PendingCount ?? 0,
-            PendingLinksPeak = _acceptor?.PendingPeak ?? 0,
-            PendingLinksRefused = _acceptor?.PendingRefused ?? 0,
-            PendingLinksEvicted = _acceptor?.PendingEvicted ?? 0,
+            PlainLinksRefused = full ? Interlocked.Read(ref _plainRefused) + (_acceptor?.PlainLinksRefused ?? 0) : 0,
+            OpenStreams = full ? streams + (_pool?.StreamCount ?? 0) : 0,
+            PendingLinks = full ? _acceptor?.PendingCount ?? 0 : 0,
+            PendingLinksPeak = full ? _acceptor?.PendingPeak ?? 0 : 0,
+            PendingLinksRefused = full ? _acceptor?.PendingRefused ?? 0 : 0,
+            PendingLinksEvicted = full ? _acceptor?.PendingEvicted ?? 0 : 0,
         };
     }
 

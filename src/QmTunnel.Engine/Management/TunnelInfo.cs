@@ -4,17 +4,30 @@ namespace QmTunnel.Engine.Management;
 /// What Get-QmTunnel shows: a tunnel's profile and its state on the owning server. A snapshot, not live.
 /// Type name <c>QmTunnel.Engine.Management.TunnelInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class TunnelInfo
+public sealed class TunnelInfo : QmTunnelObject
 {
+    /// <summary>
+    /// A snapshot of a tunnel. The hop logins of <paramref name="profile"/> are reduced to <see cref="Hops"/> (who logs
+    /// in where, and how): the keys stay in the engine and are in no output object.
+    /// </summary>
     public TunnelInfo(TunnelProfile profile, TunnelState state, string? boundListen, string? lastError)
+        : this(profile, state, boundListen, lastError, TunnelHopInfo.For(profile))
     {
-        Profile = profile;
+    }
+
+    internal TunnelInfo(TunnelProfile profile, TunnelState state, string? boundListen, string? lastError, IReadOnlyList<TunnelHopInfo> hops)
+    {
+        Profile = profile.Credentials.Count == 0 ? profile : profile with { Credentials = [] };
         State = state;
         BoundListen = boundListen;
         LastError = lastError;
+        Hops = hops;
     }
 
+    /// <summary>The tunnel's settings, without its hop logins (see <see cref="Hops"/>).</summary>
     public TunnelProfile Profile { get; }
+    /// <summary>Each server of <see cref="Via"/>, with the user the tunnel logs in as there and how (never the keys).</summary>
+    public IReadOnlyList<TunnelHopInfo> Hops { get; }
     public string Name => Profile.Name;
     public TunnelState State { get; }
     public string Listen => Profile.Listen;
@@ -42,8 +55,42 @@ public sealed class TunnelInfo
     public override string ToString() => Name;
 }
 
+/// <summary>How a tunnel logs in to one server of its chain.</summary>
+public enum HopLoginKind
+{
+    /// <summary>No login is kept for this hop.</summary>
+    None,
+    /// <summary>Keys derived from the user's password for that server (the password itself is kept nowhere).</summary>
+    Password,
+    /// <summary>A client certificate file on the owning server.</summary>
+    Certificate,
+}
+
+/// <summary>One server of a tunnel's chain as output objects show it: its address and who logs in there, never a key.</summary>
+public sealed record TunnelHopInfo(string Server, string? User, HopLoginKind Login)
+{
+    /// <summary>The hops of <paramref name="profile"/> (one per Via entry).</summary>
+    public static IReadOnlyList<TunnelHopInfo> For(TunnelProfile profile) =>
+        profile.Via.Select((via, i) =>
+        {
+            var credential = i < profile.Credentials.Count ? profile.Credentials[i] : null;
+            var kind = credential is null ? HopLoginKind.None : credential.HasKeys ? HopLoginKind.Password : HopLoginKind.Certificate;
+            try
+            {
+                var uri = Endpoints.EndpointUri.ParseServer(via, "Via");
+                return new TunnelHopInfo((uri with { User = null }).ToString(), credential?.User ?? uri.User, kind);
+            }
+            catch (QmTunnelException)
+            {
+                return new TunnelHopInfo(via, credential?.User, kind);
+            }
+        }).ToList();
+
+    public override string ToString() => User is null ? Server : $"{User} at {Server}";
+}
+
 /// <summary>Counters of one tunnel on its owning server, read at one moment. Counters reset when the server restarts.</summary>
-public sealed class TunnelStats
+public sealed class TunnelStats : QmTunnelObject
 {
     public required string Name { get; init; }
     public required TunnelState State { get; init; }
@@ -79,7 +126,7 @@ public enum ConnectionState
 }
 
 /// <summary>One application connection of a tunnel, as Get-QmTunnelConnection shows it. A snapshot.</summary>
-public sealed class ConnectionInfo
+public sealed class ConnectionInfo : QmTunnelObject
 {
     public required long Id { get; init; }
     public required string Tunnel { get; init; }
@@ -95,7 +142,7 @@ public sealed class ConnectionInfo
 }
 
 /// <summary>A running qmTunnel server, as Start-/Get-QmTunnelServer show it.</summary>
-public sealed class ServerInfo
+public sealed class ServerInfo : QmTunnelObject
 {
     public required string ServerId { get; init; }
     public required string ListenAddress { get; init; }
@@ -104,9 +151,12 @@ public sealed class ServerInfo
     public required DateTimeOffset StartedAt { get; init; }
     /// <summary>Process id for a daemon; null for the engine inside this pwsh process.</summary>
     public int? ProcessId { get; init; }
-    public bool IsDaemon => ProcessId is not null;
+    private readonly bool? _isDaemon;
+    /// <summary>True for qmtunnel-server (a separate process), false for an engine inside a pwsh process.</summary>
+    public bool IsDaemon { get => _isDaemon ?? ProcessId is not null; init => _isDaemon = value; }
     public string Kind => IsDaemon ? "Daemon" : "InProcess";
     public int Tunnels { get; init; }
+    /// <summary>Links up now: those other servers and sessions opened to this one, and those it dialed.</summary>
     public int Links { get; init; }
     public long TransitStreams { get; init; }
     public long ProtocolErrors { get; init; }
@@ -116,6 +166,8 @@ public sealed class ServerInfo
     public bool AllowPlainLinks { get; init; }
     /// <summary>Plain links refused because AllowPlainLinks is off.</summary>
     public long PlainLinksRefused { get; init; }
+    /// <summary>Streams open now on all of the server's links (accepted and dialed): connections it carries, management requests.</summary>
+    public int OpenStreams { get; init; }
     /// <summary>Connections accepted that have not logged in yet (at most ServerOptions.MaxPendingLinks).</summary>
     public int PendingLinks { get; init; }
     /// <summary>The most connections that were ever waiting for their login at once since the server started.</summary>

@@ -8,7 +8,7 @@ namespace QmTunnel.Engine.Management;
 /// password is set; the verifier itself never leaves the server). Type name
 /// <c>QmTunnel.Engine.Management.UserInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class UserInfo
+public sealed class UserInfo : QmTunnelObject
 {
     public string Name { get; set; } = string.Empty;
     /// <summary>The group that gives the user its rights and allow-rules.</summary>
@@ -42,7 +42,7 @@ public sealed class UserInfo
 /// <see cref="AllowRule"/>) and how many users it has. A snapshot. Type name
 /// <c>QmTunnel.Engine.Management.GroupInfo</c> is keyed by the module's format file.
 /// </summary>
-public sealed class GroupInfo
+public sealed class GroupInfo : QmTunnelObject
 {
     public string Name { get; set; } = string.Empty;
     public GroupRights Rights { get; set; }
@@ -66,10 +66,10 @@ public sealed class GroupInfo
 /// <summary>
 /// What Get-QmTunnelServerConfig shows: how the server was started (name, address, port, certificate, data path;
 /// changed only by starting it again) and its saved settings that Set-QmTunnelServerConfig changes while it runs
-/// (<see cref="AllowPlainLinks"/>, <see cref="PasswordIterations"/>). Type name
+/// (<see cref="AllowPlainLinks"/>, <see cref="PasswordIterations"/>, the limits of sessions and links). Type name
 /// <c>QmTunnel.Engine.Management.ServerConfig</c> is keyed by the module's format file.
 /// </summary>
-public sealed class ServerConfig
+public sealed class ServerConfig : QmTunnelObject
 {
     /// <summary>Name the server gives peers in the link handshake.</summary>
     public string ServerName { get; set; } = string.Empty;
@@ -86,6 +86,14 @@ public sealed class ServerConfig
     public int MaxManagementSessions { get; set; }
     /// <summary>Management sessions open now.</summary>
     public int ManagementSessions { get; set; }
+    /// <summary>Management sessions one user without ChangeServerConfiguration may have open at once (default 10).</summary>
+    public int MaxManagementSessionsPerUser { get; set; }
+    /// <summary>A management session without a request in progress (or a watch) for this long is closed (default 15 min).</summary>
+    public TimeSpan ManagementIdleTimeout { get; set; }
+    /// <summary>Streams a peer may have open at once on one link it dialed to this server (default 1024).</summary>
+    public int MaxStreamsPerLink { get; set; }
+    /// <summary>A link dialed to this server (not a management session) that carried no stream for this long is closed (default 10 min).</summary>
+    public TimeSpan LinkIdleTimeout { get; set; }
     public string DataPath { get; set; } = string.Empty;
 
     public override string ToString() => $"{ServerName} ({ListenAddress}:{Port})";
@@ -144,4 +152,12 @@ public sealed record ServerConfigChange
     public int? PasswordIterations { get; init; }
     /// <summary>1 to 10000.</summary>
     public int? MaxManagementSessions { get; init; }
+    /// <summary>1 to 10000; administrators are not limited.</summary>
+    public int? MaxManagementSessionsPerUser { get; init; }
+    /// <summary>Whole seconds, 1 minute to 7 days.</summary>
+    public TimeSpan? ManagementIdleTimeout { get; init; }
+    /// <summary><see cref="QmTunnelEngine.MinStreamsPerLink"/> to <see cref="QmTunnelEngine.MaxStreamsPerLinkLimit"/>.</summary>
+    public int? MaxStreamsPerLink { get; init; }
+    /// <summary>Whole seconds, 1 minute to 7 days.</summary>
+    public TimeSpan? LinkIdleTimeout { get; init; }
 }

@@ -38,6 +38,8 @@ public enum ProtocolErrorCode : uint
     PermissionDenied = 105,
     /// <summary>Stream: a later server of the route refused the login given for it.</summary>
     HopAuthenticationFailed = 106,
+    /// <summary>Stream: the link already carries as many streams as the receiver allows at once (MaxStreamsPerLink).</summary>
+    StreamLimit = 107,
 }
 
 /// <summary>A protocol violation by the peer. Closes the link with a GoAway carrying <see cref="Code"/>.</summary>

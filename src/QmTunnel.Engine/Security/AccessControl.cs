@@ -38,6 +38,53 @@ public static class AccessControl
         TargetPort = target.Port,
     };
 
+    /// <summary>
+    /// The tunnel an Open describes as the receiving server can vouch for it, or why the Open is refused. A dialer may
+    /// claim anything, so the receiver checks what it can see: (1) the route it is asked to dial must be exactly the
+    /// rest of the chain the allow-rules are matched against (<see cref="OpenMessage.Servers"/>, after this server's
+    /// place in it), so no rule can be matched with one chain and another dialed; (2) at the first server after the
+    /// owner, the tunnel's listener is on the host that dialed this link, so the bind host the rules see is that
+    /// host's address as this server sees it (<paramref name="previousServer"/>), with the claimed port: a listen
+    /// address on the owner's host cannot be seen from here, and a dialer cannot pick one to match a rule. Servers after
+    /// the first get the address the first one saw, in the Open it forwards. Pure: no store, no log.
+    /// </summary>
+    public static (OpenMessage Seen, string? Problem) AsSeenBy(OpenMessage open, System.Net.IPAddress? previousServer, string serverName)
+    {
+        var position = open.Servers.Count - open.Route.Count - 1;
+        if (position < 0)
+        {
+            return (open, $"{serverName}: the route lists {open.Route.Count} servers after this one, but the tunnel's chain has {open.Servers.Count} in all: the Open is not a tunnel's.");
+        }
+        for (var i = 0; i < open.Route.Count; i++)
+        {
+            string routed;
+            try
+            {
+                routed = EndpointUri.ParseServer(open.Route[i], "Route").HostPort;
+            }
+            catch (Management.QmTunnelException ex)
+            {
+                return (open, $"{serverName}: route entry {i + 1} is malformed: {ex.Message}");
+            }
+            var chained = open.Servers[position + 1 + i];
+            if (!string.Equals(routed, chained, StringComparison.OrdinalIgnoreCase))
+            {
+                return (open, $"{serverName}: the route asks it to dial {routed}, but the tunnel's chain the allow-rules are checked against has {chained} there.");
+            }
+        }
+        if (position > 0)
+        {
+            return (open, null);
+        }
+        if (previousServer is null)
+        {
+            return (open, $"{serverName}: the address of the server before it is unknown, so the tunnel's listener cannot be checked.");
+        }
+        var (_, port) = SplitHostPort(open.Listen);
+        var seen = previousServer.IsIPv4MappedToIPv6 ? previousServer.MapToIPv4() : previousServer;
+        return (open with { Listen = HostPort(seen.ToString(), port) }, null);
+    }
+
     /// <summary>Null when <paramref name="principal"/> may build <paramref name="request"/>; else why not, naming the rule set and the fix.</summary>
     public static string? Denial(SecurityPrincipal principal, TunnelRequest request, string serverName) =>
         Denial(principal, AllowRuleSet.For(principal.Group), request, serverName);

@@ -9,21 +9,20 @@ namespace QmTunnel.Engine.Security;
 /// <summary>
 /// The server side of link logins: passwords by challenge-response against the stored verifier, client certificates
 /// by their thumbprint. Refusals say the same thing to the peer whatever the cause (unknown user, wrong password,
-/// disabled user) and the real cause to the log; failures are throttled per source address (<see cref="LoginThrottle"/>).
-/// It decides who a link is, not what it may do (see the engine's access checks).
+/// disabled user) and the real cause to the log; an unknown user's challenge looks like a real one (a salt derived
+/// from a server secret and the name, and the server's current iteration count). Attempts are throttled per source
+/// address and per user (<see cref="LoginThrottle"/>). It decides who a link is, not what it may do (see the engine's
+/// access checks).
 /// </summary>
-public sealed class LinkAuthenticator(UserStore users, LoginThrottle throttle, ILogger logger, string serverName) : ILinkAuthenticator
+/// <param name="passwordIterations">The iteration count the server gives new passwords now: what fake challenges show.</param>
+public sealed class LinkAuthenticator(UserStore users, LoginThrottle throttle, ILogger logger, string serverName, Func<int> passwordIterations) : ILinkAuthenticator
 {
     private readonly byte[] _fakeSaltSecret = users.GetOrCreateSecret("fake-salt");
 
     public async Task<LoginResult> AuthenticateAsync(LoginRequest request, CancellationToken cancellationToken)
     {
-        var delay = throttle.DelayFor(request.Source);
-        if (delay > TimeSpan.Zero)
-        {
-            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
-        }
         var start = request.Start;
+        using var attempt = await throttle.BeginAsync(request.Source, start.Method == AuthMethod.Password ? start.User : string.Empty, cancellationToken).ConfigureAwait(false);
         try
         {
             var result = start.Method switch
@@ -32,14 +31,14 @@ public sealed class LinkAuthenticator(UserStore users, LoginThrottle throttle, I
                 AuthMethod.Certificate => Certificate(request),
                 _ => throw Refuse(start.User, $"unknown login method {start.Method}"),
             };
-            throttle.RecordSuccess(request.Source);
+            attempt.Succeeded();
             AuthLog.LoggedIn(logger, result.Principal.User.Name, result.Principal.Group.Name, request.Source, start.Method);
             return result;
         }
         catch (LoginFailedException ex)
         {
-            var failures = throttle.RecordFailure(request.Source);
-            AuthLog.LoginFailed(logger, start.User, request.Source, ex.Detail, failures);
+            var failures = attempt.Failed();
+            AuthLog.LoginFailed(logger, start.User, request.Source, ex.Detail, failures, throttle.UserFailures(start.User));
             throw;
         }
     }
@@ -71,7 +70,7 @@ public sealed class LinkAuthenticator(UserStore users, LoginThrottle throttle, I
             problem = "stored password verifier unreadable: " + error;
         }
         // Same flow whatever the problem, so the answer does not tell which users exist.
-        var challenge = PasswordChallenge.CreateChallenge(verifier, start.User, _fakeSaltSecret);
+        var challenge = PasswordChallenge.CreateChallenge(verifier, start.User, _fakeSaltSecret, passwordIterations());
         var proof = await request.Challenge(new AuthChallengeMessage(challenge.ServerNonce, challenge.Salt, challenge.Iterations), cancellationToken).ConfigureAwait(false);
         var valid = PasswordChallenge.VerifyClientProof(verifier, start.User, start.ClientNonce, challenge, request.ChannelBinding, proof.ClientProof, out var signature);
         if (problem is not null)
@@ -125,6 +124,6 @@ internal static partial class AuthLog
     [LoggerMessage(EventId = EventIds.LoggedIn, Level = LogLevel.Information, Message = "User {User} ({Group}) logged in from {Source} by {Method}")]
     public static partial void LoggedIn(ILogger logger, string user, string group, string source, AuthMethod method);
 
-    [LoggerMessage(EventId = EventIds.LoginFailed, Level = LogLevel.Warning, Message = "Login as {User} from {Source} refused: {Detail} ({Failures} failures from that address)")]
-    public static partial void LoginFailed(ILogger logger, string user, string source, string detail, int failures);
+    [LoggerMessage(EventId = EventIds.LoginFailed, Level = LogLevel.Warning, Message = "Login as {User} from {Source} refused: {Detail} ({Failures} failures from that address, {UserFailures} for that user)")]
+    public static partial void LoginFailed(ILogger logger, string user, string source, string detail, int failures, int userFailures);
 }

@@ -61,9 +61,11 @@ public static class PasswordChallenge
     /// <summary>
     /// The challenge for <paramref name="userName"/>: the verifier's salt and iterations with a new server nonce; with
     /// no verifier (unknown user, disabled, certificate-only), a fake salt from <paramref name="serverSecret"/> and the
-    /// name, and the default iteration count. Keep the returned value to check the proof with.
+    /// name, and <paramref name="fakeIterations"/> (give the server's current count for new passwords, so a fake challenge
+    /// looks like a real one). Keep the returned value to check the proof with.
     /// </summary>
-    public static PasswordChallengeParameters CreateChallenge(PasswordVerifier? verifier, string userName, ReadOnlySpan<byte> serverSecret)
+    public static PasswordChallengeParameters CreateChallenge(PasswordVerifier? verifier, string userName, ReadOnlySpan<byte> serverSecret,
+        int fakeIterations = PasswordHasher.DefaultIterations)
     {
         if (verifier is not null)
         {
@@ -76,7 +78,7 @@ public static class PasswordChallenge
         // HMAC(secret, label || 0 || UTF-8(upper-case name)): the same fake salt for the same name, every time.
         byte[] input = [.. FakeSaltLabel, 0, .. Encoding.UTF8.GetBytes(SecurityNames.Key(userName))];
         var salt = HMACSHA256.HashData(serverSecret, input)[..PasswordHasher.SaltSize];
-        return new PasswordChallengeParameters(NewNonce(), salt, PasswordHasher.DefaultIterations);
+        return new PasswordChallengeParameters(NewNonce(), salt, fakeIterations);
     }
 
     /// <summary>

@@ -12,8 +12,11 @@ public interface IKnownServers
     void Add(string server, string thumbprint);
 }
 
+/// <summary>A certificate seen on a first connection to <see cref="Server"/>, to pin once a login over it succeeded.</summary>
+public sealed record PendingPin(string Server, string Thumbprint);
+
 /// <summary>A server the dialing side has pinned.</summary>
-public sealed class KnownServer
+public sealed class KnownServer : QmTunnelObject
 {
     public required string Server { get; init; }
     public required string Thumbprint { get; init; }
@@ -28,7 +31,13 @@ public sealed class KnownServer
 /// </summary>
 public sealed class PeerCertificatePolicy(IKnownServers knownServers, string forgetCommand = "Remove-QmTunnelKnownServer")
 {
-    public void Check(string server, string hopUri, string actual, string? expected)
+    /// <summary>
+    /// Accepts <paramref name="actual"/> for <paramref name="server"/> or throws CertificateMismatch. A server seen for
+    /// the first time is not pinned here: the result is the pin to <see cref="Record"/> once a login over this TLS
+    /// connection has succeeded (so a connection that only asks for login parameters, or whose login fails, plants
+    /// no pin). Null when there is nothing to record.
+    /// </summary>
+    public PendingPin? Check(string server, string hopUri, string actual, string? expected)
     {
         if (expected is not null)
         {
@@ -37,18 +46,27 @@ public sealed class PeerCertificatePolicy(IKnownServers knownServers, string for
                 throw Mismatch(hopUri, Normalize(expected), actual,
                     "The thumbprint given for this hop does not match. Check it with the server's administrator (Get-QmTunnelServer shows CertificateThumbprint).");
             }
-            return;
+            return null;
         }
         var pinned = knownServers.Find(server);
         if (pinned is null)
         {
-            knownServers.Add(server, actual);
-            return;
+            return new PendingPin(server, actual);
         }
         if (!string.Equals(pinned, actual, StringComparison.Ordinal))
         {
             throw Mismatch(hopUri, pinned, actual,
                 $"If the server's certificate was replaced on purpose, forget the old one with {forgetCommand} '{server}' and connect again; otherwise someone may be intercepting the link.");
+        }
+        return null;
+    }
+
+    /// <summary>Pins a first-seen certificate after a successful login (trust on first use).</summary>
+    public void Record(PendingPin? pin)
+    {
+        if (pin is not null && knownServers.Find(pin.Server) is null)
+        {
+            knownServers.Add(pin.Server, pin.Thumbprint);
         }
     }
 

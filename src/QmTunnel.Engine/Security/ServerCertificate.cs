@@ -40,12 +40,7 @@ public static class ServerCertificate
         }
         var certificate = Create(serverName);
         var bytes = certificate.Export(X509ContentType.Pkcs12);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using (var file = new FileStream(path, options))
+        using (var file = Storage.OwnerOnly.Open(path, FileMode.CreateNew, FileAccess.Write))
         {
             file.Write(bytes);
         }

@@ -4,12 +4,16 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.Engine.Storage;
 
 /// <summary>
-/// The server's LiteDB file (<c>qmtunnel.db</c> in the data path): tunnel profiles and server settings. The engine is
-/// its only writer (exclusive connection). A file that cannot be opened or read is reported with
-/// <see cref="ErrorIds.DatabaseCorrupt"/> naming the file; it is never overwritten, rebuilt or reset.
+/// The server's LiteDB database in the data path: tunnel profiles, server settings, certificate pins, and (through
+/// <see cref="Users"/>) users and groups. The engine is its only writer (exclusive lock file). It is the data file
+/// <c>qmtunnel.db</c> and, while the server runs, LiteDB's write-ahead log <c>qmtunnel-log.db</c>: every write is
+/// checkpointed into the data file as soon as it is committed, so the log only ever holds the write in progress (a
+/// crash journal), and a clean stop leaves the data file alone. Opening it (TunnelStore.Open.cs) checks that both
+/// files can be read whole before anything is written; a database that cannot is reported with
+/// <see cref="ErrorIds.DatabaseCorrupt"/> naming both files, and is never overwritten, rebuilt or reset.
 /// Documents are mapped by hand so the stored schema is ours, not the CLR types'.
 /// </summary>
-public sealed class TunnelStore : IDisposable, Security.IKnownServers
+public sealed partial class TunnelStore : IDisposable, Security.IKnownServers
 {
     public const string FileName = "qmtunnel.db";
     public const int SchemaVersion = 1;
@@ -26,108 +30,11 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         _tunnels = db.GetCollection("tunnels");
     }
 
+    /// <summary>The data file, <c>qmtunnel.db</c>.</summary>
     public string FilePath { get; }
 
-    public static TunnelStore Open(string dataPath)
-    {
-        try
-        {
-            Directory.CreateDirectory(dataPath);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new QmTunnelException(ErrorIds.DataPathInvalid, QmErrorKind.InvalidArgument, dataPath,
-                $"The data path '{dataPath}' cannot be created: {ex.Message} Give a writable folder with -DataPath.", ex);
-        }
-        var path = Path.Combine(dataPath, FileName);
-        // One engine per data path: an exclusive lock file (released by the OS if the process dies).
-        FileStream lockFile;
-        var lockPath = Path.Combine(dataPath, "qmtunnel.lock");
-        try
-        {
-            lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException ex)
-        {
-            throw new QmTunnelException(ErrorIds.DatabaseLocked, QmErrorKind.ResourceBusy, path,
-                $"The database '{path}' is in use by another qmTunnel server. Stop that server, or start this one with another -DataPath.", ex);
-        }
-        catch (UnauthorizedAccessException ex)
-        {
-            throw new QmTunnelException(ErrorIds.DataPathInvalid, QmErrorKind.InvalidArgument, dataPath,
-                $"The data path '{dataPath}' is not writable ({ex.Message}). Give a writable folder with -DataPath.", ex);
-        }
-        LiteDatabase? db = null;
-        try
-        {
-            if (!OperatingSystem.IsWindows())
-            {
-                // The database holds password verifiers and hop login keys: owner-only, like the certificate key.
-                if (!File.Exists(path))
-                {
-                    using (new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
-                    {
-                    }
-                }
-                else if ((File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
-                {
-                    File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-                }
-            }
-            db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, Upgrade = false });
-            var store = new TunnelStore(db, path) { _lock = lockFile };
-            store.CheckReadable();
-            _ = store.Users; // users and groups are checked at start too, not at first use
-            return store;
-        }
-        catch (QmTunnelException)
-        {
-            db?.Dispose();
-            lockFile.Dispose();
-            throw;
-        }
-        catch (IOException ex) when (IsLocked(ex))
-        {
-            db?.Dispose();
-            lockFile.Dispose();
-            throw new QmTunnelException(ErrorIds.DatabaseLocked, QmErrorKind.ResourceBusy, path,
-                $"The database '{path}' is in use by another qmTunnel server. Stop that server, or start this one with another -DataPath.", ex);
-        }
-        catch (Exception ex) when (ex is LiteException or IOException or InvalidCastException or InvalidOperationException or ArgumentException or IndexOutOfRangeException or UnauthorizedAccessException or FormatException or OverflowException)
-        {
-            db?.Dispose();
-            lockFile.Dispose();
-            throw Corrupt(path, ex);
-        }
-    }
-
-    private static bool IsLocked(IOException ex) =>
-        ex.HResult is 32 or 33 or unchecked((int)0x80070020) || ex.Message.Contains("being used by another process", StringComparison.OrdinalIgnoreCase)
-        || ex.Message.Contains("lock", StringComparison.OrdinalIgnoreCase);
-
-    private static QmTunnelException Corrupt(string path, Exception ex) =>
-        new(ErrorIds.DatabaseCorrupt, QmErrorKind.InvalidData, path,
-            $"The database '{path}' cannot be read ({ex.GetType().Name}: {ex.Message}). It was left untouched. " +
-            "Restore it from a backup, or move it aside to start with an empty configuration, then start the server again.", ex);
-
-    private void CheckReadable()
-    {
-        var meta = _db.GetCollection("meta");
-        var version = meta.FindById("schema");
-        if (version is null)
-        {
-            meta.Upsert(new BsonDocument { ["_id"] = "schema", ["version"] = SchemaVersion });
-        }
-        else if (version["version"].AsInt32 > SchemaVersion)
-        {
-            throw new QmTunnelException(ErrorIds.DatabaseCorrupt, QmErrorKind.InvalidData, FilePath,
-                $"The database '{FilePath}' has schema version {version["version"].AsInt32}, newer than this qmTunnel ({SchemaVersion}). Use a newer qmTunnel with it; the file was left untouched.");
-        }
-        foreach (var doc in _tunnels.FindAll())
-        {
-            _ = FromDocument(doc);
-        }
-    }
+    /// <summary>LiteDB's log beside it, <c>qmtunnel-log.db</c>: empty but for the write in progress.</summary>
+    public string LogFilePath => DatabaseFiles.LogPath(FilePath);
 
     public IReadOnlyList<TunnelProfile> LoadTunnels()
     {
@@ -139,7 +46,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
             }
             catch (Exception ex) when (ex is LiteException or InvalidCastException or KeyNotFoundException)
             {
-                throw Corrupt(FilePath, ex);
+                throw DatabaseFiles.Corrupt(FilePath, $"its tunnels cannot be read ({ex.GetType().Name}: {ex.Message}).", DatabaseFiles.Fix.RestoreBoth, ex);
             }
         }
     }
@@ -149,6 +56,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         lock (_gate)
         {
             _tunnels.Upsert(ToDocument(profile));
+            Committed();
         }
     }
 
@@ -157,6 +65,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         lock (_gate)
         {
             _tunnels.Delete(Key(name));
+            Committed();
         }
     }
 
@@ -249,6 +158,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
                 ["thumbprint"] = thumbprint,
                 ["firstSeenMs"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
             });
+            Committed();
         }
     }
 
@@ -269,7 +179,9 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
     {
         lock (_gate)
         {
-            return _db.GetCollection("knownServers").Delete(server.ToLowerInvariant());
+            var removed = _db.GetCollection("knownServers").Delete(server.ToLowerInvariant());
+            Committed();
+            return removed;
         }
     }
 
@@ -289,6 +201,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         lock (_gate)
         {
             _db.GetCollection("settings").Upsert(new BsonDocument { ["_id"] = name, ["value"] = value });
+            Committed();
         }
     }
 
@@ -307,12 +220,32 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
         lock (_gate)
         {
             _db.GetCollection("settings").Upsert(new BsonDocument { ["_id"] = name, ["value"] = value });
+            Committed();
         }
     }
 
+    /// <summary>
+    /// After each committed write (under the gate): copies it from the log into the data file (LiteDB's checkpoint,
+    /// which flushes the data file to disk) and empties the log. LiteDB alone would do that only once the log holds
+    /// 1,000 pages, leaving the database's state in the log, unsynced, for the whole run.
+    /// </summary>
+    private void Committed() => _db.Checkpoint();
+
+    /// <summary>Checkpoints the log into the data file (LiteDB then deletes the empty log), closes it, releases the lock.</summary>
     public void Dispose()
     {
-        _db.Dispose();
+        lock (_gate)
+        {
+            try
+            {
+                _db.Checkpoint();
+            }
+            catch (Exception ex) when (ex is IOException or LiteException or UnauthorizedAccessException)
+            {
+                // The committed writes stay in the log; the next start checks it and writes them into the data file.
+            }
+            _db.Dispose();
+        }
         _lock?.Dispose();
     }
 
@@ -332,7 +265,7 @@ public sealed class TunnelStore : IDisposable, Security.IKnownServers
             {
                 if (_users is null)
                 {
-                    var users = new UserStore(_db, _gate, FilePath);
+                    var users = new UserStore(_db, _gate, FilePath, committed: Committed);
                     users.CheckReadable();
                     _users = users;
                 }

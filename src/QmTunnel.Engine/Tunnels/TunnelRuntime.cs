@@ -219,6 +219,7 @@ internal sealed partial class TunnelRuntime
     {
         await Task.Yield();
         string? error = null;
+        var failed = false;
         try
         {
             client.NoDelay = Profile.NoDelay;
@@ -231,7 +232,7 @@ internal sealed partial class TunnelRuntime
             catch (QmTunnelException ex)
             {
                 error = ex.Message;
-                Interlocked.Increment(ref _failed);
+                failed = true;
                 Relay.Abort(client);
                 return;
             }
@@ -245,7 +246,7 @@ internal sealed partial class TunnelRuntime
             catch (StreamResetException ex)
             {
                 error = ex.Message;
-                Interlocked.Increment(ref _failed);
+                failed = true;
                 Relay.Abort(client);
                 return;
             }
@@ -262,7 +263,7 @@ internal sealed partial class TunnelRuntime
                 error = result.Error ?? result.ResetCode.ToString();
                 if (result.ResetCode == ProtocolErrorCode.TargetConnectFailed)
                 {
-                    Interlocked.Increment(ref _failed);
+                    failed = true;
                 }
             }
         }
@@ -276,6 +277,11 @@ internal sealed partial class TunnelRuntime
             if (error is not null && !cancellationToken.IsCancellationRequested)
             {
                 RecordError(error);
+            }
+            if (failed)
+            {
+                // After LastError: whoever sees the count rise sees the error that raised it.
+                Interlocked.Increment(ref _failed);
             }
             lock (_statsGate)
             {
@@ -320,7 +326,7 @@ internal sealed partial class TunnelRuntime
         if (drain > TimeSpan.Zero && running.Length > 0)
         {
             TunnelLog.Draining(_logger, Profile.Name, running.Length, drain.TotalSeconds);
-            await Task.WhenAll(running).WaitAsync(drain).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.WhenAll(running).WaitAsync(drain, _time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
         _stop?.Cancel();
         await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);

@@ -16,7 +16,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// or checked against -CertificateThumbprint. A failure is terminating: a script must not go on with no session and so
 /// manage the in-process server instead.
 /// </summary>
-[Cmdlet(VerbsCommunications.Connect, "QmTunnelServer", DefaultParameterSetName = ByCredential)]
+[Cmdlet(VerbsCommunications.Connect, "QmTunnelServer", DefaultParameterSetName = ByCredential, HelpUri = HelpLinks.Base + "Connect-QmTunnelServer.md")]
 [OutputType(typeof(QmTunnelSession))]
 public sealed class ConnectQmTunnelServerCommand : QmTunnelCmdlet
 {
@@ -41,14 +41,17 @@ public sealed class ConnectQmTunnelServerCommand : QmTunnelCmdlet
     public string? CertificateThumbprint { get; set; }
 
     [Parameter]
+    [SecondsTimeSpan]
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The range of -ConnectTimeout: as a tunnel's ConnectTimeout.</summary>
+    private static readonly TimeSpan MinConnectTimeout = TimeSpan.FromMilliseconds(100), MaxConnectTimeout = TimeSpan.FromMinutes(10);
 
     protected override void EndProcessing()
     {
-        if (ConnectTimeout <= TimeSpan.Zero)
+        if (TimeSpanRange.Problem(nameof(ConnectTimeout), ConnectTimeout, MinConnectTimeout, MaxConnectTimeout) is { } problem)
         {
-            ThrowTerminatingError(NewErrorRecord(ErrorIds.ConnectTimeoutInvalid, QmErrorKind.InvalidArgument, ConnectTimeout,
-                $"-ConnectTimeout {ConnectTimeout} is not a positive time. Give one such as 00:00:10 (the default) or (New-TimeSpan -Seconds 30)."));
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ConnectTimeoutInvalid, QmErrorKind.InvalidArgument, ConnectTimeout, problem));
         }
         X509Certificate2? certificate = null;
         try
@@ -70,7 +73,9 @@ public sealed class ConnectQmTunnelServerCommand : QmTunnelCmdlet
                 }
                 login = new PasswordLogin(Credential.UserName, Credential.GetNetworkCredential().Password);
             }
-            var session = Wait(QmTunnelSession.ConnectAsync(server, login, ConnectTimeout, CancellationToken));
+            // A server that does not answer holds this for up to -ConnectTimeout (and the handshake's own limit).
+            var session = WaitWithProgress(QmTunnelSession.ConnectAsync(server, login, ConnectTimeout, CancellationToken), "Connect-QmTunnelServer",
+                $"Connecting to {server.Address}{(login.User.Length > 0 ? " as " + login.User : " with a client certificate")}", ConnectTimeout);
             certificate = null; // the session's link uses it from now on
             ServerRegistry.AddSession(session);
             WriteObject(session);

@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Get-QmTunnelSession) and forgets it. Only the session ends: the server, its tunnels and their connections go on.
 /// A session that is already closed is just forgotten. A closed session used with -Session is refused (SessionClosed).
 /// </summary>
-[Cmdlet(VerbsCommunications.Disconnect, "QmTunnelServer", SupportsShouldProcess = true)]
+[Cmdlet(VerbsCommunications.Disconnect, "QmTunnelServer", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Disconnect-QmTunnelServer.md")]
 [OutputType(typeof(void))]
 public sealed class DisconnectQmTunnelServerCommand : QmTunnelCmdlet
 {

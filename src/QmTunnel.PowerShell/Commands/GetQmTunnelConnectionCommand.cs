@@ -6,13 +6,14 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelConnection: the application connections of the tunnels -Name selects (all by default; wildcards
 /// allowed): open ones and recently closed ones, as far as the server keeps them. -State filters. -Follow keeps
-/// going, like Get-QmTunnelStats -Follow: the whole list again whenever it changed, at most every -Interval.
+/// going, like Get-QmTunnelStats -Follow: the whole list again every -Interval. Tunnels piped in are read where they
+/// came from (ServerInputCmdlet), -Follow too: one watch per server.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelConnection")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelConnection", HelpUri = HelpLinks.Base + "Get-QmTunnelConnection.md")]
 [OutputType(typeof(ConnectionInfo))]
-public sealed class GetQmTunnelConnectionCommand : ServerCmdlet
+public sealed class GetQmTunnelConnectionCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
@@ -22,16 +23,17 @@ public sealed class GetQmTunnelConnectionCommand : ServerCmdlet
     [ValidateNotNullOrEmpty]
     public ConnectionState[]? State { get; set; }
 
-    /// <summary>Stream the list again whenever it changes, until stopped.</summary>
+    /// <summary>Stream the list again every -Interval, until stopped.</summary>
     [Parameter]
     public SwitchParameter Follow { get; set; }
 
-    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    /// <summary>With -Follow: the time between two updates (1 s by default; 250 ms to 1 h; a number is seconds).</summary>
     [Parameter]
-    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+    [SecondsTimeSpan]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.DefaultWatchInterval;
 
-    private readonly List<string> _followed = [];
-    private bool _all;
+    /// <summary>With -Follow: the tunnels to watch on each server (null: all of that server's).</summary>
+    private readonly Dictionary<IQmTunnelServer, List<string>?> _followed = [];
 
     protected override void BeginProcessing()
     {
@@ -41,12 +43,13 @@ public sealed class GetQmTunnelConnectionCommand : ServerCmdlet
 
     protected override void EndProcessing()
     {
-        if (!Follow || (!_all && _followed.Count == 0))
+        if (!Follow || _followed.Count == 0)
         {
             return;
         }
         var view = LiveView.IsWanted(MyInvocation, Host) ? new LiveView(Host.UI) : null;
-        FollowUpdates(TargetServer.WatchConnectionsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
+        var watches = _followed.Select(f => f.Key.WatchConnectionsAsync(f.Value, Interval, CancellationToken)).ToList();
+        FollowUpdates(WatchMerge.Merge(watches, CancellationToken), snapshot =>
         {
             var shown = snapshot.Where(c => State is null || State.Contains(c.State)).ToList();
             if (view is not null)
@@ -63,22 +66,31 @@ public sealed class GetQmTunnelConnectionCommand : ServerCmdlet
 
     protected override void ProcessRecord()
     {
-        if (Follow && Name is null)
+        var server = ServerFor(Origin, Name is null ? "tunnels" : $"tunnel '{string.Join("', '", Name)}'", Name);
+        if (server is null)
         {
-            _all = true;
             return;
         }
-        foreach (var tunnel in SelectTunnels(Name))
+        if (Follow && Name is null)
+        {
+            _followed[server] = null;
+            return;
+        }
+        foreach (var tunnel in SelectTunnels(server, Name))
         {
             if (Follow)
             {
-                _followed.Add(tunnel.Name);
+                if (!_followed.TryGetValue(server, out var names))
+                {
+                    _followed[server] = [tunnel.Name];
+                }
+                names?.Add(tunnel.Name);
                 continue;
             }
             IReadOnlyList<ConnectionInfo> connections;
             try
             {
-                connections = Wait(TargetServer.GetConnectionsAsync(tunnel.Name, CancellationToken));
+                connections = Wait(server.GetConnectionsAsync(tunnel.Name, CancellationToken));
             }
             catch (QmTunnelException ex)
             {

@@ -6,13 +6,13 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelGroup: the groups of the server (-Session, or the in-process one) with their rights, allow-rules and
 /// number of users, all or those -Name selects (wildcards allowed; a literal name that matches nothing is a
-/// GroupNotFound error).
+/// GroupNotFound error). Names piped in with an Origin are looked up where they came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelGroup")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelGroup", HelpUri = HelpLinks.Base + "Get-QmTunnelGroup.md")]
 [OutputType(typeof(GroupInfo))]
-public sealed class GetQmTunnelGroupCommand : ServerCmdlet
+public sealed class GetQmTunnelGroupCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(GroupNameCompleter))]
@@ -20,12 +20,17 @@ public sealed class GetQmTunnelGroupCommand : ServerCmdlet
 
     protected override void ProcessRecord()
     {
+        var server = ServerFor(Origin, Name is null ? "groups" : $"group '{string.Join("', '", Name)}'", Name);
+        if (server is null)
+        {
+            return;
+        }
         if (Name is null || Name.Length == 0 || Name.Any(WildcardPattern.ContainsWildcardCharacters))
         {
             IReadOnlyList<GroupInfo> groups;
             try
             {
-                groups = Wait(TargetServer.GetGroupsAsync(CancellationToken));
+                groups = Wait(server.GetGroupsAsync(CancellationToken));
             }
             catch (QmTunnelException ex)
             {
@@ -37,13 +42,13 @@ public sealed class GetQmTunnelGroupCommand : ServerCmdlet
                 WriteObject(groups, enumerateCollection: true);
                 return;
             }
-            Select(groups);
+            Select(server, groups);
             return;
         }
-        Select(null);
+        Select(server, null);
     }
 
-    private void Select(IReadOnlyList<GroupInfo>? all)
+    private void Select(IQmTunnelServer server, IReadOnlyList<GroupInfo>? all)
     {
         var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var name in Name!)
@@ -59,7 +64,7 @@ public sealed class GetQmTunnelGroupCommand : ServerCmdlet
             }
             try
             {
-                var group = Wait(TargetServer.GetGroupAsync(name, CancellationToken));
+                var group = Wait(server.GetGroupAsync(name, CancellationToken));
                 if (seen.Add(group.Name))
                 {
                     WriteObject(group);

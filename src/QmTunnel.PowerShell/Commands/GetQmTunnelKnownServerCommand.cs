@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// linked to over TLS (trust on first use), all or those -Server selects (host:port; wildcards allowed; a literal name
 /// that matches nothing is a KnownServerNotFound error, like Get-QmTunnel).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelKnownServer")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelKnownServer", HelpUri = HelpLinks.Base + "Get-QmTunnelKnownServer.md")]
 [OutputType(typeof(KnownServer))]
 public sealed class GetQmTunnelKnownServerCommand : ServerCmdlet
 {
@@ -22,6 +22,15 @@ public sealed class GetQmTunnelKnownServerCommand : ServerCmdlet
     /// <summary>The pins of this user's management sessions (Connect-QmTunnelServer) instead of a server's.</summary>
     [Parameter]
     public SwitchParameter Client { get; set; }
+
+    /// <summary>-Client reads this user's own file: no server is needed.</summary>
+    protected override void BeginProcessing()
+    {
+        if (!Client)
+        {
+            base.BeginProcessing();
+        }
+    }
 
     protected override void EndProcessing()
     {

@@ -7,7 +7,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Get-QmTunnelServerConfig: the configuration of the server (-Session, or the in-process one): how it was started
 /// (name, address, port, certificate, data path) and its saved settings (AllowPlainLinks, PasswordIterations).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelServerConfig")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelServerConfig", HelpUri = HelpLinks.Base + "Get-QmTunnelServerConfig.md")]
 [OutputType(typeof(ServerConfig))]
 public sealed class GetQmTunnelServerConfigCommand : ServerCmdlet
 {

@@ -6,14 +6,15 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the server
 /// (-Session, or the in-process one): state, bytes each way, connections, failures, link latency. Counters reset with
-/// the server. -Follow keeps going: an update whenever something changed, at most every -Interval (250 ms at least),
-/// until Ctrl+C — a live table when typed at the prompt, objects in a pipeline or a script.
+/// the server. -Follow keeps going: an update every -Interval (1 s by default, 250 ms at least), changed or not, until
+/// Ctrl+C — a live table redrawn in place when typed at the prompt, objects in a pipeline or a script. Tunnels piped in
+/// are read where they came from (ServerInputCmdlet), -Follow too: one watch per server.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelStats")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelStats", HelpUri = HelpLinks.Base + "Get-QmTunnelStats.md")]
 [OutputType(typeof(TunnelStats))]
-public sealed class GetQmTunnelStatsCommand : ServerCmdlet
+public sealed class GetQmTunnelStatsCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(TunnelNameCompleter))]
@@ -23,12 +24,13 @@ public sealed class GetQmTunnelStatsCommand : ServerCmdlet
     [Parameter]
     public SwitchParameter Follow { get; set; }
 
-    /// <summary>With -Follow: the shortest time between two updates (at least 250 ms).</summary>
+    /// <summary>With -Follow: the time between two updates (1 s by default; 250 ms to 1 h; a number is seconds).</summary>
     [Parameter]
-    public TimeSpan Interval { get; set; } = QmTunnelEngine.MinimumWatchInterval;
+    [SecondsTimeSpan]
+    public TimeSpan Interval { get; set; } = QmTunnelEngine.DefaultWatchInterval;
 
-    private readonly List<string> _followed = [];
-    private bool _all;
+    /// <summary>With -Follow: the tunnels to watch on each server (null: all of that server's).</summary>
+    private readonly Dictionary<IQmTunnelServer, List<string>?> _followed = [];
 
     protected override void BeginProcessing()
     {
@@ -38,21 +40,30 @@ public sealed class GetQmTunnelStatsCommand : ServerCmdlet
 
     protected override void ProcessRecord()
     {
-        if (Follow && Name is null)
+        var server = ServerFor(Origin, Name is null ? "tunnels" : $"tunnel '{string.Join("', '", Name)}'", Name);
+        if (server is null)
         {
-            _all = true;
             return;
         }
-        foreach (var tunnel in SelectTunnels(Name))
+        if (Follow && Name is null)
+        {
+            _followed[server] = null;
+            return;
+        }
+        foreach (var tunnel in SelectTunnels(server, Name))
         {
             if (Follow)
             {
-                _followed.Add(tunnel.Name);
+                if (!_followed.TryGetValue(server, out var names))
+                {
+                    _followed[server] = [tunnel.Name];
+                }
+                names?.Add(tunnel.Name);
                 continue;
             }
             try
             {
-                WriteObject(Wait(TargetServer.GetTunnelStatsAsync(tunnel.Name, CancellationToken)));
+                WriteObject(Wait(server.GetTunnelStatsAsync(tunnel.Name, CancellationToken)));
             }
             catch (QmTunnelException ex)
             {
@@ -64,12 +75,13 @@ public sealed class GetQmTunnelStatsCommand : ServerCmdlet
 
     protected override void EndProcessing()
     {
-        if (!Follow || (!_all && _followed.Count == 0))
+        if (!Follow || _followed.Count == 0)
         {
             return;
         }
         var view = LiveView.IsWanted(MyInvocation, Host) ? new LiveView(Host.UI) : null;
-        FollowUpdates(TargetServer.WatchTunnelStatsAsync(_all ? null : _followed, Interval, CancellationToken), snapshot =>
+        var watches = _followed.Select(f => f.Key.WatchTunnelStatsAsync(f.Value, Interval, CancellationToken)).ToList();
+        FollowUpdates(WatchMerge.Merge(watches, CancellationToken), snapshot =>
         {
             if (view is not null)
             {

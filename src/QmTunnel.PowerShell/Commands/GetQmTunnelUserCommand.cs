@@ -6,13 +6,14 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Get-QmTunnelUser: the users of the server (-Session, or the in-process one), all or those -Name selects (wildcards
 /// allowed; a literal name that matches nothing is a UserNotFound error, like Get-QmTunnel), optionally only those of
-/// -Group (GroupNotFound when it does not exist). Snapshots without secrets.
+/// -Group (GroupNotFound when it does not exist). Snapshots without secrets. Names piped in with an Origin are looked up
+/// where they came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "QmTunnelUser")]
+[Cmdlet(VerbsCommon.Get, "QmTunnelUser", HelpUri = HelpLinks.Base + "Get-QmTunnelUser.md")]
 [OutputType(typeof(UserInfo))]
-public sealed class GetQmTunnelUserCommand : ServerCmdlet
+public sealed class GetQmTunnelUserCommand : ServerInputCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(UserNameCompleter))]
@@ -25,10 +26,15 @@ public sealed class GetQmTunnelUserCommand : ServerCmdlet
 
     protected override void ProcessRecord()
     {
+        var server = ServerFor(Origin, Name is null ? "users" : $"user '{string.Join("', '", Name)}'", Name);
+        if (server is null)
+        {
+            return;
+        }
         IReadOnlyList<UserInfo> users;
         try
         {
-            users = Wait(TargetServer.GetUsersAsync(Group, CancellationToken));
+            users = Wait(server.GetUsersAsync(Group, CancellationToken));
         }
         catch (QmTunnelException ex)
         {
@@ -55,7 +61,7 @@ public sealed class GetQmTunnelUserCommand : ServerCmdlet
             try
             {
                 // The engine's lookup, so a missing user reads the same here as in Set-QmTunnelUser.
-                var user = Wait(TargetServer.GetUserAsync(name, CancellationToken));
+                var user = Wait(server.GetUserAsync(name, CancellationToken));
                 if ((Group is null || string.Equals(user.Group, Group, StringComparison.OrdinalIgnoreCase)) && seen.Add(user.Name))
                 {
                     WriteObject(user);

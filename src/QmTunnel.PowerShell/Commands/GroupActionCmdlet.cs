@@ -8,10 +8,12 @@ namespace QmTunnel.PowerShell.Commands;
 /// property in the pipeline) or as GroupInfo objects (ByInputObject, the pipeline). Each group is asked about with
 /// ShouldProcess and handled on its own; a failure is written as an error and the next group goes on. Names are
 /// literal.
+/// Each goes to the server it came from (its Origin; see <see cref="ServerInputCmdlet"/>), a plain name to -Session or the
+/// in-process server.
 /// </summary>
-public abstract class GroupActionCmdlet : ServerCmdlet
+public abstract class GroupActionCmdlet : ServerInputCmdlet
 {
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByName, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(GroupNameCompleter))]
     public string[] Name { get; set; } = null!;
@@ -24,8 +26,8 @@ public abstract class GroupActionCmdlet : ServerCmdlet
     protected abstract string Action { get; }
 
     protected override void ProcessRecord() =>
-        ProcessEach(ParameterSetName == ByInputObject ? InputObject.Select(x => x.Name) : Name, "group", Action, Process);
+        ProcessEach(Items(InputObject, Name, x => x.Name), "group", Action, Process);
 
-    /// <summary>Acts on one group; a <see cref="QmTunnelException"/> becomes that group's error.</summary>
-    protected abstract void Process(string name);
+    /// <summary>Acts on one group on <paramref name="server"/> (where it came from, see ServerInputCmdlet); a <see cref="QmTunnelException"/> becomes that group's error.</summary>
+    protected abstract void Process(IQmTunnelServer server, string name);
 }

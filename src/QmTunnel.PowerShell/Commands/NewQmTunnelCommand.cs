@@ -8,7 +8,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// -Persistent:$false) and outputs it, stopped; Start-QmTunnel starts it. Settings not given keep the original
 /// qmTunnel's defaults. The engine checks the settings and the URIs; this cmdlet only gathers them.
 /// </summary>
-[Cmdlet(VerbsCommon.New, "QmTunnel", SupportsShouldProcess = true)]
+[Cmdlet(VerbsCommon.New, "QmTunnel", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "New-QmTunnel.md")]
 [OutputType(typeof(TunnelInfo))]
 public sealed class NewQmTunnelCommand : ServerCmdlet
 {
@@ -32,6 +32,7 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     public int MaxConnections { get; set; }
 
     [Parameter]
+    [SecondsTimeSpan]
     public TimeSpan ConnectTimeout { get; set; }
 
     [Parameter]
@@ -59,11 +60,17 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
             var profile = TunnelSettings.Apply(
                 new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
                 TunnelSettings.Given(MyInvocation));
+            // Refused here as the server would refuse it, so -WhatIf says so too.
+            QmTunnelEngine.CheckProfile(profile);
+            QmTunnelEngine.CheckHopLogins(profile, logins);
             if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
             {
                 return;
             }
-            WriteObject(Wait(TargetServer.NewTunnelAsync(profile, logins, CancellationToken)));
+            // The server logs in through the whole chain before it saves the tunnel: a hop that does not answer takes
+            // up to -ConnectTimeout per server.
+            WriteObject(WaitWithProgress(TargetServer.NewTunnelAsync(profile, logins, CancellationToken), "New-QmTunnel",
+                $"Tunnel '{Name}': logging in through {string.Join(", ", via)}", profile.ConnectTimeout * via.Length));
         }
         catch (QmTunnelException ex)
         {

@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// none and allow-rules to none (no tunnel allowed): a group gets only what is given. Every -AllowRule is parsed before
 /// anything is created; a bad one stops the cmdlet with AllowRuleInvalid naming the rule and the format.
 /// </summary>
-[Cmdlet(VerbsCommon.New, "QmTunnelGroup", SupportsShouldProcess = true)]
+[Cmdlet(VerbsCommon.New, "QmTunnelGroup", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "New-QmTunnelGroup.md")]
 [OutputType(typeof(GroupInfo))]
 public sealed class NewQmTunnelGroupCommand : ServerCmdlet
 {

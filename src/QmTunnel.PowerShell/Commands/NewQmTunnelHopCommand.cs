@@ -12,7 +12,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// (qmt://user@host:9200) and the password only to New-QmTunnel / Set-QmTunnel, which derive the keys the tunnel keeps.
 /// It contacts nothing: the settings are checked when the tunnel is created.
 /// </summary>
-[Cmdlet(VerbsCommon.New, "QmTunnelHop")]
+[Cmdlet(VerbsCommon.New, "QmTunnelHop", HelpUri = HelpLinks.Base + "New-QmTunnelHop.md")]
 [OutputType(typeof(QmTunnelHop))]
 public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
 {

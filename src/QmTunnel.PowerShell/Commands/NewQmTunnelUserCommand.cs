@@ -12,7 +12,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// a warning: it cannot log in until Set-QmTunnelUser gives it one. Each user from the pipeline (Name and Group by
 /// property name, e.g. from Import-Csv) is created on its own.
 /// </summary>
-[Cmdlet(VerbsCommon.New, "QmTunnelUser", SupportsShouldProcess = true, DefaultParameterSetName = ByPassword)]
+[Cmdlet(VerbsCommon.New, "QmTunnelUser", SupportsShouldProcess = true, DefaultParameterSetName = ByPassword, HelpUri = HelpLinks.Base + "New-QmTunnelUser.md")]
 [OutputType(typeof(UserInfo))]
 public sealed class NewQmTunnelUserCommand : ServerCmdlet
 {
@@ -42,8 +42,12 @@ public sealed class NewQmTunnelUserCommand : ServerCmdlet
     [ValidateNotNullOrEmpty]
     public string? CertificateThumbprint { get; set; }
 
+    /// <summary>-Enabled:$false creates the user disabled (it cannot log in until Set-QmTunnelUser -Enabled); enabled otherwise.</summary>
     [Parameter]
-    public SwitchParameter Disabled { get; set; }
+    public SwitchParameter Enabled { get; set; }
+
+    /// <summary>The user's state: enabled unless -Enabled:$false was given.</summary>
+    private bool EnabledSetting => !MyInvocation.BoundParameters.ContainsKey(nameof(Enabled)) || Enabled.IsPresent;
 
     [Parameter]
     [AllowEmptyString]
@@ -73,8 +77,8 @@ public sealed class NewQmTunnelUserCommand : ServerCmdlet
         try
         {
             var user = password is null
-                ? Wait(TargetServer.NewUserAsync(name!, Group, null, CertificateThumbprint, !Disabled, Description ?? string.Empty, CancellationToken))
-                : SecureText.Use(password, clear => Wait(TargetServer.NewUserAsync(name!, Group, clear, CertificateThumbprint, !Disabled, Description ?? string.Empty, CancellationToken)));
+                ? Wait(TargetServer.NewUserAsync(name!, Group, null, CertificateThumbprint, EnabledSetting, Description ?? string.Empty, CancellationToken))
+                : SecureText.Use(password, clear => Wait(TargetServer.NewUserAsync(name!, Group, clear, CertificateThumbprint, EnabledSetting, Description ?? string.Empty, CancellationToken)));
             if (!user.HasPassword && user.CertificateThumbprint is null)
             {
                 WriteWarning($"User '{user.Name}' has no password and no certificate, so it cannot log in. Give it one with Set-QmTunnelUser {user.Name} -Password (Read-Host -AsSecureString) or -CertificateThumbprint.");

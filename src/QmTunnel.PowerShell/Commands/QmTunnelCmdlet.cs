@@ -65,14 +65,71 @@ public abstract class QmTunnelCmdlet : PSCmdlet, IDisposable
     /// <summary>Blocks the pipeline thread until <paramref name="task"/> ends; a cancelled wait stops the pipeline.</summary>
     protected void Wait(ValueTask task) => Wait(task.AsTask());
 
-    /// <summary>-Follow's -Interval: refused (terminating) when under the server's 250 ms update limit.</summary>
+    /// <summary>-Follow's -Interval: refused (terminating) when under the server's 250 ms update limit or over an hour.</summary>
     protected void ValidateFollowInterval(TimeSpan interval)
     {
-        if (MyInvocation.BoundParameters.ContainsKey("Interval") && interval < QmTunnelEngine.MinimumWatchInterval)
+        if (TimeSpanRange.Problem("Interval", interval, QmTunnelEngine.MinimumWatchInterval, QmTunnelEngine.MaximumWatchInterval) is { } problem)
         {
             ThrowTerminatingError(NewErrorRecord(ErrorIds.FollowIntervalInvalid, QmErrorKind.InvalidArgument, interval,
-                $"-Interval {interval} is shorter than the server's update limit of 250 ms. Give 00:00:00.25 or more."));
+                problem + " The server sends at most one update per 250 ms."));
         }
+    }
+
+    /// <summary>How long a wait may take before it shows progress.</summary>
+    internal static readonly TimeSpan ProgressDelay = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// As <see cref="Wait{T}(Task{T})"/>, and when the wait takes over a second (a server that does not answer, a slow
+    /// chain) it shows progress: <paramref name="activity"/>, <paramref name="status"/> and the time waited, against
+    /// <paramref name="expected"/> when given (the timeout that ends it). The progress is closed when the task ends.
+    /// </summary>
+    protected T WaitWithProgress<T>(Task<T> task, string activity, string status, TimeSpan? expected = null)
+    {
+        ShowProgressUntilDone(task, activity, status, expected);
+        return Wait(task);
+    }
+
+    /// <summary>As <see cref="WaitWithProgress{T}"/> for a task without result.</summary>
+    protected void WaitWithProgress(Task task, string activity, string status, TimeSpan? expected = null)
+    {
+        ShowProgressUntilDone(task, activity, status, expected);
+        Wait(task);
+    }
+
+    private void ShowProgressUntilDone(Task task, string activity, string status, TimeSpan? expected)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        ProgressRecord? record = null;
+        var handle = ((IAsyncResult)task).AsyncWaitHandle;
+        while (!handle.WaitOne(TimeSpan.FromMilliseconds(200)))
+        {
+            if (clock.Elapsed < ProgressDelay)
+            {
+                continue;
+            }
+            record ??= new ProgressRecord(ProgressId, activity, status);
+            ReportProgress(record, status, clock.Elapsed, expected);
+        }
+        if (record is not null)
+        {
+            record.RecordType = ProgressRecordType.Completed;
+            WriteProgress(record);
+        }
+    }
+
+    /// <summary>Progress id of this module's waits (one wait at a time per cmdlet).</summary>
+    internal const int ProgressId = 0x716d74;
+
+    /// <summary>Writes <paramref name="record"/> with the time waited so far, and how much of <paramref name="expected"/> that is.</summary>
+    internal void ReportProgress(ProgressRecord record, string status, TimeSpan elapsed, TimeSpan? expected)
+    {
+        record.StatusDescription = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{status} ({elapsed.TotalSeconds:0} s)");
+        if (expected is { } limit && limit > TimeSpan.Zero)
+        {
+            record.PercentComplete = (int)Math.Clamp(elapsed / limit * 100, 0, 99);
+            record.SecondsRemaining = (int)Math.Max(0, (limit - elapsed).TotalSeconds);
+        }
+        WriteProgress(record);
     }
 
     /// <summary>

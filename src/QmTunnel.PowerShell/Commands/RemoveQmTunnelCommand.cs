@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using QmTunnel.Engine.Management;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -7,11 +8,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// (the engine decides whether a running one is stopped first). ConfirmImpact Medium: scripts are not prompted;
 /// -Confirm asks.
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Remove-QmTunnel.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelCommand : TunnelActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Wait(TargetServer.RemoveTunnelAsync(name, CancellationToken));
+    protected override void Process(IQmTunnelServer server, string name) => Wait(server.RemoveTunnelAsync(name, CancellationToken));
 }

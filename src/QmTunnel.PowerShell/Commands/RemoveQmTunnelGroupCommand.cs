@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using QmTunnel.Engine.Management;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -6,11 +7,11 @@ namespace QmTunnel.PowerShell.Commands;
 /// Remove-QmTunnelGroup: deletes each group given. A group that still has users is refused (GroupNotEmpty names
 /// them). ConfirmImpact Medium: scripts are not prompted; -Confirm asks.
 /// </summary>
-[Cmdlet(VerbsCommon.Remove, "QmTunnelGroup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Remove, "QmTunnelGroup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Remove-QmTunnelGroup.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveQmTunnelGroupCommand : GroupActionCmdlet
 {
     protected override string Action => "Remove";
 
-    protected override void Process(string name) => Wait(TargetServer.RemoveGroupAsync(name, CancellationToken));
+    protected override void Process(IQmTunnelServer server, string name) => Wait(server.RemoveGroupAsync(name, CancellationToken));
 }

@@ -42,8 +42,17 @@ public abstract class ServerCmdlet : QmTunnelCmdlet
             }
             return session;
         }
-        return new LocalQmTunnelServer(RequireServer());
+        return LocalServer(RequireServer());
     }
+
+    private LocalQmTunnelServer? _local;
+
+    /// <summary>The in-process server as its host: one instance per engine and command, so it can key a dictionary.</summary>
+    private protected LocalQmTunnelServer LocalServer(QmTunnelEngine engine) =>
+        _local is { } local && ReferenceEquals(local.Engine, engine) ? local : _local = new LocalQmTunnelServer(engine);
+
+    /// <summary>" on qmt://host:9200" for a session (for ShouldProcess targets), empty for the in-process server.</summary>
+    protected static string On(IQmTunnelServer server) => server is QmTunnelSession session ? $" on {session.Address}" : string.Empty;
 
     internal static ErrorRecord NewSessionClosedError(QmTunnelSession session) => NewErrorRecord(
         ErrorIds.SessionClosed,
@@ -52,16 +61,16 @@ public abstract class ServerCmdlet : QmTunnelCmdlet
         $"The session to {session.Address} (user '{session.User}') is closed; connect again with Connect-QmTunnelServer {session.Address} -Credential (Get-Credential).");
 
     /// <summary>
-    /// The tunnels <paramref name="names"/> select on <see cref="TargetServer"/>, in the server's order, each once: all when
+    /// The tunnels <paramref name="names"/> select on <paramref name="server"/>, in the server's order, each once: all when
     /// null; a name with wildcards selects its matches (none is not an error); a literal name that matches nothing
     /// writes the server's TunnelNotFound (or PermissionDenied) error and the others go on, like Get-Service.
     /// </summary>
-    protected IReadOnlyList<TunnelInfo> SelectTunnels(string[]? names)
+    protected IReadOnlyList<TunnelInfo> SelectTunnels(IQmTunnelServer server, string[]? names)
     {
         IReadOnlyList<TunnelInfo> tunnels;
         try
         {
-            tunnels = Wait(TargetServer.GetTunnelsAsync(CancellationToken));
+            tunnels = Wait(server.GetTunnelsAsync(CancellationToken));
         }
         catch (QmTunnelException ex)
         {
@@ -91,7 +100,7 @@ public abstract class ServerCmdlet : QmTunnelCmdlet
             try
             {
                 // The server's lookup, so a missing tunnel reads the same here as in Start-QmTunnel.
-                var match = Wait(TargetServer.GetTunnelAsync(name, CancellationToken));
+                var match = Wait(server.GetTunnelAsync(name, CancellationToken));
                 if (seen.Add(match.Name))
                 {
                     selected.Add(match);
@@ -103,30 +112,6 @@ public abstract class ServerCmdlet : QmTunnelCmdlet
             }
         }
         return selected;
-    }
-
-    /// <summary>
-    /// The loop of the action cmdlets (Start/Stop/Set/Remove of tunnels, users, groups): each <paramref name="names"/>
-    /// item is asked about with ShouldProcess ("<paramref name="noun"/> 'name'" on this server) and handled on its
-    /// own; a <see cref="QmTunnelException"/> becomes that item's error and the next one goes on.
-    /// </summary>
-    protected void ProcessEach(IEnumerable<string> names, string noun, string action, Action<string> process)
-    {
-        foreach (var name in names)
-        {
-            if (!ShouldProcess($"{noun} '{name}'{OnServer}", action))
-            {
-                continue;
-            }
-            try
-            {
-                process(name);
-            }
-            catch (QmTunnelException ex)
-            {
-                WriteError(ToErrorRecord(ex));
-            }
-        }
     }
 
     /// <summary>The pins of this user's management sessions (-Client of the known-server cmdlets); refuses -Session with it.</summary>

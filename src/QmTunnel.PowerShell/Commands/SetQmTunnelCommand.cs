@@ -8,7 +8,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// and saves it. Settings not given keep their current value, so -NoDelay:$false turns TCP_NODELAY off while
 /// leaving -NoDelay out changes nothing.
 /// </summary>
-[Cmdlet(VerbsCommon.Set, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Set, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Set-QmTunnel.md")]
 [OutputType(typeof(TunnelInfo))]
 public sealed class SetQmTunnelCommand : TunnelActionCmdlet
 {
@@ -28,6 +28,7 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     public int MaxConnections { get; set; }
 
     [Parameter]
+    [SecondsTimeSpan]
     public TimeSpan ConnectTimeout { get; set; }
 
     [Parameter]
@@ -53,19 +54,35 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     private TunnelChange _change = new();
 
     protected override string Action =>
-        _given.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", TunnelSettings.Names.Where(_given.ContainsKey));
+        _given.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", TunnelSettings.Names.Where(_given.ContainsKey)) + RestartNote;
+
+    /// <summary>What the change does to a running tunnel, for -WhatIf and -Confirm.</summary>
+    private string RestartNote => TunnelSettings.Restarts(_given)
+        ? $" (restarts the tunnel if it is running and {string.Join(", ", TunnelSettings.RestartingNames.Where(_given.ContainsKey))} changes: its open connections are closed)"
+        : " (no restart: open connections go on; new connections use the new settings)";
 
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
         _given = TunnelSettings.Given(MyInvocation);
-        _change = TunnelSettings.ToChange(_given);
+        try
+        {
+            _change = TunnelSettings.ToChange(_given);
+            // The given values checked as the server would check them, before -WhatIf: every setting not given keeps a
+            // valid value of the sample, so only a given one can be at fault.
+            QmTunnelEngine.CheckProfile(_change.Apply(TunnelSettings.Sample));
+        }
+        catch (QmTunnelException ex)
+        {
+            var target = ex.ErrorId == Engine.Management.ErrorIds.EndpointUriInvalid || Name is null ? ex.Target : string.Join(", ", Name);
+            ThrowTerminatingError(NewErrorRecord(ex.ErrorId, ex.Kind, target, ex.Message, ex));
+        }
     }
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
         var logins = Via is null ? null : QmTunnelHop.Split(Via).Logins;
-        var tunnel = Wait(TargetServer.SetTunnelAsync(name, _change, logins, CancellationToken));
+        var tunnel = WaitWithProgress(server.SetTunnelAsync(name, _change, logins, CancellationToken), "Set-QmTunnel", $"Changing tunnel '{name}'");
         if (PassThru)
         {
             WriteObject(tunnel);

@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// replace the whole value (-AllowRule @() allows no tunnel). Every rule is parsed before any group changes. The engine
 /// refuses taking ChangeServerConfiguration from the last group that can manage the server (AdministratorRequired).
 /// </summary>
-[Cmdlet(VerbsCommon.Set, "QmTunnelGroup", SupportsShouldProcess = true, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Set, "QmTunnelGroup", SupportsShouldProcess = true, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Set-QmTunnelGroup.md")]
 [OutputType(typeof(GroupInfo))]
 public sealed class SetQmTunnelGroupCommand : GroupActionCmdlet
 {
@@ -61,9 +61,9 @@ public sealed class SetQmTunnelGroupCommand : GroupActionCmdlet
         };
     }
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
-        var group = Wait(TargetServer.SetGroupAsync(name, _change, CancellationToken));
+        var group = Wait(server.SetGroupAsync(name, _change, CancellationToken));
         if (PassThru)
         {
             WriteObject(group);

@@ -6,14 +6,17 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
-/// password set, MaxManagementSessions to the next session) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// password set, the session limits to the next session, MaxStreamsPerLink to the next stream, the idle timeouts to
+/// what is idle now) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
-[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true)]
+[Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Set-QmTunnelServerConfig.md")]
 [OutputType(typeof(ServerConfig))]
-public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
+public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
 {
+    /// <summary>Accept unencrypted links (-AllowPlainLinks) or refuse them (-AllowPlainLinks:$false), as Start-QmTunnelServer -AllowPlainLinks.</summary>
     [Parameter]
-    public bool AllowPlainLinks { get; set; }
+    public SwitchParameter AllowPlainLinks { get; set; }
 
     [Parameter]
     public int PasswordIterations { get; set; }
@@ -22,30 +25,65 @@ public sealed class SetQmTunnelServerConfigCommand : ServerCmdlet
     public int MaxManagementSessions { get; set; }
 
     [Parameter]
+    public int MaxManagementSessionsPerUser { get; set; }
+
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan ManagementIdleTimeout { get; set; }
+
+    [Parameter]
+    public int MaxStreamsPerLink { get; set; }
+
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan LinkIdleTimeout { get; set; }
+
+    [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
+        var server = ServerFor(Origin, "server configuration", null);
+        if (server is null)
+        {
+            return;
+        }
         var given = MyInvocation.BoundParameters;
+        // The idle timeouts' ranges are checked here too, so -WhatIf refuses what the server would refuse.
+        foreach (var (name, value) in new[] { (nameof(ManagementIdleTimeout), ManagementIdleTimeout), (nameof(LinkIdleTimeout), LinkIdleTimeout) })
+        {
+            if (given.ContainsKey(name) && TimeSpanRange.Problem(name, value, QmTunnelEngine.MinIdleTimeout, QmTunnelEngine.MaxIdleTimeout) is { } problem)
+            {
+                ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, value, problem));
+            }
+        }
         var change = new ServerConfigChange
         {
-            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks : null,
+            AllowPlainLinks = given.ContainsKey(nameof(AllowPlainLinks)) ? AllowPlainLinks.IsPresent : null,
             PasswordIterations = given.ContainsKey(nameof(PasswordIterations)) ? PasswordIterations : null,
             MaxManagementSessions = given.ContainsKey(nameof(MaxManagementSessions)) ? MaxManagementSessions : null,
+            MaxManagementSessionsPerUser = given.ContainsKey(nameof(MaxManagementSessionsPerUser)) ? MaxManagementSessionsPerUser : null,
+            ManagementIdleTimeout = given.ContainsKey(nameof(ManagementIdleTimeout)) ? ManagementIdleTimeout : null,
+            MaxStreamsPerLink = given.ContainsKey(nameof(MaxStreamsPerLink)) ? MaxStreamsPerLink : null,
+            LinkIdleTimeout = given.ContainsKey(nameof(LinkIdleTimeout)) ? LinkIdleTimeout : null,
         };
         var fields = new[]
         {
             change.AllowPlainLinks is { } allow ? $"AllowPlainLinks = {allow}" : null,
             change.PasswordIterations is { } iterations ? $"PasswordIterations = {iterations}" : null,
             change.MaxManagementSessions is { } max ? $"MaxManagementSessions = {max}" : null,
+            change.MaxManagementSessionsPerUser is { } perUser ? $"MaxManagementSessionsPerUser = {perUser}" : null,
+            change.ManagementIdleTimeout is { } managementIdle ? $"ManagementIdleTimeout = {managementIdle}" : null,
+            change.MaxStreamsPerLink is { } streams ? $"MaxStreamsPerLink = {streams}" : null,
+            change.LinkIdleTimeout is { } linkIdle ? $"LinkIdleTimeout = {linkIdle}" : null,
         }.Where(f => f is not null).ToList();
-        if (!ShouldProcess("server configuration" + OnServer, fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
+        if (!ShouldProcess("server configuration" + On(server), fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {
             return;
         }
         try
         {
-            var config = Wait(TargetServer.SetServerConfigAsync(change, CancellationToken));
+            var config = Wait(server.SetServerConfigAsync(change, CancellationToken));
             if (PassThru)
             {
                 WriteObject(config);

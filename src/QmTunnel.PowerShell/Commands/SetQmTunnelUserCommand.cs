@@ -9,7 +9,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// removes the certificate; -Password takes a SecureString, hashed by the engine for each user. The engine refuses a
 /// change that would leave nobody able to manage the server (AdministratorRequired).
 /// </summary>
-[Cmdlet(VerbsCommon.Set, "QmTunnelUser", SupportsShouldProcess = true, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsCommon.Set, "QmTunnelUser", SupportsShouldProcess = true, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Set-QmTunnelUser.md")]
 [OutputType(typeof(UserInfo))]
 public sealed class SetQmTunnelUserCommand : UserActionCmdlet
 {
@@ -18,8 +18,9 @@ public sealed class SetQmTunnelUserCommand : UserActionCmdlet
     [ArgumentCompleter(typeof(GroupNameCompleter))]
     public string? Group { get; set; }
 
+    /// <summary>Enables the user (-Enabled) or disables it (-Enabled:$false); not given, it stays as it is.</summary>
     [Parameter]
-    public bool Enabled { get; set; }
+    public SwitchParameter Enabled { get; set; }
 
     [Parameter]
     [ValidateNotNull]
@@ -50,18 +51,18 @@ public sealed class SetQmTunnelUserCommand : UserActionCmdlet
         _change = new UserChange
         {
             Group = Group,
-            Enabled = given.ContainsKey(nameof(Enabled)) ? Enabled : null,
+            Enabled = given.ContainsKey(nameof(Enabled)) ? Enabled.IsPresent : null,
             CertificateThumbprint = CertificateThumbprint,
             Description = Description,
             Password = Password is null ? null : string.Empty,
         };
     }
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
         var user = Password is null
-            ? Wait(TargetServer.SetUserAsync(name, _change, CancellationToken))
-            : SecureText.Use(Password, clear => Wait(TargetServer.SetUserAsync(name, _change with { Password = clear }, CancellationToken)));
+            ? Wait(server.SetUserAsync(name, _change, CancellationToken))
+            : SecureText.Use(Password, clear => Wait(server.SetUserAsync(name, _change with { Password = clear }, CancellationToken)));
         if (PassThru)
         {
             WriteObject(user);

@@ -7,7 +7,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Start-QmTunnel: starts each tunnel given: binds its listener and carries its connections over the link to its first
 /// hop.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Start, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsLifecycle.Start, "QmTunnel", SupportsShouldProcess = true, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Start-QmTunnel.md")]
 [OutputType(typeof(TunnelInfo))]
 public sealed class StartQmTunnelCommand : TunnelActionCmdlet
 {
@@ -16,9 +16,9 @@ public sealed class StartQmTunnelCommand : TunnelActionCmdlet
 
     protected override string Action => "Start";
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
-        var tunnel = Wait(TargetServer.StartTunnelAsync(name, CancellationToken));
+        var tunnel = Wait(server.StartTunnelAsync(name, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

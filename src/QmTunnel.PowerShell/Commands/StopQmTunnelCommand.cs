@@ -7,7 +7,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Stop-QmTunnel: stops each tunnel given: closes its listener and its open connections. The tunnel stays defined
 /// (Remove-QmTunnel deletes it).
 /// </summary>
-[Cmdlet(VerbsLifecycle.Stop, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName)]
+[Cmdlet(VerbsLifecycle.Stop, "QmTunnel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByName, HelpUri = HelpLinks.Base + "Stop-QmTunnel.md")]
 [OutputType(typeof(TunnelInfo))]
 public sealed class StopQmTunnelCommand : TunnelActionCmdlet
 {
@@ -16,9 +16,9 @@ public sealed class StopQmTunnelCommand : TunnelActionCmdlet
 
     protected override string Action => "Stop";
 
-    protected override void Process(string name)
+    protected override void Process(IQmTunnelServer server, string name)
     {
-        var tunnel = Wait(TargetServer.StopTunnelAsync(name, CancellationToken));
+        var tunnel = Wait(server.StopTunnelAsync(name, CancellationToken));
         if (PassThru)
         {
             WriteObject(tunnel);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
@@ -11,11 +12,25 @@ namespace QmTunnel.Engine.Tests.Functional;
 public sealed class ProtocolErrorTests : IAsyncLifetime
 {
     private readonly EngineFixture _engines = new();
+    private readonly Diagnostics.RecordingLoggerFactory _serverLog = new();
+    private readonly string _serverPath = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
     private QmTunnelEngine _server = null!;
 
-    public async Task InitializeAsync() => _server = await _engines.StartAsync();
+    public async Task InitializeAsync()
+    {
+        _server = new QmTunnelEngine(new ServerOptions
+        {
+            Port = 0, DataPath = _serverPath, AllowPlainLinks = true, AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations,
+        }, _serverLog);
+        await _server.StartAsync();
+    }
 
-    public async Task DisposeAsync() => await _engines.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        await _server.DisposeAsync();
+        Directory.Delete(_serverPath, recursive: true);
+    }
 
     private async Task<Socket> ConnectAsync()
     {
@@ -32,7 +47,7 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         return frame;
     }
 
-    private static byte[] Hello(ushort min = 1, ushort max = 1) =>
+    private static byte[] Hello(ushort min = LinkOptions.MinVersion, ushort max = LinkOptions.MaxVersion) =>
         Frame(FrameType.Hello, 0, ControlCodec.ToArray(new HelloMessage(min, max, "raw", "raw-test", 65536, 65536)));
 
     /// <summary>Preamble, Hello and a password login as the test admin, by hand.</summary>
@@ -75,6 +90,11 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         Assert.Contains("login failed", goAway.Reason);
         Assert.DoesNotContain("wrong password", goAway.Reason); // the peer is not told which part was wrong
         Assert.Equal(0, _server.ProtocolErrors); // a failed login is not a protocol error
+        // The server's log has the failure (its own event, as a warning), naming the user but not the password tried.
+        var logged = Assert.Single(_serverLog.Entries, e => e.EventId.Id == QmTunnel.Engine.Diagnostics.EventIds.LoginFailed);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, logged.Level);
+        Assert.Equal("admin", logged.Values["User"]);
+        Assert.DoesNotContain("not-the-password", logged.Message);
         await ServerStillWorksAsync();
     }
 
@@ -85,7 +105,7 @@ public sealed class ProtocolErrorTests : IAsyncLifetime
         var open = new OpenMessage(StreamProtocol.Tcp, "t", "tcp://127.0.0.1:9", ["qmt://127.0.0.1:9"], 5000, OpenOptions.None, "raw")
         {
             Listen = "127.0.0.1:1",
-            Servers = ["127.0.0.1:9"],
+            Servers = [$"127.0.0.1:{_server.Port}", "127.0.0.1:9"],
             RouteCredentials = [new RouteCredential("admin", new byte[16], 100_000, new byte[5], new byte[5])],
         };
         await s.SendAsync(Frame(FrameType.Open, 1, ControlCodec.ToArray(open)), SocketFlags.None);

@@ -102,13 +102,23 @@ public sealed class EngineFixture : IAsyncDisposable
         return engine;
     }
 
-    /// <summary>Starts an engine with the given options (its data path is deleted at the end).</summary>
-    public async Task<QmTunnelEngine> StartAsync(ServerOptions options)
+    /// <summary>Starts an engine with the given options and clock (its data path is deleted at the end).</summary>
+    public async Task<QmTunnelEngine> StartAsync(ServerOptions options, TimeProvider? time = null)
     {
-        var engine = new QmTunnelEngine(options);
+        var engine = new QmTunnelEngine(options, timeProvider: time);
         await engine.StartAsync();
         _engines.Add((engine, options.DataPath));
         return engine;
+    }
+
+    /// <summary>
+    /// Keys for a user "admin" with a fixed salt, for tunnels that must exist but never connect (no server is asked):
+    /// every hop of a tunnel needs a login (HopCredentialMissing otherwise).
+    /// </summary>
+    public static IReadOnlyList<HopCredential?> OfflineCredentials(int hops)
+    {
+        var keys = QmTunnel.Engine.Security.ScramKeys.Derive("unused-password", new byte[16], TestIterations);
+        return Enumerable.Range(0, hops).Select(_ => (HopCredential?)HopCredential.FromKeys(QmTunnel.Engine.Security.User.AdminName, keys)).ToList();
     }
 
     public static string Hop(QmTunnelEngine engine) => $"qmt+plain://127.0.0.1:{engine.Port}";

@@ -185,3 +185,60 @@ public sealed class TlsTests : IAsyncLifetime
         Assert.Equal([negotiated], b.InboundCipherSuites());
     }
 }
+
+/// <summary>Trust on first use records a server's certificate only once a login over it succeeded.</summary>
+public sealed class PinAfterLoginTests : IAsyncLifetime
+{
+    private readonly EngineFixture _engines = new();
+    private readonly EchoServer _echo = new();
+    private QmTunnelEngine _a = null!, _b = null!, _c = null!;
+
+    public async Task InitializeAsync()
+    {
+        _a = await _engines.StartAsync(allowPlainLinks: false);
+        _b = await _engines.StartAsync(allowPlainLinks: false);
+        _c = await _engines.StartAsync(allowPlainLinks: false);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        await _echo.DisposeAsync();
+    }
+
+    private TunnelProfile Profile(string name, params QmTunnelEngine[] via) => new()
+    {
+        Name = name, Listen = "tcp://127.0.0.1:0", Via = via.Select(EngineFixture.TlsHop).ToList(), Target = _echo.Uri, ConnectTimeout = TimeSpan.FromSeconds(5),
+    };
+
+    [Fact]
+    public async Task A_failed_login_and_a_login_query_pin_nothing_and_a_successful_login_pins_the_server()
+    {
+        var wrong = new HopLogin("admin", "not-the-password");
+        var error = await Assert.ThrowsAsync<QmTunnelException>(() => _a.NewTunnelAsync(Profile("wrong", _b), [wrong]));
+        Assert.Equal(ErrorIds.AuthenticationFailed, error.ErrorId);
+        Assert.Empty(_a.GetKnownServers()); // the login query and the refused login over B's certificate pinned nothing
+
+        // Through B: B makes the login query to C for A (no pin on B), then fails to log in there (still none).
+        error = await Assert.ThrowsAsync<QmTunnelException>(() => _a.NewTunnelAsync(Profile("far", _b, _c), [EngineFixture.AdminLogin, wrong]));
+        Assert.Equal(ErrorIds.AuthenticationFailed, error.ErrorId);
+        Assert.DoesNotContain(_b.GetKnownServers(), k => k.Server == $"127.0.0.1:{_c.Port}");
+
+        await _a.NewTunnelAsync(Profile("good", _b, _c), [EngineFixture.AdminLogin, EngineFixture.AdminLogin]);
+        Assert.Equal(_b.CertificateThumbprint, Assert.Single(_a.GetKnownServers()).Thumbprint);
+        Assert.Equal(_c.CertificateThumbprint, Assert.Single(_b.GetKnownServers()).Thumbprint);
+    }
+
+    [Fact]
+    public async Task Check_and_login_query_streams_end_on_every_server_of_the_chain()
+    {
+        await _a.NewTunnelAsync(Profile("chain", _b, _c), [EngineFixture.AdminLogin, EngineFixture.AdminLogin]);
+        // The login query and the check each opened a stream through B (and C): none stays open.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((_b.InboundStreamCount, _c.InboundStreamCount) != (0, 0) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+        Assert.Equal((0, 0), (_b.InboundStreamCount, _c.InboundStreamCount));
+    }
+}

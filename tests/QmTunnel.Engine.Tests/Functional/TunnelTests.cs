@@ -36,7 +36,7 @@ public sealed class TunnelTests : IAsyncLifetime
             ConnectTimeout = TimeSpan.FromSeconds(5),
         });
         var info = await _a.StartTunnelAsync(name);
-        Assert.Equal(TunnelState.Listening is var _ ? info.State : info.State, info.State);
+        Assert.Contains(info.State, new[] { TunnelState.Listening, TunnelState.Established }); // running: bound, link up or not yet
         return info.BoundListen!;
     }
 

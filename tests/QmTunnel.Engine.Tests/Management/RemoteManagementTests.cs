@@ -78,10 +78,21 @@ public sealed class RemoteManagementTests : IAsyncLifetime
 
         await using var bob = await ConnectAsync(_b, "bob", "bob-password-1");
         Assert.Empty(await bob.GetTunnelsAsync(default));
+        // Another user's tunnel gets exactly the answer of a tunnel that does not exist: nothing about it leaks.
         var denied = await Assert.ThrowsAsync<QmTunnelException>(() => bob.StopTunnelAsync("admins", default));
-        Assert.Equal(ErrorIds.PermissionDenied, denied.ErrorId);
-        Assert.Equal(QmErrorKind.PermissionDenied, denied.Kind);
-        Assert.Contains("belongs to 'admin'", denied.Message);
+        var missing = await Assert.ThrowsAsync<QmTunnelException>(() => bob.StopTunnelAsync("no-such-tunnel", default));
+        Assert.Equal((ErrorIds.TunnelNotFound, QmErrorKind.ObjectNotFound), (denied.ErrorId, denied.Kind));
+        Assert.Equal(missing.Message.Replace("no-such-tunnel", "admins", StringComparison.Ordinal), denied.Message);
+        Assert.Equal(ErrorIds.TunnelNotFound, (await Assert.ThrowsAsync<QmTunnelException>(() => bob.GetTunnelStatsAsync("admins", default))).ErrorId);
+
+        // Server information: what any peer sees, not the data path, the process or other users' traffic.
+        var seenByBob = await bob.GetServerInfoAsync(default);
+        var seenByAdmin = await admin.GetServerInfoAsync(default);
+        Assert.Equal((string.Empty, (int?)null, 0), (seenByBob.DataPath, seenByBob.ProcessId, seenByBob.Tunnels));
+        Assert.Equal(0, seenByBob.Links);
+        Assert.Equal(seenByAdmin.CertificateThumbprint, seenByBob.CertificateThumbprint);
+        Assert.NotEqual(string.Empty, seenByAdmin.DataPath);
+        Assert.Equal(1, seenByAdmin.Tunnels);
         var users = await Assert.ThrowsAsync<QmTunnelException>(() => bob.NewUserAsync("eve", "Operators", "eve-password-1", null, true, "", default));
         Assert.Equal(QmErrorKind.PermissionDenied, users.Kind);
 
@@ -174,12 +185,22 @@ public sealed class RemoteManagementTests : IAsyncLifetime
     [Fact]
     public async Task A_password_is_never_sent_on_a_plain_session()
     {
-        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword, scheme: "qmt+plain");
+        // Through a relay that records what the client sends, as an eavesdropper on the plain link would: the server
+        // refusing a password it received would give the same error, so the bytes on the wire are what is checked.
+        await using var relay = new RecordingRelay(_b.Port);
+        await using var session = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{relay.Port}", "test"),
+            new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));
         Assert.False(session.IsEncrypted);
         Assert.NotEmpty(await session.GetGroupsAsync(default)); // the login itself is challenge-response
         var refused = await Assert.ThrowsAsync<QmTunnelException>(() => session.NewUserAsync("erin", "Administrators", "erin-password-1", null, true, "", default));
         Assert.Equal(ErrorIds.CredentialOnPlainLink, refused.ErrorId);
         Assert.Null(_b.GetUsers().FirstOrDefault(u => u.Name == "erin"));
+        // The recording is real: a request after it is there in clear text.
+        await Assert.ThrowsAsync<QmTunnelException>(() => session.GetUserAsync("canary-5f2e", default));
+        var sent = System.Text.Encoding.UTF8.GetString(relay.FromClient);
+        Assert.Contains("canary-5f2e", sent, StringComparison.Ordinal);
+        Assert.DoesNotContain("erin-password-1", sent, StringComparison.Ordinal);
+        Assert.DoesNotContain(EngineFixture.AdminPassword, sent, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -269,19 +290,28 @@ public sealed class RemoteManagementTests : IAsyncLifetime
     public async Task Management_sessions_beyond_the_saved_limit_are_refused_until_one_closes()
     {
         Assert.Equal(100, _b.GetServerConfig().MaxManagementSessions);
+        _b.NewGroup("Viewers", GroupRights.None, []);
+        _b.NewUser("vic", "Viewers", "vic-password-1");
         _b.SetServerConfig(new ServerConfigChange { MaxManagementSessions = 1 });
-        var first = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        var first = await ConnectAsync(_b, "vic", "vic-password-1");
         Assert.Equal(1, _b.GetServerConfig().ManagementSessions);
-        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => ConnectAsync(_b, "admin", EngineFixture.AdminPassword));
+        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => ConnectAsync(_b, "vic", "vic-password-1"));
         Assert.Equal(ErrorIds.ManagementSessionLimit, refused.ErrorId);
         Assert.Equal(QmErrorKind.ResourceBusy, refused.Kind);
         Assert.Contains("Set-QmTunnelServerConfig -MaxManagementSessions", refused.Message);
+        Assert.Contains("held by vic 1", refused.Message);
+        // An administrator always gets in.
+        await using (var admin = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword))
+        {
+            Assert.Equal(2, _b.GetServerConfig().ManagementSessions);
+        }
+        await TunnelTests.WaitUntil(() => _b.GetServerConfig().ManagementSessions == 1);
         // A tunnel's link through B is not a management session: it is not limited.
         await _a.NewTunnelAsync(Profile("through") with { Via = [EngineFixture.TlsHop(_b)] }, [EngineFixture.AdminLogin]);
         Assert.Equal(1, _b.GetServerConfig().ManagementSessions);
         await first.DisposeAsync();
         await TunnelTests.WaitUntil(() => _b.GetServerConfig().ManagementSessions == 0);
-        await using var second = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        await using var second = await ConnectAsync(_b, "vic", "vic-password-1");
         Assert.Equal(_b.Port, second.ServerInfo!.Port);
         var bad = Assert.Throws<QmTunnelException>(() => _b.SetServerConfig(new ServerConfigChange { MaxManagementSessions = 0 }));
         Assert.Equal(SecurityErrorIds.ServerSettingInvalid, bad.ErrorId);

@@ -248,11 +248,12 @@ public sealed class UserApiTests : IAsyncLifetime
             Listen = "tcp://127.0.0.1:0",
             Via = [$"qmt://127.0.0.1:{_engine.Port}"],
             Target = "tcp://127.0.0.1:9",
+            Credentials = EngineFixture.OfflineCredentials(1),
         }, caller: bob);
         Assert.Equal("bob", tunnel.Profile.Owner);
         var ex = Refused(SecurityErrorIds.UserHasTunnels, QmErrorKind.InvalidOperation, () => _engine.RemoveUser("BOB"));
         Assert.Contains("bobs", ex.Message);
-        Assert.Contains("-Enabled $false", ex.Message);
+        Assert.Contains("-Enabled:$false", ex.Message);
         Assert.Equal("bob", _engine.GetUser("bob").Name);
 
         await _engine.RemoveTunnelAsync("bobs");

@@ -104,7 +104,7 @@ public sealed class ControlCodecTests
         var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", ["h"], 256, OpenOptions.NoDelay | OpenOptions.KeepAlive, ""));
 
         Assert.Equal(
-            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0 },
+            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
             bytes);
     }
 
@@ -121,7 +121,7 @@ public sealed class ControlCodecTests
             new byte[]
             {
                 2, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 0, 0, 0,
-                0, 1, (byte)'l', 0, 1, 0, 1, (byte)'s', 0, 1, 1, 0, 1, (byte)'u', 0, 1, 7, 0, 0, 0, 9, 0, 1, 8, 0, 1, 6,
+                0, 1, (byte)'l', 0, 1, 0, 1, (byte)'s', 0, 1, 1, 0, 1, (byte)'u', 0, 1, 7, 0, 0, 0, 9, 0, 1, 8, 0, 1, 6, 0,
             },
             ControlCodec.ToArray(open));
     }
@@ -132,8 +132,8 @@ public sealed class ControlCodecTests
         var open = new OpenMessage(StreamProtocol.Tcp, "t", "x", ["a", "b"], 1, OpenOptions.None, "") { RouteCredentials = [null] };
         Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(open));
         var bytes = ControlCodec.ToArray(open with { RouteCredentials = [null, null] });
-        bytes[^4] = 0; bytes[^3] = 1; // credential count 1 for 2 route entries (drop one null marker)
-        AssertMalformed(FrameType.Open, bytes[..^1]);
+        bytes[^5] = 0; bytes[^4] = 1; // credential count 1 for 2 route entries (drop one null marker)
+        AssertMalformed(FrameType.Open, [.. bytes[..^2], bytes[^1]]);
     }
 
     [Fact]
@@ -293,6 +293,9 @@ public sealed class ControlCodecTests
         var bytes = new Builder().U32(7).U16(60_000).Bytes;
 
         AssertMalformed(FrameType.Reset, bytes);
+        // Refused for the length it announces, not as a payload cut short (which any reader would find here).
+        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Reset, new ReadOnlySequence<byte>(bytes)));
+        Assert.Contains("60000", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -324,6 +327,9 @@ public sealed class ControlCodecTests
         var bytes = new Builder().U8(1).Str("t"u8).Str("x"u8).U16((ushort)count).Bytes;
 
         AssertMalformed(FrameType.Open, bytes);
+        // Refused for the count it announces, not as a payload cut short (which any reader would find here).
+        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Open, new ReadOnlySequence<byte>(bytes)));
+        Assert.Contains(count.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -294,21 +294,31 @@ public sealed class AllowRuleTests
 
     // ---- request text ----
 
-    public static TheoryData<TunnelRequest> Requests() => new()
+    public static TheoryData<TunnelRequest, string> Requests() => new()
     {
-        L("127.0.0.1:5432", "db.lan:5432"),
-        L("127.0.0.1:0", "hostB:9200", "gw:9201", "db.lan:5432"),
-        L("::1:8080", "[fe80::1]:9200", "2001:db8::5:443"),
-        R("10.0.0.5:22", "hostB:9200", "0.0.0.0:2222"),
+        { L("127.0.0.1:5432", "db.lan:5432"), "L#127.0.0.1:5432#db.lan:5432" },
+        { L("127.0.0.1:0", "hostB:9200", "gw:9201", "db.lan:5432"), "L#127.0.0.1:0#hostB:9200#gw:9201#db.lan:5432" },
+        { L("::1:8080", "[fe80::1]:9200", "2001:db8::5:443"), "L#[::1]:8080#[fe80::1]:9200#[2001:db8::5]:443" },
+        { R("10.0.0.5:22", "hostB:9200", "0.0.0.0:2222"), "R#10.0.0.5:22#hostB:9200#0.0.0.0:2222" },
     };
 
     [Theory]
     [MemberData(nameof(Requests))]
-    public void A_request_written_as_a_rule_allows_itself(TunnelRequest request)
+    public void A_request_written_as_a_rule_allows_itself_and_nothing_else(TunnelRequest request, string text)
     {
+        // The text is spelled out: a rule parsed from the request's own text would also match if that text were looser.
+        Assert.Equal(text, request.ToString());
         var rule = AllowRule.Parse(request.ToString());
         Assert.True(rule.Matches(request));
         Assert.Equal(request.Direction, rule.Direction);
+        // Exactly this tunnel: another port anywhere, one server more or less, or the other direction is not allowed.
+        Assert.False(rule.Matches(request with { BindPort = request.BindPort + 1 }));
+        Assert.False(rule.Matches(request with { TargetPort = request.TargetPort + 1 }));
+        Assert.False(rule.Matches(request with { Servers = [.. request.Servers, ("extra", 1)] }));
+        Assert.False(request.Servers.Count > 0 && rule.Matches(request with { Servers = request.Servers.Skip(1).ToList() }));
+        Assert.All(request.Servers.Select((_, i) => i), i =>
+            Assert.False(rule.Matches(request with { Servers = request.Servers.Select((s, j) => j == i ? (s.Host, s.Port + 1) : s).ToList() })));
+        Assert.False(rule.Matches(request with { Direction = request.Direction == RuleDirection.LocalToRemote ? RuleDirection.RemoteToLocal : RuleDirection.LocalToRemote }));
     }
 
     // ---- parse errors ----

@@ -347,7 +347,9 @@ public sealed class UserStoreTests : IDisposable
         Users.NewGroup(Developers);
         Users.NewUser(Alice);
         Users.SetUser("alice", u => u with { Enabled = false });
+        Assert.False(Users.GetUser("alice").Enabled); // not blocked: the change was made, not skipped
         Users.RemoveUser("alice");
+        Assert.Null(Users.FindUser("alice"));
     }
 
     // ---- secrets and corruption ----

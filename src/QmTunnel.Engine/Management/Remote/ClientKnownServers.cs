@@ -1,5 +1,6 @@
 using System.Globalization;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Storage;
 
 namespace QmTunnel.Engine.Management.Remote;
 
@@ -8,6 +9,10 @@ namespace QmTunnel.Engine.Management.Remote;
 /// server, <c>host:port SHA256-THUMBPRINT first-seen</c>, in an owner-only text file, by default
 /// <c>known-servers.txt</c> in the user's qmTunnel folder (<see cref="ServerOptions.DefaultDataPath"/>). A changed
 /// certificate is refused with CertificateMismatch; deleting the server's line accepts the new one.
+/// Whoever can write the file can make the client trust a server in the middle, so on Linux and macOS it is checked
+/// at every use like the server's own files (<see cref="OwnerOnly"/>): a file of another user, a link or a hard link
+/// is refused (DataPathInsecure), one open to others is tightened to 0600; its folder is created 0700, and tightened
+/// when it holds only qmTunnel's files.
 /// </summary>
 public sealed class ClientKnownServers(string path) : IKnownServers
 {
@@ -21,6 +26,7 @@ public sealed class ClientKnownServers(string path) : IKnownServers
     {
         lock (Gate)
         {
+            Prepare(creating: false);
             if (!File.Exists(FilePath))
             {
                 return [];
@@ -32,7 +38,7 @@ public sealed class ClientKnownServers(string path) : IKnownServers
                 if (parts.Length >= 2 && !line.StartsWith('#'))
                 {
                     var seen = parts.Length >= 3 && DateTimeOffset.TryParse(parts[2], CultureInfo.InvariantCulture, DateTimeStyles.None, out var t) ? t : DateTimeOffset.MinValue;
-                    result.Add(new KnownServer { Server = parts[0], Thumbprint = parts[1], FirstSeen = seen });
+                    result.Add(new KnownServer { Server = parts[0], Thumbprint = parts[1], FirstSeen = seen }.With(QmTunnelOrigin.ClientPins(FilePath)));
                 }
             }
             return result;
@@ -47,6 +53,7 @@ public sealed class ClientKnownServers(string path) : IKnownServers
     {
         lock (Gate)
         {
+            Prepare(creating: false);
             if (!File.Exists(FilePath))
             {
                 return false;
@@ -58,12 +65,7 @@ public sealed class ClientKnownServers(string path) : IKnownServers
                 return false;
             }
             var temporary = FilePath + ".tmp";
-            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-            {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-            using (var writer = new StreamWriter(temporary, System.Text.Encoding.UTF8, options))
+            using (var writer = new StreamWriter(OwnerOnly.Open(temporary, FileMode.Create, FileAccess.Write, FileShare.Read), System.Text.Encoding.UTF8))
             {
                 foreach (var line in kept)
                 {
@@ -75,17 +77,24 @@ public sealed class ClientKnownServers(string path) : IKnownServers
         }
     }
 
+    /// <summary>The folder created owner-only (or tightened when it is qmTunnel's alone), the file checked (DataPathInsecure).</summary>
+    private void Prepare(bool creating)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(FilePath))!;
+        if (!creating && !Directory.Exists(folder))
+        {
+            return;
+        }
+        OwnerOnly.PrepareFolder(folder, "folder of the client's pins", strict: false);
+        OwnerOnly.CheckFile(FilePath);
+    }
+
     public void Add(string server, string thumbprint)
     {
         lock (Gate)
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(FilePath)!);
-            var options = new FileStreamOptions { Mode = FileMode.Append, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows() && !File.Exists(FilePath))
-            {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-            using var writer = new StreamWriter(FilePath, System.Text.Encoding.UTF8, options);
+            Prepare(creating: true);
+            using var writer = new StreamWriter(OwnerOnly.Open(FilePath, FileMode.Append, FileAccess.Write, FileShare.Read), System.Text.Encoding.UTF8);
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{server.ToLowerInvariant()} {thumbprint} {DateTimeOffset.UtcNow:O}"));
         }
     }

@@ -148,10 +148,10 @@ public static class ManagementMessages
             $"A management message was refused: {problem}. Check that both sides run the same qmTunnel version.");
 }
 
-/// <summary>A tunnel as sent to a management client: everything but the login keys.</summary>
-internal sealed record TunnelInfoWire(TunnelProfile Profile, TunnelState State, string? BoundListen, string? LastError)
+/// <summary>A tunnel as sent to a management client: its settings and who logs in at each hop, never the login keys.</summary>
+internal sealed record TunnelInfoWire(TunnelProfile Profile, TunnelState State, string? BoundListen, string? LastError, IReadOnlyList<TunnelHopInfo>? Hops)
 {
-    public static TunnelInfoWire From(TunnelInfo t) => new(t.Profile with { Credentials = [] }, t.State, t.BoundListen, t.LastError);
+    public static TunnelInfoWire From(TunnelInfo t) => new(t.Profile with { Credentials = [] }, t.State, t.BoundListen, t.LastError, t.Hops);
 
-    public TunnelInfo ToInfo() => new(Profile, State, BoundListen, LastError);
+    public TunnelInfo ToInfo() => new(Profile with { Credentials = [] }, State, BoundListen, LastError, Hops ?? TunnelHopInfo.For(Profile));
 }

@@ -47,6 +47,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
         ["RemoveGroup"] = async (s, a, ct) => { await s.RemoveGroupAsync(Name(a), ct).ConfigureAwait(false); return null; },
         ["GetServerConfig"] = async (s, a, ct) => ToNode(await s.GetServerConfigAsync(ct).ConfigureAwait(false)),
         ["SetServerConfig"] = async (s, a, ct) => ToNode(await s.SetServerConfigAsync(FromNode<ServerConfigChange>(a["change"], "change"), ct).ConfigureAwait(false)),
+        ["StopServer"] = async (s, a, ct) => { await s.StopServerAsync(ct).ConfigureAwait(false); return null; },
     };
 
     /// <summary>Operations whose arguments may carry a password: refused on an unencrypted link.</summary>
@@ -63,6 +64,8 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
     public async Task ServeAsync(Link link, MuxStream stream, CancellationToken cancellationToken)
     {
         string op = "?";
+        // From the OpenAck on, the request has ManagementRequestTimeout to arrive (by the engine's clock).
+        using var timeout = new CancellationTokenSource(QmTunnelEngine.ManagementRequestTimeout, engine.Time);
         try
         {
             if (link.Principal is null)
@@ -70,7 +73,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
                 throw new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, null, "Management needs a logged-in link.");
             }
             stream.SendOpenAck();
-            var request = await ReadAsync(stream, cancellationToken).ConfigureAwait(false) as JsonObject
+            var request = await ReadRequestAsync(link, stream, timeout, cancellationToken).ConfigureAwait(false) as JsonObject
                 ?? throw Invalid("the request is not a JSON object");
             if (request["v"]?.GetValue<int>() != ManagementMessages.Version)
             {
@@ -110,6 +113,26 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
         catch (Exception ex) when (ex is StreamResetException or IOException or OperationCanceledException)
         {
             // the client went away, or the server is stopping
+        }
+    }
+
+    /// <summary>
+    /// The request, which must arrive whole within <see cref="QmTunnelEngine.ManagementRequestTimeout"/> (by the engine's
+    /// clock): a stream opened and left without one is answered ManagementRequestTimeout instead of being held.
+    /// </summary>
+    private async Task<JsonNode?> ReadRequestAsync(Link link, MuxStream stream, CancellationTokenSource timeout, CancellationToken cancellationToken)
+    {
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            return await ReadAsync(stream, reading.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            engine.OnManagementRequestTimedOut(link);
+            throw new QmTunnelException(ErrorIds.ManagementRequestTimeout, QmErrorKind.ProtocolError, null,
+                $"No whole request arrived within {QmTunnelEngine.ManagementRequestTimeout.TotalSeconds:0} s of opening the management stream, so the server closed it. " +
+                "A client sends its request right after opening the stream: check the client and the network.");
         }
     }
 

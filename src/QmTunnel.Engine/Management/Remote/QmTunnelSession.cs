@@ -24,6 +24,7 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
         _link = link;
         Server = server;
         ConnectedAt = DateTimeOffset.Now;
+        Origin = QmTunnelOrigin.ForSession(this);
     }
 
     public EndpointUri Server { get; }
@@ -36,6 +37,11 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
     public string? CertificateThumbprint => _link.PeerCertificateThumbprint;
     public string ServerName => _link.Peer.ServerName;
     public DateTimeOffset ConnectedAt { get; }
+    /// <summary>The id of the server's running instance (new at each start), as it said in the handshake: its ServerInfo.ServerId.</summary>
+    public string ServerId => _link.Peer.ServerId;
+
+    /// <summary>What every object this session answers with carries as its origin (not a property: a session is not its own answer).</summary>
+    internal QmTunnelOrigin Origin { get; }
 
     public override string ToString() => $"{Address} as {User}";
 
@@ -139,34 +145,36 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     private static JsonObject Named(string name) => Args(("name", name));
 
-    public Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken) => CallAsync<ServerInfo>("GetServerInfo", [], cancellationToken);
+    public async Task<ServerInfo> GetServerInfoAsync(CancellationToken cancellationToken) =>
+        (await CallAsync<ServerInfo>("GetServerInfo", [], cancellationToken).ConfigureAwait(false)).With(Origin);
 
     public async Task<IReadOnlyList<TunnelInfo>> GetTunnelsAsync(CancellationToken cancellationToken) =>
-        (await CallAsync<List<TunnelInfoWire>>("GetTunnels", [], cancellationToken).ConfigureAwait(false)).Select(t => t.ToInfo()).ToList();
+        (await CallAsync<List<TunnelInfoWire>>("GetTunnels", [], cancellationToken).ConfigureAwait(false)).Select(t => t.ToInfo().With(Origin)).ToList();
 
     public async Task<TunnelInfo> GetTunnelAsync(string name, CancellationToken cancellationToken) =>
-        (await CallAsync<TunnelInfoWire>("GetTunnel", Named(name), cancellationToken).ConfigureAwait(false)).ToInfo();
+        (await CallAsync<TunnelInfoWire>("GetTunnel", Named(name), cancellationToken).ConfigureAwait(false)).ToInfo().With(Origin);
 
     public async Task<TunnelInfo> NewTunnelAsync(TunnelProfile profile, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken) =>
         (await CallAsync<TunnelInfoWire>("NewTunnel", Args(("profile", ToNode(profile with { Credentials = [] })), ("logins", logins is null ? null : ToNode(logins))),
-            cancellationToken).ConfigureAwait(false)).ToInfo();
+            cancellationToken).ConfigureAwait(false)).ToInfo().With(Origin);
 
     public async Task<TunnelInfo> StartTunnelAsync(string name, CancellationToken cancellationToken) =>
-        (await CallAsync<TunnelInfoWire>("StartTunnel", Named(name), cancellationToken).ConfigureAwait(false)).ToInfo();
+        (await CallAsync<TunnelInfoWire>("StartTunnel", Named(name), cancellationToken).ConfigureAwait(false)).ToInfo().With(Origin);
 
     public async Task<TunnelInfo> StopTunnelAsync(string name, CancellationToken cancellationToken) =>
-        (await CallAsync<TunnelInfoWire>("StopTunnel", Named(name), cancellationToken).ConfigureAwait(false)).ToInfo();
+        (await CallAsync<TunnelInfoWire>("StopTunnel", Named(name), cancellationToken).ConfigureAwait(false)).ToInfo().With(Origin);
 
     public async Task<TunnelInfo> SetTunnelAsync(string name, TunnelChange change, IReadOnlyList<HopLogin?>? logins, CancellationToken cancellationToken) =>
         (await CallAsync<TunnelInfoWire>("SetTunnel", Args(("name", name), ("change", ToNode(change)), ("logins", logins is null ? null : ToNode(logins))),
-            cancellationToken).ConfigureAwait(false)).ToInfo();
+            cancellationToken).ConfigureAwait(false)).ToInfo().With(Origin);
 
     public Task RemoveTunnelAsync(string name, CancellationToken cancellationToken) => CallAsync("RemoveTunnel", Named(name), cancellationToken);
 
-    public Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken) => CallAsync<TunnelStats>("GetTunnelStats", Named(name), cancellationToken);
+    public async Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken) =>
+        (await CallAsync<TunnelStats>("GetTunnelStats", Named(name), cancellationToken).ConfigureAwait(false)).With(Origin);
 
     public async Task<IReadOnlyList<ConnectionInfo>> GetConnectionsAsync(string name, CancellationToken cancellationToken) =>
-        await CallAsync<List<ConnectionInfo>>("GetConnections", Named(name), cancellationToken).ConfigureAwait(false);
+        (await CallAsync<List<ConnectionInfo>>("GetConnections", Named(name), cancellationToken).ConfigureAwait(false)).With(Origin);
 
     public IAsyncEnumerable<IReadOnlyList<TunnelStats>> WatchTunnelStatsAsync(IReadOnlyList<string>? names, TimeSpan interval, CancellationToken cancellationToken) =>
         WatchAsync<TunnelStats>("WatchTunnelStats", names, interval, cancellationToken);
@@ -176,7 +184,7 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     /// <summary>Updates pushed by the server until cancelled (the stream is then half-closed, which ends the server's watch).</summary>
     private async IAsyncEnumerable<IReadOnlyList<T>> WatchAsync<T>(string op, IReadOnlyList<string>? names, TimeSpan interval,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
+        [EnumeratorCancellation] CancellationToken cancellationToken) where T : QmTunnelObject
     {
         var args = Args(("names", names is null ? null : ToNode(names)), ("interval", ToNode(interval)));
         var stream = Open(op, args, cancellationToken);
@@ -198,7 +206,7 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
                 {
                     yield break;
                 }
-                yield return FromNode<List<T>>(ResultOf(answer, Address), $"an update of {op}");
+                yield return FromNode<List<T>>(ResultOf(answer, Address), $"an update of {op}").With(Origin);
             }
         }
         finally
@@ -208,39 +216,48 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
     }
 
     public async Task<IReadOnlyList<KnownServer>> GetKnownServersAsync(CancellationToken cancellationToken) =>
-        await CallAsync<List<KnownServer>>("GetKnownServers", [], cancellationToken).ConfigureAwait(false);
+        (await CallAsync<List<KnownServer>>("GetKnownServers", [], cancellationToken).ConfigureAwait(false)).With(Origin);
 
     public Task RemoveKnownServerAsync(string server, CancellationToken cancellationToken) => CallAsync("RemoveKnownServer", Args(("server", server)), cancellationToken);
 
     public async Task<IReadOnlyList<UserInfo>> GetUsersAsync(string? group, CancellationToken cancellationToken) =>
-        await CallAsync<List<UserInfo>>("GetUsers", Args(("group", group)), cancellationToken).ConfigureAwait(false);
+        (await CallAsync<List<UserInfo>>("GetUsers", Args(("group", group)), cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<UserInfo> GetUserAsync(string name, CancellationToken cancellationToken) => CallAsync<UserInfo>("GetUser", Named(name), cancellationToken);
+    public async Task<UserInfo> GetUserAsync(string name, CancellationToken cancellationToken) =>
+        (await CallAsync<UserInfo>("GetUser", Named(name), cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<UserInfo> NewUserAsync(string name, string group, string? password, string? certificateThumbprint, bool enabled, string description, CancellationToken cancellationToken) =>
-        CallAsync<UserInfo>("NewUser", Args(("name", name), ("group", group), ("password", password), ("certificateThumbprint", certificateThumbprint),
-            ("enabled", enabled), ("description", description)), cancellationToken);
+    public async Task<UserInfo> NewUserAsync(string name, string group, string? password, string? certificateThumbprint, bool enabled, string description, CancellationToken cancellationToken) =>
+        (await CallAsync<UserInfo>("NewUser", Args(("name", name), ("group", group), ("password", password), ("certificateThumbprint", certificateThumbprint),
+            ("enabled", enabled), ("description", description)), cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<UserInfo> SetUserAsync(string name, UserChange change, CancellationToken cancellationToken) =>
-        CallAsync<UserInfo>("SetUser", Args(("name", name), ("change", ToNode(change))), cancellationToken);
+    public async Task<UserInfo> SetUserAsync(string name, UserChange change, CancellationToken cancellationToken) =>
+        (await CallAsync<UserInfo>("SetUser", Args(("name", name), ("change", ToNode(change))), cancellationToken).ConfigureAwait(false)).With(Origin);
 
     public Task RemoveUserAsync(string name, CancellationToken cancellationToken) => CallAsync("RemoveUser", Named(name), cancellationToken);
 
     public async Task<IReadOnlyList<GroupInfo>> GetGroupsAsync(CancellationToken cancellationToken) =>
-        await CallAsync<List<GroupInfo>>("GetGroups", [], cancellationToken).ConfigureAwait(false);
+        (await CallAsync<List<GroupInfo>>("GetGroups", [], cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<GroupInfo> GetGroupAsync(string name, CancellationToken cancellationToken) => CallAsync<GroupInfo>("GetGroup", Named(name), cancellationToken);
+    public async Task<GroupInfo> GetGroupAsync(string name, CancellationToken cancellationToken) =>
+        (await CallAsync<GroupInfo>("GetGroup", Named(name), cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<GroupInfo> NewGroupAsync(string name, GroupRights rights, IReadOnlyList<string> allowRules, string description, CancellationToken cancellationToken) =>
-        CallAsync<GroupInfo>("NewGroup", Args(("name", name), ("rights", ToNode(rights)), ("allowRules", ToNode(allowRules)), ("description", description)), cancellationToken);
+    public async Task<GroupInfo> NewGroupAsync(string name, GroupRights rights, IReadOnlyList<string> allowRules, string description, CancellationToken cancellationToken) =>
+        (await CallAsync<GroupInfo>("NewGroup", Args(("name", name), ("rights", ToNode(rights)), ("allowRules", ToNode(allowRules)), ("description", description)),
+            cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<GroupInfo> SetGroupAsync(string name, GroupChange change, CancellationToken cancellationToken) =>
-        CallAsync<GroupInfo>("SetGroup", Args(("name", name), ("change", ToNode(change))), cancellationToken);
+    public async Task<GroupInfo> SetGroupAsync(string name, GroupChange change, CancellationToken cancellationToken) =>
+        (await CallAsync<GroupInfo>("SetGroup", Args(("name", name), ("change", ToNode(change))), cancellationToken).ConfigureAwait(false)).With(Origin);
 
     public Task RemoveGroupAsync(string name, CancellationToken cancellationToken) => CallAsync("RemoveGroup", Named(name), cancellationToken);
 
-    public Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken) => CallAsync<ServerConfig>("GetServerConfig", [], cancellationToken);
+    public async Task<ServerConfig> GetServerConfigAsync(CancellationToken cancellationToken) =>
+        (await CallAsync<ServerConfig>("GetServerConfig", [], cancellationToken).ConfigureAwait(false)).With(Origin);
 
-    public Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) =>
-        CallAsync<ServerConfig>("SetServerConfig", Args(("change", ToNode(change))), cancellationToken);
+    public async Task<ServerConfig> SetServerConfigAsync(ServerConfigChange change, CancellationToken cancellationToken) =>
+        (await CallAsync<ServerConfig>("SetServerConfig", Args(("change", ToNode(change))), cancellationToken).ConfigureAwait(false)).With(Origin);
+
+    public Task StopServerAsync(CancellationToken cancellationToken) => CallAsync("StopServer", [], cancellationToken);
+
+    /// <summary>Completes when the session's link is closed (by either side, or lost): after StopServer, once the server stopped.</summary>
+    public Task Completion => _link.Completion;
 }

@@ -1,0 +1,390 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace QmTunnel.Engine.Protocol;
+
+/// <summary>
+/// The one serializer of control messages. Layout per message: fields in declaration order; integers big-endian;
+/// strings as u16 length + UTF-8 (at most 4096 bytes); lists as u16 count + items. Reading never trusts a length:
+/// a short or overlong field is a <see cref="ProtocolException"/>, and trailing bytes are too.
+/// </summary>
+public static class ControlCodec
+{
+    public const int MaxStringBytes = 4096;
+    public const int MaxListItems = 64;
+    /// <summary>Longest byte field (nonces, salts, keys, proofs).</summary>
+    public const int MaxBytes = 256;
+
+    public static int Write(ControlMessage message, IBufferWriter<byte> output)
+    {
+        Check(message);
+        var w = new Writer(output);
+        switch (message)
+        {
+            case HelloMessage h:
+                w.U16(h.MinVersion); w.U16(h.MaxVersion); w.Str(h.ServerId); w.Str(h.ServerName); w.I32(h.MaxPayload); w.I32(h.InitialWindow);
+                break;
+            case GoAwayMessage g:
+                w.U32((uint)g.Code); w.Str(g.Reason);
+                break;
+            case OpenMessage o:
+                w.U8((byte)o.Protocol); w.Str(o.Tunnel); w.Str(o.Target);
+                if (o.Route.Count > MaxListItems)
+                {
+                    throw new ArgumentException($"a route has at most {MaxListItems} servers", nameof(message));
+                }
+                w.U16((ushort)o.Route.Count);
+                foreach (var hop in o.Route)
+                {
+                    w.Str(hop);
+                }
+                w.I32(o.ConnectTimeoutMs); w.U8((byte)o.Options); w.Str(o.Client);
+                w.Str(o.Listen);
+                w.U16((ushort)o.Servers.Count);
+                foreach (var server in o.Servers)
+                {
+                    w.Str(server);
+                }
+                w.U16((ushort)o.RouteCredentials.Count);
+                foreach (var credential in o.RouteCredentials)
+                {
+                    if (credential is null)
+                    {
+                        w.U8(0);
+                        continue;
+                    }
+                    w.U8(1); w.Str(credential.User); w.Bytes(credential.Salt); w.I32(credential.Iterations);
+                    w.Bytes(credential.ClientKey); w.Bytes(credential.ServerKey);
+                }
+                w.U8(o.QueryDepth);
+                break;
+            case AuthStartMessage a:
+                w.U8((byte)a.Method); w.Str(a.User); w.Bytes(a.ClientNonce);
+                break;
+            case AuthChallengeMessage c:
+                w.Bytes(c.ServerNonce); w.Bytes(c.Salt); w.I32(c.Iterations);
+                break;
+            case AuthProofMessage p:
+                w.Bytes(p.ClientProof);
+                break;
+            case AuthOkMessage ok:
+                w.Str(ok.User); w.Str(ok.Group); w.Bytes(ok.ServerSignature);
+                break;
+            case ResetMessage r:
+                w.U32((uint)r.Code); w.Str(r.Reason);
+                break;
+            default:
+                throw new ArgumentException($"{message.GetType().Name} is not a control message", nameof(message));
+        }
+        return w.Written;
+    }
+
+    /// <summary>Refuses a message the reader would refuse, before a byte is written (all or nothing).</summary>
+    private static void Check(ControlMessage message)
+    {
+        static void Bin(byte[] b, string field)
+        {
+            if (b.Length > MaxBytes)
+            {
+                throw new ArgumentException($"{field} is longer than {MaxBytes} bytes", nameof(message));
+            }
+        }
+        static void Str(string s, string field)
+        {
+            if (Encoding.UTF8.GetByteCount(s) > MaxStringBytes)
+            {
+                throw new ArgumentException($"{field} is longer than {MaxStringBytes} UTF-8 bytes", nameof(message));
+            }
+        }
+        switch (message)
+        {
+            case HelloMessage h:
+                Str(h.ServerId, "ServerId"); Str(h.ServerName, "ServerName");
+                break;
+            case GoAwayMessage g:
+                Str(g.Reason, "Reason");
+                break;
+            case ResetMessage r:
+                Str(r.Reason, "Reason");
+                break;
+            case OpenMessage o:
+                Str(o.Tunnel, "Tunnel"); Str(o.Target, "Target"); Str(o.Client, "Client");
+                if (o.Route.Count > MaxListItems)
+                {
+                    throw new ArgumentException($"a route has at most {MaxListItems} servers", nameof(message));
+                }
+                foreach (var hop in o.Route)
+                {
+                    Str(hop, "Route");
+                }
+                if (o.ConnectTimeoutMs <= 0)
+                {
+                    throw new ArgumentException("ConnectTimeoutMs must be positive", nameof(message));
+                }
+                Str(o.Listen, "Listen");
+                if (o.Servers.Count > MaxListItems)
+                {
+                    throw new ArgumentException($"a chain has at most {MaxListItems} servers", nameof(message));
+                }
+                foreach (var server in o.Servers)
+                {
+                    Str(server, "Servers");
+                }
+                if (o.RouteCredentials.Count != 0 && o.RouteCredentials.Count != o.Route.Count)
+                {
+                    throw new ArgumentException("RouteCredentials must be empty or have one entry per Route entry", nameof(message));
+                }
+                foreach (var credential in o.RouteCredentials)
+                {
+                    if (credential is not null)
+                    {
+                        Str(credential.User, "RouteCredentials.User");
+                        Bin(credential.Salt, "Salt"); Bin(credential.ClientKey, "ClientKey"); Bin(credential.ServerKey, "ServerKey");
+                    }
+                }
+                if (QueryDepthProblem(o.Protocol, o.QueryDepth, o.Route.Count) is { } depthProblem)
+                {
+                    throw new ArgumentException(depthProblem, nameof(message));
+                }
+                break;
+            case AuthStartMessage a:
+                Str(a.User, "User"); Bin(a.ClientNonce, "ClientNonce");
+                break;
+            case AuthChallengeMessage c:
+                Bin(c.ServerNonce, "ServerNonce"); Bin(c.Salt, "Salt");
+                break;
+            case AuthProofMessage p:
+                Bin(p.ClientProof, "ClientProof");
+                break;
+            case AuthOkMessage ok:
+                Str(ok.User, "User"); Str(ok.Group, "Group"); Bin(ok.ServerSignature, "ServerSignature");
+                break;
+        }
+    }
+
+    /// <summary>Serializes to a new array (handshake and tests; the link writes into pooled buffers).</summary>
+    public static byte[] ToArray(ControlMessage message)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64);
+        Write(message, buffer);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    public static ControlMessage Read(FrameType type, ReadOnlySequence<byte> payload)
+    {
+        if (payload.Length > FrameCodec.HardMaxPayload)
+        {
+            throw new ProtocolException(ProtocolErrorCode.FrameTooLarge, "control payload too large");
+        }
+        var r = new SequenceReader<byte>(payload);
+        ControlMessage message = type switch
+        {
+            FrameType.Hello => new HelloMessage(U16(ref r), U16(ref r), Str(ref r), Str(ref r), I32(ref r), I32(ref r)),
+            FrameType.GoAway => new GoAwayMessage((ProtocolErrorCode)U32(ref r), Str(ref r)),
+            FrameType.Open => ReadOpen(ref r),
+            FrameType.Reset => new ResetMessage((ProtocolErrorCode)U32(ref r), Str(ref r)),
+            FrameType.AuthStart => ReadAuthStart(ref r),
+            FrameType.AuthChallenge => new AuthChallengeMessage(Bytes(ref r), Bytes(ref r), I32(ref r)),
+            FrameType.AuthProof => new AuthProofMessage(Bytes(ref r)),
+            FrameType.AuthOk => new AuthOkMessage(Str(ref r), Str(ref r), Bytes(ref r)),
+            _ => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{type} frames carry no control message"),
+        };
+        if (!r.End)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{type} payload has {r.Remaining} trailing bytes");
+        }
+        return message;
+    }
+
+    private static OpenMessage ReadOpen(ref SequenceReader<byte> r)
+    {
+        var protocol = (StreamProtocol)U8(ref r);
+        if (!Enum.IsDefined(protocol))
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"unknown stream protocol {(byte)protocol}");
+        }
+        var tunnel = Str(ref r);
+        var target = Str(ref r);
+        var count = U16(ref r);
+        if (count > MaxListItems)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"route of {count} servers; at most {MaxListItems}");
+        }
+        var route = new string[count];
+        for (var i = 0; i < count; i++)
+        {
+            route[i] = Str(ref r);
+        }
+        var timeout = I32(ref r);
+        var options = (OpenOptions)U8(ref r);
+        var client = Str(ref r);
+        if (timeout <= 0)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"connect timeout {timeout} ms is not positive");
+        }
+        var listen = Str(ref r);
+        var serverCount = U16(ref r);
+        if (serverCount > MaxListItems)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"chain of {serverCount} servers; at most {MaxListItems}");
+        }
+        var servers = new string[serverCount];
+        for (var i = 0; i < serverCount; i++)
+        {
+            servers[i] = Str(ref r);
+        }
+        var credentialCount = U16(ref r);
+        if (credentialCount != 0 && credentialCount != count)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{credentialCount} route credentials for {count} route entries");
+        }
+        var credentials = new RouteCredential?[credentialCount];
+        for (var i = 0; i < credentialCount; i++)
+        {
+            credentials[i] = U8(ref r) switch
+            {
+                0 => null,
+                1 => new RouteCredential(Str(ref r), Bytes(ref r), I32(ref r), Bytes(ref r), Bytes(ref r)),
+                var b => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"route credential marker {b}; expected 0 or 1"),
+            };
+        }
+        var queryDepth = U8(ref r);
+        if (QueryDepthProblem(protocol, queryDepth, count) is { } depthProblem)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, depthProblem);
+        }
+        return new OpenMessage(protocol, tunnel, target, route, timeout, options, client)
+        {
+            Listen = listen,
+            Servers = servers,
+            RouteCredentials = credentials,
+            QueryDepth = queryDepth,
+        };
+    }
+
+    /// <summary>A login query names a route entry to query (depth less than the route's length); other streams carry 0.</summary>
+    private static string? QueryDepthProblem(StreamProtocol protocol, byte depth, int routeCount) =>
+        protocol == StreamProtocol.AuthQuery
+            ? depth < routeCount ? null : $"a login query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
+            : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login queries carry one";
+
+    private static AuthStartMessage ReadAuthStart(ref SequenceReader<byte> r)
+    {
+        var method = (AuthMethod)U8(ref r);
+        if (!Enum.IsDefined(method))
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"unknown login method {(byte)method}");
+        }
+        return new AuthStartMessage(method, Str(ref r), Bytes(ref r));
+    }
+
+    private static byte[] Bytes(ref SequenceReader<byte> r)
+    {
+        var length = U16(ref r);
+        if (length > MaxBytes)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"byte field of {length} bytes; at most {MaxBytes}");
+        }
+        if (r.Remaining < length)
+        {
+            throw Truncated();
+        }
+        var bytes = r.UnreadSequence.Slice(0, length).ToArray();
+        r.Advance(length);
+        return bytes;
+    }
+
+    private static byte U8(ref SequenceReader<byte> r) =>
+        r.TryRead(out var v) ? v : throw Truncated();
+
+    private static ushort U16(ref SequenceReader<byte> r) =>
+        r.TryReadBigEndian(out short v) ? (ushort)v : throw Truncated();
+
+    private static uint U32(ref SequenceReader<byte> r) =>
+        r.TryReadBigEndian(out int v) ? (uint)v : throw Truncated();
+
+    private static int I32(ref SequenceReader<byte> r) =>
+        r.TryReadBigEndian(out int v) ? v : throw Truncated();
+
+    private static string Str(ref SequenceReader<byte> r)
+    {
+        var length = U16(ref r);
+        if (length > MaxStringBytes)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"string of {length} bytes; at most {MaxStringBytes}");
+        }
+        if (r.Remaining < length)
+        {
+            throw Truncated();
+        }
+        var bytes = r.UnreadSequence.Slice(0, length);
+        r.Advance(length);
+        try
+        {
+            return Utf8Strict.GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, "string is not valid UTF-8");
+        }
+    }
+
+    private static readonly UTF8Encoding Utf8Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    private static ProtocolException Truncated() => new(ProtocolErrorCode.MalformedFrame, "control payload is truncated");
+
+    private ref struct Writer(IBufferWriter<byte> output)
+    {
+        public int Written;
+
+        public void U8(byte v)
+        {
+            output.GetSpan(1)[0] = v;
+            output.Advance(1);
+            Written += 1;
+        }
+
+        public void U16(ushort v)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(output.GetSpan(2), v);
+            output.Advance(2);
+            Written += 2;
+        }
+
+        public void U32(uint v)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(output.GetSpan(4), v);
+            output.Advance(4);
+            Written += 4;
+        }
+
+        public void I32(int v) => U32((uint)v);
+
+        public void Bytes(byte[] v)
+        {
+            if (v.Length > MaxBytes)
+            {
+                throw new ArgumentException($"byte field of {v.Length} bytes; at most {MaxBytes}");
+            }
+            U16((ushort)v.Length);
+            v.CopyTo(output.GetSpan(v.Length));
+            output.Advance(v.Length);
+            Written += v.Length;
+        }
+
+        public void Str(string v)
+        {
+            var count = Encoding.UTF8.GetByteCount(v);
+            if (count > MaxStringBytes)
+            {
+                throw new ArgumentException($"string of {count} bytes; at most {MaxStringBytes}");
+            }
+            U16((ushort)count);
+            var span = output.GetSpan(count);
+            Encoding.UTF8.GetBytes(v, span);
+            output.Advance(count);
+            Written += count;
+        }
+    }
+}
