@@ -10,7 +10,9 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - 64-byte ping-pong round trips (median, p99): direct, socat, tunnel;
   - connect + first byte echoed (median, p99): direct, socat, tunnel;
   - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
-    and of B's daemon process.
+    and of B's daemon process;
+  - a connection flood (connections that never log in) against a daemon F with the default limits: its resident
+    memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth.
 Encrypted (unless -SkipTls): the same tunnels over a TLS link (qmt://) from A, and from A2 (a daemon), compared with
 a stunnel client/server pair (TLS, a certificate made with openssl) and with ssh -L -c aes128-gcm@openssh.com to a
 private sshd the bench starts (its own config, host key and client key in a temp folder): single-stream throughput,
@@ -42,8 +44,12 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle')]
-    [string[]]$Include = @('throughput', 'latency', 'idle'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood'),
+    [ValidateRange(2, 40000)]
+    [int]$FloodConnections = 20000,
+    [ValidateRange(10, 600)]
+    [int]$FloodSeconds = 30,
     [switch]$SkipTunnel,
     [switch]$SkipTls
 )
@@ -239,6 +245,10 @@ function Format-Value($Value) {
     }
     '{0:0.##}' -f $Value
 }
+#endregion
+
+#region connection flood: Measure-Flood (bench/Measure-Flood.ps1, dot-sourced: it uses the helpers above)
+. (Join-Path $PSScriptRoot 'Measure-Flood.ps1')
 #endregion
 
 #region encrypted comparisons: stunnel, ssh -L
@@ -615,6 +625,14 @@ try {
             }
         }
     }
+
+    if ('flood' -in $Include) {
+        Write-QmStep "Connection flood: $FloodConnections connections that never log in, for $FloodSeconds s, against a daemon"
+        Measure-Step 'flood' 'flood against server F (memory, login, caps)' { Measure-Flood }
+        foreach ($mode in 'silent', 'plain', 'clienthello', 'tls') {
+            Measure-Step "pending.$mode" "1,000 waiting connections, $mode (KiB each)" { Measure-PendingCost $mode }
+        }
+    }
 }
 catch {
     $script:Errors.Add($_.Exception.Message)
@@ -692,6 +710,31 @@ foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") 
 }
 $table = $rows -join "`n"
 
+$flood = if ($results.ContainsKey('flood')) { $results['flood'] } else { $null }
+$floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } elseif ($flood) {
+    @(
+        '| Measurement | server F (daemon, default limits) |'
+        '|---|---:|'
+        "| Connections the flood keeps open (2 processes, 40 source addresses; each reopened when the server closes it) | $('{0:N0}' -f $FloodConnections) |"
+        "| Connections the flood opened in $FloodSeconds s | $('{0:N0}' -f $flood.Attempts) |"
+        "| Resident memory before (MiB) | $($flood.RssBeforeMiB) |"
+        "| Resident memory, most during the flood (MiB) | $($flood.RssMaxMiB) |"
+        "| Resident memory 5 s after the flood (MiB) | $($flood.RssAfterMiB) |"
+        "| Login from another address during the flood (ms) | $($flood.LoginMs) |"
+        "| Connections waiting for their login, most at once (MaxPendingLinks 1000) | $($flood.PendingPeak) |"
+        "| New connections closed at once (MaxPendingLinksPerSource 64) | $('{0:N0}' -f $flood.Refused) |"
+        "| Waiting connections closed to make room, oldest first | $('{0:N0}' -f $flood.Evicted) |"
+        "| Lines the server's log grew by | $($flood.LogLines) |"
+        "| Server alive afterwards | $(if ($flood.Alive) { 'yes' } else { '**no**' }) |"
+        foreach ($mode in @(@{ Key = 'silent'; Text = 'connected, sent nothing' }, @{ Key = 'plain'; Text = 'plain link, Hello sent, no login' },
+                @{ Key = 'clienthello'; Text = 'TLS ClientHello sent, handshake not finished' }, @{ Key = 'tls'; Text = 'TLS up, Hello sent, no login' })) {
+            $cost = if ($results.ContainsKey("pending.$($mode.Key)")) { $results["pending.$($mode.Key)"] } else { $null }
+            $value = if ($cost -is [string]) { 'error' } elseif ($cost) { "$($cost.KiBPer) ($($cost.Open) open)" } else { 'n/a' }
+            "| Resident memory per waiting connection, $($mode.Text) (KiB; caps raised so none is closed) | $value |"
+        }
+    ) -join "`n"
+} else { $null }
+
 # The encrypted comparison: one row per goal, the ratio and verdict for each qmTunnel variant (A in pwsh, A daemon).
 $tlsRows = [System.Collections.Generic.List[string]]::new()
 $tlsRows.Add('| Measurement | stunnel | ssh -L | qmTunnel, A in pwsh | qmTunnel, A daemon | goal | ratio, A in pwsh | met | ratio, A daemon | met |')
@@ -752,12 +795,13 @@ $markdown = @"
 Date: $date
 Machine: $machine
 Versions: $versions
-Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
+Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -FloodConnections $FloodConnections -FloodSeconds $FloodSeconds -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
 
 $table
 
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
+$(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })
 $errorsText
 ## Commands run
 
@@ -771,6 +815,10 @@ Write-Host $table
 if ($tlsTable) {
     Write-Host ''
     Write-Host $tlsTable
+}
+if ($floodTable) {
+    Write-Host ''
+    Write-Host $floodTable
 }
 $null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
 Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM

@@ -19,6 +19,10 @@ public static class Program
           idle               --port P --count N --hold-seconds S [--concurrency 64]
                              open N connections (1 byte echoed on each), print READY, hold S seconds or until stdin ends
           stream             --port P --seconds S [--parallel K] [--mode echo|sink] [--chunk 131072]
+          flood              --port P --count N [--sources 127.0.0.10-127.0.0.29] [--mode silent|clienthello|plain|tls]
+                             [--reopen 0|1] [--hold-seconds 600] [--concurrency 256]
+                             N connections to a qmTunnel server that never log in, round-robin over the source addresses;
+                             prints READY once all were tried, STATUS every second, a JSON summary at the end
         common: [--host 127.0.0.1] [--watch-stdin 1: stop when standard input ends or reads "stop"]
         """;
 
@@ -61,6 +65,7 @@ public static class Program
                 "connect-first-byte" => await Clients.ConnectFirstByteAsync(options, stop.Token),
                 "idle" => await Clients.IdleAsync(options, stop.Token),
                 "stream" => await Clients.StreamAsync(options, stop.Token),
+                "flood" => await Flood.RunAsync(options, stop.Token),
                 _ => UnknownCommand(args[0]),
             };
         }

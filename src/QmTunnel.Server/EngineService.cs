@@ -42,6 +42,7 @@ internal sealed partial class EngineService(QmTunnelEngine engine, IHostApplicat
         Console.Out.WriteLine($"qmtunnel-server listening on {info.Address} (pid {Environment.ProcessId}, data {info.DataPath})");
         Console.Out.WriteLine($"qmtunnel-server certificate SHA256 {info.CertificateThumbprint}; plain links {(info.AllowPlainLinks ? "accepted" : "refused")}");
         Console.Out.Flush();
+        TestFaults.RunIfAsked();
     }
 
     /// <summary>The failure as one line of JSON: its error id, kind, target and message.</summary>

@@ -25,10 +25,12 @@ if (ServerCommandLine.WantsHelp(args))
 // must not change them.
 IConfiguration settings;
 ServerOptions options;
+(string? Path, long MaxBytes, int Keep) log;
 try
 {
     settings = ServerCommandLine.ReadSettings(args);
     options = ServerCommandLine.ReadOptions(settings);
+    log = ServerCommandLine.ReadLogOptions(settings);
 }
 catch (Exception ex) when (ex is ArgumentException or FormatException)
 {
@@ -42,17 +44,21 @@ finally
     Secrets.WipeFromEnvironment();
 }
 
+// Why the daemon dies, in its log: an unhandled exception is written at once (the logger's queue would not be flushed).
+DaemonCrashLog.CatchUnhandled(log.Path is null && SystemdHelpers.IsSystemdService());
+
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
 {
     ContentRootPath = AppContext.BaseDirectory,
 });
 
-if (settings["LogFile"] is { Length: > 0 } logFile)
+if (log.Path is { } logFile)
 {
-    // Start-QmTunnelServer -Daemon: everything the daemon prints goes to this file, not to the parent's console.
+    // Start-QmTunnelServer -Daemon: everything the daemon prints goes to this file (owner-only, rotated), and so do its
+    // file descriptors 1 and 2, where the runtime writes when the process dies.
     try
     {
-        var writer = new StreamWriter(new FileStream(Path.GetFullPath(logFile), FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete)) { AutoFlush = true };
+        var writer = LogFile.Open(logFile, log.MaxBytes, log.Keep);
         Console.SetOut(writer);
         Console.SetError(writer);
     }
@@ -97,6 +103,7 @@ builder.Services.AddHostedService<EngineService>();
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
 
 using var host = builder.Build();
+DaemonCrashLog.CatchUnobserved(host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("QmTunnel.Server"));
 try
 {
     await host.RunAsync();

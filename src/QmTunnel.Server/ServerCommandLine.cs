@@ -28,6 +28,12 @@ internal static class ServerCommandLine
           --certificate FILE      the server's certificate instead of the generated one: .pfx, or PEM (with its key)
           --certificate-key FILE  the PEM private key, when not in the certificate file
           --password-iterations N PBKDF2 iterations of password verifiers (saved; default 600000, at least 100000)
+          --max-pending-links N   connections that have not logged in yet, at most (default 1000); over it the oldest
+                                  waiting one is closed to make room
+          --max-pending-links-per-source N
+                                  the same per IPv4 address or IPv6 /64 (default 64); over it a new one is closed at once
+          --log-max-size MIB      with --log-file: start a new file when it reaches this size (default 10; 0: never)
+          --log-files N           with --log-file: old files kept, FILE.1 (newest) to FILE.N (default 3)
           --secrets-from-stdin    read the secrets below from standard input, as lines Name=value, until its end
         The certificate's password, if any, and the admin password of a first start never come from the command line:
         from standard input (--secrets-from-stdin: CertificatePassword=..., AdminPassword=...) or from the environment
@@ -57,6 +63,14 @@ internal static class ServerCommandLine
         ["--allowplainlinks"] = "AllowPlainLinks",
         ["--password-iterations"] = "PasswordIterations",
         ["--passworditerations"] = "PasswordIterations",
+        ["--max-pending-links"] = "MaxPendingLinks",
+        ["--maxpendinglinks"] = "MaxPendingLinks",
+        ["--max-pending-links-per-source"] = "MaxPendingLinksPerSource",
+        ["--maxpendinglinkspersource"] = "MaxPendingLinksPerSource",
+        ["--log-max-size"] = "LogMaxSize",
+        ["--logmaxsize"] = "LogMaxSize",
+        ["--log-files"] = "LogFiles",
+        ["--logfiles"] = "LogFiles",
     };
 
     public static bool WantsHelp(string[] args) => args.Any(a => a is "-h" or "--help" or "-?");
@@ -126,6 +140,50 @@ internal static class ServerCommandLine
         return values;
     }
 
+    /// <summary>
+    /// The log file settings: --log-file (null: none), --log-max-size (MiB, or a number with KiB/MiB/GiB; 0: never
+    /// rotate; at least 4 KiB otherwise) and --log-files (old files kept, 0 to 100).
+    /// </summary>
+    /// <exception cref="ArgumentException">A value out of range or not a number.</exception>
+    public static (string? Path, long MaxBytes, int Keep) ReadLogOptions(IConfiguration config)
+    {
+        var path = config["LogFile"] is { Length: > 0 } file ? file : null;
+        var maxBytes = LogFile.DefaultMaxBytes;
+        if (config["LogMaxSize"] is { } sizeText)
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(sizeText.Trim(), @"^(?<n>\d{1,10})\s*(?<unit>KiB|MiB|GiB|K|M|G)?$", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+            if (!match.Success)
+            {
+                throw new ArgumentException($"--log-max-size '{sizeText}' is not a size: give MiB (10), or a number with KiB, MiB or GiB (512KiB).");
+            }
+            var unit = match.Groups["unit"].Value.ToUpperInvariant();
+            var shift = unit.StartsWith('K') ? 10 : unit.StartsWith('G') ? 30 : 20;
+            maxBytes = long.Parse(match.Groups["n"].Value, CultureInfo.InvariantCulture) << shift;
+            if (maxBytes is > 0 and < 4096 || maxBytes > 1L << 40)
+            {
+                throw new ArgumentException($"--log-max-size '{sizeText}' is out of range: give 0 (never start a new file) or 4KiB to 1024GiB (10 MiB is the default).");
+            }
+        }
+        var keep = ReadInt(config, "LogFiles", "--log-files", "0 to 100") ?? LogFile.DefaultKeep;
+        if (keep > 100)
+        {
+            throw new ArgumentException($"--log-files {keep} is out of range: give 0 to 100 ({LogFile.DefaultKeep} is the default).");
+        }
+        return (path, maxBytes, keep);
+    }
+
+    /// <summary>A whole number setting, or null when not given; <paramref name="range"/> is for the message.</summary>
+    internal static int? ReadInt(IConfiguration config, string key, string option, string range)
+    {
+        if (config[key] is not { } text)
+        {
+            return null;
+        }
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new ArgumentException($"{option} '{text}' is not a whole number from {range}.");
+    }
+
     public static ServerOptions ReadOptions(IConfiguration config)
     {
         var options = new ServerOptions { ProcessId = Environment.ProcessId };
@@ -176,6 +234,14 @@ internal static class ServerCommandLine
                 throw new ArgumentException($"--password-iterations '{iterationsText}' is not a number from 100000 to 10000000.");
             }
             options = options with { PasswordIterations = iterations };
+        }
+        if (ReadInt(config, "MaxPendingLinks", "--max-pending-links", "1 to 1000000") is { } maxPending)
+        {
+            options = options with { MaxPendingLinks = maxPending };
+        }
+        if (ReadInt(config, "MaxPendingLinksPerSource", "--max-pending-links-per-source", "1 to --max-pending-links") is { } maxPerSource)
+        {
+            options = options with { MaxPendingLinksPerSource = maxPerSource };
         }
         var errors = options.Validate();
         if (errors.Count > 0)

@@ -24,11 +24,16 @@ public static class EventIds
     public const int StatusChannelUnavailable = 51;
     public const int StatusPeerRefused = 52;
 
-    // ---- links, 100-199. Next free: 104.
+    // ---- links, 100-199. Next free: 109 (104-129 is the block of the accept side; 130-149 the send queue's).
     public const int LinkProtocolViolation = 100;
     public const int StreamHandlerFailed = 101;
     public const int LinkClosed = 102;
     public const int LinkUp = 103;
+    public const int PendingLinkRefused = 104;
+    public const int PendingLinkEvicted = 105;
+    public const int AcceptFailing = 106;
+    public const int AcceptRecovered = 107;
+    public const int LinkHandshakeCrashed = 108;
     // links: send-queue bound, stream limit, idle links (130-149). Next free: 133.
     public const int LinkStreamLimit = 130;
     public const int LinkReadPaused = 131;
@@ -58,10 +63,13 @@ public static class EventIds
     public const int DatabaseLogRecovered = 402;
     public const int DatabaseWriteDropped = 403;
 
-    // ---- the daemon (qmtunnel-server), 900-999. Next free: 903.
+    // ---- the daemon (qmtunnel-server), 900-999. Next free: 905 (903-919 is the block of the daemon's crash log; 920 after it).
     public const int DaemonStartFailed = 900;
     public const int DaemonStopping = 901;
     public const int DaemonInitialPassword = 902;
+    /// <summary>Written straight to the log (not through a logger) when an unhandled exception ends the daemon.</summary>
+    public const int DaemonDying = 903;
+    public const int DaemonUnobservedTaskException = 904;
 
     // ---- the daemon: status channel, 940-959. Next free: 940.
 }

@@ -1,10 +1,11 @@
 namespace QmTunnel.Engine.Links;
 
 /// <summary>
-/// Sits under an SslStream: once <see cref="Coalesce"/> is on (after the TLS handshake), the 16 KiB records TLS
-/// writes are gathered and sent with one socket write per flush (up to 256 KiB) instead of one write per record.
-/// Reads are served from one 64 KiB socket read at a time. The link's writer flushes after each batch, so nothing
-/// waits in it. It does not encrypt, and it is not thread-safe beyond one reader and one writer (as SslStream uses it).
+/// Sits under an SslStream: once <see cref="Coalesce"/> is on, the 16 KiB records TLS writes are gathered and sent
+/// with one socket write per flush (up to 256 KiB) instead of one write per record, and reads are served from one
+/// 64 KiB socket read at a time. Before that, and for zero-byte reads, everything passes straight through and no buffer
+/// is held. The link's writer flushes after each batch, so nothing waits in it. It does not encrypt, and it is not
+/// thread-safe beyond one reader and one writer (as SslStream uses it).
 /// </summary>
 internal sealed class CoalescingStream(Stream inner) : Stream
 {
@@ -12,8 +13,14 @@ internal sealed class CoalescingStream(Stream inner) : Stream
     private byte[]? _buffer;
     private int _length;
 
-    /// <summary>Off during the handshake (its messages go out at once), on for the link's frames.</summary>
+    /// <summary>
+    /// Off during the handshake (its messages go out at once, reads are not buffered), on for the link's frames: an
+    /// accepted link turns it on after the login, so a connection that has not logged in holds neither buffer.
+    /// </summary>
     public bool Coalesce { get; set; }
+
+    /// <summary>Whether it holds a write or a read buffer now (none is made while <see cref="Coalesce"/> is off).</summary>
+    internal bool HoldsBuffers => _buffer is not null || _readBuffer is not null;
 
     public override bool CanRead => true;
     public override bool CanWrite => true;
@@ -76,7 +83,8 @@ internal sealed class CoalescingStream(Stream inner) : Stream
     {
         if (_readStart == _readEnd)
         {
-            if (buffer.Length >= ReadCapacity)
+            // Before the link is up, for a zero-byte read (wait for data, hold no buffer) and for a large read: straight through.
+            if (!Coalesce || buffer.Length == 0 || buffer.Length >= ReadCapacity)
             {
                 return await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
             }

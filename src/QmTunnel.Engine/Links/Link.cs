@@ -151,7 +151,7 @@ public sealed partial class Link : IAsyncDisposable
         ILinkAuthenticator? authenticator = null, X509Certificate2? clientCertificate = null, byte[]? channelBinding = null)
     {
         var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
+        var reader = PipeReader.Create(stream, HandshakeReaderOptions);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
         await ReadPreambleAsync(reader, timeout.Token).ConfigureAwait(false);
@@ -180,12 +180,35 @@ public sealed partial class Link : IAsyncDisposable
         {
             login = await AcceptLoginAsync(socket, tls, reader, authenticator, clientCertificate, channelBinding ?? [], timeout.Token).ConfigureAwait(false);
         }
-        return new Link(socket, tls, reader, options, peer, isDialer: false, TimeSpan.Zero, logger)
+        return new Link(socket, tls, LinkReader(reader, stream), options, peer, isDialer: false, TimeSpan.Zero, logger)
         {
             Principal = login?.Principal,
             User = login?.Principal.User.Name,
             Group = login?.Principal.Group.Name,
         };
+    }
+
+    /// <summary>
+    /// The acceptor's reader until the login succeeds: small segments, and a zero-byte read while it waits, so a
+    /// connection that has not logged in holds no large buffer (a flood of them must not cost the server its memory).
+    /// </summary>
+    private static readonly StreamPipeReaderOptions HandshakeReaderOptions = new(bufferSize: 4096, minimumReadSize: 1024, leaveOpen: true, useZeroByteReads: true);
+
+    /// <summary>
+    /// The reader of a logged-in accepted link (large reads for throughput), taking over from the handshake reader:
+    /// bytes the peer sent right behind its login and the handshake reader already holds come first, so none is lost.
+    /// </summary>
+    private static PipeReader LinkReader(PipeReader handshake, Stream stream)
+    {
+        byte[] carried = [];
+        if (handshake.TryRead(out var result))
+        {
+            carried = result.Buffer.ToArray();
+            handshake.AdvanceTo(result.Buffer.End);
+        }
+        handshake.Complete();
+        return PipeReader.Create(carried.Length == 0 ? stream : new PrefixedStream(carried, stream),
+            new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
     }
 
     private static async Task WriteRawAsync(Socket socket, Stream? tls, byte[] bytes, CancellationToken cancellationToken)

@@ -23,7 +23,7 @@ namespace QmTunnel.Engine.Management;
 /// </summary>
 public sealed partial class QmTunnelEngine : IAsyncDisposable
 {
-    private readonly ILoggerFactory _loggerFactory;
+    private readonly SafeLoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly LinkOptions _linkOptions;
@@ -35,7 +35,6 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private TunnelStore? _store;
     private Socket? _listener;
     private CancellationTokenSource? _shutdown;
-    private Task? _acceptLoop;
     private DateTimeOffset _startedAt;
     private long _protocolErrors, _transitStreams, _plainRefused;
     private X509Certificate2? _certificate;
@@ -49,9 +48,10 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
-        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
-        _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _time = timeProvider ?? TimeProvider.System;
+        // Every line the engine logs: peer text escaped, length capped, a flood of one event throttled.
+        _loggerFactory = new SafeLoggerFactory(loggerFactory ?? NullLoggerFactory.Instance, _time);
+        _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits };
     }
 
@@ -62,7 +62,6 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     /// <summary>This server's id in link handshakes.</summary>
     public string ServerId => _linkOptions.ServerId;
     private const string AllowPlainLinksSetting = "allowPlainLinks";
-    private const byte TlsHandshakeRecord = 0x16;
 
     /// <summary>SHA-256 thumbprint (hex) of the server's TLS certificate while it runs.</summary>
     public string? CertificateThumbprint => _certificate is null ? null : ServerCertificate.Thumbprint(_certificate);
@@ -104,7 +103,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     }
 
     /// <summary>Links closed because the peer broke the protocol (malformed frames, bad handshake).</summary>
-    public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
+    public long ProtocolErrors => Interlocked.Read(ref _protocolErrors) + (_acceptor?.ProtocolErrors ?? 0);
 
     /// <summary>
     /// Opens the database (DatabaseCorrupt / DatabaseLocked / DataPathInvalid), binds the port (PortInUse, BindFailed),
@@ -161,7 +160,8 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _startedAt = _time.GetUtcNow();
             _running = true;
             StartIdleSweep();
-            _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _shutdown.Token));
+            _acceptor = CreateAcceptor(_listener, _shutdown.Token);
+            _acceptor.Start();
             EngineLog.Started(_logger, Options.ListenAddress, Port, _store.FilePath);
 
             foreach (var profile in _store.LoadTunnels())
@@ -264,11 +264,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             _running = false;
             StopIdleSweep();
-            _listener?.Dispose();
-            if (_acceptLoop is not null)
-            {
-                await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            }
+            await StopAcceptingAsync().ConfigureAwait(false);
             // Stop accepting everywhere, let connections (ours and those passing through) finish for DrainTimeout,
             // then close what is left.
             var draining = _tunnels.Values.Select(t => t.StopAsync(Options.DrainTimeout)).ToList();
@@ -294,6 +290,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _store = null;
             _certificate?.Dispose();
             _certificate = null;
+            _loggerFactory.Flush();
             EngineLog.Stopped(_logger, Port);
         }
         finally
@@ -335,8 +332,12 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             ProtocolErrors = full ? ProtocolErrors : 0,
             CertificateThumbprint = CertificateThumbprint,
             AllowPlainLinks = _allowPlainLinks,
-            PlainLinksRefused = full ? Interlocked.Read(ref _plainRefused) : 0,
+            PlainLinksRefused = full ? Interlocked.Read(ref _plainRefused) + (_acceptor?.PlainLinksRefused ?? 0) : 0,
             OpenStreams = full ? streams + (_pool?.StreamCount ?? 0) : 0,
+            PendingLinks = full ? _acceptor?.PendingCount ?? 0 : 0,
+            PendingLinksPeak = full ? _acceptor?.PendingPeak ?? 0 : 0,
+            PendingLinksRefused = full ? _acceptor?.PendingRefused ?? 0 : 0,
+            PendingLinksEvicted = full ? _acceptor?.PendingEvicted ?? 0 : 0,
         };
     }
 

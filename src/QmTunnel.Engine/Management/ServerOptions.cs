@@ -60,6 +60,22 @@ public sealed record ServerOptions
     /// </summary>
     public int? PasswordIterations { get; init; }
 
+    /// <summary>
+    /// Connections accepted that have not logged in yet, at most, in all. When a new one would exceed it, the OLDEST
+    /// waiting connection is closed to make room, so a flood cannot keep out a peer that logs in quickly. 1000 holds a
+    /// reconnect storm of a large installation and costs a few MB; each waits at most <see cref="HandshakeTimeout"/>.
+    /// </summary>
+    public int MaxPendingLinks { get; init; } = DefaultMaxPendingLinks;
+    public const int DefaultMaxPendingLinks = 1000;
+
+    /// <summary>
+    /// Connections that have not logged in yet, at most, from one source: an IPv4 address, or an IPv6 /64. A new one
+    /// over it is closed at once. 64 is far more than one host needs (a server keeps one link per next hop and login)
+    /// and leaves a NAT address shared by many servers room; one address cannot fill <see cref="MaxPendingLinks"/>.
+    /// </summary>
+    public int MaxPendingLinksPerSource { get; init; } = DefaultMaxPendingLinksPerSource;
+    public const int DefaultMaxPendingLinksPerSource = 64;
+
     /// <summary>Process id to report (a daemon sets its own).</summary>
     public int? ProcessId { get; init; }
 
@@ -107,6 +123,18 @@ public sealed record ServerOptions
         if (PasswordIterations is < 100_000 or > Security.PasswordHasher.MaxIterations)
         {
             errors.Add($"PasswordIterations {PasswordIterations} is out of range: give 100000 to {Security.PasswordHasher.MaxIterations} (600000 is the default).");
+        }
+        if (MaxPendingLinks is < 1 or > 1_000_000)
+        {
+            errors.Add($"MaxPendingLinks {MaxPendingLinks} is out of range: give 1 to 1000000 ({DefaultMaxPendingLinks} is the default).");
+        }
+        if (MaxPendingLinksPerSource < 1 || MaxPendingLinksPerSource > MaxPendingLinks)
+        {
+            errors.Add($"MaxPendingLinksPerSource {MaxPendingLinksPerSource} is out of range: give 1 to MaxPendingLinks ({MaxPendingLinks}); {DefaultMaxPendingLinksPerSource} is the default.");
+        }
+        if (HandshakeTimeout <= TimeSpan.Zero || HandshakeTimeout > TimeSpan.FromMinutes(10))
+        {
+            errors.Add($"HandshakeTimeout {HandshakeTimeout} is out of range: give more than 0 and at most 10 minutes (10 s is the default).");
         }
         if (CertificateKeyPath is not null && CertificatePath is null)
         {

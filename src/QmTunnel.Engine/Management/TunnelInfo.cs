@@ -168,6 +168,14 @@ public sealed class ServerInfo : QmTunnelObject
     public long PlainLinksRefused { get; init; }
     /// <summary>Streams open now on all of the server's links (accepted and dialed): connections it carries, management requests.</summary>
     public int OpenStreams { get; init; }
+    /// <summary>Connections accepted that have not logged in yet (at most ServerOptions.MaxPendingLinks).</summary>
+    public int PendingLinks { get; init; }
+    /// <summary>The most connections that were ever waiting for their login at once since the server started.</summary>
+    public long PendingLinksPeak { get; init; }
+    /// <summary>New connections closed at once because their source had MaxPendingLinksPerSource waiting already.</summary>
+    public long PendingLinksRefused { get; init; }
+    /// <summary>Connections closed before their login to make room for a new one (MaxPendingLinks reached; oldest first).</summary>
+    public long PendingLinksEvicted { get; init; }
     public string Address => $"qmt://{(ListenAddress is "0.0.0.0" ? "127.0.0.1" : ListenAddress is "::" ? "[::1]" : ListenAddress.Contains(':', StringComparison.Ordinal) ? "[" + ListenAddress + "]" : ListenAddress)}:{Port}";
     /// <summary>The same server for unencrypted links (accepted only when AllowPlainLinks is on).</summary>
     public string PlainAddress => "qmt+plain" + Address[3..];
