@@ -7,7 +7,7 @@ namespace QmTunnel.Engine.Links;
 /// <summary>
 /// The send queue of a link and its bound (docs/security.md, "Limits"). Every queued frame is counted with its bytes
 /// plus <see cref="FrameOverhead"/> from the moment it is queued until the socket took it. Data waits for room
-/// (<see cref="LinkOptions.MaxQueuedBytes"/>, reserved before the sender reads its chunk); control frames are never
+/// (<see cref="LinkOptions.MaxQueuedBytes"/>, reserved for data in hand: a relay reserves after its read); control frames are never
 /// refused, but when the queue holds more than the bound plus <see cref="LinkOptions.QueueSlackBytes"/> the reader loop
 /// stops reading from the peer until it has drained. It does not decide what is sent first: frames leave in order.
 /// </summary>
@@ -186,6 +186,47 @@ public sealed partial class Link
             if (TryReserveSend(max, out granted, out reserved))
             {
                 return (granted, reserved);
+            }
+            ThrowIfClosedForSending();
+            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Waits for room for one Data frame of exactly <paramref name="payload"/> bytes (data already read) and reserves it;
+    /// an empty queue always has room. Returns the bytes reserved. A closed link throws StreamResetException(LinkLost).
+    /// </summary>
+    internal async ValueTask<long> ReserveSendExactAsync(int payload, CancellationToken cancellationToken)
+    {
+        var cost = Cost(FrameHeader.Size + payload);
+        var limit = (long)Options.MaxQueuedBytes;
+        bool TryReserve()
+        {
+            while (true)
+            {
+                var queued = Interlocked.Read(ref _queued);
+                if (queued + cost > limit && queued > 0)
+                {
+                    return false;
+                }
+                if (Interlocked.CompareExchange(ref _queued, queued + cost, queued) == queued)
+                {
+                    UpdatePeak(queued + cost);
+                    return true;
+                }
+            }
+        }
+        while (true)
+        {
+            ThrowIfClosedForSending();
+            if (TryReserve())
+            {
+                return cost;
+            }
+            var changed = RoomChanged();
+            if (TryReserve())
+            {
+                return cost;
             }
             ThrowIfClosedForSending();
             await changed.WaitAsync(cancellationToken).ConfigureAwait(false);

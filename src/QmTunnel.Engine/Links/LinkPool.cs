@@ -24,6 +24,9 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     public int Count => _links.Values.Count(t => t.IsCompletedSuccessfully && !t.Result.IsClosed);
 
     /// <summary>Streams open now on the links that are up.</summary>
+    /// <summary>The links that are up (tests).</summary>
+    internal IReadOnlyList<Link> Links() => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Select(t => t.Result).ToList();
+
     public int StreamCount => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Sum(t => t.Result.StreamCount);
 
     /// <summary>The live link to <paramref name="hop"/> logged in as <paramref name="login"/>, if there is one (no dialing).</summary>

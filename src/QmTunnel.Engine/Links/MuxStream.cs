@@ -119,6 +119,45 @@ public sealed class MuxStream
         }
     }
 
+    /// <summary>
+    /// Waits until the peer grants credit and returns how much (at most <paramref name="max"/>), without reserving
+    /// room in the link's send queue: for a sender whose data is not in hand yet and may take a while to come (a relay
+    /// about to read its socket), which reserves room for exactly what it got with <see cref="SendDataAsync"/>. Holding
+    /// a reservation while a socket is idle would lend the link's room to a connection that sends nothing.
+    /// </summary>
+    public ValueTask<int> WaitForWindowAsync(int max, CancellationToken cancellationToken)
+    {
+        var credit = Interlocked.Read(ref _sendCredit);
+        return credit > 0 && !IsReset ? ValueTask.FromResult((int)Math.Min(credit, max)) : WaitForStreamCreditAsync(max, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> bytes read after <see cref="WaitForWindowAsync"/> (placed at offset
+    /// <see cref="FrameHeader.Size"/> of a buffer rented from <see cref="ArrayPool{T}.Shared"/>, whose ownership passes
+    /// here): waits for room for them in the link's send queue first. On a reset or cancellation the buffer is returned
+    /// and the exception thrown.
+    /// </summary>
+    public async ValueTask SendDataAsync(byte[] rentedBuffer, int count, CancellationToken cancellationToken)
+    {
+        long reserved;
+        try
+        {
+            reserved = await _link.ReserveSendExactAsync(count, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(rentedBuffer);
+            throw;
+        }
+        ReleaseReservation();
+        if (!Keep(count, reserved))
+        {
+            ArrayPool<byte>.Shared.Return(rentedBuffer);
+            throw ResetError();
+        }
+        SendData(rentedBuffer, count);
+    }
+
     private async ValueTask<int> WaitForStreamCreditAsync(int max, CancellationToken cancellationToken)
     {
         while (true)

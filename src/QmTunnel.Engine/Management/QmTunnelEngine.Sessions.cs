@@ -251,6 +251,9 @@ public sealed partial class QmTunnelEngine
         }
     }
 
+    /// <summary>The links this server dialed (tests).</summary>
+    internal IReadOnlyList<Link> OutboundLinks() => _pool?.Links() ?? [];
+
     /// <summary>The links this server accepted (tests).</summary>
     internal IReadOnlyList<Link> InboundLinks()
     {

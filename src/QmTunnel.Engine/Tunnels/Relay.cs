@@ -71,9 +71,11 @@ public static class Relay
         {
             while (true)
             {
-                // Wait for data without holding a buffer (idle connections cost no memory), then for credit.
+                // Wait for data without holding a buffer (idle connections cost no memory), then for credit; room in the
+                // link's send queue is reserved only for what was read (the read may still wait: a zero-byte receive
+                // can return before data is there).
                 await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, token).ConfigureAwait(false);
-                var credit = await stream.WaitForCreditAsync(chunkSize, token).ConfigureAwait(false);
+                var credit = await stream.WaitForWindowAsync(chunkSize, token).ConfigureAwait(false);
                 var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + credit);
                 int n;
                 try
@@ -91,7 +93,7 @@ public static class Relay
                     stream.SendFin();
                     return null;
                 }
-                stream.SendData(buffer, n);
+                await stream.SendDataAsync(buffer, n, token).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is StreamResetException or OperationCanceledException or SocketException or ObjectDisposedException)
