@@ -389,19 +389,3 @@ internal sealed partial class TunnelRuntime
         }
     }
 }
-
-internal static partial class TunnelLog
-{
-    // Event ids: Diagnostics/EventIds.cs (tunnel runtime, 200-299).
-    [LoggerMessage(EventId = EventIds.TunnelStarted, Level = LogLevel.Information, Message = "Tunnel {Name} started: {Listen} via {Hop} to {Target}")]
-    public static partial void Started(ILogger logger, string name, string listen, string hop, string target);
-
-    [LoggerMessage(EventId = EventIds.TunnelStopped, Level = LogLevel.Information, Message = "Tunnel {Name} stopped")]
-    public static partial void Stopped(ILogger logger, string name);
-
-    [LoggerMessage(EventId = EventIds.TunnelError, Level = LogLevel.Warning, Message = "Tunnel {Name}: {Error}")]
-    public static partial void Error(ILogger logger, string name, string error);
-
-    [LoggerMessage(EventId = EventIds.TunnelDraining, Level = LogLevel.Information, Message = "Tunnel {Name}: no longer accepting; waiting up to {Seconds} s for {Count} open connections to finish")]
-    public static partial void Draining(ILogger logger, string name, int count, double seconds);
-}
