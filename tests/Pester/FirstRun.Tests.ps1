@@ -12,17 +12,7 @@ BeforeAll {
     Import-QmTestModule
     Import-QmTestHost
     $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '..' '..')).Path
-    $run = [guid]::NewGuid().ToString('N').Substring(0, 8)
-    $base = Join-Path ([IO.Path]::GetTempPath()) "qmt-first-$run"
-    $null = New-Item -ItemType Directory -Path $base -Force
-    # The environment of every child pwsh here: nothing of the real user's data folders.
-    $isolated = @{
-        HOME = (Join-Path $base 'home')
-        TMPDIR = (Join-Path $base 'tmp')
-        QMTUNNEL_DATA = (Join-Path $base 'default-data')
-        QMTUNNEL_MODULE_PATH = $modulePath
-    }
-    foreach ($dir in $isolated.HOME, $isolated.TMPDIR) { $null = New-Item -ItemType Directory -Path $dir -Force }
+    $base, $isolated = New-QmTestSandbox -Name 'first' -ModulePath $modulePath
 
     function Get-InProcessServer { @(Get-QmTunnelServer | Where-Object { -not $_.IsDaemon }) }
 }

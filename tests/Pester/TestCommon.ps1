@@ -152,3 +152,19 @@ function Stop-QmTestPwsh($Child) {
     try { if (-not $Child.Process.HasExited) { $Child.Process.Kill($true); $null = $Child.Process.WaitForExit(10000) } } catch { Write-Verbose "already gone: $_" }
     $Child.Process.Dispose()
 }
+
+# A temp folder for one test file, and the environment of every child pwsh it starts: HOME, TMPDIR and QMTUNNEL_DATA
+# in that folder (nothing of the real user's data folders), the built module. Returns the folder and the environment.
+function New-QmTestSandbox([Parameter(Mandatory)][string]$Name, [Parameter(Mandatory)][string]$ModulePath) {
+    $run = [guid]::NewGuid().ToString('N').Substring(0, 8)
+    $base = Join-Path ([IO.Path]::GetTempPath()) "qmt-$Name-$run"
+    $null = New-Item -ItemType Directory -Path $base -Force
+    $isolated = @{
+        HOME = (Join-Path $base 'home')
+        TMPDIR = (Join-Path $base 'tmp')
+        QMTUNNEL_DATA = (Join-Path $base 'default-data')
+        QMTUNNEL_MODULE_PATH = $ModulePath
+    }
+    foreach ($dir in $isolated.HOME, $isolated.TMPDIR) { $null = New-Item -ItemType Directory -Path $dir -Force }
+    $base, $isolated
+}

@@ -16,26 +16,8 @@ namespace QmTunnel.Engine.Tests.Management;
 /// network; a change restarts a tunnel only when it must; a watch ticks on an idle server; a start that cannot listen
 /// creates no admin; a session with the right stops a server. Real engines on loopback, real TLS.
 /// </summary>
-public sealed class FirstRunTests : IAsyncLifetime
+public sealed class FirstRunTests : TwoEngineTests
 {
-    private readonly EngineFixture _engines = new();
-    private readonly EchoServer _echo = new();
-    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
-    private QmTunnelEngine _a = null!, _b = null!;
-
-    public async Task InitializeAsync()
-    {
-        _a = await _engines.StartAsync();
-        _b = await _engines.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _engines.DisposeAsync();
-        await _echo.DisposeAsync();
-        File.Delete(_pins);
-    }
-
     private TunnelProfile Profile(string name, params string[] via) => new()
     {
         Name = name, Listen = "tcp://127.0.0.1:0", Via = via.Length == 0 ? [EngineFixture.TlsHop(_b)] : via, Target = _echo.Uri,

@@ -12,26 +12,8 @@ namespace QmTunnel.Engine.Tests.Management;
 /// Every object of the management API carries where it came from (Origin), set by the side that receives it: the
 /// session, the in-process server, the client pins. It is never sent on the wire, and a peer cannot set it.
 /// </summary>
-public sealed class OriginTests : IAsyncLifetime
+public sealed class OriginTests : TwoEngineTests
 {
-    private readonly EngineFixture _engines = new();
-    private readonly EchoServer _echo = new();
-    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
-    private QmTunnelEngine _a = null!, _b = null!;
-
-    public async Task InitializeAsync()
-    {
-        _a = await _engines.StartAsync();
-        _b = await _engines.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _engines.DisposeAsync();
-        await _echo.DisposeAsync();
-        File.Delete(_pins);
-    }
-
     private Task<QmTunnelSession> ConnectAsync(QmTunnelEngine engine) =>
         QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt://127.0.0.1:{engine.Port}", "test"), new PasswordLogin("admin", EngineFixture.AdminPassword),
             TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));

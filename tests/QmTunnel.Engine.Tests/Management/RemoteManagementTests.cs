@@ -10,26 +10,8 @@ using QmTunnel.Engine.Tests.Functional;
 namespace QmTunnel.Engine.Tests.Management;
 
 /// <summary>Management sessions over real TLS links to real engines: the same API as in-process, with the server's rights.</summary>
-public sealed class RemoteManagementTests : IAsyncLifetime
+public sealed class RemoteManagementTests : TwoEngineTests
 {
-    private readonly EngineFixture _engines = new();
-    private readonly EchoServer _echo = new();
-    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
-    private QmTunnelEngine _a = null!, _b = null!;
-
-    public async Task InitializeAsync()
-    {
-        _a = await _engines.StartAsync();
-        _b = await _engines.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _engines.DisposeAsync();
-        await _echo.DisposeAsync();
-        File.Delete(_pins);
-    }
-
     private Task<QmTunnelSession> ConnectAsync(QmTunnelEngine engine, string user, string password, string scheme = "qmt") =>
         QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"{scheme}://127.0.0.1:{engine.Port}", "test"), new PasswordLogin(user, password),
             TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));

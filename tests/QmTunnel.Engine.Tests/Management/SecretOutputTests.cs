@@ -10,26 +10,8 @@ using QmTunnel.Engine.Tests.Functional;
 namespace QmTunnel.Engine.Tests.Management;
 
 /// <summary>A tunnel's hop keys stay in the engine: no output object, management answer or log line carries them.</summary>
-public sealed class SecretOutputTests : IAsyncLifetime
+public sealed class SecretOutputTests : TwoEngineTests
 {
-    private readonly EngineFixture _engines = new();
-    private readonly EchoServer _echo = new();
-    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
-    private QmTunnelEngine _a = null!, _b = null!;
-
-    public async Task InitializeAsync()
-    {
-        _a = await _engines.StartAsync();
-        _b = await _engines.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _engines.DisposeAsync();
-        await _echo.DisposeAsync();
-        File.Delete(_pins);
-    }
-
     private TunnelProfile Profile(string name) => new()
     {
         Name = name, Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.TlsHop(_b)], Target = _echo.Uri,
