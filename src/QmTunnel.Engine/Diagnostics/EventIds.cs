@@ -9,7 +9,7 @@ namespace QmTunnel.Engine.Diagnostics;
 /// </summary>
 public static class EventIds
 {
-    // ---- engine lifecycle and tunnel management, 1-99. Next free: 9.
+    // ---- engine lifecycle and tunnel management, 1-49. Next free: 9.
     public const int ServerStarted = 1;
     public const int ServerStopped = 2;
     public const int LinkRefused = 3;
@@ -19,12 +19,12 @@ public static class EventIds
     public const int TunnelDenied = 7;
     public const int AdminCreated = 8;
 
-    // ---- engine: first run and server control, 50-69. Next free: 53.
+    // ---- engine: server control and the daemon's status socket, 50-99. Next free: 53.
     public const int ServerStopRequested = 50;
     public const int StatusChannelUnavailable = 51;
     public const int StatusPeerRefused = 52;
 
-    // ---- links, 100-199. Next free: 109 (104-129 is the block of the accept side; 130-149 the send queue's).
+    // ---- links and the accept side, 100-129. Next free: 109.
     public const int LinkProtocolViolation = 100;
     public const int StreamHandlerFailed = 101;
     public const int LinkClosed = 102;
@@ -34,7 +34,7 @@ public static class EventIds
     public const int AcceptFailing = 106;
     public const int AcceptRecovered = 107;
     public const int LinkHandshakeCrashed = 108;
-    // links: send-queue bound, stream limit, idle links (130-149). Next free: 133.
+    // ---- links: send-queue bound, stream limit, idle links, 130-199. Next free: 133.
     public const int LinkStreamLimit = 130;
     public const int LinkReadPaused = 131;
     public const int LinkIdleClosed = 132;
@@ -49,9 +49,8 @@ public static class EventIds
     public const int LoggedIn = 300;
     public const int LoginFailed = 301;
 
-    // ---- management sessions, 350-399. Next free: 370 (351-369: limits, below).
+    // ---- management sessions and their limits, 350-399. Next free: 355.
     public const int ManagementRequest = 350;
-    // management: session and request limits, idle sessions (351-369). Next free: 355.
     public const int ManagementSessionRefused = 351;
     public const int ManagementSessionIdleClosed = 352;
     public const int ManagementRequestLimit = 353;
@@ -63,13 +62,11 @@ public static class EventIds
     public const int DatabaseLogRecovered = 402;
     public const int DatabaseWriteDropped = 403;
 
-    // ---- the daemon (qmtunnel-server), 900-999. Next free: 905 (903-919 is the block of the daemon's crash log; 920 after it).
+    // ---- the daemon (qmtunnel-server), 900-999. Next free: 905.
     public const int DaemonStartFailed = 900;
     public const int DaemonStopping = 901;
     public const int DaemonInitialPassword = 902;
     /// <summary>Written straight to the log (not through a logger) when an unhandled exception ends the daemon.</summary>
     public const int DaemonDying = 903;
     public const int DaemonUnobservedTaskException = 904;
-
-    // ---- the daemon: status channel, 940-959. Next free: 940.
 }
