@@ -19,6 +19,7 @@ internal sealed partial class LinkAcceptor
         SslStream? tls = null;
         CoalescingStream? coalescing = null;
         Link? link = null;
+        var resumed = false;
         var abort = false;
         try
         {
@@ -43,8 +44,10 @@ internal sealed partial class LinkAcceptor
                 refusePlain = reason;
             }
             var clientCertificate = tls?.RemoteCertificate is { } remote ? remote as X509Certificate2 ?? new X509Certificate2(remote) : null;
-            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, token, tls, refusePlain,
-                _authenticator, clientCertificate, tls is null ? [] : _channelBinding).ConfigureAwait(false);
+            // Logged in: from now on TLS records are gathered per flushed batch and reads are buffered (not before: a
+            // connection that has not logged in holds no large buffer).
+            (link, resumed) = await Link.AcceptAsync(socket, _linkOptions, _logger, token, tls, refusePlain,
+                _authenticator, clientCertificate, tls is null ? [] : _channelBinding, Sessions, () => coalescing?.Coalesce = true).ConfigureAwait(false);
         }
         catch (Exception) when (pending.Evicted || _stop.IsCancellationRequested)
         {
@@ -90,7 +93,7 @@ internal sealed partial class LinkAcceptor
             pending.Handshake.Dispose();
             if (link is null || !ours)
             {
-                if (link is not null)
+                if (link is not null && !resumed)
                 {
                     await link.CloseAsync(ProtocolErrorCode.Shutdown, "closed before its login completed").ConfigureAwait(false);
                     link = null;
@@ -107,13 +110,10 @@ internal sealed partial class LinkAcceptor
                 }
             }
         }
-        if (link is null)
+        if (link is null || resumed)
         {
-            return;
+            return; // a resumed session runs on already, among the links it always was
         }
-        // Logged in: from now on TLS records are gathered per flushed batch and reads are buffered (not before: a
-        // connection that has not logged in holds no large buffer). The link's loops have not started yet.
-        coalescing?.Coalesce = true;
         lock (_handOver)
         {
             if (!_stopping)

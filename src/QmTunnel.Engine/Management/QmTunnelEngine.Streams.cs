@@ -184,7 +184,10 @@ public sealed partial class QmTunnelEngine
         Link link;
         try
         {
-            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+            // The next link keeps its session as long as the one this stream came on (the tunnel's failure tolerance,
+            // passed on hop by hop), with the next hop's own timing.
+            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
+                LinkSessionSettings.For(LinkTiming.Default, inbound.Link.Session.FailureTolerance)).ConfigureAwait(false);
         }
         catch (QmTunnelException ex)
         {

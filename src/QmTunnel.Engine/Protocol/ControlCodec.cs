@@ -70,6 +70,16 @@ public static class ControlCodec
                 break;
             case AuthOkMessage ok:
                 w.Str(ok.User); w.Str(ok.Group); w.Bytes(ok.ServerSignature);
+                w.Bytes(ok.SessionId); w.Bytes(ok.SessionSecret); w.Bytes(ok.ResumeNonce);
+                break;
+            case SessionStartMessage ss:
+                w.U32(ss.FailureToleranceMs); w.U32(ss.HeartbeatIntervalMs); w.U32(ss.ReceiveTimeoutMs);
+                break;
+            case ResumeMessage rs:
+                w.Bytes(rs.SessionId); w.Bytes(rs.Proof); w.U64(rs.Received);
+                break;
+            case ResumedMessage rd:
+                w.U64(rd.Received);
                 break;
             case ResetMessage r:
                 w.U32((uint)r.Code); w.Str(r.Reason);
@@ -159,6 +169,10 @@ public static class ControlCodec
                 break;
             case AuthOkMessage ok:
                 Str(ok.User, "User"); Str(ok.Group, "Group"); Bin(ok.ServerSignature, "ServerSignature");
+                Bin(ok.SessionId, "SessionId"); Bin(ok.SessionSecret, "SessionSecret"); Bin(ok.ResumeNonce, "ResumeNonce");
+                break;
+            case ResumeMessage rs:
+                Bin(rs.SessionId, "SessionId"); Bin(rs.Proof, "Proof");
                 break;
         }
     }
@@ -187,7 +201,10 @@ public static class ControlCodec
             FrameType.AuthStart => ReadAuthStart(ref r),
             FrameType.AuthChallenge => new AuthChallengeMessage(Bytes(ref r), Bytes(ref r), I32(ref r)),
             FrameType.AuthProof => new AuthProofMessage(Bytes(ref r)),
-            FrameType.AuthOk => new AuthOkMessage(Str(ref r), Str(ref r), Bytes(ref r)),
+            FrameType.AuthOk => new AuthOkMessage(Str(ref r), Str(ref r), Bytes(ref r)) { SessionId = Bytes(ref r), SessionSecret = Bytes(ref r), ResumeNonce = Bytes(ref r) },
+            FrameType.SessionStart => new SessionStartMessage(U32(ref r), U32(ref r), U32(ref r)),
+            FrameType.Resume => new ResumeMessage(Bytes(ref r), Bytes(ref r), U64(ref r)),
+            FrameType.Resumed => new ResumedMessage(U64(ref r)),
             _ => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{type} frames carry no control message"),
         };
         if (!r.End)
@@ -304,6 +321,9 @@ public static class ControlCodec
     private static uint U32(ref SequenceReader<byte> r) =>
         r.TryReadBigEndian(out int v) ? (uint)v : throw Truncated();
 
+    private static ulong U64(ref SequenceReader<byte> r) =>
+        r.TryReadBigEndian(out long v) ? (ulong)v : throw Truncated();
+
     private static int I32(ref SequenceReader<byte> r) =>
         r.TryReadBigEndian(out int v) ? v : throw Truncated();
 
@@ -360,6 +380,13 @@ public static class ControlCodec
         }
 
         public void I32(int v) => U32((uint)v);
+
+        public void U64(ulong v)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(output.GetSpan(8), v);
+            output.Advance(8);
+            Written += 8;
+        }
 
         public void Bytes(byte[] v)
         {

@@ -142,7 +142,14 @@ public sealed class ControlCodecTests
         Assert.Equal(new byte[] { 1, 0, 1, (byte)'u', 0, 2, 1, 2 }, ControlCodec.ToArray(new AuthStartMessage(AuthMethod.Password, "u", [1, 2])));
         Assert.Equal(new byte[] { 0, 1, 1, 0, 1, 2, 0, 1, 0, 0 }, ControlCodec.ToArray(new AuthChallengeMessage([1], [2], 65536)));
         Assert.Equal(new byte[] { 0, 1, 9 }, ControlCodec.ToArray(new AuthProofMessage([9])));
-        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 0 }, ControlCodec.ToArray(new AuthOkMessage("u", "g", [])));
+        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 0, 0, 0, 0, 0, 0, 0 }, ControlCodec.ToArray(new AuthOkMessage("u", "g", [])));
+        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 1, 9, 0, 1, 1, 0, 1, 2, 0, 1, 3 },
+            ControlCodec.ToArray(new AuthOkMessage("u", "g", [9]) { SessionId = [1], SessionSecret = [2], ResumeNonce = [3] }));
+        Assert.Equal(new byte[] { 0, 0, 0x75, 0x30, 0, 0, 0x27, 0x10, 0, 0, 0x3a, 0x98 }, ControlCodec.ToArray(new SessionStartMessage(30_000, 10_000, 15_000)));
+        Assert.Equal(new byte[] { 0, 1, 7, 0, 1, 8, 0, 0, 0, 0, 0, 0, 1, 2 }, ControlCodec.ToArray(new ResumeMessage([7], [8], 258)));
+        Assert.Equal(new byte[] { 0, 0, 0, 0, 0, 0, 0, 5 }, ControlCodec.ToArray(new ResumedMessage(5)));
+        var resume = (ResumeMessage)ControlCodec.Read(FrameType.Resume, new System.Buffers.ReadOnlySequence<byte>(ControlCodec.ToArray(new ResumeMessage(new byte[16], new byte[32], ulong.MaxValue))));
+        Assert.Equal(ulong.MaxValue, resume.Received);
     }
 
     [Fact]

@@ -47,15 +47,16 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     /// <summary>
     /// Connects and logs in. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed (AuthenticationError),
-    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink.
+    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink. The session's link survives short outages
+    /// (<paramref name="linkSession"/>: by default 30 s of failure tolerance and the server address's heartbeats).
     /// </summary>
     public static async Task<QmTunnelSession> ConnectAsync(EndpointUri server, LinkLogin login, TimeSpan timeout, CancellationToken cancellationToken,
-        IKnownServers? knownServers = null)
+        IKnownServers? knownServers = null, LinkSessionSettings? linkSession = null)
     {
         ArgumentNullException.ThrowIfNull(server);
         ArgumentNullException.ThrowIfNull(login);
         var link = await LinkPool.DialAsync(server, login, new LinkOptions { ServerName = Environment.MachineName + " (management)" }, NullLogger.Instance,
-            new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath), "Remove-QmTunnelKnownServer -Client"), timeout, cancellationToken).ConfigureAwait(false);
+            new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath), "Remove-QmTunnelKnownServer -Client"), timeout, cancellationToken, linkSession).ConfigureAwait(false);
         link.StreamOpened = (stream, _) =>
         {
             stream.Reset(ProtocolErrorCode.OpenRejected, "a management client accepts no streams");
