@@ -18,6 +18,7 @@ namespace QmTunnel.Engine.Links;
 public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task<Link>> _links = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, EndpointUri> _hops = new(StringComparer.OrdinalIgnoreCase);
     private readonly CancellationTokenSource _disposed = new();
 
     /// <summary>Number of links that are up.</summary>
@@ -26,6 +27,13 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>Streams open now on the links that are up.</summary>
     /// <summary>The links that are up (tests).</summary>
     internal IReadOnlyList<Link> Links() => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Select(t => t.Result).ToList();
+
+    /// <summary>
+    /// The hops of the links that are up, as they were asked for: with the options of their address, such as the
+    /// <see cref="EndpointUri.Timing"/> a gateway read from the route (tests).
+    /// </summary>
+    internal IReadOnlyList<EndpointUri> Hops() =>
+        _links.Where(e => e.Value.IsCompletedSuccessfully && !e.Value.Result.IsClosed && _hops.ContainsKey(e.Key)).Select(e => _hops[e.Key]).ToList();
 
     public int StreamCount => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Sum(t => t.Result.StreamCount);
 
@@ -49,6 +57,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                 $"Give one with -Via (New-QmTunnelHop {hop.Address} -Credential <user>).");
         }
         var key = Key(hop, login);
+        _hops[key] = hop;
         while (true)
         {
             var task = _links.GetOrAdd(key, _ => DialAsync(hop, login, connectTimeout));
