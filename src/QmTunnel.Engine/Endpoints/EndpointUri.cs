@@ -36,8 +36,9 @@ public enum EndpointScheme
 
 /// <summary>
 /// A parsed endpoint: scheme, host and port, and for a tunnel server its options (pin, TLS, login user, link timing).
-/// Parsing collects the exact problem and says how to write it right. It does not resolve names (that happens on the server at that end of the tunnel) and does not know udp/unix/pipe
-/// yet: those schemes are refused with an error saying they are not supported in this version.
+/// Parsing collects the exact problem and says how to write it right. It does not resolve names (that happens on the
+/// server at that end of the tunnel) and does not know udp/unix/pipe yet: those schemes are refused with an error
+/// saying they are not supported in this version.
 /// </summary>
 public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int Port)
 {
