@@ -234,11 +234,11 @@ public sealed partial class Link
     private async Task ReconnectLoopAsync(LinkTransport lost, Func<Link, CancellationToken, Task> reconnect)
     {
         await lost.LoopsEndedAsync().ConfigureAwait(false);
-        var delay = TimeSpan.Zero;
+        var attempts = 0;
         var random = new Random();
         while (!IsClosed && Volatile.Read(ref _transport) is null)
         {
-            delay = Session.Timing.NextReconnectDelay(delay, random);
+            var delay = Session.Timing.ReconnectDelay(++attempts, random);
             try
             {
                 await Task.Delay(delay, Options.Time, _closing.Token).ConfigureAwait(false);

@@ -18,6 +18,7 @@ namespace QmTunnel.Engine.Links;
 public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task<Link>> _links = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, EndpointUri> _hops = new(StringComparer.OrdinalIgnoreCase);
     private readonly CancellationTokenSource _disposed = new();
 
     /// <summary>Number of links that are up.</summary>
@@ -27,6 +28,13 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>The links that are up (tests).</summary>
     internal IReadOnlyList<Link> Links() => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Select(t => t.Result).ToList();
 
+    /// <summary>
+    /// The hops of the links that are up, as they were asked for: with the options of their address, such as the
+    /// <see cref="EndpointUri.Timing"/> a gateway read from the route (tests).
+    /// </summary>
+    internal IReadOnlyList<EndpointUri> Hops() =>
+        _links.Where(e => e.Value.IsCompletedSuccessfully && !e.Value.Result.IsClosed && _hops.ContainsKey(e.Key)).Select(e => _hops[e.Key]).ToList();
+
     public int StreamCount => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Sum(t => t.Result.StreamCount);
 
     /// <summary>The live link to <paramref name="hop"/> logged in as <paramref name="login"/>, if there is one (no dialing).</summary>
@@ -35,7 +43,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
 
     // The hop's text carries its own settings (TLS, timing); a failure tolerance of its own makes another session.
     private static string Key(EndpointUri hop, LinkLogin? login, LinkSessionSettings? session) =>
-        hop + "|" + login?.Key + "|" + (session ?? LinkSessionSettings.Default).FailureTolerance.TotalMilliseconds;
+        hop + "|" + login?.Key + "|" + (session?.FailureTolerance ?? LinkSessionSettings.DefaultFailureTolerance).TotalMilliseconds;
 
     /// <summary>
     /// The link to <paramref name="hop"/> logged in as <paramref name="login"/>: one per server and login, dialed on
@@ -51,6 +59,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                 $"Give one with -Via (New-QmTunnelHop {hop.Address} -Credential <user>).");
         }
         var key = Key(hop, login, session);
+        _hops[key] = hop;
         while (true)
         {
             var task = _links.GetOrAdd(key, _ => DialAsync(hop, login, connectTimeout, session));
@@ -137,7 +146,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     public static async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, LinkOptions options, ILogger logger, Security.PeerCertificatePolicy certificates,
         TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null)
     {
-        var settings = session ?? LinkSessionSettings.Default;
+        var settings = session ?? LinkSessionSettings.For(hop.Timing, LinkSessionSettings.DefaultFailureTolerance);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(connectTimeout);
         var (socket, tls, channelBinding, pin) = await OpenAsync(hop, login, certificates, connectTimeout, timeout.Token).ConfigureAwait(false);

@@ -151,6 +151,11 @@ public sealed partial class QmTunnelEngine
         await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// At a gateway: carries the stream on to the next server of its route. <c>next</c> is that server's address as the
+    /// tunnel's owner wrote it, with its options — pin, TLS, user and <see cref="EndpointUri.Timing"/> (the link timing
+    /// given for that hop with New-QmTunnelHop) — and is what the link to it is dialed with (<see cref="LinkPool.GetAsync"/>).
+    /// </summary>
     private async Task ForwardAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
     {
         EndpointUri next;
@@ -187,7 +192,7 @@ public sealed partial class QmTunnelEngine
             // The next link keeps its session as long as the one this stream came on (the tunnel's failure tolerance,
             // passed on hop by hop), with the next hop's own timing.
             link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
-                LinkSessionSettings.For(LinkTiming.Default, inbound.Link.Session.FailureTolerance)).ConfigureAwait(false);
+                LinkSessionSettings.For(next.Timing, inbound.Link.Session.FailureTolerance)).ConfigureAwait(false);
         }
         catch (QmTunnelException ex)
         {
