@@ -131,6 +131,18 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt://127.0.0.1:{Port}", "test"), new PasswordLogin("admin", EngineFixture.AdminPassword),
             TimeSpan.FromSeconds(20), CancellationToken.None, new ClientKnownServers(Path.Combine(DataPath, "test-pins.txt")));
 
+    /// <summary>
+    /// Logs in as the test admin over TLS to the daemon at <paramref name="address"/> from the host
+    /// <paramref name="from"/> (a daemon started with netns, reached from a neighbour). The session's socket is made
+    /// on a thread inside <paramref name="from"/>: this relies on the dial making its socket before its first await
+    /// (LinkPool.ConnectAsync); should that change, this fails (this process's own namespace has no route to the test
+    /// subnets) rather than connect from the wrong host.
+    /// </summary>
+    public Task<QmTunnelSession> ConnectAsync(Faults.NetNs from, System.Net.IPAddress address) =>
+        from.Inside(() => QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt://{address}:{Port}", "test"),
+            new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(20), CancellationToken.None,
+            new ClientKnownServers(Path.Combine(DataPath, "test-pins.txt"))));
+
     /// <summary>Open file descriptors of the daemon now.</summary>
     public int OpenFiles => Directory.GetFiles($"/proc/{ProcessId}/fd").Length;
 

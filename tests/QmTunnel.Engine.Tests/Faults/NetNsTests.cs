@@ -184,7 +184,7 @@ public sealed class NetNsTests
     }
 
     [NetNsFact]
-    public async Task A_daemon_in_one_host_accepts_a_logged_in_link_from_a_socket_of_its_neighbour_and_not_from_this_host()
+    public async Task A_daemon_in_one_host_accepts_a_link_and_a_management_session_from_its_neighbour_and_nothing_from_this_host()
     {
         using var a = NetNs.Create("a");
         using var b = NetNs.Create("b");
@@ -196,6 +196,11 @@ public sealed class NetNsTests
             login: new PasswordLogin("admin", EngineFixture.AdminPassword));
 
         Assert.Equal("admin", dialed.User);
+
+        await using var session = await daemon.ConnectAsync(a, link.B.Address); // TLS, pinned, a management session
+        var info = await session.GetServerInfoAsync(default);
+        Assert.Equal(daemon.Port, info.Port);
+        Assert.Equal(2, info.Links); // the link above and the session's, both from A
         using var here = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var refused = await Assert.ThrowsAsync<SocketException>(async () => await here.ConnectAsync(IPAddress.Loopback, daemon.Port));
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode); // its port is in B's namespace only
