@@ -168,7 +168,7 @@ public sealed partial class NetNs : IDisposable
         {
             try
             {
-                using var handle = File.OpenHandle($"/run/netns/{Name}");
+                using var handle = File.OpenHandle($"/var/run/netns/{Name}"); // where ip netns keeps them
                 if (SetNs((int)handle.DangerousGetHandle(), CloneNewNet) != 0)
                 {
                     throw new IOException($"setns into {Name} failed: errno {Marshal.GetLastPInvokeError()}.");
