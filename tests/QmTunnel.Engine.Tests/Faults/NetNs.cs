@@ -20,9 +20,10 @@ public sealed record VethLink(VethEnd A, VethEnd B, int PrefixLength);
 /// Hosts are joined by veth pairs (<see cref="Link"/>) with addresses of the documentation ranges 198.51.100.0/24 and
 /// 203.0.113.0/24 only (192.0.2.0/24 and fd00::/64 are this machine's own). A host reaches its neighbours only: no
 /// routes beyond a link are made, and forwarding is off unless <see cref="EnableForwarding"/>.
-/// Faults: <see cref="SetLinkDown"/> (a silent cut both kernels see as loss: no RST, TCP retransmits and carries on
-/// after <see cref="SetLinkUp"/>), and nftables rules (NetNs.Faults.cs). The test process itself stays in the root
-/// namespace: it runs programs inside with <see cref="Exec"/> and makes sockets inside with <see cref="Inside{T}"/>.
+/// Faults: <see cref="SetLinkDown"/> (a silent cut the neighbour's kernel sees as loss: no RST, TCP retransmits and
+/// carries on after <see cref="SetLinkUp"/>), and nftables rules (NetNs.Faults.cs). The test process itself stays in
+/// the root namespace: it runs programs inside with <see cref="Exec"/> and makes sockets inside with
+/// <see cref="Inside{T}"/>.
 /// Needs root, iproute2 (and nftables for the rules); tests use <see cref="NetNsFactAttribute"/>, which skips them
 /// with the reason when that is missing.
 /// </summary>
