@@ -120,6 +120,50 @@ public sealed class FaultProxyTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reset_cut_in_the_middle_of_transfers_ends_them_all_with_resets_queued_bytes_included()
+    {
+        await using var echo = new EchoServer();
+        await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, echo.Port));
+        proxy.ToClient.Delay = TimeSpan.FromMilliseconds(20); // echoed bytes wait in the proxy's queue
+        var clients = new List<Socket>();
+        var transfers = new List<Task<SocketError>>();
+        for (var i = 0; i < 4; i++)
+        {
+            var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await client.ConnectAsync(proxy.EndPoint);
+            clients.Add(client);
+            transfers.Add(Task.Run(async () =>
+            {
+                var reading = client.ReadToEndAsync();
+                try
+                {
+                    var chunk = new byte[64 * 1024];
+                    while (true)
+                    {
+                        await client.SendAllAsync(chunk);
+                    }
+                }
+                catch (SocketException ex)
+                {
+                    // The kernel reports the reset once, to whichever call comes first: the reader may see an end.
+                    await reading.ContinueWith(_ => { }, TaskScheduler.Default);
+                    return ex.SocketErrorCode;
+                }
+            }));
+        }
+        await TunnelTests.WaitUntil(() => proxy.ToClient.Forwarded > 4 * 1024 * 1024);
+
+        proxy.Cut(CutMode.Reset);
+
+        foreach (var error in await Task.WhenAll(transfers).WaitAsync(TimeSpan.FromSeconds(10)))
+        {
+            Assert.True(error is SocketError.ConnectionReset or SocketError.Shutdown, $"a client saw {error}");
+        }
+        await TunnelTests.WaitUntil(() => proxy.Current == 0);
+        clients.ForEach(c => c.Dispose());
+    }
+
+    [Fact]
     public async Task A_reset_from_one_end_reaches_the_other_as_a_reset()
     {
         var (client, target) = await ConnectAsync(_proxy, _server);
