@@ -159,19 +159,72 @@ public sealed class ResumeTests(Xunit.Abstractions.ITestOutputHelper output) : I
         var one = new byte[1];
         Assert.Equal(1, await client.ReceiveAsync(one, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10)));
         var link = LinkOfA;
+        var timing = LinkTiming.Default;
 
         _proxy.Cut(CutMode.BlackHole);
         await client.SendAllAsync(new byte[] { 8 }); // lost in the hole: it must come through after the resume
-        // Nothing comes back: after the receive timeout (15 s) A gives the connection up and redials.
-        for (var i = 0; i < 40 && link.Resumes == 0; i++)
+        // Silence shorter than the receive timeout is not a dead connection (a Ping goes out at the heartbeat interval).
+        for (var waited = TimeSpan.Zero; waited < timing.ReceiveTimeout - TimeSpan.FromSeconds(2); waited += TimeSpan.FromSeconds(1))
         {
             _clock.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(10);
+        }
+        Assert.Equal(LinkState.Up, link.State);
+        Assert.Equal(0, link.TransportsLost);
+        // Within heartbeat interval + receive timeout of the cut, A gives the connection up and redials.
+        for (var i = 0; i < (timing.HeartbeatInterval + TimeSpan.FromSeconds(2)).TotalSeconds && link.TransportsLost == 0; i++)
+        {
+            _clock.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(10);
+        }
+        Assert.Equal(1, link.TransportsLost);
+        for (var i = 0; i < 40 && link.Resumes == 0; i++)
+        {
+            _clock.Advance(TimeSpan.FromMilliseconds(250)); // the reconnect backoff runs on A's clock
             await Task.Delay(20);
         }
         await TunnelTests.WaitUntil(() => link.Resumes == 1);
-        Assert.Equal(1, link.TransportsLost);
         Assert.Equal(1, await client.ReceiveAsync(one, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(8, one[0]);
         Assert.Same(link, LinkOfA);
+        Assert.Equal(LinkState.Up, link.State);
+    }
+
+    [Fact]
+    public async Task A_resume_with_a_wrong_proof_or_for_another_users_session_is_refused_and_the_session_goes_on()
+    {
+        var listen = await StartTunnelAsync();
+        Assert.Equal(new byte[] { 1 }, await SocketTestExtensions.EchoAsync(listen, [1]));
+        var session = _b.InboundLinks().Single(l => l.Session.Resumable);
+        _b.NewGroup("Nobody", QmTunnel.Engine.Security.GroupRights.None, []);
+        _b.NewUser("mallory", "Nobody", "mallory-password-1");
+        var unknown = RandomNumberGenerator.GetBytes(16);
+        foreach (var (user, password, id, expected) in new[]
+        {
+            ("admin", EngineFixture.AdminPassword, session.Session.Id, ProtocolErrorCode.ResumeRefused),    // its user, a wrong proof
+            ("mallory", "mallory-password-1", session.Session.Id, ProtocolErrorCode.ResumeRefused),         // another user's session
+            ("admin", EngineFixture.AdminPassword, unknown, ProtocolErrorCode.SessionExpired),              // a session nobody has
+        })
+        {
+            using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(IPAddress.Loopback, _b.Port);
+            var raw = new RawFrames(socket);
+            var nonce = QmTunnel.Engine.Security.PasswordChallenge.NewNonce();
+            await socket.SendAsync((byte[])[.. FrameCodec.Preamble, .. RawFrames.Hello(), .. RawFrames.Control(new AuthStartMessage(AuthMethod.Password, user, nonce))], SocketFlags.None);
+            await raw.ControlAsync(FrameType.Hello);
+            var challenge = (AuthChallengeMessage)await raw.ControlAsync(FrameType.AuthChallenge);
+            var proof = QmTunnel.Engine.Security.PasswordChallenge.CreateProof(password, user, nonce,
+                new QmTunnel.Engine.Security.PasswordChallengeParameters(challenge.ServerNonce, challenge.Salt, challenge.Iterations), []);
+            await socket.SendAsync(RawFrames.Control(new AuthProofMessage(proof.ClientProof)), SocketFlags.None);
+            var ok = (AuthOkMessage)await raw.ControlAsync(FrameType.AuthOk);
+            Assert.Equal(32, ok.ResumeNonce.Length);
+            await socket.SendAsync(RawFrames.Control(new ResumeMessage(id, new byte[32], 0)), SocketFlags.None);
+            var refused = (GoAwayMessage)await raw.ControlAsync(FrameType.GoAway);
+            Assert.Equal(expected, refused.Code);
+        }
+        Assert.Equal(LinkState.Up, session.State);
+        Assert.Equal(0, session.Resumes);
+        Assert.Equal(new byte[] { 2 }, await SocketTestExtensions.EchoAsync(listen, [2]));
+        Assert.Equal(2, _logsB.Event(QmTunnel.Engine.Diagnostics.EventIds.LinkResumeRefused).Count);
     }
 }
