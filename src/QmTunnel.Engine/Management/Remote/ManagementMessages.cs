@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -49,38 +50,23 @@ public static class ManagementMessages
     public static async Task<JsonNode?> ReadAsync(MuxStream stream, CancellationToken cancellationToken)
     {
         var input = stream.Input;
-        var prefix = new byte[4];
         while (true)
         {
             var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
-            if (buffer.Length >= 4)
+            try
             {
-                buffer.Slice(0, 4).CopyTo(prefix);
-                var length = BinaryPrimitives.ReadInt32BigEndian(prefix);
-                if (length is < 0 or > MaxMessageBytes)
+                if (TryReadMessage(ref buffer, out var node))
                 {
                     input.AdvanceTo(buffer.Start);
-                    throw Invalid($"a message announces {length} bytes; the limit is {MaxMessageBytes}");
+                    stream.Consumed((int)(result.Buffer.Length - buffer.Length));
+                    return node;
                 }
-                if (buffer.Length >= 4 + length)
-                {
-                    var body = buffer.Slice(4, length);
-                    JsonNode? node;
-                    try
-                    {
-                        var reader = new Utf8JsonReader(body);
-                        node = JsonNode.Parse(ref reader);
-                    }
-                    catch (JsonException ex)
-                    {
-                        input.AdvanceTo(buffer.Start);
-                        throw Invalid("a message is not JSON: " + ex.Message);
-                    }
-                    input.AdvanceTo(buffer.GetPosition(4 + length));
-                    stream.Consumed(4 + length);
-                    return node ?? throw Invalid("a message is null");
-                }
+            }
+            catch (QmTunnelException)
+            {
+                input.AdvanceTo(result.Buffer.Start);
+                throw;
             }
             if (result.IsCompleted)
             {
@@ -93,6 +79,47 @@ public static class ManagementMessages
             }
             input.AdvanceTo(buffer.Start, buffer.End);
         }
+    }
+
+    /// <summary>
+    /// Tries to take one whole message off the front of <paramref name="buffer"/> (the one parser of management messages,
+    /// fuzzed by tests/QmTunnel.Fuzz). Returns false when more bytes are needed (buffer untouched). The length is checked
+    /// against <see cref="MaxMessageBytes"/> before anything is waited for; a bad length, malformed JSON or a JSON null is
+    /// ManagementMessageInvalid, and nothing else is thrown.
+    /// </summary>
+    public static bool TryReadMessage(ref ReadOnlySequence<byte> buffer, [NotNullWhen(true)] out JsonNode? node)
+    {
+        node = null;
+        if (buffer.Length < 4)
+        {
+            return false;
+        }
+        Span<byte> prefix = stackalloc byte[4];
+        buffer.Slice(0, 4).CopyTo(prefix);
+        var length = BinaryPrimitives.ReadInt32BigEndian(prefix);
+        if (length is < 0 or > MaxMessageBytes)
+        {
+            throw Invalid($"a message announces {length} bytes; the limit is {MaxMessageBytes}");
+        }
+        if (buffer.Length < 4 + (long)length)
+        {
+            return false;
+        }
+        try
+        {
+            var reader = new Utf8JsonReader(buffer.Slice(4, length));
+            node = JsonNode.Parse(ref reader);
+        }
+        catch (JsonException ex)
+        {
+            throw Invalid("a message is not JSON: " + ex.Message);
+        }
+        if (node is null)
+        {
+            throw Invalid("a message is null");
+        }
+        buffer = buffer.Slice(4 + (long)length);
+        return true;
     }
 
     public static JsonObject Request(string op, JsonObject args) => new() { ["v"] = Version, ["op"] = op, ["args"] = args };

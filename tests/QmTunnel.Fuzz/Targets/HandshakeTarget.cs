@@ -1,0 +1,158 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Security;
+
+namespace QmTunnel.Fuzz.Targets;
+
+/// <summary>
+/// The link handshake and login as an acceptor sees them, over a real loopback connection: the input is what the dialer
+/// sends (preamble, Hello, AuthStart, AuthProof, then anything), after which it half-closes and reads what comes back.
+/// <see cref="Link.HandshakeAsAcceptorAsync"/> must end within the case time (a handshake still waiting after the
+/// dialer's end is a hang) with a <see cref="ProtocolException"/> or a logged-in link; nothing else. The authenticator
+/// challenges every password login and accepts a proof starting with 0x5A, so both the refusal and the hand-over of
+/// a link (with the bytes that came behind the login) are reached. Allocation is not measured here (the socket work is
+/// on other threads); the parsers it uses are measured by the frame and control targets.
+/// </summary>
+public sealed class HandshakeTarget : FuzzTarget, IDisposable
+{
+    /// <summary>What the dialer sends is cut to this (a case costs a connection; the frame target covers big inputs).</summary>
+    public const int MaxInput = 64 * 1024;
+
+    private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    private readonly LinkOptions _options = new() { HandshakeTimeout = TimeSpan.FromSeconds(30), ServerName = "fuzz" };
+    private readonly Authenticator _authenticator = new();
+
+    public HandshakeTarget()
+    {
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen(16);
+    }
+
+    public override string Name => "handshake";
+
+    public override int Weight => 100;
+
+    /// <summary>The acceptor's own wait; the runner's watchdog is the backstop.</summary>
+    private static readonly TimeSpan HandshakeWait = TimeSpan.FromSeconds(5);
+
+    public override TimeSpan CaseTimeout => TimeSpan.FromSeconds(15);
+
+    public override byte[] Generate(Random random)
+    {
+        var hello = new HelloMessage((ushort)random.Next(0, 3), (ushort)random.Next(1, 4), "id", Targets.Generate.Text(random, 40),
+            random.Next(4) == 0 ? random.Next() : 256 * 1024, random.Next(4) == 0 ? random.Next() : 1024 * 1024);
+        var password = random.Next(4) > 0;
+        byte[] nonce = password ? new byte[24] : [];
+        random.NextBytes(nonce);
+        var proof = new byte[32];
+        random.NextBytes(proof);
+        proof[0] = random.Next(2) == 0 ? (byte)0x5A : proof[0];
+        List<byte> bytes = [.. FrameCodec.Preamble, .. Frame(hello), .. Frame(new AuthStartMessage(password ? AuthMethod.Password : AuthMethod.Certificate, "u", nonce))];
+        if (password)
+        {
+            bytes.AddRange(Frame(new AuthProofMessage(proof)));
+        }
+        if (random.Next(3) == 0)
+        {
+            bytes.AddRange(FrameTarget.ValidFrame(random));
+        }
+        return [.. bytes];
+    }
+
+    private static byte[] Frame(ControlMessage message)
+    {
+        var payload = ControlCodec.ToArray(message);
+        var bytes = new byte[FrameHeader.Size + payload.Length];
+        new FrameHeader(message.FrameType, FrameFlags.None, 0, payload.Length).Write(bytes);
+        payload.CopyTo(bytes, FrameHeader.Size);
+        return bytes;
+    }
+
+    public override IEnumerable<byte[]> Seeds()
+    {
+        yield return [];
+        yield return [.. FrameCodec.Preamble];
+        yield return "GET / HTTP/1.1\r\n\r\n"u8.ToArray();
+        yield return [.. FrameCodec.Preamble, .. Frame(new HelloMessage(2, 2, "id", "n", 1023, 1024))];
+        yield return [.. FrameCodec.Preamble, .. Frame(new HelloMessage(3, 9, "id", "n", 1 << 20, 1 << 20))];
+        yield return [.. FrameCodec.Preamble, .. Frame(new HelloMessage(2, 2, "id", "n", 1 << 20, 1 << 20)), .. Frame(new OpenMessage(StreamProtocol.Tcp, "", "", [], 1, OpenOptions.None, "")).Select((b, i) => i == 7 ? (byte)1 : b)];
+        yield return [.. FrameCodec.Preamble, 1, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+    }
+
+    public override void Execute(byte[] input)
+    {
+        if (input.Length > MaxInput)
+        {
+            input = input[..MaxInput];
+        }
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(_listener.LocalEndPoint!);
+        using var server = _listener.Accept();
+        var handshake = Link.HandshakeAsAcceptorAsync(server, _options, NullLogger.Instance, CancellationToken.None, authenticator: _authenticator);
+        var dialer = Task.Run(() =>
+        {
+            try
+            {
+                client.Send(input);
+                client.Shutdown(SocketShutdown.Send);
+                var sink = new byte[4096];
+                while (client.Receive(sink) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // the acceptor closed first (it refused the link), or the case ended
+            }
+        });
+        try
+        {
+            if (!handshake.Wait(HandshakeWait))
+            {
+                throw new FuzzFailure(FuzzFailureKind.Hang, $"the acceptor's handshake still runs {HandshakeWait.TotalSeconds:0} s after the dialer sent {input.Length} bytes and half-closed");
+            }
+            // Logged in (a proof starting with 0x5A): close the link it handed over.
+            handshake.Result.DisposeAsync().AsTask().Wait(HandshakeWait);
+            Outcome("logged in");
+        }
+        catch (AggregateException ex) when (ex.InnerException is ProtocolException p)
+        {
+            Outcome("refused: " + p.Code);
+        }
+        catch (AggregateException ex)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(ex.InnerException!);
+        }
+        finally
+        {
+            // The acceptor's end closes first: the dialer then reads its end of stream and is done.
+            server.Close();
+            dialer.Wait(HandshakeWait);
+            client.Close();
+        }
+    }
+
+    public void Dispose() => _listener.Dispose();
+
+    /// <summary>Challenges password logins; a proof starting with 0x5A logs in as user "u" of group "g".</summary>
+    private sealed class Authenticator : ILinkAuthenticator
+    {
+        public async Task<LoginResult> AuthenticateAsync(LoginRequest request, CancellationToken cancellationToken)
+        {
+            if (request.Start.Method != AuthMethod.Password)
+            {
+                throw new LoginFailedException("refused", "certificate");
+            }
+            var proof = await request.Challenge(new AuthChallengeMessage(new byte[24], new byte[16], 100_000), cancellationToken).ConfigureAwait(false);
+            if (proof.ClientProof is not [0x5A, ..])
+            {
+                throw new LoginFailedException("refused", "wrong proof");
+            }
+            var principal = new SecurityPrincipal(new User { Name = "u", Group = "g" }, new Group { Name = "g" });
+            return new LoginResult(principal, new byte[32]);
+        }
+    }
+}
