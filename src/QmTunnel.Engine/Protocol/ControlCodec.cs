@@ -92,9 +92,26 @@ public static class ControlCodec
         }
         static void Str(string s, string field)
         {
-            if (Encoding.UTF8.GetByteCount(s) > MaxStringBytes)
+            int count;
+            try
+            {
+                count = Utf8Strict.GetByteCount(s);
+            }
+            catch (EncoderFallbackException)
+            {
+                // A lone surrogate has no UTF-8 form: written as U+FFFD it would be read back as another string.
+                throw new ArgumentException($"{field} is not valid UTF-16 (a lone surrogate)", nameof(message));
+            }
+            if (count > MaxStringBytes)
             {
                 throw new ArgumentException($"{field} is longer than {MaxStringBytes} UTF-8 bytes", nameof(message));
+            }
+        }
+        static void Defined<T>(T value, string field) where T : struct, Enum
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentException($"{field} {value} is not a value the reader accepts", nameof(message));
             }
         }
         switch (message)
@@ -109,6 +126,7 @@ public static class ControlCodec
                 Str(r.Reason, "Reason");
                 break;
             case OpenMessage o:
+                Defined(o.Protocol, "Protocol");
                 Str(o.Tunnel, "Tunnel"); Str(o.Target, "Target"); Str(o.Client, "Client");
                 if (o.Route.Count > MaxListItems)
                 {
@@ -149,6 +167,7 @@ public static class ControlCodec
                 }
                 break;
             case AuthStartMessage a:
+                Defined(a.Method, "Method");
                 Str(a.User, "User"); Bin(a.ClientNonce, "ClientNonce");
                 break;
             case AuthChallengeMessage c:
@@ -375,14 +394,14 @@ public static class ControlCodec
 
         public void Str(string v)
         {
-            var count = Encoding.UTF8.GetByteCount(v);
+            var count = Utf8Strict.GetByteCount(v);
             if (count > MaxStringBytes)
             {
                 throw new ArgumentException($"string of {count} bytes; at most {MaxStringBytes}");
             }
             U16((ushort)count);
             var span = output.GetSpan(count);
-            Encoding.UTF8.GetBytes(v, span);
+            Utf8Strict.GetBytes(v, span);
             output.Advance(count);
             Written += count;
         }
