@@ -139,15 +139,27 @@ public sealed class FuzzRunner(FuzzTarget target, ulong seed)
         target.CheckAllocations = false;
         try
         {
-            foreach (var i in Enumerable.Range(-target.Seeds().Count() - 50, target.Seeds().Count() + 50))
+            var seeds = target.Seeds().ToList();
+            for (var i = 0; i < seeds.Count + 50; i++)
             {
+                var input = i < seeds.Count ? seeds[i] : InputOf(-1 - i);
+                lock (_findings)
+                {
+                    (_case, _input) = ($"warm-up:{i}", input);
+                }
+                // Watched like any case: a seed that hangs is reported from here.
+                Volatile.Write(ref _startedAt, Stopwatch.GetTimestamp());
                 try
                 {
-                    target.Execute(i < -50 ? target.Seeds().ElementAt(i + target.Seeds().Count() + 50) : InputOf(i));
+                    target.Execute(input);
                 }
                 catch (Exception)
                 {
                     // reported when the same inputs run for real
+                }
+                finally
+                {
+                    Volatile.Write(ref _startedAt, 0);
                 }
             }
         }

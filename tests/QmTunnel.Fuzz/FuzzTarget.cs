@@ -80,6 +80,9 @@ public abstract class FuzzTarget
     /// <summary>Allowance for what a refusal costs whatever the input: the exception, its message and stack trace.</summary>
     public const long AllocationSlack = 16 * 1024;
 
+    /// <summary>The parse that came nearest its budget: its share of the budget, bytes allocated, input length.</summary>
+    public (double Share, long Allocated, int InputLength) PeakAllocation { get; private set; }
+
     /// <summary>Bytes allocated on this thread so far (take it right before the parse).</summary>
     protected static long AllocatedBytes() => GC.GetAllocatedBytesForCurrentThread();
 
@@ -90,6 +93,11 @@ public abstract class FuzzTarget
     protected void CheckAllocation(long before, long budget, string parser, int inputLength)
     {
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // The peak of parses within budget (one over it is retried once by the runner, then reported).
+        if (CheckAllocations && allocated <= budget && (double)allocated / budget > PeakAllocation.Share)
+        {
+            PeakAllocation = ((double)allocated / budget, allocated, inputLength);
+        }
         if (CheckAllocations && allocated > budget)
         {
             throw new FuzzFailure(FuzzFailureKind.Allocation,

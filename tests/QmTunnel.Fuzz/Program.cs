@@ -42,8 +42,14 @@ foreach (var target in targets)
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"  {report.Target,-18} {report.Cases,10:N0} inputs {report.Elapsed.TotalSeconds,8:0.0} s {report.ExecPerSecond,10:N0} exec/s  {report.Findings.Count} findings"));
     var ended = report.Outcomes.Values.Sum();
-    Console.WriteLine("    " + string.Join(", ", report.Outcomes.OrderByDescending(o => o.Value).Take(8)
+    Console.WriteLine("    " + string.Join(", ", report.Outcomes.OrderByDescending(o => o.Value).Take(12)
         .Select(o => string.Create(CultureInfo.InvariantCulture, $"{o.Key} {100.0 * o.Value / Math.Max(ended, 1):0.#}%"))));
+    if (target.PeakAllocation.Allocated > 0)
+    {
+        var (share, allocated, length) = target.PeakAllocation;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"    nearest the allocation budget: {allocated:N0} bytes for {length:N0} input bytes ({100 * share:0.#}% of its budget)"));
+    }
     foreach (var finding in report.Findings)
     {
         Console.WriteLine("    " + finding.ToString().Replace("\n", "\n    "));

@@ -27,8 +27,11 @@ public sealed class FrameTarget : FuzzTarget
         return [.. frames];
     }
 
-    /// <summary>One valid frame (payload at most 16 KiB, so valid under both limits).</summary>
-    public static byte[] ValidFrame(Random random)
+    /// <summary>
+    /// One valid frame (payload at most 16 KiB, so valid under both limits); with <paramref name="fewStreams"/> its stream
+    /// id is one of the first few a dialer opens (1, 3, 5), so frames of a sequence meet the same streams.
+    /// </summary>
+    public static byte[] ValidFrame(Random random, bool fewStreams = false)
     {
         var types = Enum.GetValues<FrameType>();
         var type = types[random.Next(types.Length)];
@@ -44,7 +47,7 @@ public sealed class FrameTarget : FuzzTarget
             or FrameType.AuthChallenge or FrameType.AuthProof or FrameType.AuthOk ? [] : payload);
         var linkFrame = type is FrameType.Hello or FrameType.GoAway or FrameType.Ping or FrameType.Pong or FrameType.Ack
             or FrameType.AuthStart or FrameType.AuthChallenge or FrameType.AuthProof or FrameType.AuthOk;
-        var stream = linkFrame ? 0u : (uint)random.Next(1, int.MaxValue);
+        var stream = linkFrame ? 0u : fewStreams ? (uint)(1 + 2 * random.Next(3)) : (uint)random.Next(1, int.MaxValue);
         var flags = type == FrameType.Data && random.Next(2) == 0 ? FrameFlags.Fin : FrameFlags.None;
         var bytes = new byte[FrameHeader.Size + payload.Length];
         new FrameHeader(type, flags, stream, payload.Length).Write(bytes);

@@ -8,10 +8,13 @@ using QmTunnel.Engine.Security;
 namespace QmTunnel.Fuzz.Targets;
 
 /// <summary>
-/// The link handshake and login as an acceptor sees them, over a real loopback connection: the input is what the dialer
-/// sends (preamble, Hello, AuthStart, AuthProof, then anything), after which it half-closes and reads what comes back.
-/// <see cref="Link.HandshakeAsAcceptorAsync"/> must end within the case time (a handshake still waiting after the
-/// dialer's end is a hang) with a <see cref="ProtocolException"/> or a logged-in link; nothing else. The authenticator
+/// The link handshake and login as an acceptor sees them, and the first frames of the link, over a real loopback
+/// connection: the input is what the dialer sends (preamble, Hello, AuthStart, AuthProof, then frames on its first
+/// streams), after which it half-closes and reads what comes back. <see cref="Link.HandshakeAsAcceptorAsync"/> must end
+/// within the case time (a handshake still waiting after the dialer's end is a hang) with a
+/// <see cref="ProtocolException"/> or a logged-in link; nothing else. A logged-in link is started on the bytes behind
+/// the login and must close by itself (its reader loop ends at a protocol error or the end of stream; a loop that died
+/// of another exception would leave it open: a hang). The authenticator
 /// challenges every password login and accepts a proof starting with 0x5A, so both the refusal and the hand-over of
 /// a link (with the bytes that came behind the login) are reached. Allocation is not measured here (the socket work is
 /// on other threads); the parsers it uses are measured by the frame and control targets.
@@ -42,31 +45,38 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
 
     public override byte[] Generate(Random random)
     {
-        var hello = new HelloMessage((ushort)random.Next(0, 3), (ushort)random.Next(1, 4), "id", Targets.Generate.Text(random, 40),
+        // Mostly a range that holds version 2 (the login and the link are reached), sometimes one that does not.
+        var (min, max) = random.Next(4) > 0 ? ((ushort)random.Next(1, 3), (ushort)random.Next(2, 4)) : ((ushort)random.Next(0, 4), (ushort)random.Next(0, 4));
+        var hello = new HelloMessage(min, max, "id", Targets.Generate.Text(random, 40),
             random.Next(4) == 0 ? random.Next() : 256 * 1024, random.Next(4) == 0 ? random.Next() : 1024 * 1024);
         var password = random.Next(4) > 0;
         byte[] nonce = password ? new byte[24] : [];
         random.NextBytes(nonce);
         var proof = new byte[32];
         random.NextBytes(proof);
-        proof[0] = random.Next(2) == 0 ? (byte)0x5A : proof[0];
+        proof[0] = random.Next(4) > 0 ? (byte)0x5A : proof[0];
         List<byte> bytes = [.. FrameCodec.Preamble, .. Frame(hello), .. Frame(new AuthStartMessage(password ? AuthMethod.Password : AuthMethod.Certificate, "u", nonce))];
         if (password)
         {
             bytes.AddRange(Frame(new AuthProofMessage(proof)));
         }
-        if (random.Next(3) == 0)
+        // What the dialer sends once logged in: Opens, Data, window updates, resets, pings on its first streams.
+        for (var frames = random.Next(3) == 0 ? 0 : random.Next(1, 8); frames > 0; frames--)
         {
-            bytes.AddRange(FrameTarget.ValidFrame(random));
+            bytes.AddRange(random.Next(3) == 0
+                ? Frame(1 + 2 * (uint)random.Next(3), ControlGenerators.ByFrameType[FrameType.Open](random, true))
+                : FrameTarget.ValidFrame(random, fewStreams: true));
         }
         return [.. bytes];
     }
 
-    private static byte[] Frame(ControlMessage message)
+    private static byte[] Frame(ControlMessage message) => Frame(0, message);
+
+    private static byte[] Frame(uint stream, ControlMessage message)
     {
         var payload = ControlCodec.ToArray(message);
         var bytes = new byte[FrameHeader.Size + payload.Length];
-        new FrameHeader(message.FrameType, FrameFlags.None, 0, payload.Length).Write(bytes);
+        new FrameHeader(message.FrameType, FrameFlags.None, stream, payload.Length).Write(bytes);
         payload.CopyTo(bytes, FrameHeader.Size);
         return bytes;
     }
@@ -114,9 +124,23 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
             {
                 throw new FuzzFailure(FuzzFailureKind.Hang, $"the acceptor's handshake still runs {HandshakeWait.TotalSeconds:0} s after the dialer sent {input.Length} bytes and half-closed");
             }
-            // Logged in (a proof starting with 0x5A): close the link it handed over.
-            handshake.Result.DisposeAsync().AsTask().Wait(HandshakeWait);
-            Outcome("logged in");
+            // Logged in (a proof starting with 0x5A): the link runs on what the dialer sent behind its login, and
+            // must close by itself at the dialer's end of stream (a protocol error closes it sooner, with a GoAway).
+            var link = handshake.Result;
+            ProtocolException? violation = null;
+            link.ProtocolError += ex => violation = ex;
+            link.StreamOpened = (stream, _) =>
+            {
+                stream.Reset(ProtocolErrorCode.OpenRejected, "fuzz");
+                return Task.CompletedTask;
+            };
+            link.Start();
+            if (!link.Completion.Wait(HandshakeWait))
+            {
+                link.DisposeAsync().AsTask().Wait(HandshakeWait);
+                throw new FuzzFailure(FuzzFailureKind.Hang, $"a logged-in link still runs {HandshakeWait.TotalSeconds:0} s after the dialer's end of stream");
+            }
+            Outcome(violation is null ? "logged in, link closed at the end" : "logged in, link closed: " + violation.Code);
         }
         catch (AggregateException ex) when (ex.InnerException is ProtocolException p)
         {
