@@ -5,7 +5,7 @@ using QmTunnel.Fuzz.Targets;
 
 // qmtunnel-fuzz [--iterations N] [--seed S] [--target NAME[,NAME]] [--case I] [--corpus DIR] [--failures DIR]
 // The long run of build.ps1 fuzz: N inputs shared among the targets by weight (the handshake, a connection per case,
-// gets 1/100 of a parser's share), per-target counts, exec/s and findings; exit code 1 on any finding.
+// gets 1/20 of a parser's share), per-target counts, exec/s and findings; exit code 1 on any finding.
 // --case I runs random case I of seed S alone (a replay) and writes its input to the failures folder.
 var options = Args.Parse(args);
 var seed = options.Seed ?? (ulong)Random.Shared.NextInt64();

@@ -36,7 +36,7 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
 
     public override string Name => "handshake";
 
-    public override int Weight => 100;
+    public override int Weight => 20;
 
     /// <summary>The acceptor's own wait; the runner's watchdog is the backstop.</summary>
     private static readonly TimeSpan HandshakeWait = TimeSpan.FromSeconds(5);
