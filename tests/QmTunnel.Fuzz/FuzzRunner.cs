@@ -166,6 +166,7 @@ public sealed class FuzzRunner(FuzzTarget target, ulong seed)
         finally
         {
             target.CheckAllocations = true;
+            target.ResetOutcomes();
         }
     }
 

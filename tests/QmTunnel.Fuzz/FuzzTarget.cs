@@ -71,6 +71,15 @@ public abstract class FuzzTarget
         }
     }
 
+    /// <summary>Forgets the outcomes counted so far (the runner's warm-up).</summary>
+    internal void ResetOutcomes()
+    {
+        lock (_outcomes)
+        {
+            _outcomes.Clear();
+        }
+    }
+
     /// <summary><see cref="Outcome"/> for helpers shared by several targets.</summary>
     internal void OutcomeOf(string outcome) => Outcome(outcome);
 

@@ -12,7 +12,9 @@ var seed = options.Seed ?? (ulong)Random.Shared.NextInt64();
 var names = options.Targets ?? FuzzTargets.Names;
 var corpusRoot = options.Corpus ?? FuzzTargets.DefaultCorpusRoot;
 var failures = options.Failures ?? Path.Combine(Environment.CurrentDirectory, "out", "fuzz");
-Console.WriteLine($"qmtunnel-fuzz: seed {seed}, {options.Iterations:N0} inputs over {string.Join(", ", names)}; corpus {corpusRoot}; failing inputs to {failures}");
+Console.WriteLine(options.Case is { } replay
+    ? $"qmtunnel-fuzz: case {replay} of seed {seed} of {string.Join(", ", names)}; failing inputs to {failures}"
+    : $"qmtunnel-fuzz: seed {seed}, {options.Iterations:N0} inputs over {string.Join(", ", names)}; corpus {corpusRoot}; failing inputs to {failures}");
 
 var targets = names.Select(FuzzTargets.Create).ToList();
 var totalWeight = targets.Sum(t => 1.0 / t.Weight);
