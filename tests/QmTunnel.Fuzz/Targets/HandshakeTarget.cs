@@ -14,7 +14,8 @@ namespace QmTunnel.Fuzz.Targets;
 /// within the case time (a handshake still waiting after the dialer's end is a hang) with a
 /// <see cref="ProtocolException"/> or a logged-in link; nothing else. A logged-in link is started on the bytes behind
 /// the login and must close by itself (its reader loop ends at a protocol error or the end of stream; a loop that died
-/// of another exception would leave it open: a hang). The authenticator
+/// of another exception would leave it open: a hang); closed by a protocol error, the last frame it sent is a GoAway
+/// naming that error. The authenticator
 /// challenges every password login and accepts a proof starting with 0x5A, so both the refusal and the hand-over of
 /// a link (with the bytes that came behind the login) are reached. Allocation is not measured here (the socket work is
 /// on other threads); the parsers it uses are measured by the frame and control targets.
@@ -102,6 +103,7 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
         client.Connect(_listener.LocalEndPoint!);
         using var server = _listener.Accept();
         var handshake = Link.HandshakeAsAcceptorAsync(server, _options, NullLogger.Instance, CancellationToken.None, authenticator: _authenticator);
+        var received = new MemoryStream();
         var dialer = Task.Run(() =>
         {
             try
@@ -109,8 +111,9 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
                 client.Send(input);
                 client.Shutdown(SocketShutdown.Send);
                 var sink = new byte[4096];
-                while (client.Receive(sink) > 0)
+                for (int n; (n = client.Receive(sink)) > 0;)
                 {
+                    received.Write(sink, 0, n);
                 }
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
@@ -140,6 +143,12 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
                 link.DisposeAsync().AsTask().Wait(HandshakeWait);
                 throw new FuzzFailure(FuzzFailureKind.Hang, $"a logged-in link still runs {HandshakeWait.TotalSeconds:0} s after the dialer's end of stream");
             }
+            if (violation is not null)
+            {
+                // The link closed by itself, so the dialer reads to its end: the last thing sent is a GoAway naming the error.
+                dialer.Wait(HandshakeWait);
+                CheckGoAway(received.ToArray(), violation.Code);
+            }
             Outcome(violation is null ? "logged in, link closed at the end" : "logged in, link closed: " + violation.Code);
         }
         catch (AggregateException ex) when (ex.InnerException is ProtocolException p)
@@ -156,6 +165,29 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
             server.Close();
             dialer.Wait(HandshakeWait);
             client.Close();
+        }
+    }
+
+    /// <summary>Fails unless what the acceptor sent is whole frames ending with a GoAway carrying <paramref name="code"/>.</summary>
+    private static void CheckGoAway(byte[] sent, ProtocolErrorCode code)
+    {
+        var buffer = new System.Buffers.ReadOnlySequence<byte>(sent);
+        GoAwayMessage? last = null;
+        try
+        {
+            while (FrameCodec.TryReadFrame(ref buffer, FrameCodec.HardMaxPayload, out var header, out var payload))
+            {
+                last = header.Type == FrameType.GoAway ? (GoAwayMessage)ControlCodec.Read(header.Type, payload) : null;
+            }
+        }
+        catch (ProtocolException ex)
+        {
+            throw new FuzzFailure(FuzzFailureKind.RoundTrip, $"the acceptor sent a frame its own reader refuses: {ex.Message}", ex);
+        }
+        if (!buffer.IsEmpty || last?.Code != code)
+        {
+            throw new FuzzFailure(FuzzFailureKind.RoundTrip,
+                $"a link closed by a protocol error ({code}) sent {(last is null ? "no GoAway last" : "GoAway(" + last.Code + ")")} and {buffer.Length} bytes of a cut frame");
         }
     }
 
