@@ -284,4 +284,4 @@ function Remove-QmBuildOutput {
 
 Export-ModuleMember -Function Get-QmRepoRoot, Get-QmStagedManifestPath, Write-QmStep, Invoke-QmNative, Get-QmVersion, Invoke-QmBuild,
     Publish-QmModule, Install-QmAptPackage, Install-QmPester, Invoke-QmXunit, Invoke-QmPester, Write-QmTestSummary, Invoke-QmTest,
-    Start-QmDevServer, Get-QmDevBanner, Invoke-QmBench, Remove-QmBuildOutput
+    Start-QmDevServer, Get-QmDevBanner, Invoke-QmBench, Invoke-QmFuzz, Remove-QmBuildOutput

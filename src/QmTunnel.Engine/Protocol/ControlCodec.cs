@@ -9,7 +9,7 @@ namespace QmTunnel.Engine.Protocol;
 /// strings as u16 length + UTF-8 (at most 4096 bytes); lists as u16 count + items. Reading never trusts a length:
 /// a short or overlong field is a <see cref="ProtocolException"/>, and trailing bytes are too.
 /// </summary>
-public static class ControlCodec
+public static partial class ControlCodec
 {
     public const int MaxStringBytes = 4096;
     public const int MaxListItems = 64;
@@ -88,93 +88,6 @@ public static class ControlCodec
                 throw new ArgumentException($"{message.GetType().Name} is not a control message", nameof(message));
         }
         return w.Written;
-    }
-
-    /// <summary>Refuses a message the reader would refuse, before a byte is written (all or nothing).</summary>
-    private static void Check(ControlMessage message)
-    {
-        static void Bin(byte[] b, string field)
-        {
-            if (b.Length > MaxBytes)
-            {
-                throw new ArgumentException($"{field} is longer than {MaxBytes} bytes", nameof(message));
-            }
-        }
-        static void Str(string s, string field)
-        {
-            if (Encoding.UTF8.GetByteCount(s) > MaxStringBytes)
-            {
-                throw new ArgumentException($"{field} is longer than {MaxStringBytes} UTF-8 bytes", nameof(message));
-            }
-        }
-        switch (message)
-        {
-            case HelloMessage h:
-                Str(h.ServerId, "ServerId"); Str(h.ServerName, "ServerName");
-                break;
-            case GoAwayMessage g:
-                Str(g.Reason, "Reason");
-                break;
-            case ResetMessage r:
-                Str(r.Reason, "Reason");
-                break;
-            case OpenMessage o:
-                Str(o.Tunnel, "Tunnel"); Str(o.Target, "Target"); Str(o.Client, "Client");
-                if (o.Route.Count > MaxListItems)
-                {
-                    throw new ArgumentException($"a route has at most {MaxListItems} servers", nameof(message));
-                }
-                foreach (var hop in o.Route)
-                {
-                    Str(hop, "Route");
-                }
-                if (o.ConnectTimeoutMs <= 0)
-                {
-                    throw new ArgumentException("ConnectTimeoutMs must be positive", nameof(message));
-                }
-                Str(o.Listen, "Listen");
-                if (o.Servers.Count > MaxListItems)
-                {
-                    throw new ArgumentException($"a chain has at most {MaxListItems} servers", nameof(message));
-                }
-                foreach (var server in o.Servers)
-                {
-                    Str(server, "Servers");
-                }
-                if (o.RouteCredentials.Count != 0 && o.RouteCredentials.Count != o.Route.Count)
-                {
-                    throw new ArgumentException("RouteCredentials must be empty or have one entry per Route entry", nameof(message));
-                }
-                foreach (var credential in o.RouteCredentials)
-                {
-                    if (credential is not null)
-                    {
-                        Str(credential.User, "RouteCredentials.User");
-                        Bin(credential.Salt, "Salt"); Bin(credential.ClientKey, "ClientKey"); Bin(credential.ServerKey, "ServerKey");
-                    }
-                }
-                if (QueryDepthProblem(o.Protocol, o.QueryDepth, o.Route.Count) is { } depthProblem)
-                {
-                    throw new ArgumentException(depthProblem, nameof(message));
-                }
-                break;
-            case AuthStartMessage a:
-                Str(a.User, "User"); Bin(a.ClientNonce, "ClientNonce");
-                break;
-            case AuthChallengeMessage c:
-                Bin(c.ServerNonce, "ServerNonce"); Bin(c.Salt, "Salt");
-                break;
-            case AuthProofMessage p:
-                Bin(p.ClientProof, "ClientProof");
-                break;
-            case AuthOkMessage ok:
-                Str(ok.User, "User"); Str(ok.Group, "Group"); Bin(ok.ServerSignature, "ServerSignature");
-                Bin(ok.SessionId, "SessionId"); Bin(ok.SessionSecret, "SessionSecret"); Bin(ok.ResumeNonce, "ResumeNonce");
-                break;
-            case ResumeMessage rs:
-                Bin(rs.SessionId, "SessionId"); Bin(rs.Proof, "Proof");
-                break;
-        }
     }
 
     /// <summary>Serializes to a new array (handshake and tests; the link writes into pooled buffers).</summary>
@@ -402,14 +315,14 @@ public static class ControlCodec
 
         public void Str(string v)
         {
-            var count = Encoding.UTF8.GetByteCount(v);
+            var count = Utf8Strict.GetByteCount(v);
             if (count > MaxStringBytes)
             {
                 throw new ArgumentException($"string of {count} bytes; at most {MaxStringBytes}");
             }
             U16((ushort)count);
             var span = output.GetSpan(count);
-            Encoding.UTF8.GetBytes(v, span);
+            Utf8Strict.GetBytes(v, span);
             output.Advance(count);
             Written += count;
         }
