@@ -3,7 +3,9 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Time.Testing;
 using QmTunnel.Engine.Links;
+using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Tests.Faults;
 using QmTunnel.Engine.Tests.Functional;
@@ -226,5 +228,28 @@ public sealed class ResumeTests(Xunit.Abstractions.ITestOutputHelper output) : I
         Assert.Equal(0, session.Resumes);
         Assert.Equal(new byte[] { 2 }, await SocketTestExtensions.EchoAsync(listen, [2]));
         Assert.Equal(2, _logsB.Event(QmTunnel.Engine.Diagnostics.EventIds.LinkResumeRefused).Count);
+    }
+
+    [Fact]
+    public async Task A_management_session_goes_on_after_its_connection_is_reset_and_the_user_notices_nothing()
+    {
+        var pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
+        try
+        {
+            await using var session = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{_proxy.EndPoint.Port}", "test"),
+                new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(pins));
+            Assert.Equal(_b.GetServerInfo().ServerId, (await session.GetServerInfoAsync(CancellationToken.None)).ServerId);
+
+            await _proxy.CutForAsync(TimeSpan.FromMilliseconds(300), CutMode.Reset);
+            // A request right after the cut: it waits for the session to come back, then is answered.
+            var info = await session.GetServerInfoAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(_b.GetServerInfo().ServerId, info.ServerId);
+            Assert.True(session.IsOpen);
+            Assert.Equal(1, session.Link.Resumes);
+        }
+        finally
+        {
+            File.Delete(pins);
+        }
     }
 }

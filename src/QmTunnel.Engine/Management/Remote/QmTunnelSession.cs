@@ -32,6 +32,9 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
     public string User => _link.User ?? string.Empty;
     public string Group => _link.Group ?? string.Empty;
     public bool IsOpen => !_link.IsClosed;
+
+    /// <summary>The session's link (tests look at its resumes).</summary>
+    internal Link Link => _link;
     public bool IsEncrypted => _link.IsEncrypted;
     /// <summary>SHA-256 thumbprint of the server's certificate (null on a plain session): compare it with the server's CertificateThumbprint.</summary>
     public string? CertificateThumbprint => _link.PeerCertificateThumbprint;
