@@ -141,7 +141,7 @@ Describe 'The live view of -Follow at the prompt' {
     }
 
     It '<Command> redraws in place within 80 columns and 30 lines, keeping the columns that matter' -ForEach @(
-        @{ Command = 'Get-QmTunnelStats'; Columns = @('Name', 'State', 'Conn', 'Fail', 'In', 'In/s', 'Out', 'Out/s', 'RTT') }
+        @{ Command = 'Get-QmTunnelStats'; Columns = @('Name', 'State', 'Conn', 'Fail', 'In', 'In/s', 'Out', 'Out/s', 'Hops', 'RTT') }
         @{ Command = 'Get-QmTunnelConnection'; Columns = @('Tunnel', 'Id', 'State', 'Client', 'In', 'Out', 'Duration', 'Error') }
     ) {
         $watched = Watch-Live $Command 3
