@@ -66,6 +66,15 @@ public sealed class HopStatsTests : IAsyncLifetime
         }
     }
 
+    /// <summary>Ends <paramref name="links"/> (a gateway's links to the next server: the tunnel's, and one its chain check left).</summary>
+    private static async Task CloseAllAsync(IEnumerable<Link> links)
+    {
+        foreach (var link in links)
+        {
+            await link.CloseAsync(ProtocolErrorCode.Shutdown, "test: the gateway lets its link to the next server go");
+        }
+    }
+
     [Fact]
     public async Task A_three_server_chain_shows_both_hops_up_with_their_latencies_counters_and_the_round_trip_through_it()
     {
@@ -97,7 +106,7 @@ public sealed class HopStatsTests : IAsyncLifetime
         await StartChainAsync();
         // The chain check at New-QmTunnel made B dial C; that link ends (its session too).
         await StatsWhenAsync(s => s.Hops.Count == 2 && s.Hops[1].State == TunnelHopState.Up);
-        await Assert.Single(_b.OutboundLinks()).CloseAsync(ProtocolErrorCode.Shutdown, "test: B lets its link to C go");
+        await CloseAllAsync(_b.OutboundLinks());
         var connectionsToC = _toC.Accepted;
 
         var stats = await StatsWhenAsync(s => s.Hops[1].State == TunnelHopState.Down);
@@ -154,6 +163,38 @@ public sealed class HopStatsTests : IAsyncLifetime
         Assert.Null(hidden.Resumes);
         Assert.Null(hidden.LinkBytesSent);
         Assert.Null(stats.EndToEndLatency);
+    }
+
+    [Fact]
+    public async Task In_a_four_server_chain_the_deepest_hop_is_asked_through_two_gateways_and_a_gap_before_it_is_named()
+    {
+        var d = await _engines.StartAsync();
+        await _a.NewTunnelAsync(new TunnelProfile
+        {
+            Name = "long",
+            Listen = "tcp://127.0.0.1:0",
+            // TLS up to C: the logins for C and D travel in the Open.
+            Via = [EngineFixture.TlsHop(_b), EngineFixture.TlsHop(_c), EngineFixture.Hop(d)],
+            Target = _echo.Uri,
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+        }, [EngineFixture.AdminLogin, EngineFixture.AdminLogin, EngineFixture.AdminLogin]);
+        var listen = (await _a.StartTunnelAsync("long")).BoundListen!;
+        Assert.Equal([4], await SocketTestExtensions.EchoAsync(listen, [4]));
+
+        var up = await _a.GetTunnelStatsAsync("long");
+        Assert.Equal([TunnelHopState.Up, TunnelHopState.Up, TunnelHopState.Up], up.Hops.Select(h => h.State));
+        Assert.Equal(EngineFixture.Hop(d), up.Hops[2].Server);
+        Assert.True(up.Hops[2].LinkBytesSent > 0);
+        Assert.True(up.EndToEndLatency > up.Hops[2].Latency);
+
+        // B lets its link to C go: hop 2 is down, and the question about hop 3 stops at B, which says so.
+        await CloseAllAsync(_b.OutboundLinks());
+        var gap = await _a.GetTunnelStatsAsync("long");
+
+        Assert.Equal([TunnelHopState.Up, TunnelHopState.Down, TunnelHopState.Unknown], gap.Hops.Select(h => h.State));
+        Assert.Equal($"not reached: the link to {EngineFixture.TlsHop(_c)} is down", gap.Hops[2].Detail);
+        Assert.Equal("1 down", gap.HopSummary);
+        Assert.Empty(_b.OutboundLinks()); // nothing was dialed to answer
     }
 
     [Fact]
