@@ -5,7 +5,6 @@
     - 100 MiB with SHA-256 equal both ways, counted exactly by Get-QmTunnelStats and Get-QmTunnelConnection;
     - 200 concurrent connections through one tunnel, each with its own random data, all intact;
     - half-close end to end (the target answers only after the client's FIN);
-    - Get-QmTunnelStats shows each hop of a chain A -> B -> A (state, latency) and the end-to-end round trip;
     - the pipeline (Get-QmTunnel | Stop-QmTunnel -PassThru, wildcards);
     - profiles survive a restart of A on the same data path; started tunnels start again; Set-QmTunnel persists,
       Remove-QmTunnel (-WhatIf) removes;
@@ -248,44 +247,6 @@ Describe 'qmTunnel end to end: in-process server A, daemon server B, echo server
         It 'the answer really waits for the FIN: without it, nothing comes back' {
             # Still open after 1 s, and not one byte back (a plain "Timeout" would also be the answer of an echo that did not wait).
             [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 1000, 1) | Should -Be 'Timeout 0'
-        }
-    }
-
-    Context 'Hops of a chain (tunnel chain: A -> B -> A -> echo)' {
-        BeforeAll {
-            $viaA = New-QmTestHop "qmt://127.0.0.1:$($serverA.Port)"
-            $tunnel = New-QmTunnel chain -Listen tcp://127.0.0.1:0 -Via $via, $viaA -Target $echo.Uri | Start-QmTunnel -PassThru
-            $result = [QmTunnel.PesterTools.EchoClient]::Run($tunnel.BoundListen, 64KB, 60)
-            Wait-Until { @((Get-QmTunnelStats chain).Hops | Where-Object { "$($_.State)" -eq 'Up' }).Count -eq 2 } 'both hops of chain are up'
-            $stats = Get-QmTunnelStats chain
-        }
-
-        AfterAll {
-            # A restarts below on a new port: this chain back to it would point nowhere.
-            Remove-QmTunnel chain -Confirm:$false -ErrorAction SilentlyContinue
-        }
-
-        It 'Get-QmTunnelStats shows one hop per server of the chain, up, with its latency, and the end-to-end round trip' {
-            $result.Intact | Should -BeTrue -Because $result.ToString()
-            $stats.Hops.Count | Should -Be 2
-            $stats.Hops[0].Server | Should -Be "qmt://127.0.0.1:$($serverB.Port)"
-            $stats.Hops[1].Server | Should -Be "qmt://127.0.0.1:$($serverA.Port)"
-            foreach ($hop in $stats.Hops) {
-                $hop | Should -BeOfType 'QmTunnel.Engine.Management.TunnelHopStats'
-                "$($hop.State)" | Should -Be 'Up'
-                $hop.Latency | Should -BeGreaterThan ([TimeSpan]::Zero)
-                $hop.LinkBytesSent | Should -BeGreaterThan 0
-            }
-            $stats.EndToEndLatency | Should -BeGreaterThan $stats.Hops[1].Latency
-        }
-
-        It 'the stats table sums the hops up in its Hops column; the hops have a table of their own' {
-            $table = $stats | Format-Table | Out-String -Width 80
-            $table | Should -Match 'Hops'
-            $table | Should -Match '\b2 up\b'
-            $hopTable = @(($stats.Hops | Format-Table | Out-String -Width 80) -split "`r?`n" | Where-Object { $_ -match 'qmt://' })
-            $hopTable.Count | Should -Be 2
-            $hopTable[1] | Should -Match '^\s*2 qmt://127\.0\.0\.1:\d+\s+Up\b'
         }
     }
 
