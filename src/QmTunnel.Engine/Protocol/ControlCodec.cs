@@ -193,11 +193,14 @@ public static partial class ControlCodec
         };
     }
 
-    /// <summary>A login query names a route entry to query (depth less than the route's length); other streams carry 0.</summary>
+    /// <summary>
+    /// A login query or link query names a route entry to ask about (depth less than the route's length); other streams
+    /// carry 0.
+    /// </summary>
     private static string? QueryDepthProblem(StreamProtocol protocol, byte depth, int routeCount) =>
-        protocol == StreamProtocol.AuthQuery
-            ? depth < routeCount ? null : $"a login query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
-            : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login queries carry one";
+        protocol is StreamProtocol.AuthQuery or StreamProtocol.LinkInfo
+            ? depth < routeCount ? null : $"a {protocol} query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
+            : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login and link queries carry one";
 
     private static AuthStartMessage ReadAuthStart(ref SequenceReader<byte> r)
     {

@@ -128,6 +128,16 @@ public enum StreamProtocol : byte
     AuthQuery = 3,
     /// <summary>A management request of the link's user (docs/protocol.md, "Management"); no target, no route.</summary>
     Management = 4,
+    // 5 is taken by Hold (another branch); until it lands here, an Open with 5 is an unknown protocol.
+    /// <summary>
+    /// Asks a server of the tunnel's chain about its link to the next one (Get-QmTunnelStats' hops): the Open describes
+    /// the whole tunnel as for <see cref="Tcp"/> (so every server admits it the same way) and
+    /// <see cref="OpenMessage.QueryDepth"/> says how many route entries it is carried through first, over links that are
+    /// up only (a gateway never dials for it). The server reached answers OpenAck, one <see cref="LinkInfoRecord"/>
+    /// describing its link to the next route entry, and Fin; a gateway whose next link is not up answers the same way
+    /// for that link, with the depth it did not reach.
+    /// </summary>
+    LinkInfo = 6,
 }
 
 /// <summary>
@@ -172,8 +182,9 @@ public sealed record OpenMessage(StreamProtocol Protocol, string Tunnel, string 
     public IReadOnlyList<RouteCredential?> RouteCredentials { get; init; } = [];
 
     /// <summary>
-    /// <see cref="StreamProtocol.AuthQuery"/> only (0 otherwise): how many <see cref="Route"/> entries are linked through
-    /// before the server reached makes the login query to the next one. Less than the route's length.
+    /// <see cref="StreamProtocol.AuthQuery"/> and <see cref="StreamProtocol.LinkInfo"/> only (0 otherwise): how many
+    /// <see cref="Route"/> entries are linked through before the server reached answers about the next one (a login
+    /// query; its link's state). Less than the route's length.
     /// </summary>
     public byte QueryDepth { get; init; }
 }

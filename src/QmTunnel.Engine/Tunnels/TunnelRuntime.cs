@@ -25,6 +25,7 @@ internal sealed partial class TunnelRuntime
     private readonly IReadOnlyList<string> _route;
     private readonly IReadOnlyList<RouteCredential?> _routeCredentials;
     private readonly IReadOnlyList<string> _servers;
+    private readonly IReadOnlyList<string> _hopServers;
     private readonly LinkLogin? _firstLogin;
     private readonly string _target;
     private readonly object _statsGate = new();
@@ -48,6 +49,7 @@ internal sealed partial class TunnelRuntime
         _firstHop = hops[0];
         _route = hops.Skip(1).Select(h => h.ToString()).ToList();
         _servers = hops.Select(h => h.HostPort).ToList();
+        _hopServers = hops.Select(h => h.Address).ToList();
         var credentials = profile.Credentials.Count == hops.Count ? profile.Credentials : hops.Select(_ => (HopCredential?)null).ToList();
         _firstLogin = credentials[0]?.ToLogin();
         _routeCredentials = credentials.Skip(1).Any(c => c is not null)
@@ -338,7 +340,8 @@ internal sealed partial class TunnelRuntime
         TunnelLog.Stopped(_logger, Profile.Name);
     }
 
-    public TunnelStats GetStats()
+    /// <summary>The counters now, with <paramref name="hops"/> (<see cref="GetHopsAsync"/>) when given, else no hops.</summary>
+    public TunnelStats GetStats(HopSnapshot? hops = null)
     {
         lock (_statsGate)
         {
@@ -365,6 +368,8 @@ internal sealed partial class TunnelRuntime
                 FailedConnections = Interlocked.Read(ref _failed),
                 RejectedConnections = _rejected,
                 LinkLatency = link?.LastRoundTrip,
+                Hops = hops?.Hops ?? [],
+                EndToEndLatency = hops?.EndToEndLatency,
                 StartedAt = IsRunning ? StartedAt : null,
                 LastError = LastError,
                 LastErrorAt = LastErrorAt,

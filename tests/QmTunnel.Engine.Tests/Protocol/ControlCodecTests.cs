@@ -41,6 +41,11 @@ public sealed class ControlCodecTests
             Servers = ["b:9200", Unicode],
             RouteCredentials = [new RouteCredential("admin", new byte[16], 600_000, new byte[32], new byte[32])],
         },
+        new OpenMessage(StreamProtocol.LinkInfo, "web", "tcp://t:1", ["qmt://c:9200", "qmt://d:9200"], 10_000, OpenOptions.None, "hop query")
+        {
+            Servers = ["b:9200", "c:9200", "d:9200"],
+            QueryDepth = 1,
+        },
         new AuthStartMessage(AuthMethod.Password, "admin", new byte[24]),
         new AuthStartMessage(AuthMethod.Certificate, "", []),
         new AuthChallengeMessage(new byte[24], new byte[16], 600_000),
@@ -124,6 +129,24 @@ public sealed class ControlCodecTests
                 0, 1, (byte)'l', 0, 1, 0, 1, (byte)'s', 0, 1, 1, 0, 1, (byte)'u', 0, 1, 7, 0, 0, 0, 9, 0, 1, 8, 0, 1, 6, 0,
             },
             ControlCodec.ToArray(open));
+    }
+
+    [Fact]
+    public void A_link_query_names_a_route_entry_and_other_streams_carry_no_depth()
+    {
+        var query = new OpenMessage(StreamProtocol.LinkInfo, "t", "x", ["a", "b"], 1, OpenOptions.None, "") { QueryDepth = 1 };
+        Assert.Equal(6, ControlCodec.ToArray(query)[0]);
+        Assert.Equal(1, ControlCodec.ToArray(query)[^1]);
+        var tooDeep = Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(query with { QueryDepth = 2 }));
+        Assert.Contains("less than the route's length", tooDeep.Message);
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(query with { Protocol = StreamProtocol.Tcp }));
+
+        var bytes = ControlCodec.ToArray(query);
+        bytes[^1] = 2;
+        AssertMalformed(FrameType.Open, bytes);
+        bytes[^1] = 1;
+        bytes[0] = 5; // Hold, of a later version: unknown here
+        AssertMalformed(FrameType.Open, bytes);
     }
 
     [Fact]
