@@ -88,13 +88,21 @@ public sealed partial class Link
                 Interlocked.Add(ref _bytesSent, total);
             }
             var reader = _out.Reader;
+            var goAwayWritten = false;
             while (await reader.WaitToReadAsync(transport.Closing.Token).ConfigureAwait(false))
             {
                 var total = 0;
-                while (batch.Count < MaxBatchFrames && total < MaxBatchBytes && reader.TryRead(out var frame))
+                while (batch.Count < MaxBatchFrames && total < MaxBatchBytes && !goAwayWritten && reader.TryRead(out var frame))
                 {
                     batch.Add(frame);
                     total += frame.Length;
+                    // A GoAway is the last frame on the wire: what others queued behind it is dropped below.
+                    goAwayWritten = (FrameType)frame.Buffer[0] == FrameType.GoAway;
+                }
+                if (batch.Count == 0)
+                {
+                    DiscardQueued(reader);
+                    continue;
                 }
                 // Kept before the write: an Ack may come back before the write call returns.
                 Retain(batch);
@@ -141,6 +149,17 @@ public sealed partial class Link
             {
                 DrainQueue();
             }
+        }
+    }
+
+    /// <summary>After a GoAway: frames queued behind it are not sent, only returned.</summary>
+    private void DiscardQueued(System.Threading.Channels.ChannelReader<OutFrame> reader)
+    {
+        while (reader.TryRead(out var frame))
+        {
+            ArrayPool<byte>.Shared.Return(frame.Buffer);
+            Interlocked.Add(ref _unwritten, -Cost(frame.Length));
+            AddQueued(-Cost(frame.Length));
         }
     }
 
