@@ -47,7 +47,12 @@ internal sealed partial class LinkAcceptor
             // Logged in: from now on TLS records are gathered per flushed batch and reads are buffered (not before: a
             // connection that has not logged in holds no large buffer).
             (link, resumed) = await Link.AcceptAsync(socket, _linkOptions, _logger, token, tls, refusePlain,
-                _authenticator, clientCertificate, tls is null ? [] : _channelBinding, Sessions, () => coalescing?.Coalesce = true).ConfigureAwait(false);
+                _authenticator, clientCertificate, tls is null ? [] : _channelBinding, Sessions, () =>
+                {
+                    coalescing?.Coalesce = true;
+                    // A user logged in: the pending caps are for connections that have not, so none evicts it now.
+                    pending.LoggedIn = _pending.Remove(pending);
+                }).ConfigureAwait(false);
         }
         catch (Exception) when (pending.Evicted || _stop.IsCancellationRequested)
         {
@@ -89,7 +94,7 @@ internal sealed partial class LinkAcceptor
         {
             // Out of the pending table first: from here on nothing evicts it. False: it was evicted (or the server is
             // stopping) and its socket is being aborted by whoever took it out.
-            var ours = _pending.Remove(pending);
+            var ours = pending.LoggedIn || _pending.Remove(pending);
             pending.Handshake.Dispose();
             if (link is null || !ours)
             {
