@@ -318,17 +318,30 @@ public sealed partial class Link
             {
                 throw new ProtocolException(ProtocolErrorCode.SessionExpired, $"{server} is not the server instance that held the session (it restarted)");
             }
-            var proof = LinkSessionOffer.Proof(Session.Secret, ok.ResumeNonce, Session.Id);
-            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new ResumeMessage(Session.Id, proof, Interlocked.Read(ref _receivedCount))), cancellationToken).ConfigureAwait(false);
-            var (_, answer) = await ReadControlAsync(reader, cancellationToken, FrameType.Resumed).ConfigureAwait(false);
-            ThrowIfGoAway(answer);
-            LastRoundTrip = rtt;
-            Attach(new SocketLinkTransport(socket, tls, reader, Options.Time), ((ResumedMessage)answer).Received);
+            await ResumeOverAsync(new SocketLinkTransport(socket, tls, reader, Options.Time), ok.ResumeNonce, rtt, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             _resumeLock.Release();
         }
+    }
+
+    /// <summary>
+    /// Dialer, on a connection whose handshake and login are done (<paramref name="resumeNonce"/> from its AuthOk; the
+    /// caller holds the resume lock): detaches the connection still attached, if any, and waits for its loops; sends
+    /// Resume with the proof and the count received; reads Resumed (or a GoAway, thrown as a ProtocolException of its
+    /// code) and carries the session on on <paramref name="transport"/>.
+    /// </summary>
+    private async Task ResumeOverAsync(LinkTransport transport, byte[] resumeNonce, TimeSpan rtt, CancellationToken cancellationToken)
+    {
+        var received = await DetachAsync().ConfigureAwait(false);
+        var proof = LinkSessionOffer.Proof(Session.Secret, resumeNonce, Session.Id);
+        var resume = BuildHandshake(preamble: false, new ResumeMessage(Session.Id, proof, received));
+        await transport.WriteAsync([new ArraySegment<byte>(resume)], resume.Length).ConfigureAwait(false);
+        var (_, answer) = await ReadControlAsync(transport.Input, cancellationToken, FrameType.Resumed).ConfigureAwait(false);
+        ThrowIfGoAway(answer);
+        LastRoundTrip = rtt;
+        Attach(transport, ((ResumedMessage)answer).Received);
     }
 
     /// <summary>
@@ -371,7 +384,10 @@ public sealed partial class Link
         }
     }
 
-    /// <summary>Acceptor, before a resume: evicts the connection still attached, waits for its loops, returns the count received.</summary>
+    /// <summary>
+    /// Before a resume (acceptor; dialer too, where the connection is already lost): evicts the connection still
+    /// attached, waits for the loops of the last one, returns the count received (final once those loops ended).
+    /// </summary>
     private async Task<ulong> DetachAsync()
     {
         LinkTransport? old;
