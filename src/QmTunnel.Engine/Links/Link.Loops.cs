@@ -201,11 +201,16 @@ public sealed partial class Link
                 }
                 if (result.IsCompleted)
                 {
-                    if (!buffer.IsEmpty)
+                    if (!buffer.IsEmpty && !Session.Resumable)
                     {
                         throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"the link ended inside a frame ({buffer.Length} bytes left)");
                     }
-                    TransportLost(transport, "the peer closed the connection without a GoAway");
+                    // On a session, an end inside a frame is a connection closed in the middle of a write (by a
+                    // middlebox, or by the peer's side giving the connection up), not a protocol error: the partial
+                    // frame was not counted, so a resume sends it again.
+                    TransportLost(transport, buffer.IsEmpty
+                        ? "the peer closed the connection without a GoAway"
+                        : $"the connection ended inside a frame ({buffer.Length} bytes of it received)");
                     return;
                 }
             }
