@@ -204,6 +204,7 @@ public sealed partial class Link
         }
         transport.Abort();
         Interlocked.Increment(ref _transportsLost);
+        FailPings(reason);
         if (!Session.Resumable)
         {
             Teardown(reason);
@@ -400,6 +401,7 @@ public sealed partial class Link
         {
             old.Abort();
             Interlocked.Increment(ref _transportsLost);
+            FailPings("a resume replaced the connection");
             // Make sure it expires should the new one fail before it is attached.
             var expiry = Options.Time.CreateTimer(_ => Expire("a resume replaced the connection, then failed"), null, Session.FailureTolerance, Timeout.InfiniteTimeSpan);
             Interlocked.Exchange(ref _expiry, expiry)?.Dispose();
@@ -412,6 +414,21 @@ public sealed partial class Link
     }
 
     // ---------------- heartbeats ----------------
+
+    /// <summary>
+    /// The connection the Pings in flight went out on is gone, and Pings are never resent: their waiters fail now.
+    /// Else a Ping lost with a connection would stay in flight for good, and no heartbeat Ping would go out again.
+    /// </summary>
+    private void FailPings(string reason)
+    {
+        foreach (var (stamp, ping) in _pings)
+        {
+            if (_pings.TryRemove(stamp, out _))
+            {
+                ping.TrySetException(new IOException($"the connection to {RemoteEndPoint} was lost before the Pong: {reason}"));
+            }
+        }
+    }
 
     /// <summary>Starts the heartbeat and receive-timeout watch (when either is on), on <see cref="LinkOptions.Time"/>.</summary>
     private void StartHeartbeat()
