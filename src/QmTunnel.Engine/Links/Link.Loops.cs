@@ -15,7 +15,12 @@ public sealed partial class Link
     /// <summary>A frame waiting for the writer: header and payload in one buffer rented from the shared pool.</summary>
     private readonly record struct OutFrame(byte[] Buffer, int Length)
     {
-        public bool IsNumbered => FrameCodec.IsNumbered((FrameType)Buffer[0]);
+        /// <summary>
+        /// Read from the header when the frame is made, never from the buffer later: once written, a numbered frame's
+        /// buffer belongs to the retained queue, and an Ack may return it to the pool (and someone else fill it)
+        /// before the write call has returned.
+        /// </summary>
+        public bool IsNumbered { get; } = FrameCodec.IsNumbered((FrameType)Buffer[0]);
     }
 
     private const int MaxBatchBytes = 1024 * 1024;
