@@ -15,7 +15,12 @@ public sealed partial class Link
     /// <summary>A frame waiting for the writer: header and payload in one buffer rented from the shared pool.</summary>
     private readonly record struct OutFrame(byte[] Buffer, int Length)
     {
-        public bool IsNumbered => FrameCodec.IsNumbered((FrameType)Buffer[0]);
+        /// <summary>
+        /// Read from the header when the frame is made, never from the buffer later: once written, a numbered frame's
+        /// buffer belongs to the retained queue, and an Ack may return it to the pool (and someone else fill it)
+        /// before the write call has returned.
+        /// </summary>
+        public bool IsNumbered { get; } = FrameCodec.IsNumbered((FrameType)Buffer[0]);
     }
 
     private const int MaxBatchBytes = 1024 * 1024;
@@ -221,11 +226,16 @@ public sealed partial class Link
                 }
                 if (result.IsCompleted)
                 {
-                    if (!buffer.IsEmpty)
+                    if (!buffer.IsEmpty && !Session.Resumable)
                     {
                         throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"the link ended inside a frame ({buffer.Length} bytes left)");
                     }
-                    TransportLost(transport, "the peer closed the connection without a GoAway");
+                    // On a session, an end inside a frame is a connection closed in the middle of a write (by a
+                    // middlebox, or by the peer's side giving the connection up), not a protocol error: the partial
+                    // frame was not counted, so a resume sends it again.
+                    TransportLost(transport, buffer.IsEmpty
+                        ? "the peer closed the connection without a GoAway"
+                        : $"the connection ended inside a frame ({buffer.Length} bytes of it received)");
                     return;
                 }
             }

@@ -204,6 +204,7 @@ public sealed partial class Link
         }
         transport.Abort();
         Interlocked.Increment(ref _transportsLost);
+        FailPings(reason);
         if (!Session.Resumable)
         {
             Teardown(reason);
@@ -322,17 +323,30 @@ public sealed partial class Link
             {
                 throw new ProtocolException(ProtocolErrorCode.SessionExpired, $"{server} is not the server instance that held the session (it restarted)");
             }
-            var proof = LinkSessionOffer.Proof(Session.Secret, ok.ResumeNonce, Session.Id);
-            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new ResumeMessage(Session.Id, proof, Interlocked.Read(ref _receivedCount))), cancellationToken).ConfigureAwait(false);
-            var (_, answer) = await ReadControlAsync(reader, cancellationToken, FrameType.Resumed).ConfigureAwait(false);
-            ThrowIfGoAway(answer);
-            LastRoundTrip = rtt;
-            Attach(new SocketLinkTransport(socket, tls, reader, Options.Time), ((ResumedMessage)answer).Received);
+            await ResumeOverAsync(new SocketLinkTransport(socket, tls, reader, Options.Time), ok.ResumeNonce, rtt, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             _resumeLock.Release();
         }
+    }
+
+    /// <summary>
+    /// Dialer, on a connection whose handshake and login are done (<paramref name="resumeNonce"/> from its AuthOk; the
+    /// caller holds the resume lock): detaches the connection still attached, if any, and waits for its loops; sends
+    /// Resume with the proof and the count received; reads Resumed (or a GoAway, thrown as a ProtocolException of its
+    /// code) and carries the session on on <paramref name="transport"/>.
+    /// </summary>
+    private async Task ResumeOverAsync(LinkTransport transport, byte[] resumeNonce, TimeSpan rtt, CancellationToken cancellationToken)
+    {
+        var received = await DetachAsync().ConfigureAwait(false);
+        var proof = LinkSessionOffer.Proof(Session.Secret, resumeNonce, Session.Id);
+        var resume = BuildHandshake(preamble: false, new ResumeMessage(Session.Id, proof, received));
+        await transport.WriteAsync([new ArraySegment<byte>(resume)], resume.Length).ConfigureAwait(false);
+        var (_, answer) = await ReadControlAsync(transport.Input, cancellationToken, FrameType.Resumed).ConfigureAwait(false);
+        ThrowIfGoAway(answer);
+        LastRoundTrip = rtt;
+        Attach(transport, ((ResumedMessage)answer).Received);
     }
 
     /// <summary>
@@ -375,7 +389,10 @@ public sealed partial class Link
         }
     }
 
-    /// <summary>Acceptor, before a resume: evicts the connection still attached, waits for its loops, returns the count received.</summary>
+    /// <summary>
+    /// Before a resume (acceptor; dialer too, where the connection is already lost): evicts the connection still
+    /// attached, waits for the loops of the last one, returns the count received (final once those loops ended).
+    /// </summary>
     private async Task<ulong> DetachAsync()
     {
         LinkTransport? old;
@@ -388,6 +405,7 @@ public sealed partial class Link
         {
             old.Abort();
             Interlocked.Increment(ref _transportsLost);
+            FailPings("a resume replaced the connection");
             // Make sure it expires should the new one fail before it is attached.
             var expiry = Options.Time.CreateTimer(_ => Expire("a resume replaced the connection, then failed"), null, Session.FailureTolerance, Timeout.InfiniteTimeSpan);
             Interlocked.Exchange(ref _expiry, expiry)?.Dispose();
@@ -400,6 +418,21 @@ public sealed partial class Link
     }
 
     // ---------------- heartbeats ----------------
+
+    /// <summary>
+    /// The connection the Pings in flight went out on is gone, and Pings are never resent: their waiters fail now.
+    /// Else a Ping lost with a connection would stay in flight for good, and no heartbeat Ping would go out again.
+    /// </summary>
+    private void FailPings(string reason)
+    {
+        foreach (var (stamp, ping) in _pings)
+        {
+            if (_pings.TryRemove(stamp, out _))
+            {
+                ping.TrySetException(new IOException($"the connection to {RemoteEndPoint} was lost before the Pong: {reason}"));
+            }
+        }
+    }
 
     /// <summary>Starts the heartbeat and receive-timeout watch (when either is on), on <see cref="LinkOptions.Time"/>.</summary>
     private void StartHeartbeat()
