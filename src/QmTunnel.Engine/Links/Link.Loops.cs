@@ -153,6 +153,7 @@ public sealed partial class Link
             if (IsClosed)
             {
                 DrainQueue();
+                ReleaseRetained(); // a batch taken as the session ended may have been kept after Teardown released the rest
             }
         }
     }
