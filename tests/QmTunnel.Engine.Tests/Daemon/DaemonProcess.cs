@@ -28,6 +28,9 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     }
 
     public string DataPath { get; }
+
+    /// <summary>Leave the data folder when disposed (another daemon goes on with it).</summary>
+    public bool KeepDataPath { get; set; }
     public string LogFile { get; }
     public int Port { get; private set; }
     public int ProcessId => _process.Id;
@@ -52,12 +55,13 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     /// <param name="environment">Extra environment variables (QMTUNNEL_TEST_FAULT...).</param>
     /// <param name="prepare">Called with the data path and log file before the start (to plant an old log, say).</param>
     /// <param name="waitForListening">False for a daemon expected to die while starting.</param>
+    /// <param name="dataPath">The data folder (an earlier daemon's, to start it again); a new one when null.</param>
     /// <param name="netns">The network namespace to run it in (<c>ip netns exec</c>; it listens on 127.0.0.1 there unless
     /// <paramref name="arguments"/> say --listen).</param>
     public static async Task<DaemonProcess> StartAsync(string[]? arguments = null, string shell = "", IDictionary<string, string>? environment = null,
-        Action<string, string>? prepare = null, bool waitForListening = true, string? netns = null)
+        Action<string, string>? prepare = null, bool waitForListening = true, string? netns = null, string? dataPath = null)
     {
-        var dataPath = Path.Combine(Path.GetTempPath(), "qmt-daemon-" + Guid.NewGuid().ToString("n"));
+        dataPath ??= Path.Combine(Path.GetTempPath(), "qmt-daemon-" + Guid.NewGuid().ToString("n"));
         Directory.CreateDirectory(dataPath);
         var logFile = Path.Combine(dataPath, "qmtunnel-server.log");
         prepare?.Invoke(dataPath, logFile);
@@ -151,6 +155,13 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>SIGTERM, then the exit code (killed after 20 s).</summary>
+    /// <summary>kill -9: the daemon dies at once, with no chance to close anything; returns when it is gone.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill();
+        await _process.WaitForExitAsync().ConfigureAwait(false);
+    }
+
     public async Task<int> StopAsync()
     {
         if (!_process.HasExited)
@@ -179,6 +190,10 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
             await _process.WaitForExitAsync();
         }
         _process.Dispose();
+        if (KeepDataPath)
+        {
+            return;
+        }
         try
         {
             Directory.Delete(DataPath, recursive: true);
