@@ -121,34 +121,12 @@ public sealed partial class QmTunnelEngine
             await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
             return;
         }
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        var (socket, why) = await TargetDialer.ConnectAsync(target, open.Options, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+        if (socket is null)
         {
-            timeout.CancelAfter(open.ConnectTimeoutMs);
-            try
-            {
-                socket.NoDelay = (open.Options & OpenOptions.NoDelay) != 0;
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, (open.Options & OpenOptions.KeepAlive) != 0);
-                // An address connects directly; only a name goes through the resolver.
-                if (IPAddress.TryParse(target.Host, out var address))
-                {
-                    await socket.ConnectAsync(new IPEndPoint(address, target.Port), timeout.Token).ConfigureAwait(false);
-                }
-                else
-                {
-                    await socket.ConnectAsync(target.Host, target.Port, timeout.Token).ConfigureAwait(false);
-                }
-            }
-            catch (Exception ex) when (ex is SocketException or OperationCanceledException)
-            {
-                socket.Dispose();
-                var why = ex is SocketException se
-                    ? $"{se.SocketErrorCode}: {se.Message}"
-                    : cancellationToken.IsCancellationRequested ? "the server is stopping" : $"no answer within {open.ConnectTimeoutMs} ms";
-                EngineLog.TargetFailed(_logger, open.Tunnel, target.ToString(), why);
-                stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {Options.ServerName}: {why}");
-                return;
-            }
+            EngineLog.TargetFailed(_logger, open.Tunnel, target.ToString(), why!);
+            stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {Options.ServerName}: {why}");
+            return;
         }
         stream.SendOpenAck();
         await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
