@@ -139,7 +139,7 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     /// Logs in as the test admin over TLS to the daemon at <paramref name="address"/> from the host
     /// <paramref name="from"/> (a daemon started with netns, reached from a neighbour). The session's socket is made
     /// on a thread inside <paramref name="from"/>: this relies on the dial making its socket before its first await
-    /// (LinkPool.ConnectAsync); should that change, this fails (this process's own namespace has no route to the test
+    /// (LinkDialer.ConnectAsync); should that change, this fails (this process's own namespace has no route to the test
     /// subnets) rather than connect from the wrong host.
     /// </summary>
     public Task<QmTunnelSession> ConnectAsync(Faults.NetNs from, System.Net.IPAddress address) =>

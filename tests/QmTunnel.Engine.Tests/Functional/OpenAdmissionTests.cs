@@ -41,7 +41,7 @@ public sealed class OpenAdmissionTests : IAsyncLifetime
     private string Self => $"127.0.0.1:{_server.Port}";
 
     private Task<Link> LogInAsync(string user, string password) =>
-        LinkPool.DialAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{_server.Port}", "test"), new PasswordLogin(user, password),
+        LinkDialer.DialAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{_server.Port}", "test"), new PasswordLogin(user, password),
             new LinkOptions { ServerName = "raw-client" }, NullLogger.Instance, new PeerCertificatePolicy(new MemoryPins()), TimeSpan.FromSeconds(10), CancellationToken.None);
 
     /// <summary>Opens a stream and waits for its first answer: the Reset it gets, or null when the stream was admitted.</summary>

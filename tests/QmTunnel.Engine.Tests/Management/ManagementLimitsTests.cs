@@ -75,7 +75,7 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
 
     private async Task<Link> DialAsync(LinkLogin login)
     {
-        var link = await LinkPool.DialAsync(Address, login, new LinkOptions(), NullLogger.Instance, new PeerCertificatePolicy(new ClientKnownServers(_pins)),
+        var link = await LinkDialer.DialAsync(Address, login, new LinkOptions(), NullLogger.Instance, new PeerCertificatePolicy(new ClientKnownServers(_pins)),
             TimeSpan.FromSeconds(10), CancellationToken.None, LinkSessionSettings.None);
         _open.Add(link);
         return link;

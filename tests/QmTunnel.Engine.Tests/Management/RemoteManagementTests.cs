@@ -224,7 +224,7 @@ public sealed class RemoteManagementTests : TwoEngineTests
     /// <summary>Sends raw bytes as a management request on a logged-in link and returns the answer's error id.</summary>
     private async Task<string?> RawRequestAsync(byte[] request)
     {
-        var link = await LinkPool.DialAsync(EndpointUri.ParseServer($"qmt://127.0.0.1:{_b.Port}", "test"), new PasswordLogin("admin", EngineFixture.AdminPassword),
+        var link = await LinkDialer.DialAsync(EndpointUri.ParseServer($"qmt://127.0.0.1:{_b.Port}", "test"), new PasswordLogin("admin", EngineFixture.AdminPassword),
             new LinkOptions(), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new PeerCertificatePolicy(new ClientKnownServers(_pins)),
             TimeSpan.FromSeconds(10), CancellationToken.None);
         try

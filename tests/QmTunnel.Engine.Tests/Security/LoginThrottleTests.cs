@@ -155,7 +155,7 @@ public sealed class LoginThrottleOnTheWireTests : IAsyncLifetime
     private EndpointUri Hop => EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{_server.Port}", "test");
 
     private Task<Link> LogInAsync(string user, string password) =>
-        LinkPool.DialAsync(Hop, new PasswordLogin(user, password), new LinkOptions { ServerName = "raw" }, NullLogger.Instance,
+        LinkDialer.DialAsync(Hop, new PasswordLogin(user, password), new LinkOptions { ServerName = "raw" }, NullLogger.Instance,
             new PeerCertificatePolicy(new Pins()), TimeSpan.FromSeconds(20), CancellationToken.None);
 
     [Fact]

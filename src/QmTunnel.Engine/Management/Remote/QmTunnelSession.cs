@@ -58,7 +58,7 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(server);
         ArgumentNullException.ThrowIfNull(login);
-        var link = await LinkPool.DialAsync(server, login, new LinkOptions { ServerName = Environment.MachineName + " (management)" }, NullLogger.Instance,
+        var link = await LinkDialer.DialAsync(server, login, new LinkOptions { ServerName = Environment.MachineName + " (management)" }, NullLogger.Instance,
             new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath), "Remove-QmTunnelKnownServer -Client"), timeout, cancellationToken, linkSession).ConfigureAwait(false);
         link.StreamOpened = (stream, _) =>
         {
