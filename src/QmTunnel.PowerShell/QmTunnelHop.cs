@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell;
 
@@ -65,7 +66,7 @@ public sealed class QmTunnelHop
                     logins[i] = hop.ToLogin();
                     break;
                 case null:
-                    throw new QmTunnelException(Engine.Management.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, string.Empty,
+                    throw new QmTunnelException(Engine.Errors.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, string.Empty,
                         $"-Via item {i + 1} is empty. Give a hop from New-QmTunnelHop or a URI such as qmt://host:9200.");
                 default:
                     via[i] = item.ToString() ?? string.Empty;

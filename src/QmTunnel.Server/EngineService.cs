@@ -2,6 +2,7 @@ using QmTunnel.Engine.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Server;
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Errors;
 using QmTunnel.Engine.Management;
 using QmTunnel.Server;
 

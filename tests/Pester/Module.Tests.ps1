@@ -334,8 +334,8 @@ Describe 'Conventions across cmdlets' {
 Describe 'about_qmTunnel' {
     It 'lists every error id the engine and the module can report' {
         $about = Get-Content -LiteralPath (Join-Path (Split-Path -Parent $modulePath) 'en-US' 'about_qmTunnel.help.txt') -Raw
-        $engine = [QmTunnel.Engine.Management.ErrorIds].Assembly
-        $types = @([QmTunnel.Engine.Management.ErrorIds], $engine.GetType('QmTunnel.Engine.Security.SecurityErrorIds'), $assembly.GetType('QmTunnel.PowerShell.ErrorIds')) | Where-Object { $_ }
+        $engine = [QmTunnel.Engine.Errors.ErrorIds].Assembly
+        $types = @([QmTunnel.Engine.Errors.ErrorIds], $engine.GetType('QmTunnel.Engine.Security.SecurityErrorIds'), $assembly.GetType('QmTunnel.PowerShell.ErrorIds')) | Where-Object { $_ }
         $types.Count | Should -Be 3
         $ids = $types | ForEach-Object { $_.GetFields([Reflection.BindingFlags]'Public, NonPublic, Static') } |
             Where-Object { $_.IsLiteral -and $_.FieldType -eq [string] } | ForEach-Object { $_.GetRawConstantValue() } | Sort-Object -Unique

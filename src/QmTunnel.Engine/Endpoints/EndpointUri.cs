@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Endpoints;
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Endpoints;
 

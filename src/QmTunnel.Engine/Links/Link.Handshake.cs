@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Links;
 
@@ -15,7 +16,7 @@ public sealed partial class Link
     /// Dialer side: preamble + Hello (+ AuthStart when <paramref name="login"/> is given, in the same write), waits for
     /// the peer's Hello, then completes the login (<see cref="LinkLogin"/>) and starts a link session on the connection
     /// (SessionStart, when <paramref name="session"/> asks to keep it through outages and the acceptor offers one). Throws
-    /// <see cref="ProtocolException"/> (AuthenticationFailed when the server refused the login), <see cref="Management.QmTunnelException"/>
+    /// <see cref="ProtocolException"/> (AuthenticationFailed when the server refused the login), <see cref="Errors.QmTunnelException"/>
     /// (a bad server signature or challenge, stale keys) or IO errors. <paramref name="channelBinding"/>: see
     /// <see cref="Security.PasswordChallenge.TlsServerEndPoint"/> (empty on a plain link).
     /// </summary>

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Links;
 

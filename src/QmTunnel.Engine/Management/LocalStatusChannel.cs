@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Diagnostics;
 using QmTunnel.Engine.Management.Remote;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

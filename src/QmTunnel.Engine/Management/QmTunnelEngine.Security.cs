@@ -1,4 +1,5 @@
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

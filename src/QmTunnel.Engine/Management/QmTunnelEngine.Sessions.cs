@@ -3,6 +3,7 @@ using QmTunnel.Engine.Diagnostics;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

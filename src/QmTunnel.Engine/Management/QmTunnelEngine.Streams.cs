@@ -8,6 +8,7 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Tunnels;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

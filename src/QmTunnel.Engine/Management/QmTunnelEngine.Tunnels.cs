@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Tunnels;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

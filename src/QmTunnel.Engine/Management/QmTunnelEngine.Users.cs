@@ -1,5 +1,6 @@
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Storage;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

@@ -12,6 +12,7 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Storage;
 using QmTunnel.Engine.Tunnels;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management;
 

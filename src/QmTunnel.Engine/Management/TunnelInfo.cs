@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Errors;
 namespace QmTunnel.Engine.Management;
 
 /// <summary>

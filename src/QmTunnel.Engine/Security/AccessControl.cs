@@ -1,6 +1,7 @@
 using System.Globalization;
 using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Security;
 
@@ -62,7 +63,7 @@ public static class AccessControl
             {
                 routed = EndpointUri.ParseServer(open.Route[i], "Route").HostPort;
             }
-            catch (Management.QmTunnelException ex)
+            catch (Errors.QmTunnelException ex)
             {
                 return (open, $"{serverName}: route entry {i + 1} is malformed: {ex.Message}");
             }

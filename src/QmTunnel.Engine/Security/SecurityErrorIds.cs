@@ -1,8 +1,9 @@
+using QmTunnel.Engine.Errors;
 namespace QmTunnel.Engine.Security;
 
 /// <summary>
 /// Error ids of users, groups, passwords and allow-rules, as <c>&lt;Noun&gt;&lt;Reason&gt;</c>, beside
-/// <see cref="Management.ErrorIds"/>. They are a contract like those: add, never rename.
+/// <see cref="Errors.ErrorIds"/>. They are a contract like those: add, never rename.
 /// </summary>
 public static class SecurityErrorIds
 {

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using LiteDB;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Storage;
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using QmTunnel.Engine.Diagnostics;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Storage;
 

@@ -1,5 +1,6 @@
 using LiteDB;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Storage;
 

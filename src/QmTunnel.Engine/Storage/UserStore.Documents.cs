@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using LiteDB;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Storage;
 

@@ -6,6 +6,7 @@ using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tunnels;
 

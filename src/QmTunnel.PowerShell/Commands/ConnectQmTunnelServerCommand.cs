@@ -5,6 +5,7 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -68,7 +69,7 @@ public sealed class ConnectQmTunnelServerCommand : QmTunnelCmdlet
             {
                 if (server.User is { } named && !string.Equals(named, Credential.UserName, StringComparison.OrdinalIgnoreCase))
                 {
-                    throw new QmTunnelException(Engine.Management.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
+                    throw new QmTunnelException(Engine.Errors.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
                         $"'{Uri}' names the user '{named}', but -Credential is for '{Credential.UserName}'. Give the user once: in -Credential, or the same name in both.");
                 }
                 login = new PasswordLogin(Credential.UserName, Credential.GetNetworkCredential().Password);
@@ -100,7 +101,7 @@ public sealed class ConnectQmTunnelServerCommand : QmTunnelCmdlet
         }
         if (server.Scheme != EndpointScheme.Qmt)
         {
-            throw new QmTunnelException(Engine.Management.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
+            throw new QmTunnelException(Engine.Errors.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
                 $"'{Uri}' is an unencrypted link: -CertificateThumbprint needs TLS (qmt://{server.HostPort}).");
         }
         // Through the parser again, so the thumbprint is checked and written exactly as in a typed URI.

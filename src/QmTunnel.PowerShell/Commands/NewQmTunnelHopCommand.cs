@@ -2,6 +2,7 @@ using System.Management.Automation;
 using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -82,7 +83,7 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
             {
                 if (hop.Scheme != EndpointScheme.Qmt)
                 {
-                    throw new QmTunnelException(Engine.Management.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
+                    throw new QmTunnelException(Engine.Errors.ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, Uri,
                         $"'{Uri}' is an unencrypted link: -CertificateThumbprint, -MinimumTlsVersion and -Cipher need a TLS hop (qmt://).");
                 }
                 // Through the parser again, so a thumbprint is checked and written exactly as in a typed URI.
@@ -108,7 +109,7 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
             hop = hop with { Timing = WithTimingParameters(hop.Timing) };
             if (Credential is not null && CertificatePath is not null)
             {
-                throw new QmTunnelException(Engine.Management.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
+                throw new QmTunnelException(Engine.Errors.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
                     "Give either -Credential or -CertificatePath: a hop logs in one way.");
             }
             string? certificatePath = null;
@@ -169,7 +170,7 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
         var problems = timing.Validate(property => given.ContainsKey(property) ? "-" + property : EndpointUri.TimingKey(property) + "=");
         if (problems.Count > 0)
         {
-            throw new QmTunnelException(Engine.Management.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
+            throw new QmTunnelException(Engine.Errors.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
                 $"New-QmTunnelHop {Uri}: {string.Join(" ", problems)} A number is seconds (-HeartbeatInterval 0.5 is 500 ms).");
         }
         return timing;

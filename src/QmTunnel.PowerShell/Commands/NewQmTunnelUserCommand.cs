@@ -2,6 +2,7 @@ using System.Management.Automation;
 using System.Security;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 

@@ -2,6 +2,7 @@ using System.Management.Automation;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -44,7 +45,7 @@ public sealed class RemoveQmTunnelKnownServerCommand : ServerInputCmdlet
             {
                 if (ShouldProcess($"session pin of '{name}'", "Remove") && !pins.Remove(name))
                 {
-                    WriteError(NewErrorRecord(Engine.Management.ErrorIds.KnownServerNotFound, QmErrorKind.ObjectNotFound, name,
+                    WriteError(NewErrorRecord(Engine.Errors.ErrorIds.KnownServerNotFound, QmErrorKind.ObjectNotFound, name,
                         $"No session pin is kept for '{name}' in {pins.FilePath}. Get-QmTunnelKnownServer -Client lists them (host:port)."));
                 }
                 continue;

@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 

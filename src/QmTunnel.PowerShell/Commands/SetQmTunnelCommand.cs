@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 
@@ -74,7 +75,7 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
         }
         catch (QmTunnelException ex)
         {
-            var target = ex.ErrorId == Engine.Management.ErrorIds.EndpointUriInvalid || Name is null ? ex.Target : string.Join(", ", Name);
+            var target = ex.ErrorId == Engine.Errors.ErrorIds.EndpointUriInvalid || Name is null ? ex.Target : string.Join(", ", Name);
             ThrowTerminatingError(NewErrorRecord(ex.ErrorId, ex.Kind, target, ex.Message, ex));
         }
     }

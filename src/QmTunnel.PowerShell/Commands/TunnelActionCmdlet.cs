@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.PowerShell.Commands;
 

@@ -2,6 +2,7 @@ using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using Xunit;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Endpoints;
 

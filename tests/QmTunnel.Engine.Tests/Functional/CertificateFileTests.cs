@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Functional;
 

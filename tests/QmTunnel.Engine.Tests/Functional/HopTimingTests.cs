@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Functional;
 

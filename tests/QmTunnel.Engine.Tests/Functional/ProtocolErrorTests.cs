@@ -5,6 +5,7 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Functional;
 

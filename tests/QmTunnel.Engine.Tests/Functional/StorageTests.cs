@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Functional;
 

@@ -9,6 +9,7 @@ using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Tests.Functional;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Management;
 

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Management;
 

@@ -6,6 +6,7 @@ using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Tests.Functional;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Management;
 

@@ -3,6 +3,7 @@ using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Storage;
 using QmTunnel.Engine.Tests.Functional;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Management;
 

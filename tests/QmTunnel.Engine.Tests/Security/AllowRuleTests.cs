@@ -1,5 +1,6 @@
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Security;
 

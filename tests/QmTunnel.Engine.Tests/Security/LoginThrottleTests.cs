@@ -6,6 +6,7 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Tests.Functional;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Security;
 

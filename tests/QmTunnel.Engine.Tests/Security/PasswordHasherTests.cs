@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Security;
 

@@ -2,6 +2,7 @@ using LiteDB;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Storage;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Security;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Storage;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Storage;
 

@@ -5,6 +5,7 @@ using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Storage;
 using QmTunnel.Engine.Tests.Functional;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Tests.Storage;
 

@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Text.Json.Nodes;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Fuzz.Targets;
 

@@ -7,6 +7,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management.Remote;
 

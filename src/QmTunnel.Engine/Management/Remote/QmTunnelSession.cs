@@ -6,6 +6,7 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
 using static QmTunnel.Engine.Management.Remote.ManagementMessages;
+using QmTunnel.Engine.Errors;
 
 namespace QmTunnel.Engine.Management.Remote;
 

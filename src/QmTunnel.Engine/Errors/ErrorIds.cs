@@ -1,4 +1,4 @@
-namespace QmTunnel.Engine.Management;
+namespace QmTunnel.Engine.Errors;
 
 /// <summary>
 /// Every error id the engine reports, as <c>&lt;Noun&gt;&lt;Reason&gt;</c>. The PowerShell layer turns them into
