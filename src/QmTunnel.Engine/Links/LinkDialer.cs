@@ -79,7 +79,7 @@ public static class LinkDialer
     /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink.
     /// </summary>
     public static async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, LinkOptions options, ILogger logger, Security.PeerCertificatePolicy certificates,
-        TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null)
+        TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null, Action<Link>? prepare = null)
     {
         var settings = session ?? LinkSessionSettings.For(hop.Timing, LinkSessionSettings.DefaultFailureTolerance);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -114,6 +114,7 @@ public static class LinkDialer
                 }
             };
         }
+        prepare?.Invoke(link); // before the loops start: a stream the peer opens at once finds its router
         link.Start();
         LinkLog.Up(logger, link.RemoteEndPoint, link.Peer.ServerName, link.HandshakeRoundTrip.TotalMilliseconds);
         return link;

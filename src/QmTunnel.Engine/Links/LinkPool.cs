@@ -12,7 +12,7 @@ namespace QmTunnel.Engine.Links;
 /// that hop. A link whose connection is lost resumes by itself (<see cref="DialAsync"/>); one that ended is replaced on
 /// the next request. It does not carry streams: callers open them on the returned <see cref="Link"/>.
 /// </summary>
-public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null) : IAsyncDisposable
+public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null, Action<Link>? prepare = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task<Link>> _links = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, EndpointUri> _hops = new(StringComparer.OrdinalIgnoreCase);
@@ -89,7 +89,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     }
 
     private Task<Link> DialAsync(EndpointUri hop, LinkLogin login, TimeSpan connectTimeout, LinkSessionSettings? session) =>
-        LinkDialer.DialAsync(hop, login, options, logger, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), connectTimeout, _disposed.Token, session);
+        LinkDialer.DialAsync(hop, login, options, logger, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), connectTimeout, _disposed.Token, session, prepare);
 
     public async ValueTask DisposeAsync()
     {

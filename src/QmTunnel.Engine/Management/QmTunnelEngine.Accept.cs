@@ -34,10 +34,10 @@ public sealed partial class QmTunnelEngine
         () => _allowPlainLinks ? null : $"this server accepts only TLS links: dial qmt://{Options.ServerName}:{Port}, or allow plain links there (Set-QmTunnelServerConfig -AllowPlainLinks, or start it with -AllowPlainLinks) to accept qmt+plain://",
         link => OnLinkAccepted(link, shutdown), _logger, _time);
 
-    /// <summary>A logged-in link from the acceptor: its streams go to <see cref="OpenStreamAsync"/>; it counts among the inbound links.</summary>
+    /// <summary>A logged-in link from the acceptor: its streams go to the <see cref="StreamRouter"/>; it counts among the inbound links.</summary>
     private void OnLinkAccepted(Link link, CancellationToken shutdown)
     {
-        link.StreamOpened = (stream, open) => OpenStreamAsync(link, stream, open, shutdown);
+        _router!.Install(link, shutdown);
         link.ProtocolError += _ => Interlocked.Increment(ref _protocolErrors);
         lock (_inbound)
         {

@@ -33,6 +33,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private readonly HashSet<Link> _inbound = [];
     private readonly TrafficCounters _transit = new();
     private LinkPool? _pool;
+    private StreamRouter? _router;
     private TunnelStore? _store;
     private Socket? _listener;
     private CancellationTokenSource? _shutdown;
@@ -157,7 +158,11 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             }
             Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
             _shutdown = new CancellationTokenSource();
-            _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store));
+            var shutdown = _shutdown.Token;
+            _router = new StreamRouter(new StreamRouterContext(Options.ServerName, () => _pool!, _linkOptions, _logger, CurrentAccess, ServeManagementAsync,
+                _transit, () => Interlocked.Increment(ref _transitStreams)));
+            // Dialed links route what their peer opens too (docs/architecture.md, "Stream router").
+            _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store), link => _router.Install(link, shutdown));
             _startedAt = _time.GetUtcNow();
             _running = true;
             StartIdleSweep();

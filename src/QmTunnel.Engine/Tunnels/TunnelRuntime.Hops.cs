@@ -37,7 +37,7 @@ internal sealed partial class TunnelRuntime
         var roundTrips = new TimeSpan?[servers.Count];
         var first = _links.TryGet(_firstHop, _firstLogin);
         first?.RefreshRoundTrip(TimeSpan.FromSeconds(1));
-        hops[0] = HopQuery.FromRecord(1, servers, QmTunnelEngine.DescribeLink(first, 0), first is null ? $"this server has no link to {servers[0]} (it is dialed for the next connection)" : null);
+        hops[0] = HopQuery.FromRecord(1, servers, StreamRouter.DescribeLink(first, 0), first is null ? $"this server has no link to {servers[0]} (it is dialed for the next connection)" : null);
         if (servers.Count > 1)
         {
             if (first is not { State: LinkState.Up })

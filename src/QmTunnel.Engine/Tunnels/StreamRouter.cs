@@ -10,25 +10,46 @@ using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Tunnels;
 using QmTunnel.Engine.Errors;
 
-namespace QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management;
+namespace QmTunnel.Engine.Tunnels;
 
-/// <summary>Streams opened on accepted links: access checks, targets, onward hops, login queries (link queries: QmTunnelEngine.LinkInfo.cs).</summary>
-public sealed partial class QmTunnelEngine
+/// <summary>
+/// What a server does with each stream a peer opens, installed on every link it has (accepted, and dialed through its
+/// pool, so either side of a link may open streams): management requests go to the engine's sessions; every stream
+/// of a tunnel (Tcp, Check, AuthQuery, LinkInfo...) is admitted the same way (the link's user, the tunnel as this server
+/// can vouch for it, rights and allow-rules) and is then answered here (Check, queries) or carried on to the next
+/// server (<see cref="LinkPool"/>) or to the target (<see cref="TargetDialer"/>). It owns no link and no state but a
+/// few counters: the engine gives it what it needs (<see cref="StreamRouterContext"/>).
+/// </summary>
+internal sealed partial class StreamRouter(StreamRouterContext context)
 {
+    private readonly StreamRouterContext _context = context;
+
+    /// <summary>Routes the streams <paramref name="link"/>'s peer opens, until <paramref name="shutdown"/>.</summary>
+    public void Install(Link link, CancellationToken shutdown) => link.StreamOpened = (stream, open) => RouteAsync(link, stream, open, shutdown);
+
     /// <summary>
     /// A stream arrived on an accepted link: checks that the link's user may build this tunnel (right and allow-rule;
     /// PermissionDenied otherwise), then answers a Check, a login-parameter query, or carries the stream on.
     /// </summary>
-    private async Task OpenStreamAsync(Link link, MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
+    public async Task RouteAsync(Link link, MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
     {
+        if (link.Principal is null)
+        {
+            // A link this server dialed: its peer did not log in here, so nothing it opens may act as a user of this
+            // server (not even a management request: the link's user is this server's login *there*). Refused, named.
+            stream.Reset(ProtocolErrorCode.PermissionDenied,
+                $"{_context.ServerName} takes streams only on links a server or client dialed and logged in to it; {link.Peer.ServerName} was dialed by {_context.ServerName}.");
+            return;
+        }
         if (open.Protocol == StreamProtocol.Tcp)
         {
-            Interlocked.Increment(ref _transitStreams);
+            _context.CountTransit();
         }
         if (open.Protocol == StreamProtocol.Management)
         {
             // session and request limits here; rights per operation, as for a local caller of the same user
-            await ServeManagementAsync(link, stream, cancellationToken).ConfigureAwait(false);
+            await _context.ServeManagement(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
         // Every stream of a tunnel (Tcp, Check, AuthQuery, LinkInfo) passes the same check: the link's user, the tunnel
@@ -64,13 +85,13 @@ public sealed partial class QmTunnelEngine
     {
         if (link.Principal is not { } loggedIn)
         {
-            stream.Reset(ProtocolErrorCode.PermissionDenied, $"{Options.ServerName}: the link is not logged in.");
+            stream.Reset(ProtocolErrorCode.PermissionDenied, $"{_context.ServerName}: the link is not logged in.");
             return null;
         }
         (SecurityPrincipal? Principal, AllowRuleSet? Rules) access;
         try
         {
-            access = CurrentAccess(loggedIn.User.Name);
+            access = _context.CurrentAccess(loggedIn.User.Name);
         }
         catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
         {
@@ -82,19 +103,19 @@ public sealed partial class QmTunnelEngine
         try
         {
             var previous = IPEndPoint.TryParse(link.RemoteEndPoint, out var endpoint) ? endpoint.Address : null;
-            (seen, denial) = AccessControl.AsSeenBy(open, previous, Options.ServerName);
+            (seen, denial) = AccessControl.AsSeenBy(open, previous, _context.ServerName);
             denial ??= access.Principal is null
-                ? $"{Options.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
-                : AccessControl.Denial(access.Principal, access.Rules!, AccessControl.RequestFor(seen), Options.ServerName);
+                ? $"{_context.ServerName}: user '{loggedIn.User.Name}' is disabled or no longer exists on this server."
+                : AccessControl.Denial(access.Principal, access.Rules!, AccessControl.RequestFor(seen), _context.ServerName);
         }
         catch (Exception ex) when (ex is QmTunnelException or ProtocolException)
         {
-            stream.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName}: {ex.Message}");
+            stream.Reset(ProtocolErrorCode.OpenRejected, $"{_context.ServerName}: {ex.Message}");
             return null;
         }
         if (denial is not null)
         {
-            EngineLog.TunnelDenied(_logger, open.Tunnel, loggedIn.User.Name, denial);
+            EngineLog.TunnelDenied(_context.Logger, open.Tunnel, loggedIn.User.Name, denial);
             stream.Reset(ProtocolErrorCode.PermissionDenied, denial);
             return null;
         }
@@ -125,12 +146,12 @@ public sealed partial class QmTunnelEngine
         var (socket, why) = await TargetDialer.ConnectAsync(target, open.Options, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
         if (socket is null)
         {
-            EngineLog.TargetFailed(_logger, open.Tunnel, target.ToString(), why!);
-            stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {Options.ServerName}: {why}");
+            EngineLog.TargetFailed(_context.Logger, open.Tunnel, target.ToString(), why!);
+            stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {_context.ServerName}: {why}");
             return;
         }
         stream.SendOpenAck();
-        await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+        await Relay.RunAsync(socket, stream, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -147,17 +168,17 @@ public sealed partial class QmTunnelEngine
         Link link;
         try
         {
-            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
+            link = await _context.Pool().GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
                 NextSession(inbound, next)).ConfigureAwait(false);
         }
         catch (QmTunnelException ex)
         {
             inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
-                $"{Options.ServerName}: {ex.Message}");
+                $"{_context.ServerName}: {ex.Message}");
             return;
         }
-        var onward = link.OpenStream(onwardOpen, _transit, _linkOptions.InitialWindow);
-        await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+        var onward = link.OpenStream(onwardOpen, _context.Transit, _context.LinkOptions.InitialWindow);
+        await Splice.RunAsync(inbound, onward, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -193,7 +214,7 @@ public sealed partial class QmTunnelEngine
         }
         catch (ArgumentException ex)
         {
-            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName}: the login given for {next.Address} is malformed ({ex.Message})");
+            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{_context.ServerName}: the login given for {next.Address} is malformed ({ex.Message})");
             return null;
         }
     }
@@ -207,7 +228,7 @@ public sealed partial class QmTunnelEngine
         var onwardCredentials = open.RouteCredentials.Skip(1).ToList();
         if (next.Scheme == EndpointScheme.QmtPlain && onwardCredentials.Any(c => c is not null))
         {
-            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName} will not send the logins of later servers over the unencrypted link to {next}: write that hop as qmt://{next.HostPort}.");
+            inbound.Reset(ProtocolErrorCode.OpenRejected, $"{_context.ServerName} will not send the logins of later servers over the unencrypted link to {next}: write that hop as qmt://{next.HostPort}.");
             return null;
         }
         return open with
@@ -239,7 +260,7 @@ public sealed partial class QmTunnelEngine
                 stream.Reset(ProtocolErrorCode.OpenRejected, $"a login query names a user: qmt://user@{server.HostPort}");
                 return;
             }
-            var (salt, iterations) = await _pool!.QueryLoginAsync(server, server.User, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+            var (salt, iterations) = await _context.Pool().QueryLoginAsync(server, server.User, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
             var answer = new byte[2 + salt.Length + 4];
             System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(answer, (ushort)salt.Length);
             salt.CopyTo(answer, 2);
@@ -250,7 +271,7 @@ public sealed partial class QmTunnelEngine
         }
         catch (QmTunnelException ex)
         {
-            stream.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed, $"{Options.ServerName}: {ex.Message}");
+            stream.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed, $"{_context.ServerName}: {ex.Message}");
         }
     }
 }

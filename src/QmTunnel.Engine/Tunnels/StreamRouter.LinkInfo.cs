@@ -2,10 +2,11 @@ using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Tunnels;
 
-namespace QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management;
+namespace QmTunnel.Engine.Tunnels;
 
 /// <summary>Link queries (<see cref="StreamProtocol.LinkInfo"/>) at a gateway: Get-QmTunnelStats' hops behind the first.</summary>
-public sealed partial class QmTunnelEngine
+internal sealed partial class StreamRouter
 {
     /// <summary>
     /// LinkInfo (admitted like any stream of the tunnel): carried on while <see cref="OpenMessage.QueryDepth"/> says so,
@@ -20,7 +21,7 @@ public sealed partial class QmTunnelEngine
         {
             return;
         }
-        var link = _pool!.TryGet(next, login, NextSession(stream, next));
+        var link = _context.Pool().TryGet(next, login, NextSession(stream, next));
         if (open.QueryDepth > 0 && link is { State: LinkState.Up })
         {
             if (Onward(stream, open, next) is not { } onwardOpen)
@@ -29,7 +30,7 @@ public sealed partial class QmTunnelEngine
             }
             if (TryOpenStream(link, onwardOpen) is { } onward)
             {
-                await Splice.RunAsync(stream, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+                await Splice.RunAsync(stream, onward, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
                 return;
             }
             link = null; // closed since it was found: answered as down
@@ -53,7 +54,7 @@ public sealed partial class QmTunnelEngine
     {
         try
         {
-            return link.OpenStream(open, _transit, _linkOptions.InitialWindow);
+            return link.OpenStream(open, _context.Transit, _context.LinkOptions.InitialWindow);
         }
         catch (StreamResetException)
         {
