@@ -101,6 +101,7 @@ public sealed partial class Link
             return;
         }
         var now = Interlocked.Add(ref _queued, delta);
+        Options.Limits.AddBuffered(delta); // every byte of a link's queue counts in the server's budget too
         if (delta > 0)
         {
             UpdatePeak(now);
@@ -149,10 +150,13 @@ public sealed partial class Link
     }
 
     /// <summary>
-    /// Reserves room for one Data frame of at most <paramref name="max"/> payload bytes when the queue has it; returns
-    /// the payload granted and the bytes reserved (payload + header + overhead). An empty queue always grants.
+    /// Reserves room for one Data frame of at most <paramref name="max"/> payload bytes when the queue has it and the
+    /// server's budget too (<see cref="LinkLimits.MaxBufferedBytes"/>); returns the payload granted and the bytes
+    /// reserved (payload + header + overhead). An empty queue always grants, budget permitting.
     /// </summary>
-    internal bool TryReserveSend(int max, out int granted, out long reserved)
+    internal bool TryReserveSend(int max, out int granted, out long reserved) => TryReserveSend(max, out granted, out reserved, out _);
+
+    private bool TryReserveSend(int max, out int granted, out long reserved, out bool budgetFull)
     {
         var limit = (long)Options.MaxQueuedBytes;
         var want = Math.Min(max, MinimumGrant);
@@ -160,6 +164,7 @@ public sealed partial class Link
         {
             var queued = Interlocked.Read(ref _queued);
             var room = limit - queued - FrameHeader.Size - FrameOverhead;
+            budgetFull = false;
             if (room < want && queued > 0)
             {
                 granted = 0;
@@ -167,50 +172,72 @@ public sealed partial class Link
                 return false;
             }
             granted = (int)Math.Min(max, Math.Max(room, want));
+            // The server's budget first (it may cut the grant down), then this link's count.
+            if (!Options.Limits.TryTakeData(want, ref granted))
+            {
+                budgetFull = true;
+                granted = 0;
+                reserved = 0;
+                return false;
+            }
             reserved = Cost(FrameHeader.Size + granted);
             if (Interlocked.CompareExchange(ref _queued, queued + reserved, queued) == queued)
             {
                 UpdatePeak(queued + reserved);
                 return true;
             }
-        }
-    }
-
-    /// <summary>Waits for room in the send queue (see <see cref="TryReserveSend"/>). A closed link throws StreamResetException(LinkLost).</summary>
-    internal async ValueTask<(int Granted, long Reserved)> ReserveSendAsync(int max, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            ThrowIfClosedForSending();
-            if (TryReserveSend(max, out var granted, out var reserved))
-            {
-                return (granted, reserved);
-            }
-            var changed = RoomChanged();
-            if (TryReserveSend(max, out granted, out reserved))
-            {
-                return (granted, reserved);
-            }
-            ThrowIfClosedForSending();
-            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+            Options.Limits.AddBuffered(-reserved); // the link's count moved meanwhile: give the budget back, look again
         }
     }
 
     /// <summary>
-    /// Waits for room for one Data frame of exactly <paramref name="payload"/> bytes (data already read) and reserves it;
-    /// an empty queue always has room. Returns the bytes reserved. A closed link throws StreamResetException(LinkLost).
+    /// Waits for room in the send queue and the server's budget (see <see cref="TryReserveSend(int, out int, out long)"/>).
+    /// A closed link throws StreamResetException(LinkLost).
+    /// </summary>
+    internal async ValueTask<(int Granted, long Reserved)> ReserveSendAsync(int max, CancellationToken cancellationToken)
+    {
+        var counted = false;
+        while (true)
+        {
+            ThrowIfClosedForSending();
+            if (TryReserveSend(max, out var granted, out var reserved, out _))
+            {
+                return (granted, reserved);
+            }
+            var changed = RoomChanged();
+            var budget = Options.Limits.BufferChanged();
+            if (TryReserveSend(max, out granted, out reserved, out var budgetFull))
+            {
+                return (granted, reserved);
+            }
+            ThrowIfClosedForSending();
+            await WaitForRoomAsync(changed, budget, budgetFull, ref counted, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Waits for room for one Data frame of exactly <paramref name="payload"/> bytes (data already read) in the send
+    /// queue and the server's budget, and reserves it; an empty queue always has room, budget permitting. Returns the
+    /// bytes reserved. A closed link throws StreamResetException(LinkLost).
     /// </summary>
     internal async ValueTask<long> ReserveSendExactAsync(int payload, CancellationToken cancellationToken)
     {
         var cost = Cost(FrameHeader.Size + payload);
         var limit = (long)Options.MaxQueuedBytes;
-        bool TryReserve()
+        bool TryReserve(out bool budgetFull)
         {
             while (true)
             {
+                budgetFull = false;
                 var queued = Interlocked.Read(ref _queued);
                 if (queued + cost > limit && queued > 0)
                 {
+                    return false;
+                }
+                var exact = payload;
+                if (!Options.Limits.TryTakeData(payload, ref exact))
+                {
+                    budgetFull = true;
                     return false;
                 }
                 if (Interlocked.CompareExchange(ref _queued, queued + cost, queued) == queued)
@@ -218,23 +245,48 @@ public sealed partial class Link
                     UpdatePeak(queued + cost);
                     return true;
                 }
+                Options.Limits.AddBuffered(-cost);
             }
         }
+        var counted = false;
         while (true)
         {
             ThrowIfClosedForSending();
-            if (TryReserve())
+            if (TryReserve(out _))
             {
                 return cost;
             }
             var changed = RoomChanged();
-            if (TryReserve())
+            var budget = Options.Limits.BufferChanged();
+            if (TryReserve(out var budgetFull))
             {
                 return cost;
             }
             ThrowIfClosedForSending();
-            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await WaitForRoomAsync(changed, budget, budgetFull, ref counted, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// A sender's wait: for this link's room, or, when the server's budget is what is full, for whichever frees first
+    /// (room anywhere on the server, or this link closing). A wait for the budget is counted once per reservation, and
+    /// logged once per episode.
+    /// </summary>
+    private Task WaitForRoomAsync(Task linkRoom, Task serverRoom, bool budgetFull, ref bool counted, CancellationToken cancellationToken)
+    {
+        if (!budgetFull)
+        {
+            return linkRoom.WaitAsync(cancellationToken);
+        }
+        if (!counted)
+        {
+            counted = true;
+            if (Options.Limits.StartBufferWait())
+            {
+                LinkLog.BufferFull(_logger, RemoteEndPoint, User ?? "?", Options.Limits.BufferedBytes, Options.Limits.MaxBufferedBytes);
+            }
+        }
+        return Task.WhenAny(linkRoom, serverRoom).WaitAsync(cancellationToken);
     }
 
     private void ThrowIfClosedForSending()

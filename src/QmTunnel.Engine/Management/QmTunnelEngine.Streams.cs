@@ -196,7 +196,8 @@ public sealed partial class QmTunnelEngine
         }
         catch (QmTunnelException ex)
         {
-            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
+            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed
+                : ex.ErrorId == ErrorIds.LinkLimit ? ProtocolErrorCode.LinkLimit : ProtocolErrorCode.TargetConnectFailed,
                 $"{Options.ServerName}: {ex.Message}");
             return;
         }
