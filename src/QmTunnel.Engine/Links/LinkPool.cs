@@ -92,7 +92,16 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// refusal reaches the dialer on the new link, as its first frame: the dial itself succeeded).
     /// </summary>
     internal static QmTunnelException LinkLimitError(EndpointUri hop, string? reason) => new(ErrorIds.LinkLimit, QmErrorKind.ResourceBusy, hop.ToString(),
-        $"{hop.Address} refused the link: {reason?.Replace("the peer closed the link (LinkLimit): ", "", StringComparison.Ordinal) ?? "it holds its MaxLinks links (Set-QmTunnelServerConfig -MaxLinks there)."}");
+        $"{hop.Address} refused the link: {LinkLimitReason(reason)}");
+
+    /// <summary>The refusing server's own words, after "... (LinkLimit): " when they came through a closed link or a reset stream.</summary>
+    internal static string LinkLimitReason(string? reason)
+    {
+        const string marker = "(LinkLimit): ";
+        var at = reason?.IndexOf(marker, StringComparison.Ordinal) ?? -1;
+        return reason is null ? "it holds its MaxLinks links: raise the limit there with Set-QmTunnelServerConfig -MaxLinks."
+            : at >= 0 ? reason[(at + marker.Length)..] : reason;
+    }
 
     /// <summary>
     /// Asks <paramref name="hop"/> for the salt and PBKDF2 iterations it gives <paramref name="user"/> (a handshake up to

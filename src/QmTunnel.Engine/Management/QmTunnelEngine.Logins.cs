@@ -133,7 +133,7 @@ public sealed partial class QmTunnelEngine
             $"The tunnel was refused by {reason}"),
         ProtocolErrorCode.HopAuthenticationFailed => new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, hop?.ToString(), reason),
         ProtocolErrorCode.LinkLimit => new QmTunnelException(ErrorIds.LinkLimit, QmErrorKind.ResourceBusy, hop?.ToString(),
-            $"A server of the chain refused the link to it: {reason}"),
+            $"A server of the chain refused the link to it: {LinkPool.LinkLimitReason(reason)}"),
         _ => new QmTunnelException(ErrorIds.HopConnectFailed, QmErrorKind.ConnectionError, hop?.ToString(), $"The chain could not be checked: {reason}"),
     };
 }

@@ -2,8 +2,10 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using QmTunnel.Engine.Diagnostics;
+using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
+using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Security;
 using QmTunnel.Engine.Tests.Diagnostics;
@@ -14,8 +16,8 @@ namespace QmTunnel.Engine.Tests.Functional;
 /// <summary>
 /// Links per server (MaxLinks, issue 8): B holds at most that many link sessions; one more is refused right after its
 /// login with GoAway(LinkLimit) naming the setting, counted and logged once per episode; an administrator is counted
-/// but never refused; the dialer (A's tunnels, New-QmTunnel's check) reports LinkLimit; a session that resumes is never
-/// refused.
+/// but never refused; the dialer (A's tunnels, New-QmTunnel's check, Connect-QmTunnelServer) reports LinkLimit; a
+/// session that resumes is never refused.
 /// </summary>
 public sealed class LinkCountTests : IAsyncLifetime
 {
@@ -24,6 +26,7 @@ public sealed class LinkCountTests : IAsyncLifetime
     private readonly EngineFixture _engines = new();
     private readonly EchoServer _echo = new();
     private readonly List<Link> _links = [];
+    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n") + ".txt");
     private QmTunnelEngine _a = null!, _b = null!;
 
     public async Task InitializeAsync()
@@ -49,6 +52,7 @@ public sealed class LinkCountTests : IAsyncLifetime
         }
         await _engines.DisposeAsync();
         await _echo.DisposeAsync();
+        File.Delete(_pins);
     }
 
     /// <summary>A link to B logged in as <paramref name="user"/> (a new session), started so it reads what B says.</summary>
@@ -93,7 +97,14 @@ public sealed class LinkCountTests : IAsyncLifetime
         Assert.Contains($"allows {QmTunnelEngine.MinLinks} (MaxLinks)", refused.CloseReason);
         Assert.Contains("Set-QmTunnelServerConfig -MaxLinks", refused.CloseReason);
         await RefusedAsync(LogInAsync());
-        await TunnelTests.WaitUntil(() => _b.GetServerInfo().LinksRefused == 2);
+        // A management session of a user without rights is a link like any other.
+        var session = await Assert.ThrowsAsync<QmTunnelException>(() => QmTunnelSession.ConnectAsync(EndpointUri.ParseServer(EngineFixture.Hop(_b), "test"),
+            new PasswordLogin("bob", BobPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins)));
+        Assert.Equal(ErrorIds.LinkLimit, session.ErrorId);
+        Assert.StartsWith($"{EngineFixture.Hop(_b)} refused the link: ", session.Message, StringComparison.Ordinal);
+        Assert.Contains("Set-QmTunnelServerConfig -MaxLinks", session.Message);
+        await TunnelTests.WaitUntil(() => _b.GetServerInfo().PendingLinks == 0);
+        Assert.Equal(3, _b.GetServerInfo().LinksRefused);
         Assert.Contains("(MaxLinks)", Assert.Single(_logsB.Event(EventIds.LinkLimitReached)).Message);
         Assert.Equal(QmTunnelEngine.MinLinks, _b.GetServerInfo().Links);
         Assert.Equal(0, _b.GetServerInfo().ProtocolErrors); // a refusal is not the peer's fault
@@ -101,7 +112,7 @@ public sealed class LinkCountTests : IAsyncLifetime
         // An administrator is counted but never refused: one can always get in and raise the limit.
         var admin = await LogInAsync("admin", EngineFixture.AdminPassword);
         await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links == QmTunnelEngine.MinLinks + 1);
-        Assert.Equal(2, _b.GetServerInfo().LinksRefused);
+        Assert.Equal(3, _b.GetServerInfo().LinksRefused);
 
         // Below the limit again, a link is admitted; the next refusal starts a new episode, logged again.
         await admin.DisposeAsync();
@@ -110,14 +121,14 @@ public sealed class LinkCountTests : IAsyncLifetime
         await LogInAsync();
         await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links == QmTunnelEngine.MinLinks);
         await RefusedAsync(LogInAsync());
-        await TunnelTests.WaitUntil(() => _b.GetServerInfo().LinksRefused == 3);
+        Assert.Equal(4, _b.GetServerInfo().LinksRefused);
         Assert.Equal(2, _logsB.Event(EventIds.LinkLimitReached).Count);
 
         // Applied live: a higher limit admits the next link at once.
         _b.SetServerConfig(new ServerConfigChange { MaxLinks = QmTunnelEngine.MinLinks + 1 });
         await LogInAsync();
         await TunnelTests.WaitUntil(() => _b.GetServerInfo().Links == QmTunnelEngine.MinLinks + 1);
-        Assert.Equal(3, _b.GetServerInfo().LinksRefused);
+        Assert.Equal(4, _b.GetServerInfo().LinksRefused);
     }
 
     [Fact]
