@@ -9,7 +9,9 @@ namespace QmTunnel.Engine.Links;
 /// plus <see cref="FrameOverhead"/> from the moment it is queued until the socket took it. Data waits for room
 /// (<see cref="LinkOptions.MaxQueuedBytes"/>, reserved for data in hand: a relay reserves after its read); control frames are never
 /// refused, but when the queue holds more than the bound plus <see cref="LinkOptions.QueueSlackBytes"/> the reader loop
-/// stops reading from the peer until it has drained. It does not decide what is sent first: frames leave in order.
+/// stops reading from the peer until it has drained. Every change of the count is made in the server's total too
+/// (<see cref="LinkLimits.MaxBufferedBytes"/>, shared by the links of a server): a Data reservation takes its room from
+/// both, and waits while either is full. It does not decide what is sent first: frames leave in order.
 /// </summary>
 public sealed partial class Link
 {
@@ -200,18 +202,22 @@ public sealed partial class Link
         while (true)
         {
             ThrowIfClosedForSending();
-            if (TryReserveSend(max, out var granted, out var reserved, out _))
+            if (TryReserveSend(max, out var granted, out var reserved, out var budgetFull))
             {
                 return (granted, reserved);
             }
             var changed = RoomChanged();
-            var budget = Options.Limits.BufferChanged();
-            if (TryReserveSend(max, out granted, out reserved, out var budgetFull))
+            var budget = budgetFull ? Options.Limits.BufferChanged() : null;
+            if (TryReserveSend(max, out granted, out reserved, out budgetFull))
             {
                 return (granted, reserved);
             }
+            if (budgetFull && budget is null)
+            {
+                continue; // the budget filled meanwhile: look again, waiting for it this time
+            }
             ThrowIfClosedForSending();
-            await WaitForRoomAsync(changed, budget, budgetFull, ref counted, cancellationToken).ConfigureAwait(false);
+            await WaitForRoomAsync(changed, budget, ref counted, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -252,29 +258,34 @@ public sealed partial class Link
         while (true)
         {
             ThrowIfClosedForSending();
-            if (TryReserve(out _))
-            {
-                return cost;
-            }
-            var changed = RoomChanged();
-            var budget = Options.Limits.BufferChanged();
             if (TryReserve(out var budgetFull))
             {
                 return cost;
             }
+            var changed = RoomChanged();
+            var budget = budgetFull ? Options.Limits.BufferChanged() : null;
+            if (TryReserve(out budgetFull))
+            {
+                return cost;
+            }
+            if (budgetFull && budget is null)
+            {
+                continue; // the budget filled meanwhile: look again, waiting for it this time
+            }
             ThrowIfClosedForSending();
-            await WaitForRoomAsync(changed, budget, budgetFull, ref counted, cancellationToken).ConfigureAwait(false);
+            await WaitForRoomAsync(changed, budget, ref counted, cancellationToken).ConfigureAwait(false);
         }
     }
 
     /// <summary>
-    /// A sender's wait: for this link's room, or, when the server's budget is what is full, for whichever frees first
-    /// (room anywhere on the server, or this link closing). A wait for the budget is counted once per reservation, and
-    /// logged once per episode.
+    /// A sender's wait: for this link's room, or, when the server's budget was found full (<paramref name="serverRoom"/>
+    /// registered), for whichever frees first (room anywhere on the server, or this link's room or closing). A wait for
+    /// the budget is counted once per reservation, and logged once per episode. Registering for the budget only when it
+    /// is full keeps the server-wide signal off while nobody waits for it.
     /// </summary>
-    private Task WaitForRoomAsync(Task linkRoom, Task serverRoom, bool budgetFull, ref bool counted, CancellationToken cancellationToken)
+    private Task WaitForRoomAsync(Task linkRoom, Task? serverRoom, ref bool counted, CancellationToken cancellationToken)
     {
-        if (!budgetFull)
+        if (serverRoom is null)
         {
             return linkRoom.WaitAsync(cancellationToken);
         }
