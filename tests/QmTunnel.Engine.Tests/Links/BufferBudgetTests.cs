@@ -162,6 +162,33 @@ public sealed class BufferBudgetTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_wait_for_the_budget_is_counted_each_time_and_logged_once_per_episode_which_ends_at_half_the_budget()
+    {
+        var limits = new LinkLimits { MaxBufferedBytes = Budget };
+        var all = Budget;
+        Assert.True(limits.TryTakeData(Chunk, ref all)); // nothing buffered: one frame always goes, cut to the room
+        Assert.Equal(Budget - FrameExtra, all);
+        var more = Chunk;
+        Assert.False(limits.TryTakeData(Chunk, ref more));
+        Assert.True(limits.StartBufferWait());
+        Assert.False(limits.StartBufferWait());
+        Assert.Equal(2, limits.BufferWaits);
+
+        // Room again, but the total stays above half the budget: the same episode.
+        limits.AddBuffered(-(Budget / 2 - 1024));
+        var above = Chunk;
+        Assert.True(limits.TryTakeData(Chunk, ref above));
+        Assert.False(limits.StartBufferWait());
+        // A reservation that finds the total at half the budget or less ends it: the next wait is logged again.
+        limits.AddBuffered(-limits.BufferedBytes);
+        var low = Chunk;
+        Assert.True(limits.TryTakeData(Chunk, ref low));
+        Assert.True(limits.StartBufferWait());
+        Assert.Equal(4, limits.BufferWaits);
+        Assert.Equal(Budget, limits.BufferedBytesPeak);
+    }
+
+    [Fact]
     public async Task Raising_the_budget_lets_a_waiting_sender_go_at_once()
     {
         var (x, xReceiver) = await PairAsync();
