@@ -432,8 +432,34 @@ Describe 'Users, groups and server configuration' {
             $saved.LinkIdleTimeout | Should -Be ([timespan]'00:30:00')
         }
 
+        It 'the links per server and the buffered-bytes budget are shown, set, counted in Get-QmTunnelServer and kept across a restart' {
+            $config = Get-QmTunnelServerConfig
+            $config.MaxLinks | Should -Be 1000
+            $config.MaxBufferedMB | Should -Be 512
+            ($config | Out-String) | Should -Match 'MaxLinks\s*:\s*1000'
+            ($config | Out-String) | Should -Match 'MaxBufferedMB\s*:\s*512'
+            Set-QmTunnelServerConfig -MaxLinks 20 -MaxBufferedMB 64 -WhatIf | Should -BeNullOrEmpty
+            (Get-QmTunnelServerConfig).MaxLinks | Should -Be 1000
+
+            $changed = Set-QmTunnelServerConfig -MaxLinks 20 -MaxBufferedMB 64 -PassThru
+            $changed.MaxLinks | Should -Be 20
+            $changed.MaxBufferedMB | Should -Be 64
+            $server = Get-QmTunnelServer | Where-Object { -not $_.IsDaemon }
+            foreach ($counter in 'LinksRefused', 'StreamsRefused', 'BufferedBytes', 'BufferedBytesPeak', 'BufferWaits', 'PendingLinksTimedOut') {
+                $server.$counter | Should -BeOfType [long]
+                ($server | Format-List | Out-String) | Should -Match "$counter\s*:"
+            }
+            $server.LinksRefused | Should -Be 0
+            Restart-KeepingSettings
+            $saved = Get-QmTunnelServerConfig
+            $saved.MaxLinks | Should -Be 20
+            $saved.MaxBufferedMB | Should -Be 64
+        }
+
         It '-<Name> <Value> out of range reports ServerSettingInvalid naming the range and changes nothing' -ForEach @(
             @{ Name = 'MaxStreamsPerLink'; Value = 8; Range = '16 to 100000' }
+            @{ Name = 'MaxLinks'; Value = 9; Range = '10 to 100000' }
+            @{ Name = 'MaxBufferedMB'; Value = 65537; Range = '16 to 65536' }
             @{ Name = 'MaxManagementSessionsPerUser'; Value = 0; Range = '1 to 10000' }
             @{ Name = 'LinkIdleTimeout'; Value = 5; Range = '00:01:00 to 7\.00:00:00' }  # a plain 5 is 5 ticks
             @{ Name = 'ManagementIdleTimeout'; Value = [timespan]'8.00:00:00'; Range = '00:01:00 to 7\.00:00:00' }

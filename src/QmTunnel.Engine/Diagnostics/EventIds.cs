@@ -34,7 +34,7 @@ public static class EventIds
     public const int AcceptFailing = 106;
     public const int AcceptRecovered = 107;
     public const int LinkHandshakeCrashed = 108;
-    // ---- links: send-queue bound, stream limit, idle links, sessions and resume, 130-199. Next free: 138.
+    // ---- links: send-queue bound, stream limit, idle links, sessions and resume, link and buffer limits, 130-199. Next free: 140.
     public const int LinkStreamLimit = 130;
     public const int LinkReadPaused = 131;
     public const int LinkIdleClosed = 132;
@@ -43,6 +43,8 @@ public static class EventIds
     public const int LinkSessionExpired = 135;
     public const int LinkResumeRefused = 136;
     public const int LinkReconnectFailed = 137;
+    public const int LinkLimitReached = 138;
+    public const int LinkBufferFull = 139;
 
     // ---- tunnel runtime, 200-299. Next free: 204.
     public const int TunnelStarted = 200;

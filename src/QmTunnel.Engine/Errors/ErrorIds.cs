@@ -52,6 +52,8 @@ public static class ErrorIds
     public const string ManagementRequestLimit = nameof(ManagementRequestLimit);
     /// <summary>A management stream was opened but its request did not arrive within the timeout.</summary>
     public const string ManagementRequestTimeout = nameof(ManagementRequestTimeout);
+    /// <summary>A tunnel server refused a new link from this one: it already holds its MaxLinks link sessions.</summary>
+    public const string LinkLimit = nameof(LinkLimit);
 }
 
 /// <summary>What kind of failure an error is; mapped one to one onto PowerShell's ErrorCategory.</summary>

@@ -100,7 +100,9 @@ public sealed partial class Link
     /// SessionStart (a new link, returned with Resumed false) or Resume of a session held in <paramref name="sessions"/>
     /// (that session carries on on this connection, returned with Resumed true: it is already running). A Resume that
     /// names no live session is answered GoAway(SessionExpired); a wrong proof or another user's session
-    /// GoAway(ResumeRefused); both throw a ProtocolException with that code.
+    /// GoAway(ResumeRefused); both throw a ProtocolException with that code. A SessionStart over
+    /// <see cref="LinkLimits.MaxLinks"/> (counted in <see cref="LinkOptions.Limits"/> until the link ends) is answered
+    /// GoAway(LinkLimit) and thrown the same way; a Resume is never refused by it (its session is counted already).
     /// </summary>
     internal static async Task<(Link Link, bool Resumed)> AcceptAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls,
         string? refusePlain, ILinkAuthenticator? authenticator, X509Certificate2? clientCertificate, byte[]? channelBinding, LinkSessionRegistry? sessions,
@@ -148,6 +150,16 @@ public sealed partial class Link
             return (resumed, true);
         }
         var start = (SessionStartMessage)next;
+        // A new session (never a Resume): counted against MaxLinks; an administrator's is counted, never refused.
+        var limits = options.Limits;
+        if (!limits.TryAdmitLink(exempt: login.Principal.CanChangeServerConfiguration))
+        {
+            var reason = $"{options.ServerName} holds {limits.Links} links and allows {limits.MaxLinks} (MaxLinks): it takes no new link until one closes. " +
+                "Close links it does not need, or raise the limit there with Set-QmTunnelServerConfig -MaxLinks.";
+            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.LinkLimit, reason)), timeout.Token).ConfigureAwait(false);
+            await DiscardUntilPeerClosesAsync(reader, timeout.Token).ConfigureAwait(false);
+            throw new ProtocolException(ProtocolErrorCode.LinkLimit, reason);
+        }
         var settings = LinkSessionSettings.FromStart(start, options.MaxSessionTolerance);
         if (settings.Resumable && offer is not null)
         {
@@ -163,6 +175,7 @@ public sealed partial class Link
             User = login.Principal.User.Name,
             Group = login.Principal.Group.Name,
         };
+        _ = link.Completion.ContinueWith(static (_, state) => ((LinkLimits)state!).LinkEnded(), limits, TaskScheduler.Default);
         if (settings.Resumable)
         {
             sessions!.Register(link);
@@ -191,6 +204,33 @@ public sealed partial class Link
         handshake.Complete();
         return PipeReader.Create(carried.Length == 0 ? stream : new PrefixedStream(carried, stream),
             new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
+    }
+
+    /// <summary>
+    /// After a refusal sent behind the login: the dialer may have sent frames right behind its SessionStart (an Open, a
+    /// Ping). Closing with those unread would reset the connection, and a reset can overtake the GoAway; so what it sent
+    /// is read and dropped until it closes on the GoAway (at most 1 MiB, within the handshake time).
+    /// </summary>
+    private static async Task DiscardUntilPeerClosesAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        long discarded = 0;
+        try
+        {
+            while (discarded < 1024 * 1024)
+            {
+                var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                discarded += result.Buffer.Length;
+                reader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // gone already, or too slow to go: closed by the caller either way
+        }
     }
 
     private static async Task WriteRawAsync(Socket socket, Stream? tls, byte[] bytes, CancellationToken cancellationToken)

@@ -179,7 +179,7 @@ public sealed partial class Link
                 var result = await input.ReadAsync(transport.Closing.Token).ConfigureAwait(false);
                 transport.MarkReceived();
                 var buffer = result.Buffer;
-                var goAway = false;
+                ProtocolErrorCode? goAway = null;
                 var paused = false;
                 while (FrameCodec.TryReadFrame(ref buffer, Options.MaxPayload, out var header, out var payload))
                 {
@@ -188,7 +188,7 @@ public sealed partial class Link
                     {
                         var message = (GoAwayMessage)ControlCodec.Read(header.Type, payload);
                         CloseReason ??= $"the peer closed the link ({message.Code}): {message.Reason}";
-                        goAway = true;
+                        goAway = message.Code;
                         break;
                     }
                     if (FrameCodec.IsNumbered(header.Type))
@@ -220,9 +220,10 @@ public sealed partial class Link
                 }
                 input.AdvanceTo(buffer.Start, buffer.End);
                 MaybeAck();
-                if (goAway)
+                if (goAway is { } code)
                 {
-                    Teardown(CloseReason!);
+                    // Refused over the peer's MaxLinks: streams learn why (the rest only that the link is gone).
+                    Teardown(CloseReason!, code == ProtocolErrorCode.LinkLimit ? ProtocolErrorCode.LinkLimit : ProtocolErrorCode.LinkLost);
                     return;
                 }
                 if (result.IsCompleted)

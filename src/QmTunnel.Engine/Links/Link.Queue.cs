@@ -9,7 +9,9 @@ namespace QmTunnel.Engine.Links;
 /// plus <see cref="FrameOverhead"/> from the moment it is queued until the socket took it. Data waits for room
 /// (<see cref="LinkOptions.MaxQueuedBytes"/>, reserved for data in hand: a relay reserves after its read); control frames are never
 /// refused, but when the queue holds more than the bound plus <see cref="LinkOptions.QueueSlackBytes"/> the reader loop
-/// stops reading from the peer until it has drained. It does not decide what is sent first: frames leave in order.
+/// stops reading from the peer until it has drained. Every change of the count is made in the server's total too
+/// (<see cref="LinkLimits.MaxBufferedBytes"/>, shared by the links of a server): a Data reservation takes its room from
+/// both, and waits while either is full. It does not decide what is sent first: frames leave in order.
 /// </summary>
 public sealed partial class Link
 {
@@ -101,6 +103,7 @@ public sealed partial class Link
             return;
         }
         var now = Interlocked.Add(ref _queued, delta);
+        Options.Limits.AddBuffered(delta); // every byte of a link's queue counts in the server's budget too
         if (delta > 0)
         {
             UpdatePeak(now);
@@ -149,10 +152,13 @@ public sealed partial class Link
     }
 
     /// <summary>
-    /// Reserves room for one Data frame of at most <paramref name="max"/> payload bytes when the queue has it; returns
-    /// the payload granted and the bytes reserved (payload + header + overhead). An empty queue always grants.
+    /// Reserves room for one Data frame of at most <paramref name="max"/> payload bytes when the queue has it and the
+    /// server's budget too (<see cref="LinkLimits.MaxBufferedBytes"/>); returns the payload granted and the bytes
+    /// reserved (payload + header + overhead). An empty queue always grants, budget permitting.
     /// </summary>
-    internal bool TryReserveSend(int max, out int granted, out long reserved)
+    internal bool TryReserveSend(int max, out int granted, out long reserved) => TryReserveSend(max, out granted, out reserved, out _);
+
+    private bool TryReserveSend(int max, out int granted, out long reserved, out bool budgetFull)
     {
         var limit = (long)Options.MaxQueuedBytes;
         var want = Math.Min(max, MinimumGrant);
@@ -160,6 +166,7 @@ public sealed partial class Link
         {
             var queued = Interlocked.Read(ref _queued);
             var room = limit - queued - FrameHeader.Size - FrameOverhead;
+            budgetFull = false;
             if (room < want && queued > 0)
             {
                 granted = 0;
@@ -167,50 +174,76 @@ public sealed partial class Link
                 return false;
             }
             granted = (int)Math.Min(max, Math.Max(room, want));
+            // The server's budget first (it may cut the grant down), then this link's count.
+            if (!Options.Limits.TryTakeData(want, ref granted))
+            {
+                budgetFull = true;
+                granted = 0;
+                reserved = 0;
+                return false;
+            }
             reserved = Cost(FrameHeader.Size + granted);
             if (Interlocked.CompareExchange(ref _queued, queued + reserved, queued) == queued)
             {
                 UpdatePeak(queued + reserved);
                 return true;
             }
-        }
-    }
-
-    /// <summary>Waits for room in the send queue (see <see cref="TryReserveSend"/>). A closed link throws StreamResetException(LinkLost).</summary>
-    internal async ValueTask<(int Granted, long Reserved)> ReserveSendAsync(int max, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            ThrowIfClosedForSending();
-            if (TryReserveSend(max, out var granted, out var reserved))
-            {
-                return (granted, reserved);
-            }
-            var changed = RoomChanged();
-            if (TryReserveSend(max, out granted, out reserved))
-            {
-                return (granted, reserved);
-            }
-            ThrowIfClosedForSending();
-            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+            Options.Limits.AddBuffered(-reserved); // the link's count moved meanwhile: give the budget back, look again
         }
     }
 
     /// <summary>
-    /// Waits for room for one Data frame of exactly <paramref name="payload"/> bytes (data already read) and reserves it;
-    /// an empty queue always has room. Returns the bytes reserved. A closed link throws StreamResetException(LinkLost).
+    /// Waits for room in the send queue and the server's budget (see <see cref="TryReserveSend(int, out int, out long)"/>).
+    /// A closed link throws StreamResetException(LinkLost).
+    /// </summary>
+    internal async ValueTask<(int Granted, long Reserved)> ReserveSendAsync(int max, CancellationToken cancellationToken)
+    {
+        var counted = false;
+        while (true)
+        {
+            ThrowIfClosedForSending();
+            if (TryReserveSend(max, out var granted, out var reserved, out var budgetFull))
+            {
+                return (granted, reserved);
+            }
+            var changed = RoomChanged();
+            var budget = budgetFull ? Options.Limits.BufferChanged() : null;
+            if (TryReserveSend(max, out granted, out reserved, out budgetFull))
+            {
+                return (granted, reserved);
+            }
+            if (budgetFull && budget is null)
+            {
+                continue; // the budget filled meanwhile: look again, waiting for it this time
+            }
+            ThrowIfClosedForSending();
+            await WaitForRoomAsync(changed, budget, ref counted, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Waits for room for one Data frame of exactly <paramref name="payload"/> bytes (data already read) in the send
+    /// queue and the server's budget, and reserves it; an empty queue always has room, budget permitting. Returns the
+    /// bytes reserved. A closed link throws StreamResetException(LinkLost).
     /// </summary>
     internal async ValueTask<long> ReserveSendExactAsync(int payload, CancellationToken cancellationToken)
     {
         var cost = Cost(FrameHeader.Size + payload);
         var limit = (long)Options.MaxQueuedBytes;
-        bool TryReserve()
+        bool TryReserve(out bool budgetFull)
         {
             while (true)
             {
+                budgetFull = false;
                 var queued = Interlocked.Read(ref _queued);
                 if (queued + cost > limit && queued > 0)
                 {
+                    return false;
+                }
+                var exact = payload;
+                if (!Options.Limits.TryTakeData(payload, ref exact))
+                {
+                    budgetFull = true;
                     return false;
                 }
                 if (Interlocked.CompareExchange(ref _queued, queued + cost, queued) == queued)
@@ -218,23 +251,53 @@ public sealed partial class Link
                     UpdatePeak(queued + cost);
                     return true;
                 }
+                Options.Limits.AddBuffered(-cost);
             }
         }
+        var counted = false;
         while (true)
         {
             ThrowIfClosedForSending();
-            if (TryReserve())
+            if (TryReserve(out var budgetFull))
             {
                 return cost;
             }
             var changed = RoomChanged();
-            if (TryReserve())
+            var budget = budgetFull ? Options.Limits.BufferChanged() : null;
+            if (TryReserve(out budgetFull))
             {
                 return cost;
             }
+            if (budgetFull && budget is null)
+            {
+                continue; // the budget filled meanwhile: look again, waiting for it this time
+            }
             ThrowIfClosedForSending();
-            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await WaitForRoomAsync(changed, budget, ref counted, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// A sender's wait: for this link's room, or, when the server's budget was found full (<paramref name="serverRoom"/>
+    /// registered), for whichever frees first (room anywhere on the server, or this link's room or closing). A wait for
+    /// the budget is counted once per reservation, and logged once per episode. Registering for the budget only when it
+    /// is full keeps the server-wide signal off while nobody waits for it.
+    /// </summary>
+    private Task WaitForRoomAsync(Task linkRoom, Task? serverRoom, ref bool counted, CancellationToken cancellationToken)
+    {
+        if (serverRoom is null)
+        {
+            return linkRoom.WaitAsync(cancellationToken);
+        }
+        if (!counted)
+        {
+            counted = true;
+            if (Options.Limits.StartBufferWait())
+            {
+                LinkLog.BufferFull(_logger, RemoteEndPoint, User ?? "?", Options.Limits.BufferedBytes, Options.Limits.MaxBufferedBytes);
+            }
+        }
+        return Task.WhenAny(linkRoom, serverRoom).WaitAsync(cancellationToken);
     }
 
     private void ThrowIfClosedForSending()

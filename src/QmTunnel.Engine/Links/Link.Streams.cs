@@ -57,6 +57,7 @@ public sealed partial class Link
         {
             // Nothing is kept for it: late frames of this id are dropped as those of any finished stream.
             Interlocked.Increment(ref _streamsRefused);
+            Options.Limits.CountStreamRefused();
             if (Interlocked.Exchange(ref _streamLimitLogged, 1) == 0)
             {
                 LinkLog.StreamLimit(_logger, RemoteEndPoint, User ?? "?", max);
@@ -108,6 +109,10 @@ internal static partial class LinkLog
     [LoggerMessage(EventId = EventIds.LinkReadPaused, Level = LogLevel.Warning,
         Message = "Link {Peer} (user {User}): the peer does not read what it asks for; reading from it paused while {Queued} bytes wait to be sent")]
     public static partial void ReadPaused(ILogger logger, string peer, string user, long queued);
+
+    [LoggerMessage(EventId = EventIds.LinkBufferFull, Level = LogLevel.Warning,
+        Message = "Link {Peer} (user {User}): the send queues of all links hold {Buffered} bytes, the server's budget of {Max} (MaxBufferedMB); senders of data wait for room (raise it with Set-QmTunnelServerConfig -MaxBufferedMB)")]
+    public static partial void BufferFull(ILogger logger, string peer, string user, long buffered, long max);
 
     [LoggerMessage(EventId = EventIds.LinkIdleClosed, Level = LogLevel.Information, Message = "Link {Peer} (user {User}) carried no stream for {Timeout}: closed")]
     public static partial void IdleClosed(ILogger logger, string peer, string user, TimeSpan timeout);

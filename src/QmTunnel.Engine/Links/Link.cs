@@ -73,6 +73,11 @@ public sealed partial class Link : IAsyncDisposable
     public Task Completion => _closed.Task;
     /// <summary>Why the link closed, when it closed for a reason.</summary>
     public string? CloseReason { get; private set; }
+    /// <summary>
+    /// What the streams of the ended link were reset with: LinkLost, LinkSessionExpired, or LinkLimit when the peer
+    /// refused the link over its MaxLinks. None while the link runs.
+    /// </summary>
+    public ProtocolErrorCode CloseCode { get; private set; }
 
     /// <summary>
     /// Called for each stream the peer opens. The handler owns the stream from then on; when its task ends after the
@@ -97,7 +102,8 @@ public sealed partial class Link : IAsyncDisposable
     {
         if (IsClosed)
         {
-            throw new StreamResetException(ProtocolErrorCode.LinkLost, $"the link to {RemoteEndPoint} is closed{(CloseReason is null ? "" : ": " + CloseReason)}");
+            throw new StreamResetException(CloseCode == ProtocolErrorCode.LinkLimit ? ProtocolErrorCode.LinkLimit : ProtocolErrorCode.LinkLost,
+                $"the link to {RemoteEndPoint} is closed{(CloseReason is null ? "" : ": " + CloseReason)}");
         }
         // The peer requires rising ids: allocate and queue the Open under one lock so they reach the wire in order.
         var window = Math.Max(receiveWindow, Options.InitialWindow);
@@ -157,6 +163,7 @@ public sealed partial class Link : IAsyncDisposable
             return;
         }
         CloseReason ??= reason;
+        CloseCode = code;
         _closing.Cancel();
         _out.Writer.TryComplete();
         StopSessionTimers();

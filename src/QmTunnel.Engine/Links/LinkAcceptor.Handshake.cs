@@ -63,6 +63,14 @@ internal sealed partial class LinkAcceptor
         {
             // logged by the authenticator, with the failure count of the source
         }
+        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.LinkLimit)
+        {
+            // Counted by the limits; one line per episode (until a link is admitted under the limit again).
+            if (_linkOptions.Limits.StartLinkLimitEpisode())
+            {
+                AcceptorLog.LinkLimit(_logger, pending.Peer, _linkOptions.Limits.Links, _linkOptions.Limits.MaxLinks);
+            }
+        }
         catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
         {
             EngineLog.HandshakeRefused(_logger, pending.Peer, ex.Code, ex.Message);
@@ -80,7 +88,12 @@ internal sealed partial class LinkAcceptor
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             abort = true;
-            EngineLog.HandshakeRefused(_logger, pending.Peer, ProtocolErrorCode.HandshakeFailed, pending.Handshake.IsCancellationRequested
+            var timedOut = pending.Handshake.IsCancellationRequested;
+            if (timedOut)
+            {
+                Interlocked.Increment(ref _handshakeTimeouts);
+            }
+            EngineLog.HandshakeRefused(_logger, pending.Peer, ProtocolErrorCode.HandshakeFailed, timedOut
                 ? $"no login within {_settings.HandshakeTimeout.TotalSeconds:0.#} s of the connection"
                 : ex.Message);
         }
@@ -133,7 +146,7 @@ internal sealed partial class LinkAcceptor
 
 internal static partial class AcceptorLog
 {
-    // Event ids: Diagnostics/EventIds.cs (links, 100-199; this helper's block 104-129).
+    // Event ids: Diagnostics/EventIds.cs (links, 100-199; this helper's block 104-129, and 138).
     [LoggerMessage(EventId = EventIds.PendingLinkRefused, Level = LogLevel.Warning,
         Message = "Link from {Peer} closed at once: {Source} already has {Max} connections that have not logged in (MaxPendingLinksPerSource)")]
     public static partial void PendingRefused(ILogger logger, string peer, string source, int max);
@@ -141,6 +154,10 @@ internal static partial class AcceptorLog
     [LoggerMessage(EventId = EventIds.PendingLinkEvicted, Level = LogLevel.Warning,
         Message = "Link from {Peer} closed before its login, {AgeMs} ms after it connected: {Max} connections had not logged in (MaxPendingLinks), and it was the oldest")]
     public static partial void PendingEvicted(ILogger logger, string peer, int max, long ageMs);
+
+    [LoggerMessage(EventId = EventIds.LinkLimitReached, Level = LogLevel.Warning,
+        Message = "Link from {Peer} refused after its login: the server holds {Links} links and allows {Max} (MaxLinks); new links are refused with LinkLimit until one closes (raise it with Set-QmTunnelServerConfig -MaxLinks)")]
+    public static partial void LinkLimit(ILogger logger, string peer, int links, int max);
 
     [LoggerMessage(EventId = EventIds.AcceptFailing, Level = LogLevel.Error,
         Message = "Accepting links fails ({Error}: {Detail}){Hint}; trying again with a back-off of up to {MaxDelayMs} ms")]

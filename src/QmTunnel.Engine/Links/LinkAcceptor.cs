@@ -50,7 +50,7 @@ internal sealed partial class LinkAcceptor
     private readonly Lock _handOver = new();
     private bool _stopping;
     private Task? _loop;
-    private long _protocolErrors, _plainRefused, _acceptFailures;
+    private long _protocolErrors, _plainRefused, _acceptFailures, _handshakeTimeouts;
     /// <summary>Read at the start: out of descriptors, /proc/self/limits cannot be opened any more.</summary>
     private readonly string? _openFilesLimit = OpenFilesLimit();
 
@@ -97,6 +97,8 @@ internal sealed partial class LinkAcceptor
     public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
     /// <summary>Plain links refused because plain links are not allowed.</summary>
     public long PlainLinksRefused => Interlocked.Read(ref _plainRefused);
+    /// <summary>Connections closed because they had not logged in within the handshake timeout (10 s).</summary>
+    public long HandshakeTimeouts => Interlocked.Read(ref _handshakeTimeouts);
     /// <summary>Accepts that failed (each one waited before the next try).</summary>
     public long AcceptFailures => Interlocked.Read(ref _acceptFailures);
 

@@ -38,22 +38,3 @@ public sealed record LinkOptions
     /// <summary>The clock of idle times, heartbeats, receive timeouts, failure tolerance and reconnect backoff (tests pass a fake one).</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
-
-/// <summary>
-/// Limits of links that an administrator may change while they run (Set-QmTunnelServerConfig): one instance is shared
-/// by the links of a server, so a change applies to every link at once.
-/// </summary>
-public sealed class LinkLimits
-{
-    /// <summary>Default of <see cref="MaxStreams"/>.</summary>
-    public const int DefaultMaxStreams = 1024;
-
-    private volatile int _maxStreams = DefaultMaxStreams;
-
-    /// <summary>Streams the peer may have open at once on one link; an Open over it is answered Reset(StreamLimit).</summary>
-    public int MaxStreams
-    {
-        get => _maxStreams;
-        set => _maxStreams = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxStreams must be positive.");
-    }
-}

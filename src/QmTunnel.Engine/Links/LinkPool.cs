@@ -45,7 +45,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>
     /// The link to <paramref name="hop"/> logged in as <paramref name="login"/>: one per server and login, dialed on
     /// first use. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed, HopCredentialMissing,
-    /// CertificateMismatch, PlainLinkRefused.
+    /// CertificateMismatch, PlainLinkRefused, LinkLimit (the last link dialed was refused over the hop's MaxLinks).
     /// </summary>
     public async Task<Link> GetAsync(EndpointUri hop, LinkLogin? login, TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null)
     {
@@ -57,6 +57,7 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         }
         var key = Key(hop, login, session);
         _hops[key] = hop;
+        var refused = 0;
         while (true)
         {
             var task = _links.GetOrAdd(key, _ => DialAsync(hop, login, connectTimeout, session));
@@ -75,7 +76,28 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                 return link;
             }
             _links.TryRemove(new KeyValuePair<string, Task<Link>>(key, task));
+            // A link refused earlier is dialed again once; refused again before we could use it: say why.
+            if (link.CloseCode == ProtocolErrorCode.LinkLimit && refused++ > 0)
+            {
+                throw LinkLimitError(hop, link.CloseReason);
+            }
         }
+    }
+
+    /// <summary>
+    /// The error for a link <paramref name="hop"/> refused right after the login because it holds its MaxLinks (the
+    /// refusal reaches the dialer on the new link, as its first frame: the dial itself succeeded).
+    /// </summary>
+    internal static QmTunnelException LinkLimitError(EndpointUri hop, string? reason) => new(ErrorIds.LinkLimit, QmErrorKind.ResourceBusy, hop.ToString(),
+        $"{hop.Address} refused the link: {LinkLimitReason(reason)}");
+
+    /// <summary>The refusing server's own words, after "... (LinkLimit): " when they came through a closed link or a reset stream.</summary>
+    internal static string LinkLimitReason(string? reason)
+    {
+        const string marker = "(LinkLimit): ";
+        var at = reason?.IndexOf(marker, StringComparison.Ordinal) ?? -1;
+        return reason is null ? "it holds its MaxLinks links: raise the limit there with Set-QmTunnelServerConfig -MaxLinks."
+            : at >= 0 ? reason[(at + marker.Length)..] : reason;
     }
 
     /// <summary>

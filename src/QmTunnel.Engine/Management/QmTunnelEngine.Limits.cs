@@ -7,8 +7,9 @@ using QmTunnel.Engine.Errors;
 namespace QmTunnel.Engine.Management;
 
 /// <summary>
-/// The limits a logged-in user meets (docs/security.md, "Limits"): saved settings (streams per link, management sessions
-/// per user, idle times of management sessions and of links) and fixed ones (requests per session, request timeout),
+/// The limits a logged-in user meets (docs/security.md, "Limits"): saved settings (streams per link, links accepted,
+/// bytes buffered by all links, management sessions per user, idle times of management sessions and of links) and
+/// fixed ones (requests per session, request timeout),
 /// and the timer that closes what stayed idle. It does not count or refuse by itself: links and sessions do.
 /// </summary>
 public sealed partial class QmTunnelEngine
@@ -17,12 +18,20 @@ public sealed partial class QmTunnelEngine
     private const string ManagementIdleTimeoutSetting = "managementIdleTimeoutSeconds";
     private const string MaxStreamsPerLinkSetting = "maxStreamsPerLink";
     private const string LinkIdleTimeoutSetting = "linkIdleTimeoutSeconds";
+    private const string MaxLinksSetting = "maxLinks";
+    private const string MaxBufferedMBSetting = "maxBufferedMB";
 
     /// <summary>Management sessions one user without ChangeServerConfiguration may have open at once (default).</summary>
     public const int DefaultMaxManagementSessionsPerUser = 10;
     /// <summary>Requests one management session may have in progress at once, watches included.</summary>
     public const int MaxManagementRequestsPerSession = 16;
     public const int MinStreamsPerLink = 16, MaxStreamsPerLinkLimit = 100_000;
+    /// <summary>Range of MaxLinks: link sessions accepted at once.</summary>
+    public const int MinLinks = 10, MaxLinksLimit = 100_000;
+    /// <summary>Range of MaxBufferedMB: MiB the send queues of all links may hold together (default 512).</summary>
+    public const int MinBufferedMB = 16, MaxBufferedMBLimit = 65_536;
+    /// <summary>Default of MaxBufferedMB (<see cref="LinkLimits.DefaultMaxBufferedBytes"/> in MiB).</summary>
+    public const int DefaultMaxBufferedMB = (int)(LinkLimits.DefaultMaxBufferedBytes / (1024 * 1024));
     /// <summary>A management session without a request in progress for this long is closed (default).</summary>
     public static readonly TimeSpan DefaultManagementIdleTimeout = TimeSpan.FromMinutes(15);
     /// <summary>An accepted link (not a management session) that carried no stream for this long is closed (default, the original's 600 s).</summary>
@@ -47,6 +56,8 @@ public sealed partial class QmTunnelEngine
             ? perUser : DefaultMaxManagementSessionsPerUser;
         _linkLimits.MaxStreams = store.GetIntSetting(MaxStreamsPerLinkSetting) is { } streams and >= MinStreamsPerLink and <= MaxStreamsPerLinkLimit
             ? streams : LinkLimits.DefaultMaxStreams;
+        _linkLimits.MaxLinks = store.GetIntSetting(MaxLinksSetting) is { } links and >= MinLinks and <= MaxLinksLimit ? links : LinkLimits.DefaultMaxLinks;
+        _linkLimits.MaxBufferedBytes = (store.GetIntSetting(MaxBufferedMBSetting) is { } mb and >= MinBufferedMB and <= MaxBufferedMBLimit ? mb : DefaultMaxBufferedMB) * 1024L * 1024;
         _managementIdleTimeout = ReadTimeout(ManagementIdleTimeoutSetting, DefaultManagementIdleTimeout);
         _linkIdleTimeout = ReadTimeout(LinkIdleTimeoutSetting, DefaultLinkIdleTimeout);
     }
@@ -69,6 +80,15 @@ public sealed partial class QmTunnelEngine
         if (change.MaxStreamsPerLink is { } streams && streams is < MinStreamsPerLink or > MaxStreamsPerLinkLimit)
         {
             throw SettingInvalid(streams, $"MaxStreamsPerLink {streams} is out of range: give {MinStreamsPerLink} to {MaxStreamsPerLinkLimit} ({LinkLimits.DefaultMaxStreams} is the default).");
+        }
+        if (change.MaxLinks is { } links && links is < MinLinks or > MaxLinksLimit)
+        {
+            throw SettingInvalid(links, $"MaxLinks {links} is out of range: give {MinLinks} to {MaxLinksLimit} ({LinkLimits.DefaultMaxLinks} is the default).");
+        }
+        if (change.MaxBufferedMB is { } mb && mb is < MinBufferedMB or > MaxBufferedMBLimit)
+        {
+            throw SettingInvalid(mb, $"MaxBufferedMB {mb} is out of range: give {MinBufferedMB} to {MaxBufferedMBLimit} MiB ({DefaultMaxBufferedMB} is the default). " +
+                "Each link may queue 5 MiB, so a budget below 5 MiB per busy link makes their senders take turns.");
         }
         CheckTimeout(nameof(ServerConfigChange.ManagementIdleTimeout), change.ManagementIdleTimeout, DefaultManagementIdleTimeout);
         CheckTimeout(nameof(ServerConfigChange.LinkIdleTimeout), change.LinkIdleTimeout, DefaultLinkIdleTimeout);
@@ -104,6 +124,16 @@ public sealed partial class QmTunnelEngine
         {
             store.SetIntSetting(MaxStreamsPerLinkSetting, streams);
             _linkLimits.MaxStreams = streams; // every link reads it at its next Open
+        }
+        if (change.MaxLinks is { } links)
+        {
+            store.SetIntSetting(MaxLinksSetting, links);
+            _linkLimits.MaxLinks = links; // the next link accepted; links up stay
+        }
+        if (change.MaxBufferedMB is { } mb)
+        {
+            store.SetIntSetting(MaxBufferedMBSetting, mb);
+            _linkLimits.MaxBufferedBytes = mb * 1024L * 1024; // at once: a raise wakes the senders waiting for room
         }
         if (change.ManagementIdleTimeout is { } managementIdle)
         {

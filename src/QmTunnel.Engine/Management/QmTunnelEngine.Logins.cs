@@ -110,15 +110,16 @@ public sealed partial class QmTunnelEngine
     /// <summary>
     /// Runs a Check stream through the whole chain of <paramref name="runtime"/>: every server authenticates the
     /// link from the one before and applies its allow-rules; nothing connects to the target. Errors:
-    /// AuthenticationFailed (AuthenticationError), PermissionDenied naming the server and rule set, HopConnectFailed.
+    /// AuthenticationFailed (AuthenticationError), PermissionDenied naming the server and rule set, LinkLimit (a server
+    /// of the chain holds its MaxLinks), HopConnectFailed.
     /// </summary>
     private static async Task CheckChainAsync(Tunnels.TunnelRuntime runtime, CancellationToken cancellationToken)
     {
         var link = await runtime.GetFirstLinkAsync(cancellationToken).ConfigureAwait(false);
-        var stream = link.OpenStream(runtime.NewOpen(StreamProtocol.Check, OpenOptions.None, "check"), new TrafficCounters(), 64 * 1024);
-        stream.SendFin(); // nothing to send: the stream ends both ways once the answer is in
         try
         {
+            var stream = link.OpenStream(runtime.NewOpen(StreamProtocol.Check, OpenOptions.None, "check"), new TrafficCounters(), 64 * 1024);
+            stream.SendFin(); // nothing to send: the stream ends both ways once the answer is in
             await stream.ReadToEndAsync(0, cancellationToken).ConfigureAwait(false);
         }
         catch (StreamResetException ex)
@@ -132,6 +133,8 @@ public sealed partial class QmTunnelEngine
         ProtocolErrorCode.PermissionDenied => new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, hop?.ToString(),
             $"The tunnel was refused by {reason}"),
         ProtocolErrorCode.HopAuthenticationFailed => new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, hop?.ToString(), reason),
+        ProtocolErrorCode.LinkLimit => new QmTunnelException(ErrorIds.LinkLimit, QmErrorKind.ResourceBusy, hop?.ToString(),
+            $"A server of the chain refused the link to it: {LinkPool.LinkLimitReason(reason)}"),
         _ => new QmTunnelException(ErrorIds.HopConnectFailed, QmErrorKind.ConnectionError, hop?.ToString(), $"The chain could not be checked: {reason}"),
     };
 }

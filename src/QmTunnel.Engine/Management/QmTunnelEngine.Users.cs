@@ -244,6 +244,8 @@ public sealed partial class QmTunnelEngine
         ManagementIdleTimeout = _managementIdleTimeout,
         MaxStreamsPerLink = _linkLimits.MaxStreams,
         LinkIdleTimeout = _linkIdleTimeout,
+        MaxLinks = _linkLimits.MaxLinks,
+        MaxBufferedMB = (int)(_linkLimits.MaxBufferedBytes / (1024 * 1024)),
         DataPath = Options.DataPath,
     };
 

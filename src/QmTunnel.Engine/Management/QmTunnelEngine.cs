@@ -344,6 +344,12 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             PendingLinksPeak = full ? _acceptor?.PendingPeak ?? 0 : 0,
             PendingLinksRefused = full ? _acceptor?.PendingRefused ?? 0 : 0,
             PendingLinksEvicted = full ? _acceptor?.PendingEvicted ?? 0 : 0,
+            PendingLinksTimedOut = full ? _acceptor?.HandshakeTimeouts ?? 0 : 0,
+            LinksRefused = full ? _linkLimits.LinksRefused : 0,
+            StreamsRefused = full ? _linkLimits.StreamsRefused : 0,
+            BufferedBytes = full ? _linkLimits.BufferedBytes : 0,
+            BufferedBytesPeak = full ? _linkLimits.BufferedBytesPeak : 0,
+            BufferWaits = full ? _linkLimits.BufferWaits : 0,
         };
     }
 

@@ -193,6 +193,18 @@ public sealed class ServerInfo : QmTunnelObject
     public long PendingLinksRefused { get; init; }
     /// <summary>Connections closed before their login to make room for a new one (MaxPendingLinks reached; oldest first).</summary>
     public long PendingLinksEvicted { get; init; }
+    /// <summary>Connections closed because they had not logged in within the handshake timeout (10 s) of connecting.</summary>
+    public long PendingLinksTimedOut { get; init; }
+    /// <summary>New links refused right after their login because the server held MaxLinks link sessions (GoAway LinkLimit).</summary>
+    public long LinksRefused { get; init; }
+    /// <summary>Streams refused because the peer already had MaxStreamsPerLink open on that link (Reset StreamLimit).</summary>
+    public long StreamsRefused { get; init; }
+    /// <summary>Bytes held now in the send queues of all links (queued, reserved, kept until acknowledged), at most MaxBufferedMB for data.</summary>
+    public long BufferedBytes { get; init; }
+    /// <summary>The most <see cref="BufferedBytes"/> held at once since the server started.</summary>
+    public long BufferedBytesPeak { get; init; }
+    /// <summary>Times a sender of data waited because the links together held MaxBufferedMB.</summary>
+    public long BufferWaits { get; init; }
     public string Address => $"qmt://{(ListenAddress is "0.0.0.0" ? "127.0.0.1" : ListenAddress is "::" ? "[::1]" : ListenAddress.Contains(':', StringComparison.Ordinal) ? "[" + ListenAddress + "]" : ListenAddress)}:{Port}";
     /// <summary>The same server for unencrypted links (accepted only when AllowPlainLinks is on).</summary>
     public string PlainAddress => "qmt+plain" + Address[3..];

@@ -94,6 +94,10 @@ public sealed class ServerConfig : QmTunnelObject
     public int MaxStreamsPerLink { get; set; }
     /// <summary>A link dialed to this server (not a management session) that carried no stream for this long is closed (default 10 min).</summary>
     public TimeSpan LinkIdleTimeout { get; set; }
+    /// <summary>Link sessions accepted at once (those waiting to be resumed included); one more is refused with LinkLimit (default 1000).</summary>
+    public int MaxLinks { get; set; }
+    /// <summary>MiB the send queues of all links may hold together; senders of data wait while they do (default 512).</summary>
+    public int MaxBufferedMB { get; set; }
     public string DataPath { get; set; } = string.Empty;
 
     public override string ToString() => $"{ServerName} ({ListenAddress}:{Port})";
@@ -160,4 +164,8 @@ public sealed record ServerConfigChange
     public int? MaxStreamsPerLink { get; init; }
     /// <summary>Whole seconds, 1 minute to 7 days.</summary>
     public TimeSpan? LinkIdleTimeout { get; init; }
+    /// <summary><see cref="QmTunnelEngine.MinLinks"/> to <see cref="QmTunnelEngine.MaxLinksLimit"/>.</summary>
+    public int? MaxLinks { get; init; }
+    /// <summary><see cref="QmTunnelEngine.MinBufferedMB"/> to <see cref="QmTunnelEngine.MaxBufferedMBLimit"/> MiB.</summary>
+    public int? MaxBufferedMB { get; init; }
 }

@@ -28,6 +28,8 @@ public enum ProtocolErrorCode : uint
     SessionExpired = 11,
     /// <summary>Link: a Resume with a wrong proof, or for a session of another user.</summary>
     ResumeRefused = 12,
+    /// <summary>Link: the acceptor already holds as many link sessions as it allows (MaxLinks); sent right after the login, never to a Resume.</summary>
+    LinkLimit = 13,
     /// <summary>Stream: the target could not be reached (refused, unreachable, timed out, name not resolved).</summary>
     TargetConnectFailed = 100,
     /// <summary>Stream: the application connection was reset or failed.</summary>

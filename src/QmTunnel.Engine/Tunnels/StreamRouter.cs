@@ -173,7 +173,8 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
         }
         catch (QmTunnelException ex)
         {
-            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
+            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed
+                : ex.ErrorId == ErrorIds.LinkLimit ? ProtocolErrorCode.LinkLimit : ProtocolErrorCode.TargetConnectFailed,
                 $"{_context.ServerName}: {ex.Message}");
             return;
         }

@@ -130,7 +130,15 @@ internal sealed partial class TunnelRuntime
     {
         try
         {
-            await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            var link = await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            // A refusal over the hop's MaxLinks comes after the dial, on the link: say so before a client finds out.
+            _ = link.Completion.ContinueWith(_ =>
+            {
+                if (link.CloseCode == ProtocolErrorCode.LinkLimit && IsRunning)
+                {
+                    RecordError(LinkPool.LinkLimitError(_firstHop, link.CloseReason).Message);
+                }
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
         catch (QmTunnelException ex)
         {
@@ -264,7 +272,7 @@ internal sealed partial class TunnelRuntime
             if (!result.Clean)
             {
                 error = result.Error ?? result.ResetCode.ToString();
-                if (result.ResetCode == ProtocolErrorCode.TargetConnectFailed)
+                if (result.ResetCode is ProtocolErrorCode.TargetConnectFailed or ProtocolErrorCode.LinkLimit)
                 {
                     failed = true;
                 }

@@ -7,8 +7,8 @@ namespace QmTunnel.PowerShell.Commands;
 /// <summary>
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
-/// password set, the session limits to the next session, MaxStreamsPerLink to the next stream, the idle timeouts to
-/// what is idle now) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// password set, the session limits to the next session, MaxStreamsPerLink to the next stream, MaxLinks to the next
+/// link accepted, MaxBufferedMB at once, the idle timeouts to what is idle now) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Set-QmTunnelServerConfig.md")]
@@ -40,6 +40,12 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
     public TimeSpan LinkIdleTimeout { get; set; }
 
     [Parameter]
+    public int MaxLinks { get; set; }
+
+    [Parameter]
+    public int MaxBufferedMB { get; set; }
+
+    [Parameter]
     public SwitchParameter PassThru { get; set; }
 
     protected override void ProcessRecord()
@@ -67,6 +73,8 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             ManagementIdleTimeout = given.ContainsKey(nameof(ManagementIdleTimeout)) ? ManagementIdleTimeout : null,
             MaxStreamsPerLink = given.ContainsKey(nameof(MaxStreamsPerLink)) ? MaxStreamsPerLink : null,
             LinkIdleTimeout = given.ContainsKey(nameof(LinkIdleTimeout)) ? LinkIdleTimeout : null,
+            MaxLinks = given.ContainsKey(nameof(MaxLinks)) ? MaxLinks : null,
+            MaxBufferedMB = given.ContainsKey(nameof(MaxBufferedMB)) ? MaxBufferedMB : null,
         };
         var fields = new[]
         {
@@ -77,6 +85,8 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             change.ManagementIdleTimeout is { } managementIdle ? $"ManagementIdleTimeout = {managementIdle}" : null,
             change.MaxStreamsPerLink is { } streams ? $"MaxStreamsPerLink = {streams}" : null,
             change.LinkIdleTimeout is { } linkIdle ? $"LinkIdleTimeout = {linkIdle}" : null,
+            change.MaxLinks is { } links ? $"MaxLinks = {links}" : null,
+            change.MaxBufferedMB is { } mb ? $"MaxBufferedMB = {mb}" : null,
         }.Where(f => f is not null).ToList();
         if (!ShouldProcess("server configuration" + On(server), fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {

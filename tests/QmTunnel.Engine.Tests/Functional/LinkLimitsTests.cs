@@ -138,6 +138,7 @@ public sealed class LinkLimitsTests : IAsyncLifetime
             await Assert.ThrowsAnyAsync<SocketException>(() => TunnelTests.ConnectAndReadAsync(listen));
             await TunnelTests.WaitUntil(() => _a.GetTunnelStats("capped").LastError?.Contains("MaxStreamsPerLink", StringComparison.Ordinal) == true);
             Assert.Equal(1, _b.GetServerInfo().Links);
+            Assert.Equal(1, _b.GetServerInfo().StreamsRefused); // counted for the server, whichever link refused
 
             held[0].Dispose();
             held.RemoveAt(0);

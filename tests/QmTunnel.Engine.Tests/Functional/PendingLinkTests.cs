@@ -146,6 +146,7 @@ public sealed class PendingLinkTests : IAsyncLifetime
         Assert.True(await ClosedByServerAsync(silent));
         await TunnelTests.WaitUntil(() => engine.GetServerInfo().PendingLinks == 0);
         Assert.Contains(logs.Event(EventIds.LinkRefused), l => l.Message.Contains("no login within 10 s", StringComparison.Ordinal));
+        Assert.Equal(1, engine.GetServerInfo().PendingLinksTimedOut);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class SendQueueTests
         return bytes;
     }
 
-    private static OpenMessage Open(string name) => new(StreamProtocol.Tcp, name, "tcp://127.0.0.1:1", [], 1000, OpenOptions.None, "test");
+    internal static OpenMessage Open(string name) => new(StreamProtocol.Tcp, name, "tcp://127.0.0.1:1", [], 1000, OpenOptions.None, "test");
 
     [Fact]
     public async Task A_peer_that_sends_pings_without_reading_the_pongs_is_throttled_and_the_queue_stays_bounded()
@@ -281,7 +281,7 @@ public sealed class SendQueueTests
         Assert.False(acceptor.IsClosed || dialer.IsClosed);
     }
 
-    private static async Task<bool> SendAllAsync(MuxStream stream, byte fill, int count, int chunk, CancellationToken cancellationToken)
+    internal static async Task<bool> SendAllAsync(MuxStream stream, byte fill, int count, int chunk, CancellationToken cancellationToken)
     {
         var sent = 0;
         while (sent < count)
@@ -296,7 +296,7 @@ public sealed class SendQueueTests
         return true;
     }
 
-    private static async Task<bool> ReceiveAllAsync(MuxStream stream, byte fill, int count)
+    internal static async Task<bool> ReceiveAllAsync(MuxStream stream, byte fill, int count)
     {
         long total = 0;
         var intact = true;

@@ -237,6 +237,26 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
         }
         Assert.Equal(QmTunnelEngine.DefaultMaxManagementSessions, _b.GetServerConfig().MaxManagementSessions); // nothing changed
 
+        // Links per server and the buffered-bytes budget: defaults, ranges, applied to the links' shared limits at once.
+        Assert.Equal((1000, 512), (_b.GetServerConfig().MaxLinks, _b.GetServerConfig().MaxBufferedMB));
+        foreach (var (change, range) in new (ServerConfigChange, string)[]
+        {
+            (new() { MaxLinks = 9 }, "MaxLinks 9 is out of range: give 10 to 100000 (1000 is the default)"),
+            (new() { MaxLinks = 100_001 }, "10 to 100000"),
+            (new() { MaxBufferedMB = 15 }, "MaxBufferedMB 15 is out of range: give 16 to 65536 MiB (512 is the default)"),
+            (new() { MaxBufferedMB = 65_537, MaxLinks = 50 }, "16 to 65536"),
+        })
+        {
+            var bad = Assert.Throws<QmTunnelException>(() => _b.SetServerConfig(change));
+            Assert.Equal(SecurityErrorIds.ServerSettingInvalid, bad.ErrorId);
+            Assert.Contains(range, bad.Message);
+        }
+        Assert.Equal((1000, 512), (_b.GetServerConfig().MaxLinks, _b.GetServerConfig().MaxBufferedMB));
+        var limits = _b.SetServerConfig(new ServerConfigChange { MaxLinks = 50, MaxBufferedMB = 64 });
+        Assert.Equal((50, 64), (limits.MaxLinks, limits.MaxBufferedMB));
+        var info = _b.GetServerInfo();
+        Assert.Equal((0L, 0L, 0L), (info.LinksRefused, info.BufferWaits, info.StreamsRefused));
+
         // Saved: a restart on the same data path keeps them.
         var path = _b.Options.DataPath;
         await _b.StopAsync();
@@ -245,6 +265,7 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
         var saved = again.GetServerConfig();
         Assert.Equal((3, TimeSpan.FromMinutes(5), 64, TimeSpan.FromHours(1)),
             (saved.MaxManagementSessionsPerUser, saved.ManagementIdleTimeout, saved.MaxStreamsPerLink, saved.LinkIdleTimeout));
+        Assert.Equal((50, 64), (saved.MaxLinks, saved.MaxBufferedMB));
         Assert.Equal(path, saved.DataPath);
     }
 

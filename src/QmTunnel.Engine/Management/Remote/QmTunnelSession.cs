@@ -51,7 +51,7 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     /// <summary>
     /// Connects and logs in. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed (AuthenticationError),
-    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink. The session's link survives short outages
+    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink, LinkLimit (the server holds its MaxLinks links). The session's link survives short outages
     /// (<paramref name="linkSession"/>: by default 30 s of failure tolerance and the server address's heartbeats).
     /// </summary>
     public static async Task<QmTunnelSession> ConnectAsync(EndpointUri server, LinkLogin login, TimeSpan timeout, CancellationToken cancellationToken,
@@ -89,6 +89,10 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
     {
         if (_link.IsClosed)
         {
+            if (_link.CloseCode == ProtocolErrorCode.LinkLimit)
+            {
+                throw LinkPool.LinkLimitError(Server, _link.CloseReason);
+            }
             throw new QmTunnelException(ErrorIds.SessionClosed, QmErrorKind.ResourceUnavailable, Address,
                 $"The session to {Address} is closed{(_link.CloseReason is null ? "" : $" ({_link.CloseReason})")}. Connect again with Connect-QmTunnelServer.");
         }
@@ -110,8 +114,10 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
         return stream;
     }
 
-    private QmTunnelException Closed(Exception ex) => new(ErrorIds.SessionClosed, QmErrorKind.ResourceUnavailable, Address,
-        $"The session to {Address} was lost ({ex.Message}). Connect again with Connect-QmTunnelServer.", ex);
+    private QmTunnelException Closed(Exception ex) => ex is StreamResetException { Code: ProtocolErrorCode.LinkLimit }
+        ? LinkPool.LinkLimitError(Server, ex.Message)
+        : new(ErrorIds.SessionClosed, QmErrorKind.ResourceUnavailable, Address,
+            $"The session to {Address} was lost ({ex.Message}). Connect again with Connect-QmTunnelServer.", ex);
 
     private async Task<JsonNode?> CallAsync(string op, JsonObject args, CancellationToken cancellationToken)
     {
