@@ -44,12 +44,15 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
     [int]$FloodSeconds = 30,
+
+    # churn: seconds during which 1,000 connections at a time are opened and closed through a link reset every 5 s.
+    [int]$ChurnSeconds = 180,
     [switch]$SkipTunnel,
     [switch]$SkipTls
 )
@@ -651,6 +654,59 @@ try {
         }
     }
 
+    if ($tunnelReady -and 'churn' -in $Include) {
+        Write-QmStep "Churn: 1,000 connections at a time opened and closed for $ChurnSeconds s, the link reset every 5 s"
+        Measure-Step 'churn' "churn, $ChurnSeconds s (connections, memory, descriptors)" {
+            $proxyPort = Get-FreePort
+            $churnPort = Get-FreePort
+            $sessionB = Connect-QmTunnelServer "qmt+plain://127.0.0.1:$($serverB.Port)" -Credential $script:BenchAdmin
+            try {
+                [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [GC]::Collect()
+                $before = [pscustomobject]@{ A = Get-RssKiB $PID; B = Get-RssKiB $serverB.ProcessId; BFds = (Get-ChildItem "/proc/$($serverB.ProcessId)/fd").Count; AFds = (Get-ChildItem "/proc/$PID/fd").Count }
+                $churn = Start-BenchProcess -Name 'churn' -Command @('dotnet', $script:ToolDll, 'churn', '--port', $churnPort, '--proxy-port', $proxyPort,
+                    '--target-port', $serverB.Port, '--slots', '1000', '--seconds', $ChurnSeconds, '--cut-every', '5', '--watch-stdin', '1') -ListenPort $proxyPort
+                try {
+                    $churnVia = New-QmTunnelHop "qmt+plain://127.0.0.1:$proxyPort" -Credential $script:BenchAdmin
+                    $null = New-QmTunnel bench-churn -Listen "tcp://127.0.0.1:$churnPort" -Via $churnVia -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
+                    $script:Commands.Add("tunnel: New-QmTunnel bench-churn -Listen tcp://127.0.0.1:$churnPort -Via $churnVia -Target tcp://127.0.0.1:$echoPort -MaxConnections 20000 | Start-QmTunnel")
+                    $samples = [System.Collections.Generic.List[long]]::new()
+                    while (-not $churn.Process.HasExited) {
+                        $samples.Add((Get-RssKiB $serverB.ProcessId))
+                        Start-Sleep -Seconds 5
+                    }
+                    $text = Get-Content -Raw -LiteralPath $churn.Log
+                    $json = ($text -split "`n" | Where-Object { $_.TrimStart().StartsWith('{') } | Select-Object -Last 1)
+                    if ($churn.Process.ExitCode -ne 0 -or -not $json) { throw "the churn client failed (exit $($churn.Process.ExitCode)): $text" }
+                    $result = $json | ConvertFrom-Json
+                    try { Wait-Until { (Get-QmTunnelStats bench-churn).ConnectionsCurrent -eq 0 } 120 'the churned connections to close' } catch { Write-Verbose $_ }
+                    Start-Sleep -Seconds 2
+                    [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [GC]::Collect()
+                    $serverInfoB = Get-QmTunnelServer -Session $sessionB
+                    $thirds = [math]::Max(1, [int]($samples.Count / 3))
+                    [pscustomobject]@{
+                        Done = $result.done; Failed = $result.failed; Cuts = $result.cuts; Seconds = $result.seconds; FirstError = $result.first_error
+                        BRssStartMiB = [math]::Round($before.B / 1024, 1)
+                        BRssFirstThirdMiB = [math]::Round(($samples | Select-Object -First $thirds | Measure-Object -Average).Average / 1024, 1)
+                        BRssLastThirdMiB = [math]::Round(($samples | Select-Object -Last $thirds | Measure-Object -Average).Average / 1024, 1)
+                        BRssEndMiB = [math]::Round((Get-RssKiB $serverB.ProcessId) / 1024, 1)
+                        ARssStartMiB = [math]::Round($before.A / 1024, 1)
+                        ARssEndMiB = [math]::Round((Get-RssKiB $PID) / 1024, 1)
+                        BFdsStart = $before.BFds; BFdsEnd = (Get-ChildItem "/proc/$($serverB.ProcessId)/fd").Count
+                        AFdsStart = $before.AFds; AFdsEnd = (Get-ChildItem "/proc/$PID/fd").Count
+                        AOpenStreams = (Get-QmTunnelServer).OpenStreams; BOpenStreams = $serverInfoB.OpenStreams
+                    }
+                }
+                finally {
+                    Stop-BenchProcess $churn -GraceSeconds 5
+                    try { Remove-QmTunnel bench-churn -Confirm:$false } catch { Write-Verbose $_ }
+                }
+            }
+            finally {
+                Disconnect-QmTunnelServer $sessionB
+            }
+        }
+    }
+
     if ('flood' -in $Include) {
         Write-QmStep "Connection flood: $FloodConnections connections that never log in, for $FloodSeconds s, against a daemon"
         Measure-Step 'flood' 'flood against server F (memory, login, caps)' { Measure-Flood }
@@ -749,6 +805,23 @@ $resumeText = if ($resume -is [string]) { "Resume measurement failed: $resume" }
     ) -join "`n"
 }
 
+$churnResult = if ($results.ContainsKey('churn')) { $results['churn'] } else { $null }
+$churnText = if ($churnResult -is [string]) { "Churn measurement failed: $churnResult" } elseif ($churnResult) {
+    @(
+        '| Measurement | qmTunnel |'
+        '|---|---:|'
+        "| Connections opened, echoed and closed ($($churnResult.Seconds) s, 1,000 at a time) | $('{0:N0}' -f $churnResult.Done) |"
+        "| Of them failed | $($churnResult.Failed)$(if ($churnResult.FirstError) { " (first: $($churnResult.FirstError))" }) |"
+        "| Resets of the link meanwhile | $($churnResult.Cuts) |"
+        "| Server B (daemon) RSS: before / first third / last third / after (MiB) | $($churnResult.BRssStartMiB) / $($churnResult.BRssFirstThirdMiB) / $($churnResult.BRssLastThirdMiB) / $($churnResult.BRssEndMiB) |"
+        "| Server A (in pwsh, after a full GC) RSS: before / after (MiB) | $($churnResult.ARssStartMiB) / $($churnResult.ARssEndMiB) |"
+        "| Open file descriptors, B: before / after; A: before / after | $($churnResult.BFdsStart) / $($churnResult.BFdsEnd); $($churnResult.AFdsStart) / $($churnResult.AFdsEnd) |"
+        "| Streams open afterwards, A / B | $($churnResult.AOpenStreams) / $($churnResult.BOpenStreams) |"
+        ''
+        "- ``qmtunnel-bench churn``: 1,000 workers, each connecting through tunnel bench-churn (server A -> the churn tool's proxy -> server B -> echo), echoing 2 bytes and closing, over and over; every 5 s the proxy resets every link connection (RST both ways), and the link session resumes each time. B's RSS sampled every 5 s."
+    ) -join "`n"
+}
+
 $flood = if ($results.ContainsKey('flood')) { $results['flood'] } else { $null }
 $floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } elseif ($flood) {
     @(
@@ -841,6 +914,7 @@ $table
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
+$(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })
 $errorsText
 ## Commands run

@@ -26,6 +26,9 @@ public static class Program
           resume-probe       --port P --proxy-port Q --target-port T [--cuts 20]
                              a proxy on Q to the server on T (the tunnel's hop must be Q), 1-byte round trips through the
                              tunnel on P; resets the proxied link --cuts times: ms from the cut to the next echo
+          churn              --port P --proxy-port Q --target-port T [--slots 1000] [--seconds 180] [--cut-every 5]
+                             --slots connections at a time, each connect + 2-byte echo + close, over and over, through a
+                             tunnel whose hop is the proxy on Q; every link connection reset each --cut-every seconds
         common: [--host 127.0.0.1] [--watch-stdin 1: stop when standard input ends or reads "stop"]
         """;
 
@@ -70,6 +73,7 @@ public static class Program
                 "stream" => await Clients.StreamAsync(options, stop.Token),
                 "flood" => await Flood.RunAsync(options, stop.Token),
                 "resume-probe" => await ResumeProbe.RunAsync(options, stop.Token),
+                "churn" => await ResumeProbe.ChurnAsync(options, stop.Token),
                 _ => UnknownCommand(args[0]),
             };
         }

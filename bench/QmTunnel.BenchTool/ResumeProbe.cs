@@ -82,6 +82,83 @@ internal static class ResumeProbe
         return 0;
     }
 
+    /// <summary>
+    /// churn: <c>--slots</c> connections at a time through the tunnel (<c>--port</c>, to an echo target), each
+    /// connecting, echoing 2 bytes and closing, over and over for <c>--seconds</c>, while the proxy on
+    /// <c>--proxy-port</c> (the tunnel's hop, to <c>--target-port</c>) resets every link connection each
+    /// <c>--cut-every</c> seconds. Prints STATUS lines and one JSON object: connections done and failed, cuts.
+    /// </summary>
+    public static async Task<int> ChurnAsync(Options options, CancellationToken cancel)
+    {
+        var host = IPAddress.Parse(options.Host);
+        await using var proxy = new CutProxy(new IPEndPoint(host, options.Int("proxy-port")), new IPEndPoint(host, options.Int("target-port")));
+        Console.Error.WriteLine($"PROXY {options.Int("proxy-port")}");
+        var target = new IPEndPoint(host, options.Int("port"));
+        for (var waited = 0; ; waited += 100)
+        {
+            using var probe = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await probe.ConnectAsync(target, cancel);
+                break;
+            }
+            catch (SocketException) when (waited < 60_000)
+            {
+                await Task.Delay(100, cancel);
+            }
+        }
+        long done = 0, failed = 0, cuts = 0;
+        string? firstError = null;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        async Task WorkerAsync(int slot)
+        {
+            var payload = new byte[] { (byte)slot, (byte)(slot >> 8) };
+            var back = new byte[2];
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    await socket.ConnectAsync(target, stop.Token);
+                    await socket.SendAsync(payload, SocketFlags.None, stop.Token);
+                    for (var read = 0; read < 2;)
+                    {
+                        var n = await socket.ReceiveAsync(back.AsMemory(read), SocketFlags.None, stop.Token);
+                        read += n > 0 ? n : throw new IOException("closed before the echo");
+                    }
+                    Interlocked.Increment(ref done);
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex) when (ex is SocketException or IOException)
+                {
+                    Interlocked.Increment(ref failed);
+                    Interlocked.CompareExchange(ref firstError, ex.Message, null);
+                }
+            }
+        }
+        var workers = Enumerable.Range(0, Math.Max(1, options.Int("slots", 1000))).Select(slot => Task.Run(() => WorkerAsync(slot))).ToList();
+        var seconds = Math.Max(1, options.Int("seconds", 180));
+        var cutEvery = Math.Max(1, options.Int("cut-every", 5));
+        for (var second = 1; second <= seconds; second++)
+        {
+            await Task.Delay(1000, cancel);
+            if (second % cutEvery == 0)
+            {
+                proxy.ResetAll();
+                cuts++;
+            }
+            Console.WriteLine($"STATUS {second} {Interlocked.Read(ref done)} {Interlocked.Read(ref failed)} {cuts}");
+        }
+        await stop.CancelAsync();
+        await Task.WhenAll(workers);
+        Console.WriteLine(JsonSerializer.Serialize(new { Name = "churn", Seconds = seconds, Slots = workers.Count, Done = done, Failed = failed, Cuts = cuts, FirstError = firstError },
+            new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
+        return 0;
+    }
+
     /// <summary>A plain forwarding proxy whose connections can all be reset at once.</summary>
     private sealed class CutProxy : IAsyncDisposable
     {
