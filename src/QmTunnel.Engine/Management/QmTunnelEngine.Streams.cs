@@ -30,7 +30,7 @@ public sealed partial class QmTunnelEngine
             await ServeManagementAsync(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
-        // Every stream that makes this server dial (Tcp, Check, AuthQuery) passes the same check: the link's user, the
+        // Every stream that makes this server dial (Tcp, Check, AuthQuery, Hold) passes the same check: the link's user, the
         // tunnel as this server can vouch for it, its rights and allow-rules.
         if (Admit(link, stream, open) is not { } admitted)
         {
@@ -41,6 +41,9 @@ public sealed partial class QmTunnelEngine
         {
             case StreamProtocol.AuthQuery:
                 await AnswerLoginQueryAsync(stream, open, cancellationToken).ConfigureAwait(false);
+                return;
+            case StreamProtocol.Hold:
+                await HoldAsync(stream, open, cancellationToken).ConfigureAwait(false);
                 return;
             case StreamProtocol.Check when open.Route.Count == 0:
                 stream.SendOpenAck();

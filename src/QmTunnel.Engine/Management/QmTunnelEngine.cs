@@ -158,6 +158,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _shutdown = new CancellationTokenSource();
             _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store));
             _startedAt = _time.GetUtcNow();
+            OpenHolds();
             _running = true;
             StartIdleSweep();
             _acceptor = CreateAcceptor(_listener, _shutdown.Token);
@@ -265,6 +266,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _running = false;
             StopIdleSweep();
             await StopAcceptingAsync().ConfigureAwait(false);
+            CloseHolds(); // held chains are not connections to drain: their owners learn now that this server goes
             // Stop accepting everywhere, let connections (ours and those passing through) finish for DrainTimeout,
             // then close what is left.
             var draining = _tunnels.Values.Select(t => t.StopAsync(Options.DrainTimeout)).ToList();
