@@ -12,8 +12,8 @@ namespace QmTunnel.Engine.Links;
 
 /// <summary>
 /// Outgoing links of a server, one per next-hop server, shared by every tunnel that passes that hop. A dead link is
-/// replaced on the next request. It does not reconnect by itself (permanent tunnels and resume come later) and does
-/// not carry streams: callers open them on the returned <see cref="Link"/>.
+/// replaced on the next request. It does not reconnect by itself (a permanent tunnel's hold loop asks it again after
+/// its backoff; session resume comes later) and does not carry streams: callers open them on the returned <see cref="Link"/>.
 /// </summary>
 public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null) : IAsyncDisposable
 {
