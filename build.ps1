@@ -6,11 +6,15 @@ Builds, tests, runs and benchmarks qmTunnel for PowerShell.
 Tasks:
   build  dotnet build qmTunnel.sln, then stage the module in out/qmTunnel (manifest, format file, help XML, dlls,
          daemon/qmtunnel-server).
-  test   install what the tests need (socat and iperf3 with apt-get when missing, Pester 5.7.1 from NuGet), build,
-         run the xunit tests and the Pester tests (in a child pwsh, against the staged module); the last line printed
-         is "N passed, N failed"; the exit code is 1 when anything failed.
+  test   install what the tests need (socat, iperf3, iproute2 and nftables with apt-get when missing, Pester 5.7.1
+         from NuGet), build, run the xunit tests and the Pester tests (in a child pwsh, against the staged module); the
+         last line printed is "N passed, N failed"; the exit code is 1 when anything failed.
   start  build, then run a qmTunnel server in this process on port 9200 until Ctrl+C.
   bench  build, then run bench/Invoke-QmTunnelBench.ps1 (writes bench/results/latest.md).
+  fuzz   build the fuzz harness (tests/QmTunnel.Fuzz) and run -Iterations inputs (1,000,000 by default) over the frame,
+         control, management and handshake parsers with -Seed (random when not given; printed), or one -Target; -Case
+         runs one case of a seed again. Prints inputs, exec/s and findings per target; exit code 1 on any finding
+         (the failing inputs are in out/fuzz/<target>/: check them in under tests/QmTunnel.Fuzz/corpus/<target>/).
   clean  remove out/ and the projects' bin/ and obj/.
 The helpers live in src/Build/QmTunnel.Build.psm1.
 
@@ -19,11 +23,14 @@ dotnet tool restore && dotnet pwsh ./build.ps1 test
 
 .EXAMPLE
 dotnet tool restore && dotnet pwsh ./build.ps1 start
+
+.EXAMPLE
+dotnet tool restore && dotnet pwsh ./build.ps1 fuzz -Iterations 2000000 -Seed 42
 #>
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('build', 'test', 'start', 'bench', 'clean')]
+    [ValidateSet('build', 'test', 'start', 'bench', 'fuzz', 'clean')]
     [string]$Task = 'build',
 
     [ValidateSet('Release', 'Debug')]
@@ -37,7 +44,21 @@ param(
     [int]$Port = 9200,
 
     # start: the server's data folder (default: the engine's default data path).
-    [string]$DataPath
+    [string]$DataPath,
+
+    # fuzz: inputs in all, shared among the targets (the handshake, a connection per case, gets 1/20 of a share).
+    [ValidateRange(0, [long]::MaxValue)]
+    [long]$Iterations = 1000000,
+
+    # fuzz: the seed of the run (random when not given); with -Case, the seed of the case to run again.
+    [Nullable[ulong]]$Seed,
+
+    # fuzz: only these targets (frame, control, control-write, management, management-answer, handshake).
+    [ValidateSet('frame', 'control', 'control-write', 'management', 'management-answer', 'handshake')]
+    [string[]]$Target,
+
+    # fuzz: run this one case of -Seed again (its input is written to out/fuzz/<target>/).
+    [Nullable[long]]$Case
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -62,6 +83,11 @@ try {
         'bench' {
             Invoke-QmBuild -Configuration $Configuration
             exit (Invoke-QmBench -Configuration $Configuration)
+        }
+        'fuzz' {
+            $fuzzParameters = @{ Configuration = $Configuration; Iterations = $Iterations; Seed = $Seed; Case = $Case }
+            if ($Target) { $fuzzParameters.Target = $Target }
+            exit (Invoke-QmFuzz @fuzzParameters)
         }
         'clean' {
             Remove-QmBuildOutput

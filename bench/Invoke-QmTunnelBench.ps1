@@ -44,8 +44,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -626,6 +626,31 @@ try {
         }
     }
 
+    if ($tunnelReady -and 'resume' -in $Include) {
+        Write-QmStep 'Resume: from a reset of the link to the first byte through again (20 cuts)'
+        Measure-Step 'resume' 'cut to the next echo, 20 resets (ms)' {
+            $proxyPort = Get-FreePort
+            $resumePort = Get-FreePort
+            # The probe's proxy is the hop: the link A -> B passes it, and the probe resets it.
+            $probe = Start-BenchProcess -Name 'resume-probe' -Command @('dotnet', $script:ToolDll, 'resume-probe', '--port', $resumePort, '--proxy-port', $proxyPort,
+                '--target-port', $serverB.Port, '--cuts', '20', '--watch-stdin', '1') -ListenPort $proxyPort
+            try {
+                $resumeVia = New-QmTunnelHop "qmt+plain://127.0.0.1:$proxyPort" -Credential $script:BenchAdmin
+                $null = New-QmTunnel bench-resume -Listen "tcp://127.0.0.1:$resumePort" -Via $resumeVia -Target "tcp://127.0.0.1:$echoPort" | Start-QmTunnel
+                $script:Commands.Add("tunnel: New-QmTunnel bench-resume -Listen tcp://127.0.0.1:$resumePort -Via $resumeVia -Target tcp://127.0.0.1:$echoPort | Start-QmTunnel")
+                Wait-Until { $probe.Process.HasExited } 300 'the resume probe'
+                $text = Get-Content -Raw -LiteralPath $probe.Log
+                $json = ($text -split "`n" | Where-Object { $_.TrimStart().StartsWith('{') } | Select-Object -Last 1)
+                if ($probe.Process.ExitCode -ne 0 -or -not $json) { throw "the resume probe failed (exit $($probe.Process.ExitCode)): $text" }
+                $json | ConvertFrom-Json
+            }
+            finally {
+                Stop-BenchProcess $probe -GraceSeconds 3
+                try { Remove-QmTunnel bench-resume -Confirm:$false } catch { Write-Verbose $_ }
+            }
+        }
+    }
+
     if ('flood' -in $Include) {
         Write-QmStep "Connection flood: $FloodConnections connections that never log in, for $FloodSeconds s, against a daemon"
         Measure-Step 'flood' 'flood against server F (memory, login, caps)' { Measure-Flood }
@@ -709,6 +734,20 @@ foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") 
     }
 }
 $table = $rows -join "`n"
+
+$resume = if ($results.ContainsKey('resume')) { $results['resume'] } else { $null }
+$resumeText = if ($resume -is [string]) { "Resume measurement failed: $resume" } elseif ($resume) {
+    @(
+        '| Measurement | qmTunnel |'
+        '|---|---:|'
+        "| From a reset of the link to the next echo through the tunnel, median (ms) | $(Format-Cell $resume.median_ms '0.0') |"
+        "| Same, p99 (ms) | $(Format-Cell $resume.p99_ms '0.0') |"
+        "| Same, fastest / slowest (ms) | $(Format-Cell $resume.min_ms '0.0') / $(Format-Cell $resume.max_ms '0.0') |"
+        "| Connections through the proxy (the first, then one per cut) | $($resume.connections_proxied) |"
+        ''
+        "- Tunnel bench-resume on server A (in this pwsh) -> a proxy run by ``qmtunnel-bench resume-probe`` -> server B -> echo. The probe keeps one connection busy with 1-byte round trips; $($resume.cuts) times it resets every proxied connection (RST both ways) and times until the next echo arrives: A notices, reconnects at once (the hop's backoff, 100 ms × 1.5 ± 20 %, only after a failed attempt), logs in, resumes, and both sides resend what the other lacked. The application connection survived every cut (the probe fails otherwise)."
+    ) -join "`n"
+}
 
 $flood = if ($results.ContainsKey('flood')) { $results['flood'] } else { $null }
 $floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } elseif ($flood) {
@@ -801,6 +840,7 @@ $table
 
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
+$(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
 $(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })
 $errorsText
 ## Commands run

@@ -23,6 +23,9 @@ public static class Program
                              [--reopen 0|1] [--hold-seconds 600] [--concurrency 256]
                              N connections to a qmTunnel server that never log in, round-robin over the source addresses;
                              prints READY once all were tried, STATUS every second, a JSON summary at the end
+          resume-probe       --port P --proxy-port Q --target-port T [--cuts 20]
+                             a proxy on Q to the server on T (the tunnel's hop must be Q), 1-byte round trips through the
+                             tunnel on P; resets the proxied link --cuts times: ms from the cut to the next echo
         common: [--host 127.0.0.1] [--watch-stdin 1: stop when standard input ends or reads "stop"]
         """;
 
@@ -66,6 +69,7 @@ public static class Program
                 "idle" => await Clients.IdleAsync(options, stop.Token),
                 "stream" => await Clients.StreamAsync(options, stop.Token),
                 "flood" => await Flood.RunAsync(options, stop.Token),
+                "resume-probe" => await ResumeProbe.RunAsync(options, stop.Token),
                 _ => UnknownCommand(args[0]),
             };
         }

@@ -211,7 +211,7 @@ function Invoke-QmTest {
     $problems = [System.Collections.Generic.List[string]]::new()
     try {
         Write-QmStep 'Test prerequisites'
-        Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3' }
+        Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3'; ip = 'iproute2'; nft = 'nftables' }
         $pester = Install-QmPester
         Invoke-QmBuild -Configuration $Configuration
         $results.Add((Invoke-QmXunit -Configuration $Configuration))
@@ -284,4 +284,4 @@ function Remove-QmBuildOutput {
 
 Export-ModuleMember -Function Get-QmRepoRoot, Get-QmStagedManifestPath, Write-QmStep, Invoke-QmNative, Get-QmVersion, Invoke-QmBuild,
     Publish-QmModule, Install-QmAptPackage, Install-QmPester, Invoke-QmXunit, Invoke-QmPester, Write-QmTestSummary, Invoke-QmTest,
-    Start-QmDevServer, Get-QmDevBanner, Invoke-QmBench, Remove-QmBuildOutput
+    Start-QmDevServer, Get-QmDevBanner, Invoke-QmBench, Invoke-QmFuzz, Remove-QmBuildOutput

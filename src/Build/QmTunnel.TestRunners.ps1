@@ -137,3 +137,38 @@ function Write-QmTestSummary {
     Write-Host "$passed passed, $failed failed"
     $exitCode
 }
+
+<#
+.SYNOPSIS
+The fuzz task: builds tests/QmTunnel.Fuzz and runs qmtunnel-fuzz over the parsers a peer or a user reaches (frame,
+control, control-write, management, management-answer, handshake; docs/protocol.md, "Fuzzing"). Prints per target the
+inputs, exec/s, how the cases ended and the findings; failing inputs go to out/fuzz/<target>/. Returns its exit code
+(1 on any finding).
+#>
+function Invoke-QmFuzz {
+    param(
+        [string]$Configuration = 'Release',
+        [long]$Iterations = 1000000,
+        [Nullable[ulong]]$Seed,
+        [string[]]$Target,
+        [Nullable[long]]$Case
+    )
+    Push-Location $script:RepoRoot
+    try {
+        Write-QmStep 'Building the fuzz harness (tests/QmTunnel.Fuzz)'
+        Invoke-QmNative -What 'dotnet build (fuzz harness)' -FilePath dotnet -ArgumentList @(
+            'build', 'tests/QmTunnel.Fuzz/QmTunnel.Fuzz.csproj', '-c', $Configuration, '--nologo', '-v', 'q')
+        $harness = Join-Path $script:RepoRoot 'tests' 'QmTunnel.Fuzz' 'bin' $Configuration 'net10.0' 'qmtunnel-fuzz.dll'
+        $arguments = @($harness, '--iterations', $Iterations, '--corpus', (Join-Path $script:RepoRoot 'tests' 'QmTunnel.Fuzz' 'corpus'),
+            '--failures', (Join-Path $script:RepoRoot 'out' 'fuzz'))
+        if ($null -ne $Seed) { $arguments += @('--seed', $Seed) }
+        if ($Target) { $arguments += @('--target', ($Target -join ',')) }
+        if ($null -ne $Case) { $arguments += @('--case', $Case) }
+        Write-QmStep "Fuzzing: dotnet $($arguments -join ' ')"
+        & dotnet @arguments | Out-Host
+        $LASTEXITCODE
+    }
+    finally {
+        Pop-Location
+    }
+}

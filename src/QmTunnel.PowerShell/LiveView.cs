@@ -11,9 +11,10 @@ namespace QmTunnel.PowerShell;
 /// rates from the previous update. It fits the window it is drawn in: every line shorter than the window is wide
 /// (a full-width line would wrap), and no more lines than the window is high (more would scroll, and a redraw could
 /// not move back over them), so rows that do not fit are counted in a "… more" line. At 80 columns it keeps every
-/// column that matters (name, state, connections, failures, bytes and rates each way, round trip), narrowing only
-/// the name. Used only when a person watches (see <see cref="IsWanted"/>); otherwise the cmdlets write objects. It
-/// does not read input and does not keep history.
+/// column that matters (name, state, connections, failures, bytes and rates each way, the chain's hops and end-to-end
+/// round trip), narrowing only the name; under the table, one line per tunnel whose hops are not all up names each
+/// hop's state, so a hop going down, resuming and coming back shows as it happens. Used only when a person watches
+/// (see <see cref="IsWanted"/>); otherwise the cmdlets write objects. It does not read input and does not keep history.
 /// </summary>
 internal sealed class LiveView(PSHostUserInterface ui)
 {
@@ -39,10 +40,10 @@ internal sealed class LiveView(PSHostUserInterface ui)
         var now = DateTime.UtcNow;
         var seconds = _lastAt == default ? 0 : (now - _lastAt).TotalSeconds;
         var (width, height) = WindowSize();
-        // Name takes what the fixed columns leave (at least 8); the fixed ones fit 80 columns with a 13-wide name.
-        int[] fixedWidths = [11, 7, 4, 7, 8, 7, 8, 6];
+        // Name takes what the fixed columns leave (at least 8); the fixed ones fit 80 columns with an 8-wide name.
+        int[] fixedWidths = [11, 7, 4, 6, 8, 6, 8, 6, 6];
         var nameWidth = Math.Max(8, width - 1 - fixedWidths.Sum() - fixedWidths.Length);
-        string Row(params string[] cells) => Cells([nameWidth, .. fixedWidths], [false, false, true, true, true, true, true, true, true], cells);
+        string Row(params string[] cells) => Cells([nameWidth, .. fixedWidths], [false, false, true, true, true, true, true, true, true, true], cells);
         var rows = new List<string>();
         foreach (var s in stats)
         {
@@ -62,13 +63,16 @@ internal sealed class LiveView(PSHostUserInterface ui)
                 rateIn,
                 Size(s.BytesToClients),
                 rateOut,
-                s.LinkLatency is { } latency ? string.Create(CultureInfo.InvariantCulture, $"{latency.TotalMilliseconds:0.0}ms") : ""));
+                s.HopSummary,
+                s.EndToEndLatency is { } latency ? Milliseconds(latency) : ""));
         }
-        // The last errors, one line each, under the table (they do not fit in a column at 80).
-        var errors = stats.Where(s => !string.IsNullOrEmpty(s.LastError)).Select(s => $"{s.Name}: {s.LastError}").ToList();
+        // Under the table (they do not fit in a column at 80): the hops of chains not all up, then the last errors.
+        var notes = stats.Where(s => s.Hops.Any(h => h.State != TunnelHopState.Up))
+            .Select(s => $"{s.Name}: " + string.Join("  ", s.Hops.Select(h => $"{h.Hop} {Host(h.Server)} {h.State}{(h.Latency is { } rtt ? " " + Milliseconds(rtt) : "")}")))
+            .Concat(stats.Where(s => !string.IsNullOrEmpty(s.LastError)).Select(s => $"{s.Name}: {s.LastError}")).ToList();
         _lastBytes = stats.ToDictionary(s => s.Name, s => (s.BytesFromClients, s.BytesToClients), StringComparer.OrdinalIgnoreCase);
         _lastAt = now;
-        Draw(width, height, Row("Name", "State", "Conn", "Fail", "In", "In/s", "Out", "Out/s", "RTT"), rows, errors,
+        Draw(width, height, Row("Name", "State", "Conn", "Fail", "In", "In/s", "Out", "Out/s", "Hops", "RTT"), rows, notes,
             string.Create(CultureInfo.InvariantCulture, $"{DateTime.Now:HH:mm:ss}  {stats.Count} tunnel(s)  In: from clients, Out: to clients  Ctrl+C stops"));
     }
 
@@ -152,6 +156,17 @@ internal sealed class LiveView(PSHostUserInterface ui)
         }
         return text.ToString();
     }
+
+    /// <summary>A round trip in at most 6 characters: 0.4ms, 123ms, 1.2s.</summary>
+    private static string Milliseconds(TimeSpan rtt) => rtt.TotalMilliseconds switch
+    {
+        < 100 => rtt.TotalMilliseconds.ToString("0.0", CultureInfo.InvariantCulture) + "ms",
+        < 1000 => rtt.TotalMilliseconds.ToString("0", CultureInfo.InvariantCulture) + "ms",
+        _ => rtt.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + "s",
+    };
+
+    /// <summary>A hop's server without its scheme (host:port), for the hop lines.</summary>
+    private static string Host(string server) => server.IndexOf("://", StringComparison.Ordinal) is var at and >= 0 ? server[(at + 3)..] : server;
 
     /// <summary>A count in at most 4 characters: 999, 12k, 3.4M.</summary>
     private static string Count(long n) => n switch

@@ -5,8 +5,8 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.PowerShell;
 
 /// <summary>
-/// A tunnel server of a -Via chain with its settings, as New-QmTunnelHop writes it: the address (with its pin and TLS
-/// options), and how to log in to it — a credential (its password is used once, to derive the keys the tunnel keeps)
+/// A tunnel server of a -Via chain with its settings, as New-QmTunnelHop writes it: the address (with its pin, TLS
+/// options and link timing), and how to log in to it — a credential (its password is used once, to derive the keys the tunnel keeps)
 /// or a client certificate file. Its text form is the URI (without any secret), so hops and URI strings mix in -Via.
 /// </summary>
 public sealed class QmTunnelHop
@@ -25,6 +25,17 @@ public sealed class QmTunnelHop
     public string? CertificateThumbprint => Uri.CertificateThumbprint;
     public TlsVersion? MinimumTlsVersion => Uri.MinimumTls;
     public IReadOnlyList<TlsCipher>? Cipher => Uri.Ciphers;
+
+    /// <summary>The timing of the link to this hop (all six settings below at once).</summary>
+    public Engine.Links.LinkTiming Timing => Uri.Timing;
+    /// <summary>Heartbeat after this much quiet; zero: no heartbeats.</summary>
+    public TimeSpan HeartbeatInterval => Uri.Timing.HeartbeatInterval;
+    /// <summary>Nothing received for this long: the link is dead; zero: off.</summary>
+    public TimeSpan ReceiveTimeout => Uri.Timing.ReceiveTimeout;
+    public TimeSpan ConnectTimeout => Uri.Timing.ConnectTimeout;
+    public TimeSpan ReconnectInterval => Uri.Timing.ReconnectInterval;
+    public double ReconnectMultiplier => Uri.Timing.ReconnectMultiplier;
+    public TimeSpan MaxReconnectInterval => Uri.Timing.MaxReconnectInterval;
 
     /// <summary>"Password", "Certificate" or "None": how this hop logs in.</summary>
     public string Login => Credential is not null ? "Password" : CertificatePath is not null ? "Certificate" : "None";

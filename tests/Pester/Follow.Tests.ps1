@@ -2,7 +2,8 @@
 <#
     Live monitoring through the BUILT module: Get-QmTunnelStats -Follow and Get-QmTunnelConnection -Follow write an
     update every -Interval (250 ms at least), changed or not, until the pipeline is stopped (Select-Object -First, or
-    PowerShell.Stop() as Ctrl+C does); typed at a prompt, a live view redrawn in place that fits the window.
+    PowerShell.Stop() as Ctrl+C does); typed at a prompt, a live view redrawn in place that fits the window, naming
+    the hops of a chain while one is not up.
 #>
 
 BeforeAll {
@@ -141,7 +142,7 @@ Describe 'The live view of -Follow at the prompt' {
     }
 
     It '<Command> redraws in place within 80 columns and 30 lines, keeping the columns that matter' -ForEach @(
-        @{ Command = 'Get-QmTunnelStats'; Columns = @('Name', 'State', 'Conn', 'Fail', 'In', 'In/s', 'Out', 'Out/s', 'RTT') }
+        @{ Command = 'Get-QmTunnelStats'; Columns = @('Name', 'State', 'Conn', 'Fail', 'In', 'In/s', 'Out', 'Out/s', 'Hops', 'RTT') }
         @{ Command = 'Get-QmTunnelConnection'; Columns = @('Tunnel', 'Id', 'State', 'Client', 'In', 'Out', 'Duration', 'Error') }
     ) {
         $watched = Watch-Live $Command 3
@@ -164,5 +165,45 @@ Describe 'The live view of -Follow at the prompt' {
     It 'says how many connections do not fit the window' {
         $watched = Watch-Live 'Get-QmTunnelConnection' 2
         $watched.Text | Should -Match '… \d+ more'
+    }
+}
+
+Describe 'The live view shows the hops of a chain change' {
+    BeforeAll {
+        # A tunnel whose one hop passes a proxy that can be cut: its link resumes, and the view shows it.
+        $proxy = [QmTunnel.PesterTools.CutProxy]::new($server.Port)
+        $cuttable = New-QmTunnel zz-cuttable -Listen tcp://127.0.0.1:0 -Via (New-QmTestHop "qmt://127.0.0.1:$($proxy.Port)") -Target $echo.Uri | Start-QmTunnel -PassThru
+        $null = [QmTunnel.PesterTools.EchoClient]::Run($cuttable.BoundListen, 1000, 30)
+        Wait-Until { "$((Get-QmTunnelStats zz-cuttable).Hops[0].State)" -eq 'Up' } 'the hop of zz-cuttable is up'
+    }
+
+    AfterAll {
+        Remove-QmTunnel zz-cuttable -Confirm:$false -ErrorAction SilentlyContinue
+        if ($proxy) { $proxy.Dispose() }
+    }
+
+    It 'names the hop that is resuming under the table while it is, and drops the line when it is up again' {
+        $session = New-QmTestRunspace -Width 80 -Height 30 -VirtualTerminal -ImportModule
+        $ps = [powershell]::Create()
+        $ps.Runspace = $session.Runspace
+        try {
+            $null = $ps.AddCommand('Get-QmTunnelStats').AddParameter('Name', 'zz-cuttable').AddParameter('Follow').AddParameter('Interval', 0.25)
+            $null = $ps.BeginInvoke()
+            Wait-Until { $session.UI.Text -match '\b1 up\b' } 'the view shows the hop up'
+            $proxy.Cut()
+            Wait-Until { $session.UI.Text -match 'zz-cuttable: 1 127\.0\.0\.1:\d+ Resuming' } 'the view names the hop resuming'
+            $session.UI.Text | Should -Match '\b1 res\b'
+            $proxy.Heal()
+            $resumingAt = $session.UI.Text.LastIndexOf('Resuming')
+            Wait-Until { $session.UI.Text.Substring($resumingAt) -match '\x1b\[\d+F\x1b\[J[^\x1b]*\b1 up\b[^\x1b]*$' } 'a frame after the resume shows the hop up'
+            $last = ($session.UI.Text -split '\x1b\[\d+F\x1b\[J')[-1]
+            $last | Should -Not -Match 'Resuming'
+            (Get-QmTunnelStats zz-cuttable).Hops[0].Resumes | Should -BeGreaterOrEqual 1
+        }
+        finally {
+            $ps.Stop()
+            $ps.Dispose()
+            Close-QmTestRunspace $session
+        }
     }
 }

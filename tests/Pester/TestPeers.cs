@@ -1,6 +1,7 @@
 // More peers for the Pester tests, compiled together with TestTools.cs (Add-Type -Path TestTools.cs, TestPeers.cs):
 //   HeldConnection  one connection held open across commands: echo checks while it lives, and whether it ended
 //   SilentServer    a TCP listener that accepts and never says a word (a server that does not answer)
+//   CutProxy        a TCP relay to one port that can be cut (every connection reset, new ones refused) and healed
 #nullable enable
 using System;
 using System.Collections.Concurrent;
@@ -108,6 +109,95 @@ namespace QmTunnel.PesterTools
             _stop.Cancel();
             _listener.Dispose();
             foreach (var s in _held) { s.Dispose(); }
+        }
+    }
+
+    /// <summary>
+    /// A TCP relay on 127.0.0.1 (port 0) to one local port. Cut() resets every connection it carries and refuses new
+    /// ones (accepted, then reset) until Heal(): a link through it loses its connection and cannot get a new one.
+    /// </summary>
+    public sealed class CutProxy : IDisposable
+    {
+        private readonly Socket _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        private readonly ConcurrentDictionary<Socket, bool> _open = new ConcurrentDictionary<Socket, bool>();
+        private readonly CancellationTokenSource _stop = new CancellationTokenSource();
+        private volatile bool _refusing;
+
+        public CutProxy(int targetPort)
+        {
+            _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            _listener.Listen(64);
+            _ = Task.Run(async () =>
+            {
+                while (!_stop.IsCancellationRequested)
+                {
+                    Socket client;
+                    try { client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false); }
+                    catch { return; }
+                    if (_refusing) { Abort(client); continue; }
+                    _ = RelayAsync(client, targetPort);
+                }
+            });
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
+
+        /// <summary>Resets every connection and refuses new ones until <see cref="Heal"/>.</summary>
+        public void Cut()
+        {
+            _refusing = true;
+            foreach (var socket in _open.Keys) { Abort(socket); }
+        }
+
+        public void Heal() => _refusing = false;
+
+        private async Task RelayAsync(Socket client, int targetPort)
+        {
+            var target = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            client.NoDelay = true;
+            _open[client] = true;
+            _open[target] = true;
+            try
+            {
+                await target.ConnectAsync(new IPEndPoint(IPAddress.Loopback, targetPort)).ConfigureAwait(false);
+                await Task.WhenAny(PumpAsync(client, target), PumpAsync(target, client)).ConfigureAwait(false);
+            }
+            catch { }
+            finally
+            {
+                Abort(client);
+                Abort(target);
+                _open.TryRemove(client, out _);
+                _open.TryRemove(target, out _);
+            }
+        }
+
+        private static async Task PumpAsync(Socket from, Socket to)
+        {
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                while (true)
+                {
+                    var n = await from.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false);
+                    if (n == 0) { to.Shutdown(SocketShutdown.Send); return; }
+                    for (var sent = 0; sent < n;) { sent += await to.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None).ConfigureAwait(false); }
+                }
+            }
+            catch { }
+        }
+
+        private static void Abort(Socket socket)
+        {
+            try { socket.LingerState = new LingerOption(true, 0); } catch { }
+            socket.Dispose();
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Dispose();
+            foreach (var socket in _open.Keys) { Abort(socket); }
         }
     }
 }

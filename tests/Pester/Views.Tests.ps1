@@ -37,6 +37,7 @@ AfterAll {
 Describe 'The table of <TypeName> at 80 columns' -ForEach @(
     @{ TypeName = 'QmTunnel.Engine.Management.TunnelInfo'; Get = { Get-QmTunnel } }
     @{ TypeName = 'QmTunnel.Engine.Management.TunnelStats'; Get = { Get-QmTunnelStats } }
+    @{ TypeName = 'QmTunnel.Engine.Management.TunnelHopStats'; Get = { (Get-QmTunnelStats).Hops } }
     @{ TypeName = 'QmTunnel.Engine.Management.ConnectionInfo'; Get = { Get-QmTunnelConnection } }
     @{ TypeName = 'QmTunnel.Engine.Management.ServerInfo'; Get = { Get-QmTunnelServer } }
     @{ TypeName = 'QmTunnel.Engine.Security.KnownServer'; Get = { Get-QmTunnelKnownServer } }

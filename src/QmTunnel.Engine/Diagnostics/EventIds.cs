@@ -34,10 +34,15 @@ public static class EventIds
     public const int AcceptFailing = 106;
     public const int AcceptRecovered = 107;
     public const int LinkHandshakeCrashed = 108;
-    // ---- links: send-queue bound, stream limit, idle links, 130-199. Next free: 133.
+    // ---- links: send-queue bound, stream limit, idle links, sessions and resume, 130-199. Next free: 138.
     public const int LinkStreamLimit = 130;
     public const int LinkReadPaused = 131;
     public const int LinkIdleClosed = 132;
+    public const int LinkTransportLost = 133;
+    public const int LinkResumed = 134;
+    public const int LinkSessionExpired = 135;
+    public const int LinkResumeRefused = 136;
+    public const int LinkReconnectFailed = 137;
 
     // ---- tunnel runtime, 200-299. Next free: 206.
     public const int TunnelStarted = 200;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 
 namespace QmTunnel.Engine.Endpoints;
@@ -34,11 +35,12 @@ public enum EndpointScheme
 }
 
 /// <summary>
-/// A parsed endpoint: scheme, host and port. Parsing collects the exact problem and says how to write it right.
-/// It does not resolve names (that happens on the server at that end of the tunnel) and does not know udp/unix/pipe
-/// yet: those schemes are refused with an error saying they are not supported in this version.
+/// A parsed endpoint: scheme, host and port, and for a tunnel server its options (pin, TLS, login user, link timing).
+/// Parsing collects the exact problem and says how to write it right. It does not resolve names (that happens on the
+/// server at that end of the tunnel) and does not know udp/unix/pipe yet: those schemes are refused with an error
+/// saying they are not supported in this version.
 /// </summary>
-public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
+public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int Port)
 {
     /// <summary>
     /// For a <c>qmt://</c> server: the SHA-256 thumbprint (64 hex digits) its certificate must have, written
@@ -61,7 +63,7 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
     public override string ToString()
     {
         var host = Host.Contains(':', StringComparison.Ordinal) ? "[" + Host + "]" : Host;
-        var options = new List<string>(2);
+        var options = new List<string>(4);
         if (CertificateThumbprint is not null)
         {
             options.Add("sha256=" + CertificateThumbprint);
@@ -74,6 +76,7 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             options.Add("cipher=" + string.Join(',', ciphers.Select(CipherText)));
         }
+        options.AddRange(TimingOptions(Timing));
         var query = options.Count == 0 ? "" : "?" + string.Join('&', options);
         var user = User is null ? "" : User + "@";
         return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{user}{host}:{Port}{query}");
@@ -102,8 +105,8 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         _ => throw new ArgumentOutOfRangeException(nameof(cipher)),
     };
 
-    /// <summary>The server's address without its options (what pins are keyed by).</summary>
-    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null, Ciphers = null }).ToString();
+    /// <summary>The server's address without its options and user (what pins are keyed by).</summary>
+    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null, Ciphers = null, Timing = LinkTiming.Default }).ToString();
 
     /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
     public static EndpointUri ParseApplication(string? text, string what)
@@ -161,13 +164,11 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
             _ => throw Invalid(text, what, $"{what} '{text}' has an unknown scheme '{schemeText}'. Use tcp://, qmt:// or qmt+plain://."),
         };
         var rest = trimmed[(sep + 3)..];
-        string? pin = null;
-        TlsVersion? minimumTls = null;
-        IReadOnlyList<TlsCipher>? ciphers = null;
+        var options = QueryOptions.None;
         var query = rest.IndexOf('?', StringComparison.Ordinal);
         if (query >= 0)
         {
-            (pin, minimumTls, ciphers) = ParseQuery(text, what, scheme, rest[(query + 1)..]);
+            options = ParseQuery(text, what, scheme, rest[(query + 1)..]);
             rest = rest[..query];
         }
         rest = rest.TrimEnd('/');
@@ -245,25 +246,48 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
         {
             throw Invalid(text, what, $"{what} '{text}': port '{portText}' is not a number from 0 to 65535.");
         }
-        return new EndpointUri(scheme, host, port) { CertificateThumbprint = pin, MinimumTls = minimumTls, User = user, Ciphers = ciphers };
+        return new EndpointUri(scheme, host, port)
+        {
+            CertificateThumbprint = options.Pin, MinimumTls = options.MinimumTls, User = user, Ciphers = options.Ciphers, Timing = options.Timing,
+        };
     }
 
-    /// <summary>Parses the options of a <c>qmt://</c> address: <c>sha256=HEX</c> and <c>tls=1.2|1.3</c>, joined by '&amp;'.</summary>
-    private static (string? Pin, TlsVersion? MinimumTls, IReadOnlyList<TlsCipher>? Ciphers) ParseQuery(string? text, string what, EndpointScheme scheme, string query)
+    /// <summary>The options of a server address, as <see cref="ParseQuery"/> reads them.</summary>
+    private sealed record QueryOptions(string? Pin, TlsVersion? MinimumTls, IReadOnlyList<TlsCipher>? Ciphers, LinkTiming Timing)
     {
-        if (scheme != EndpointScheme.Qmt)
+        public static readonly QueryOptions None = new(null, null, null, LinkTiming.Default);
+    }
+
+    /// <summary>
+    /// Parses the options of a server address, joined by '&amp;': for <c>qmt://</c> only, <c>sha256=HEX</c>,
+    /// <c>tls=1.2|1.3</c> and <c>cipher=...</c>; for both <c>qmt://</c> and <c>qmt+plain://</c>, the link timing
+    /// (<see cref="TimingKeys"/>, checked together by <see cref="LinkTiming.Validate(Func{string, string})"/>).
+    /// </summary>
+    private static QueryOptions ParseQuery(string? text, string what, EndpointScheme scheme, string query)
+    {
+        if (scheme == EndpointScheme.Tcp)
         {
-            throw Invalid(text, what, $"{what} '{text}' takes no query: only a TLS server address (qmt://host:port?sha256=...&tls=1.3) takes options.");
+            throw Invalid(text, what, $"{what} '{text}' takes no query: only a tunnel server address (qmt://host:port?sha256=...&tls=1.3) takes options.");
         }
         string? pin = null;
         TlsVersion? tls = null;
         List<TlsCipher>? ciphers = null;
+        var timing = LinkTiming.Default;
         foreach (var option in query.Split('&'))
         {
             var eq = option.IndexOf('=', StringComparison.Ordinal);
-            var key = eq < 0 ? option : option[..eq];
+            var key = (eq < 0 ? option : option[..eq]).ToLowerInvariant();
             var value = eq < 0 ? string.Empty : option[(eq + 1)..];
-            switch (key.ToLowerInvariant())
+            if (TryParseTimingOption(text, what, key, value, ref timing))
+            {
+                continue;
+            }
+            if (scheme != EndpointScheme.Qmt && key is "sha256" or "tls" or "cipher")
+            {
+                throw Invalid(text, what, $"{what} '{text}': {key}= is a TLS option, and qmt+plain:// is an unencrypted link. Write the address as qmt://... " +
+                    $"to use TLS, or leave {key}= out (an unencrypted link takes only the timing options {TimingOptionList}).");
+            }
+            switch (key)
             {
                 case "sha256":
                     var hex = new string(value.Where(c => c != ':').ToArray()).ToUpperInvariant();
@@ -298,10 +322,14 @@ public sealed record EndpointUri(EndpointScheme Scheme, string Host, int Port)
                     }
                     break;
                 default:
-                    throw Invalid(text, what, $"{what} '{text}': unknown option '{key}'. A server address takes sha256=<certificate thumbprint>, tls=1.2 or tls=1.3 (the lowest TLS version accepted) and cipher=aes128gcm,chacha20,aes256gcm (the only ciphers offered).");
+                    throw Invalid(text, what, scheme == EndpointScheme.Qmt
+                        ? $"{what} '{text}': unknown option '{key}'. A server address takes sha256=<certificate thumbprint>, tls=1.2 or tls=1.3 (the lowest TLS version accepted), " +
+                          $"cipher=aes128gcm,chacha20,aes256gcm (the only ciphers offered) and the link timing options {TimingOptionList}."
+                        : $"{what} '{text}': unknown option '{key}'. An unencrypted server address (qmt+plain://) takes only the link timing options {TimingOptionList}.");
             }
         }
-        return (pin, tls, ciphers);
+        CheckTiming(text, what, timing);
+        return new QueryOptions(pin, tls, ciphers, timing);
     }
 
     private static QmTunnelException Invalid(string? text, string what, string message) =>

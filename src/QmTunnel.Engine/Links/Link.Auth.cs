@@ -61,7 +61,7 @@ public sealed partial class Link
 
     /// <summary>Acceptor: reads AuthStart, lets the authenticator decide (it may challenge), answers AuthOk or GoAway.</summary>
     private static async Task<LoginResult> AcceptLoginAsync(Socket socket, Stream? tls, PipeReader reader, ILinkAuthenticator authenticator,
-        X509Certificate2? clientCertificate, byte[] channelBinding, CancellationToken cancellationToken)
+        X509Certificate2? clientCertificate, byte[] channelBinding, LinkSessionOffer? offer, CancellationToken cancellationToken)
     {
         var (_, message) = await ReadControlAsync(reader, cancellationToken, FrameType.AuthStart).ConfigureAwait(false);
         ThrowIfGoAway(message);
@@ -85,7 +85,12 @@ public sealed partial class Link
             throw new ProtocolException(ProtocolErrorCode.AuthenticationFailed, $"login of '{start.User}' refused: {ex.Detail}");
         }
         await WriteRawAsync(socket, tls, BuildHandshake(preamble: false,
-            new AuthOkMessage(result.Principal.User.Name, result.Principal.Group.Name, result.ServerSignature)), cancellationToken).ConfigureAwait(false);
+            new AuthOkMessage(result.Principal.User.Name, result.Principal.Group.Name, result.ServerSignature)
+            {
+                SessionId = offer?.Id ?? [],
+                SessionSecret = offer?.Secret ?? [],
+                ResumeNonce = offer?.Nonce ?? [],
+            }), cancellationToken).ConfigureAwait(false);
         return result;
     }
 

@@ -1,17 +1,27 @@
-using QmTunnel.Engine.Diagnostics;
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Diagnostics;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Protocol;
 
 namespace QmTunnel.Engine.Links;
 
+/// <summary>
+/// The two loops that run on one <see cref="LinkTransport"/>: the writer drains the session's queue into the
+/// connection in gathered batches (resending first what the peer lacks after a resume), the reader parses frames and
+/// dispatches them. Both end with their transport; a lost transport is reported to the session, never torn down here.
+/// </summary>
 public sealed partial class Link
 {
     /// <summary>A frame waiting for the writer: header and payload in one buffer rented from the shared pool.</summary>
-    private readonly record struct OutFrame(byte[] Buffer, int Length);
+    private readonly record struct OutFrame(byte[] Buffer, int Length)
+    {
+        /// <summary>
+        /// Read from the header when the frame is made, never from the buffer later: once written, a numbered frame's
+        /// buffer belongs to the retained queue, and an Ack may return it to the pool (and someone else fill it)
+        /// before the write call has returned.
+        /// </summary>
+        public bool IsNumbered { get; } = FrameCodec.IsNumbered((FrameType)Buffer[0]);
+    }
 
     private const int MaxBatchBytes = 1024 * 1024;
     private const int MaxBatchFrames = 256;
@@ -24,7 +34,7 @@ public sealed partial class Link
     /// <summary>Sends a Ping in the background when the last measurement is older than <paramref name="maxAge"/>.</summary>
     public void RefreshRoundTrip(TimeSpan maxAge)
     {
-        if (!IsClosed && _pings.IsEmpty && Stopwatch.GetElapsedTime(Volatile.Read(ref _lastPingAt)) > maxAge)
+        if (!IsClosed && _transport is not null && _pings.IsEmpty && Options.Time.GetElapsedTime(Volatile.Read(ref _lastPingAt)) > maxAge)
         {
             _ = PingAsync(_closing.Token).ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
         }
@@ -33,9 +43,12 @@ public sealed partial class Link
     /// <summary>Measures the round trip of a Ping on this link.</summary>
     public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken)
     {
-        var stamp = Stopwatch.GetTimestamp();
-        var waiter = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pings[stamp] = waiter;
+        var stamp = Options.Time.GetTimestamp();
+        while (!_pings.TryAdd(stamp, new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously)))
+        {
+            stamp++; // a fake clock that stands still: still one waiter per Ping
+        }
+        var waiter = _pings[stamp];
         try
         {
             var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + 8);
@@ -50,130 +63,136 @@ public sealed partial class Link
         }
     }
 
-    private async Task WriteLoopAsync()
+    /// <summary>Starts the loops on <paramref name="transport"/>; <paramref name="resend"/> goes out first, in order.</summary>
+    private void RunTransport(LinkTransport transport, List<OutFrame> resend)
     {
-        var segments = new List<ArraySegment<byte>>(MaxBatchFrames);
+        Volatile.Write(ref _previousTransport, transport);
+        transport.WriteLoop = Task.Run(() => WriteLoopAsync(transport, resend));
+        transport.ReadLoop = Task.Run(() => ReadLoopAsync(transport));
+    }
+
+    private async Task WriteLoopAsync(LinkTransport transport, List<OutFrame> resend)
+    {
+        var segments = new List<ArraySegment<byte>>(MaxBatchFrames + 1);
+        var batch = new List<OutFrame>(MaxBatchFrames);
         try
         {
-            var reader = _out.Reader;
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            // Frames the peer lacks after a resume: still kept (and counted) until acknowledged, so only written here.
+            for (var i = 0; i < resend.Count;)
             {
                 var total = 0;
-                long cost = 0;
-                while (segments.Count < MaxBatchFrames && total < MaxBatchBytes && reader.TryRead(out var frame))
+                while (i < resend.Count && segments.Count < MaxBatchFrames && total < MaxBatchBytes)
+                {
+                    segments.Add(new ArraySegment<byte>(resend[i].Buffer, 0, resend[i].Length));
+                    total += resend[i].Length;
+                    i++;
+                }
+                await transport.WriteAsync(segments, total).ConfigureAwait(false);
+                segments.Clear();
+                transport.MarkSent();
+                Interlocked.Add(ref _bytesSent, total);
+            }
+            var reader = _out.Reader;
+            var goAwayWritten = false;
+            while (await reader.WaitToReadAsync(transport.Closing.Token).ConfigureAwait(false))
+            {
+                var total = 0;
+                while (batch.Count < MaxBatchFrames && total < MaxBatchBytes && !goAwayWritten && reader.TryRead(out var frame))
+                {
+                    batch.Add(frame);
+                    total += frame.Length;
+                    // A GoAway is the last frame on the wire: what others queued behind it is dropped below.
+                    goAwayWritten = (FrameType)frame.Buffer[0] == FrameType.GoAway;
+                }
+                if (batch.Count == 0)
+                {
+                    DiscardQueued(reader);
+                    continue;
+                }
+                // Kept before the write: an Ack may come back before the write call returns.
+                Retain(batch);
+                // Our count rides in front of the batch (never behind a GoAway that ends it).
+                var ack = PiggybackAck();
+                if (ack is not null)
+                {
+                    segments.Add(new ArraySegment<byte>(ack, 0, FrameHeader.Size + 8));
+                    total += FrameHeader.Size + 8;
+                }
+                foreach (var frame in batch)
                 {
                     segments.Add(new ArraySegment<byte>(frame.Buffer, 0, frame.Length));
-                    total += frame.Length;
-                    cost += Cost(frame.Length);
                 }
                 try
                 {
-                    if (_tls is not null)
-                    {
-                        await WriteTlsAsync(segments, total).ConfigureAwait(false);
-                        Interlocked.Add(ref _bytesSent, total);
-                        continue;
-                    }
-                    var sent = segments.Count == 1
-                        ? await _socket.SendAsync(segments[0].AsMemory(), SocketFlags.None).ConfigureAwait(false)
-                        : await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
-                    if (sent < total)
-                    {
-                        await SendRestAsync(segments, sent).ConfigureAwait(false);
-                    }
+                    await transport.WriteAsync(segments, total).ConfigureAwait(false);
+                    transport.MarkSent();
                     Interlocked.Add(ref _bytesSent, total);
                 }
                 finally
                 {
-                    foreach (var segment in segments)
+                    if (ack is not null)
                     {
-                        ArrayPool<byte>.Shared.Return(segment.Array!);
+                        ArrayPool<byte>.Shared.Return(ack);
                     }
+                    ReleaseWritten(batch);
+                    batch.Clear();
                     segments.Clear();
-                    AddQueued(-cost); // the socket has them (or the link failed): room for more
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        catch (OperationCanceledException) when (transport.Closing.IsCancellationRequested)
         {
-            Teardown($"sending failed: {ex.Message}");
+            // aborted by the session (lost, replaced or closed)
+        }
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or IOException or ObjectDisposedException or NotSupportedException or InvalidOperationException)
+        {
+            TransportLost(transport, $"sending failed: {ex.Message}");
         }
         finally
         {
-            while (_out.Reader.TryRead(out var frame))
+            if (IsClosed)
             {
-                ArrayPool<byte>.Shared.Return(frame.Buffer);
-                AddQueued(-Cost(frame.Length));
+                DrainQueue();
             }
         }
     }
 
-    /// <summary>TLS: one write per batch (one or a few TLS records) instead of one per frame.</summary>
-    private async Task WriteTlsAsync(List<ArraySegment<byte>> segments, int total)
+    /// <summary>After a GoAway: frames queued behind it are not sent, only returned.</summary>
+    private void DiscardQueued(System.Threading.Channels.ChannelReader<OutFrame> reader)
     {
-        if (segments.Count == 1)
+        while (reader.TryRead(out var frame))
         {
-            await _tls!.WriteAsync(segments[0].AsMemory()).ConfigureAwait(false);
-            await _tls.FlushAsync().ConfigureAwait(false);
-            return;
-        }
-        var joined = ArrayPool<byte>.Shared.Rent(total);
-        try
-        {
-            var offset = 0;
-            foreach (var segment in segments)
-            {
-                segment.AsSpan().CopyTo(joined.AsSpan(offset));
-                offset += segment.Count;
-            }
-            await _tls!.WriteAsync(joined.AsMemory(0, total)).ConfigureAwait(false);
-            await _tls.FlushAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(joined);
+            ArrayPool<byte>.Shared.Return(frame.Buffer);
+            Interlocked.Add(ref _unwritten, -Cost(frame.Length));
+            AddQueued(-Cost(frame.Length));
         }
     }
 
-    private async Task SendRestAsync(List<ArraySegment<byte>> segments, int alreadySent)
+    private async Task ReadLoopAsync(LinkTransport transport)
     {
-        foreach (var segment in segments)
-        {
-            if (alreadySent >= segment.Count)
-            {
-                alreadySent -= segment.Count;
-                continue;
-            }
-            var rest = segment.AsMemory(alreadySent);
-            alreadySent = 0;
-            while (!rest.IsEmpty)
-            {
-                var n = await _socket.SendAsync(rest, SocketFlags.None).ConfigureAwait(false);
-                rest = rest[n..];
-            }
-        }
-    }
-
-    private async Task ReadLoopAsync()
-    {
-        string reason = "the peer closed the link";
+        var input = transport.Input;
         try
         {
             while (true)
             {
-                var result = await _reader.ReadAsync(_closing.Token).ConfigureAwait(false);
+                var result = await input.ReadAsync(transport.Closing.Token).ConfigureAwait(false);
+                transport.MarkReceived();
                 var buffer = result.Buffer;
                 var goAway = false;
                 var paused = false;
-                while (!goAway && FrameCodec.TryReadFrame(ref buffer, Options.MaxPayload, out var header, out var payload))
+                while (FrameCodec.TryReadFrame(ref buffer, Options.MaxPayload, out var header, out var payload))
                 {
                     Interlocked.Add(ref _bytesReceived, FrameHeader.Size + header.Length);
                     if (header.Type == FrameType.GoAway)
                     {
                         var message = (GoAwayMessage)ControlCodec.Read(header.Type, payload);
-                        reason = $"the peer closed the link ({message.Code}): {message.Reason}";
+                        CloseReason ??= $"the peer closed the link ({message.Code}): {message.Reason}";
                         goAway = true;
                         break;
+                    }
+                    if (FrameCodec.IsNumbered(header.Type))
+                    {
+                        CountReceived(FrameHeader.Size + header.Length);
                     }
                     var flush = Dispatch(header, payload);
                     if (!flush.IsCompletedSuccessfully)
@@ -190,48 +209,56 @@ public sealed partial class Link
                 {
                     // The peer sends what needs answers faster than it reads them: stop reading (TCP then throttles
                     // it) until our queue has drained. Frames already buffered are read after the pause.
-                    _reader.AdvanceTo(buffer.Start);
+                    input.AdvanceTo(buffer.Start);
                     if (Interlocked.Increment(ref _readPauses) == 1)
                     {
                         LinkLog.ReadPaused(_logger, RemoteEndPoint, User ?? "?", QueuedBytes);
                     }
-                    await WaitForQueueToDrainAsync(_closing.Token).ConfigureAwait(false);
+                    await WaitForQueueToDrainAsync(transport.Closing.Token).ConfigureAwait(false);
                     continue;
                 }
-                _reader.AdvanceTo(buffer.Start, buffer.End);
+                input.AdvanceTo(buffer.Start, buffer.End);
+                MaybeAck();
                 if (goAway)
                 {
-                    break;
+                    Teardown(CloseReason!);
+                    return;
                 }
                 if (result.IsCompleted)
                 {
-                    if (!buffer.IsEmpty)
+                    if (!buffer.IsEmpty && !Session.Resumable)
                     {
                         throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"the link ended inside a frame ({buffer.Length} bytes left)");
                     }
-                    break;
+                    // On a session, an end inside a frame is a connection closed in the middle of a write (by a
+                    // middlebox, or by the peer's side giving the connection up), not a protocol error: the partial
+                    // frame was not counted, so a resume sends it again.
+                    TransportLost(transport, buffer.IsEmpty
+                        ? "the peer closed the connection without a GoAway"
+                        : $"the connection ended inside a frame ({buffer.Length} bytes of it received)");
+                    return;
                 }
             }
         }
         catch (ProtocolException ex)
         {
-            reason = $"protocol error ({ex.Code}): {ex.Message}";
             LinkLog.ProtocolViolation(_logger, RemoteEndPoint, ex.Code, ex.Message);
             ProtocolError?.Invoke(ex);
+            CloseReason ??= $"protocol error ({ex.Code}): {ex.Message}";
             await SendGoAwayAndFlushAsync(ex.Code, ex.Message).ConfigureAwait(false);
+            Teardown(CloseReason);
         }
-        catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+        catch (OperationCanceledException) when (transport.Closing.IsCancellationRequested)
         {
-            reason = CloseReason ?? "closed by this side";
+            // aborted by the session (lost, replaced or closed)
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
         {
-            reason = $"the link failed: {ex.Message}";
+            TransportLost(transport, $"the connection failed: {ex.Message}");
         }
-        Teardown(reason);
     }
 
-    private ValueTask<System.IO.Pipelines.FlushResult> Dispatch(FrameHeader header, System.Buffers.ReadOnlySequence<byte> payload)
+    private ValueTask<System.IO.Pipelines.FlushResult> Dispatch(FrameHeader header, ReadOnlySequence<byte> payload)
     {
         switch (header.Type)
         {
@@ -288,98 +315,22 @@ public sealed partial class Link
                 var stamp = BinaryPrimitives.ReadInt64BigEndian(stampBytes);
                 if (_pings.TryRemove(stamp, out var waiter))
                 {
-                    var rtt = Stopwatch.GetElapsedTime(stamp);
+                    var rtt = Options.Time.GetElapsedTime(stamp);
                     LastRoundTrip = rtt;
-                    _lastPingAt = Stopwatch.GetTimestamp();
+                    Volatile.Write(ref _lastPingAt, Options.Time.GetTimestamp());
                     waiter.TrySetResult(rtt);
                 }
                 break;
             case FrameType.Ack:
-                break; // reserved for session resume (protocol.md); version 1 peers never send it, and it is harmless
+                Span<byte> countBytes = stackalloc byte[8];
+                payload.CopyTo(countBytes);
+                OnAck(BinaryPrimitives.ReadUInt64BigEndian(countBytes));
+                break;
             case FrameType.Hello:
                 throw new ProtocolException(ProtocolErrorCode.StreamStateError, "a second Hello after the handshake");
             default:
-                throw new ProtocolException(ProtocolErrorCode.UnknownFrameType, $"unexpected {header.Type} frame");
+                throw new ProtocolException(ProtocolErrorCode.UnknownFrameType, $"unexpected {header.Type} frame after the handshake");
         }
         return default;
     }
-
-    /// <summary>Queues a GoAway behind what is queued, stops the queue and waits (1 s at most) for the writer to send it.</summary>
-    private async Task SendGoAwayAndFlushAsync(ProtocolErrorCode code, string reason)
-    {
-        EnqueueControl(0, new GoAwayMessage(code, reason.Length > 1000 ? reason[..1000] : reason));
-        _out.Writer.TryComplete();
-        if (_writeLoop is not null)
-        {
-            await Task.WhenAny(_writeLoop, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>Closes the link politely: GoAway, then the socket. Streams still open are reset with LinkLost.</summary>
-    public async Task CloseAsync(ProtocolErrorCode code, string reason)
-    {
-        if (!IsClosed)
-        {
-            CloseReason ??= reason;
-            EnqueueControl(0, new GoAwayMessage(code, reason));
-            _out.Writer.TryComplete();
-            if (_writeLoop is not null)
-            {
-                await Task.WhenAny(_writeLoop, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
-            }
-        }
-        Teardown(reason);
-        await _closed.Task.ConfigureAwait(false);
-    }
-
-    public ValueTask DisposeAsync() => new(CloseAsync(ProtocolErrorCode.Shutdown, "the server is closing the link"));
-
-    private void Teardown(string reason)
-    {
-        if (Interlocked.Exchange(ref _closeStarted, 1) != 0)
-        {
-            return;
-        }
-        CloseReason ??= reason;
-        _closing.Cancel();
-        _out.Writer.TryComplete();
-        foreach (var stream in _streams.Values)
-        {
-            stream.OnReset(ProtocolErrorCode.LinkLost, $"the link to {RemoteEndPoint} closed: {CloseReason}");
-        }
-        _streams.Clear();
-        SignalRoom(); // senders waiting for room see the link closed
-        foreach (var ping in _pings.Values)
-        {
-            ping.TrySetException(new IOException($"the link to {RemoteEndPoint} closed: {CloseReason}"));
-        }
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // already gone
-        }
-        _tls?.Dispose();
-        _socket.Dispose();
-        LinkLog.Closed(_logger, RemoteEndPoint, CloseReason);
-        _closed.TrySetResult();
-    }
-}
-
-internal static partial class LinkLog
-{
-    // Event ids: Diagnostics/EventIds.cs (links, 100-199).
-    [LoggerMessage(EventId = EventIds.LinkProtocolViolation, Level = LogLevel.Warning, Message = "Link {Peer}: protocol error {Code}: {Detail}; link closed")]
-    public static partial void ProtocolViolation(ILogger logger, string peer, ProtocolErrorCode code, string detail);
-
-    [LoggerMessage(EventId = EventIds.StreamHandlerFailed, Level = LogLevel.Error, Message = "Link {Peer}: handler of stream {StreamId} failed")]
-    public static partial void StreamHandlerFailed(ILogger logger, uint streamId, string peer, Exception exception);
-
-    [LoggerMessage(EventId = EventIds.LinkClosed, Level = LogLevel.Information, Message = "Link {Peer} closed: {Reason}")]
-    public static partial void Closed(ILogger logger, string peer, string reason);
-
-    [LoggerMessage(EventId = EventIds.LinkUp, Level = LogLevel.Information, Message = "Link {Peer} up (peer {PeerName}, {Rtt} ms handshake)")]
-    public static partial void Up(ILogger logger, string peer, string peerName, double rtt);
 }

@@ -75,7 +75,9 @@ public sealed partial class Link
         {
             ArrayPool<byte>.Shared.Return(rentedBuffer);
             AddQueued(-cost);
+            return;
         }
+        Interlocked.Add(ref _unwritten, cost);
     }
 
     private void Enqueue(OutFrame frame)
@@ -86,7 +88,9 @@ public sealed partial class Link
         {
             ArrayPool<byte>.Shared.Return(frame.Buffer);
             AddQueued(-cost);
+            return;
         }
+        Interlocked.Add(ref _unwritten, cost);
     }
 
     /// <summary>Adds to (or, negative, takes from) the queue count; taking wakes whoever waits for room.</summary>
@@ -241,14 +245,14 @@ public sealed partial class Link
         }
     }
 
-    /// <summary>Reader loop: waits until the queue has drained to <see cref="LinkOptions.MaxQueuedBytes"/> (or the link closes).</summary>
+    /// <summary>Reader loop: waits until the frames not yet written have drained to <see cref="LinkOptions.MaxQueuedBytes"/> (or the link closes).</summary>
     private async Task WaitForQueueToDrainAsync(CancellationToken cancellationToken)
     {
         var resumeAt = (long)Options.MaxQueuedBytes;
-        while (Interlocked.Read(ref _queued) > resumeAt)
+        while (Interlocked.Read(ref _unwritten) > resumeAt)
         {
             var changed = RoomChanged();
-            if (Interlocked.Read(ref _queued) <= resumeAt)
+            if (Interlocked.Read(ref _unwritten) <= resumeAt)
             {
                 return;
             }
@@ -256,6 +260,9 @@ public sealed partial class Link
         }
     }
 
-    /// <summary>True when the reader should stop reading: control frames have filled the slack above the bound.</summary>
-    private bool SendQueueOverflowing => Interlocked.Read(ref _queued) > (long)Options.MaxQueuedBytes + Options.QueueSlackBytes;
+    /// <summary>
+    /// True when the reader should stop reading: frames not yet written (control frames above all) have filled the
+    /// slack above the bound. Frames written and waiting for their Ack do not count here: reading brings the Acks.
+    /// </summary>
+    private bool SendQueueOverflowing => Interlocked.Read(ref _unwritten) > (long)Options.MaxQueuedBytes + Options.QueueSlackBytes;
 }

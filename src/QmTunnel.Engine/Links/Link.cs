@@ -1,29 +1,23 @@
-using System.Buffers;
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.IO.Pipelines;
-using System.Net.Security;
-using System.Net.Sockets;
-using System.Security.Cryptography.X509Certificates;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using QmTunnel.Engine.Diagnostics;
 using QmTunnel.Engine.Protocol;
 
 namespace QmTunnel.Engine.Links;
 
 /// <summary>
-/// One link: a TCP connection between two adjacent qmTunnel servers carrying many <see cref="MuxStream"/>s.
-/// One reader loop parses frames and dispatches them; one writer loop drains a queue of frames into the socket
-/// with gathered sends. It does not dial, retry or resume (see <see cref="LinkConnector"/>); it knows nothing
-/// of tunnels, only of streams and of a handler for streams the peer opens.
+/// One link session between two adjacent qmTunnel servers, carrying many <see cref="MuxStream"/>s. The session owns
+/// what must outlive a connection: its id, its streams and their credit, the numbered send queue and the frames the
+/// peer has not acknowledged yet. The connection under it is a <see cref="LinkTransport"/> (socket, TLS, reader),
+/// which can die and be replaced while the session lives (<see cref="State"/> Resuming); a session that cannot get one
+/// back within its failure tolerance closes its streams with LinkSessionExpired. It does not dial (the
+/// <see cref="LinkPool"/> gives it a <see cref="Reconnect"/> function) and knows nothing of tunnels, only of streams
+/// and of a handler for streams the peer opens.
 /// </summary>
 public sealed partial class Link : IAsyncDisposable
 {
-    private readonly Socket _socket;
-    private readonly Stream? _tls;
-    private readonly PipeReader _reader;
-    private readonly Channel<OutFrame> _out = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
+    private readonly Channel<OutFrame> _out = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = false, AllowSynchronousContinuations = true });
     private readonly ConcurrentDictionary<uint, MuxStream> _streams = new();
     private readonly CancellationTokenSource _closing = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -31,15 +25,12 @@ public sealed partial class Link : IAsyncDisposable
     private readonly bool _isDialer;
     private uint _nextStreamId;
     private long _bytesSent, _bytesReceived;
-    private Task? _readLoop, _writeLoop;
     private int _closeStarted;
     private readonly ConcurrentDictionary<long, TaskCompletionSource<TimeSpan>> _pings = new();
 
-    private Link(Socket socket, Stream? tls, PipeReader reader, LinkOptions options, HelloMessage peer, bool isDialer, TimeSpan handshakeRtt, ILogger logger)
+    private Link(LinkTransport transport, LinkOptions options, HelloMessage peer, bool isDialer, TimeSpan handshakeRtt, ILogger logger, LinkSessionSettings session)
     {
-        _socket = socket;
-        _tls = tls;
-        _reader = reader;
+        _transport = transport;
         Options = options;
         Peer = peer;
         _isDialer = isDialer;
@@ -47,7 +38,11 @@ public sealed partial class Link : IAsyncDisposable
         HandshakeRoundTrip = handshakeRtt;
         LastRoundTrip = handshakeRtt;
         _logger = logger;
-        RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? "?";
+        Session = session;
+        RemoteEndPoint = transport.RemoteEndPoint;
+        IsEncrypted = transport.IsEncrypted;
+        PeerCertificateThumbprint = transport.PeerCertificateThumbprint;
+        TlsCipherSuite = transport.Tls?.NegotiatedCipherSuite.ToString();
         _streamsEmptySince = options.Time.GetTimestamp();
     }
 
@@ -60,21 +55,21 @@ public sealed partial class Link : IAsyncDisposable
     public string? Group { get; private init; }
     /// <summary>The peer's Hello: its id, name and limits.</summary>
     public HelloMessage Peer { get; }
-    public string RemoteEndPoint { get; }
+    /// <summary>The peer's address on the connection now (host:port); a resumed session takes the new one's.</summary>
+    public string RemoteEndPoint { get; private set; }
     /// <summary>True when the link runs inside TLS.</summary>
-    public bool IsEncrypted => _tls is not null;
+    public bool IsEncrypted { get; }
     /// <summary>SHA-256 thumbprint of the peer's TLS certificate; null on a plain link or when it sent none.</summary>
-    public string? PeerCertificateThumbprint =>
-        (_tls as SslStream)?.RemoteCertificate is { } c ? Security.ServerCertificate.Thumbprint(c as System.Security.Cryptography.X509Certificates.X509Certificate2 ?? new System.Security.Cryptography.X509Certificates.X509Certificate2(c)) : null;
-
+    public string? PeerCertificateThumbprint { get; }
     /// <summary>The TLS cipher suite negotiated, e.g. TLS_AES_128_GCM_SHA256; null on a plain link.</summary>
-    public string? TlsCipherSuite => (_tls as SslStream)?.NegotiatedCipherSuite.ToString();
+    public string? TlsCipherSuite { get; }
     public TimeSpan HandshakeRoundTrip { get; }
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
     public int StreamCount => _streams.Count;
+    /// <summary>True once the session ended (not while it waits for a new connection).</summary>
     public bool IsClosed => _closed.Task.IsCompleted || _closing.IsCancellationRequested;
-    /// <summary>Completes when the link is gone (either side closed it or it failed).</summary>
+    /// <summary>Completes when the session is gone (either side closed it, it failed, or it expired).</summary>
     public Task Completion => _closed.Task;
     /// <summary>Why the link closed, when it closed for a reason.</summary>
     public string? CloseReason { get; private set; }
@@ -88,225 +83,12 @@ public sealed partial class Link : IAsyncDisposable
     /// <summary>Raised once when a protocol error closes the link.</summary>
     public event Action<ProtocolException>? ProtocolError;
 
-    // ---------------- handshake ----------------
-
-    /// <summary>
-    /// Dialer side: preamble + Hello (+ AuthStart when <paramref name="login"/> is given, in the same write), waits for
-    /// the peer's Hello, then completes the login (<see cref="LinkLogin"/>). Throws <see cref="ProtocolException"/>
-    /// (AuthenticationFailed when the server refused the login), <see cref="Management.QmTunnelException"/> (a bad server
-    /// signature or challenge, stale keys) or IO errors. <paramref name="channelBinding"/>: see
-    /// <see cref="Security.PasswordChallenge.TlsServerEndPoint"/> (empty on a plain link).
-    /// </summary>
-    public static async Task<Link> HandshakeAsDialerAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken,
-        Stream? tls = null, LinkLogin? login = null, byte[]? channelBinding = null, string? server = null)
-    {
-        var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.HandshakeTimeout);
-        var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
-        var started = Stopwatch.GetTimestamp();
-        var clientNonce = login?.Method == AuthMethod.Password ? Security.PasswordChallenge.NewNonce() : [];
-        var first = BuildHandshake(preamble: true, hello);
-        if (login is not null)
-        {
-            first = [.. first, .. BuildHandshake(preamble: false, new AuthStartMessage(login.Method, login.User, clientNonce))];
-        }
-        await WriteRawAsync(socket, tls, first, timeout.Token).ConfigureAwait(false);
-        var (type, message) = await ReadControlAsync(reader, timeout.Token, FrameType.Hello).ConfigureAwait(false);
-        var rtt = Stopwatch.GetElapsedTime(started);
-        if (message is GoAwayMessage goAway)
-        {
-            throw new ProtocolException(goAway.Code, $"the server refused the link: {goAway.Reason}");
-        }
-        if (type != FrameType.Hello || message is not HelloMessage peer)
-        {
-            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {type}");
-        }
-        if (peer.MinVersion != peer.MaxVersion || peer.MinVersion < LinkOptions.MinVersion || peer.MinVersion > LinkOptions.MaxVersion)
-        {
-            throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, $"the server chose protocol version {peer.MinVersion}-{peer.MaxVersion}; this side speaks {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}");
-        }
-        ValidatePeerLimits(peer);
-        AuthOkMessage? ok = null;
-        if (login is not null)
-        {
-            ok = await LogInAsync(socket, tls, reader, login, clientNonce, channelBinding ?? [], server ?? socket.RemoteEndPoint?.ToString() ?? "?", timeout.Token).ConfigureAwait(false);
-        }
-        var link = new Link(socket, tls, reader, options, peer, isDialer: true, rtt, logger)
-        {
-            User = ok?.User,
-            Group = ok?.Group,
-        };
-        return link;
-    }
-
-    /// <summary>
-    /// Acceptor side: reads the preamble and the dialer's Hello, picks the highest common version, answers. On no
-    /// common version it answers GoAway(UnsupportedVersion) and throws.
-    /// With an <paramref name="authenticator"/>, the dialer must then log in (AuthStart...) before the link is up; a
-    /// refused login is answered with GoAway(AuthenticationFailed) and thrown as a ProtocolException with that code.
-    /// </summary>
-    public static async Task<Link> HandshakeAsAcceptorAsync(Socket socket, LinkOptions options, ILogger logger, CancellationToken cancellationToken, Stream? tls = null, string? refusePlain = null,
-        ILinkAuthenticator? authenticator = null, X509Certificate2? clientCertificate = null, byte[]? channelBinding = null)
-    {
-        var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
-        var reader = PipeReader.Create(stream, HandshakeReaderOptions);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.HandshakeTimeout);
-        await ReadPreambleAsync(reader, timeout.Token).ConfigureAwait(false);
-        var (type, message) = await ReadControlAsync(reader, timeout.Token, FrameType.Hello).ConfigureAwait(false);
-        if (type != FrameType.Hello || message is not HelloMessage peer)
-        {
-            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected Hello, got {type}");
-        }
-        var version = Math.Min(peer.MaxVersion, LinkOptions.MaxVersion);
-        if (version < peer.MinVersion || version < LinkOptions.MinVersion)
-        {
-            var reason = $"no common protocol version: the peer speaks {peer.MinVersion}-{peer.MaxVersion}, this server {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}";
-            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.UnsupportedVersion, reason)), timeout.Token).ConfigureAwait(false);
-            throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, reason);
-        }
-        if (refusePlain is not null)
-        {
-            await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, new GoAwayMessage(ProtocolErrorCode.PlainLinkRefused, refusePlain)), timeout.Token).ConfigureAwait(false);
-            throw new ProtocolException(ProtocolErrorCode.PlainLinkRefused, refusePlain);
-        }
-        ValidatePeerLimits(peer);
-        var answer = new HelloMessage((ushort)version, (ushort)version, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
-        await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, answer), timeout.Token).ConfigureAwait(false);
-        LoginResult? login = null;
-        if (authenticator is not null)
-        {
-            login = await AcceptLoginAsync(socket, tls, reader, authenticator, clientCertificate, channelBinding ?? [], timeout.Token).ConfigureAwait(false);
-        }
-        return new Link(socket, tls, LinkReader(reader, stream), options, peer, isDialer: false, TimeSpan.Zero, logger)
-        {
-            Principal = login?.Principal,
-            User = login?.Principal.User.Name,
-            Group = login?.Principal.Group.Name,
-        };
-    }
-
-    /// <summary>
-    /// The acceptor's reader until the login succeeds: small segments, and a zero-byte read while it waits, so a
-    /// connection that has not logged in holds no large buffer (a flood of them must not cost the server its memory).
-    /// </summary>
-    private static readonly StreamPipeReaderOptions HandshakeReaderOptions = new(bufferSize: 4096, minimumReadSize: 1024, leaveOpen: true, useZeroByteReads: true);
-
-    /// <summary>
-    /// The reader of a logged-in accepted link (large reads for throughput), taking over from the handshake reader:
-    /// bytes the peer sent right behind its login and the handshake reader already holds come first, so none is lost.
-    /// </summary>
-    private static PipeReader LinkReader(PipeReader handshake, Stream stream)
-    {
-        byte[] carried = [];
-        if (handshake.TryRead(out var result))
-        {
-            carried = result.Buffer.ToArray();
-            handshake.AdvanceTo(result.Buffer.End);
-        }
-        handshake.Complete();
-        return PipeReader.Create(carried.Length == 0 ? stream : new PrefixedStream(carried, stream),
-            new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
-    }
-
-    private static async Task WriteRawAsync(Socket socket, Stream? tls, byte[] bytes, CancellationToken cancellationToken)
-    {
-        if (tls is not null)
-        {
-            await tls.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
-            await tls.FlushAsync(cancellationToken).ConfigureAwait(false);
-        }
-        else
-        {
-            await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private static void ValidatePeerLimits(HelloMessage peer)
-    {
-        if (peer.MaxPayload < 1024 || peer.InitialWindow < 1024)
-        {
-            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"the peer announced unusable limits (max payload {peer.MaxPayload}, window {peer.InitialWindow})");
-        }
-    }
-
-    private static byte[] BuildHandshake(bool preamble, ControlMessage message)
-    {
-        var payload = ControlCodec.ToArray(message);
-        var offset = preamble ? FrameCodec.Preamble.Length : 0;
-        var bytes = new byte[offset + FrameHeader.Size + payload.Length];
-        if (preamble)
-        {
-            FrameCodec.Preamble.CopyTo(bytes);
-        }
-        new FrameHeader(message.FrameType, FrameFlags.None, 0, payload.Length).Write(bytes.AsSpan(offset));
-        payload.CopyTo(bytes.AsSpan(offset + FrameHeader.Size));
-        return bytes;
-    }
-
-    private static async Task ReadPreambleAsync(PipeReader reader, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            if (buffer.Length >= FrameCodec.Preamble.Length)
-            {
-                Span<byte> first = stackalloc byte[4];
-                buffer.Slice(0, 4).CopyTo(first);
-                if (!first.SequenceEqual(FrameCodec.Preamble))
-                {
-                    reader.AdvanceTo(buffer.Start);
-                    throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, "the peer is not a qmTunnel link (wrong preamble)");
-                }
-                reader.AdvanceTo(buffer.GetPosition(4));
-                return;
-            }
-            if (result.IsCompleted)
-            {
-                reader.AdvanceTo(buffer.Start, buffer.End);
-                throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, "the peer closed the connection before the handshake");
-            }
-            reader.AdvanceTo(buffer.Start, buffer.End);
-        }
-    }
-
-    /// <summary>Reads the next handshake frame: <paramref name="expected"/> or a GoAway; anything else is HandshakeFailed.</summary>
-    private static async Task<(FrameType, ControlMessage)> ReadControlAsync(PipeReader reader, CancellationToken cancellationToken, FrameType expected)
-    {
-        while (true)
-        {
-            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            if (FrameCodec.TryReadFrame(ref buffer, 16 * 1024, out var header, out var payload))
-            {
-                if (header.Type != expected && header.Type != FrameType.GoAway)
-                {
-                    reader.AdvanceTo(buffer.Start);
-                    throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, $"expected {expected}, got {header.Type}");
-                }
-                var message = ControlCodec.Read(header.Type, payload);
-                reader.AdvanceTo(buffer.Start);
-                return (header.Type, message);
-            }
-            if (result.IsCompleted)
-            {
-                reader.AdvanceTo(buffer.Start, buffer.End);
-                throw new ProtocolException(ProtocolErrorCode.HandshakeFailed, "the peer closed the connection during the handshake");
-            }
-            reader.AdvanceTo(buffer.Start, buffer.End);
-        }
-    }
-
-    // ---------------- running ----------------
-
-    /// <summary>Starts the reader and writer loops. Call once, after setting <see cref="StreamOpened"/>.</summary>
+    /// <summary>Starts the loops on the first connection. Call once, after setting <see cref="StreamOpened"/>.</summary>
     public void Start()
     {
-        _writeLoop = Task.Run(WriteLoopAsync);
-        _readLoop = Task.Run(ReadLoopAsync);
+        var transport = _transport ?? throw new InvalidOperationException("the link has no connection");
+        RunTransport(transport, []);
+        StartHeartbeat();
         RefreshRoundTrip(TimeSpan.Zero);
     }
 
@@ -336,4 +118,90 @@ public sealed partial class Link : IAsyncDisposable
         }
         return stream;
     }
+
+    /// <summary>Queues a GoAway behind what is queued, stops the queue and waits (1 s at most) for the writer to send it.</summary>
+    private async Task SendGoAwayAndFlushAsync(ProtocolErrorCode code, string reason)
+    {
+        EnqueueControl(0, new GoAwayMessage(code, reason.Length > 1000 ? reason[..1000] : reason));
+        _out.Writer.TryComplete();
+        if (_transport?.WriteLoop is { } writing)
+        {
+            await Task.WhenAny(writing, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Closes the link politely: GoAway, then the connection. Streams still open are reset with LinkLost.</summary>
+    public async Task CloseAsync(ProtocolErrorCode code, string reason)
+    {
+        if (!IsClosed)
+        {
+            CloseReason ??= reason;
+            EnqueueControl(0, new GoAwayMessage(code, reason));
+            _out.Writer.TryComplete();
+            if (_transport?.WriteLoop is { } writing)
+            {
+                await Task.WhenAny(writing, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+            }
+        }
+        Teardown(reason);
+        await _closed.Task.ConfigureAwait(false);
+    }
+
+    public ValueTask DisposeAsync() => new(CloseAsync(ProtocolErrorCode.Shutdown, "the server is closing the link"));
+
+    /// <summary>Ends the session: streams reset with <paramref name="code"/>, the connection closed, nothing kept.</summary>
+    private void Teardown(string reason, ProtocolErrorCode code = ProtocolErrorCode.LinkLost)
+    {
+        if (Interlocked.Exchange(ref _closeStarted, 1) != 0)
+        {
+            return;
+        }
+        CloseReason ??= reason;
+        _closing.Cancel();
+        _out.Writer.TryComplete();
+        StopSessionTimers();
+        foreach (var stream in _streams.Values)
+        {
+            stream.OnReset(code, $"the link to {RemoteEndPoint} closed: {CloseReason}");
+        }
+        _streams.Clear();
+        SignalRoom(); // senders waiting for room see the link closed
+        foreach (var ping in _pings.Values)
+        {
+            ping.TrySetException(new IOException($"the link to {RemoteEndPoint} closed: {CloseReason}"));
+        }
+        LinkTransport? current;
+        lock (_stateLock)
+        {
+            current = _transport;
+            _transport = null;
+        }
+        if (current is null)
+        {
+            DrainQueue(); // no writer runs: nobody else returns the frames never written
+        }
+        else
+        {
+            current.Abort(); // its writer returns them as it ends
+        }
+        ReleaseRetained();
+        LinkLog.Closed(_logger, RemoteEndPoint, CloseReason);
+        _closed.TrySetResult();
+    }
+}
+
+internal static partial class LinkLog
+{
+    // Event ids: Diagnostics/EventIds.cs (links, 100-199).
+    [LoggerMessage(EventId = EventIds.LinkProtocolViolation, Level = LogLevel.Warning, Message = "Link {Peer}: protocol error {Code}: {Detail}; link closed")]
+    public static partial void ProtocolViolation(ILogger logger, string peer, ProtocolErrorCode code, string detail);
+
+    [LoggerMessage(EventId = EventIds.StreamHandlerFailed, Level = LogLevel.Error, Message = "Link {Peer}: handler of stream {StreamId} failed")]
+    public static partial void StreamHandlerFailed(ILogger logger, uint streamId, string peer, Exception exception);
+
+    [LoggerMessage(EventId = EventIds.LinkClosed, Level = LogLevel.Information, Message = "Link {Peer} closed: {Reason}")]
+    public static partial void Closed(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = EventIds.LinkUp, Level = LogLevel.Information, Message = "Link {Peer} up (peer {PeerName}, {Rtt} ms handshake)")]
+    public static partial void Up(ILogger logger, string peer, string peerName, double rtt);
 }

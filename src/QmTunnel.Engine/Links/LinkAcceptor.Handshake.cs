@@ -19,6 +19,7 @@ internal sealed partial class LinkAcceptor
         SslStream? tls = null;
         CoalescingStream? coalescing = null;
         Link? link = null;
+        var resumed = false;
         var abort = false;
         try
         {
@@ -43,8 +44,15 @@ internal sealed partial class LinkAcceptor
                 refusePlain = reason;
             }
             var clientCertificate = tls?.RemoteCertificate is { } remote ? remote as X509Certificate2 ?? new X509Certificate2(remote) : null;
-            link = await Link.HandshakeAsAcceptorAsync(socket, _linkOptions, _logger, token, tls, refusePlain,
-                _authenticator, clientCertificate, tls is null ? [] : _channelBinding).ConfigureAwait(false);
+            // Logged in: from now on TLS records are gathered per flushed batch and reads are buffered (not before: a
+            // connection that has not logged in holds no large buffer).
+            (link, resumed) = await Link.AcceptAsync(socket, _linkOptions, _logger, token, tls, refusePlain,
+                _authenticator, clientCertificate, tls is null ? [] : _channelBinding, Sessions, () =>
+                {
+                    coalescing?.Coalesce = true;
+                    // A user logged in: the pending caps are for connections that have not, so none evicts it now.
+                    pending.LoggedIn = _pending.Remove(pending);
+                }).ConfigureAwait(false);
         }
         catch (Exception) when (pending.Evicted || _stop.IsCancellationRequested)
         {
@@ -86,11 +94,11 @@ internal sealed partial class LinkAcceptor
         {
             // Out of the pending table first: from here on nothing evicts it. False: it was evicted (or the server is
             // stopping) and its socket is being aborted by whoever took it out.
-            var ours = _pending.Remove(pending);
+            var ours = pending.LoggedIn || _pending.Remove(pending);
             pending.Handshake.Dispose();
             if (link is null || !ours)
             {
-                if (link is not null)
+                if (link is not null && !resumed)
                 {
                     await link.CloseAsync(ProtocolErrorCode.Shutdown, "closed before its login completed").ConfigureAwait(false);
                     link = null;
@@ -107,13 +115,10 @@ internal sealed partial class LinkAcceptor
                 }
             }
         }
-        if (link is null)
+        if (link is null || resumed)
         {
-            return;
+            return; // a resumed session runs on already, among the links it always was
         }
-        // Logged in: from now on TLS records are gathered per flushed batch and reads are buffered (not before: a
-        // connection that has not logged in holds no large buffer). The link's loops have not started yet.
-        coalescing?.Coalesce = true;
         lock (_handOver)
         {
             if (!_stopping)

@@ -84,6 +84,9 @@ internal sealed partial class LinkAcceptor
     }
 
     /// <summary>Connections accepted that have not logged in yet.</summary>
+    /// <summary>The link sessions accepted here that a dialer may resume.</summary>
+    public LinkSessionRegistry Sessions { get; } = new();
+
     public int PendingCount => _pending.Count;
     public long PendingPeak => _pending.Peak;
     /// <summary>New connections closed at once: their source had MaxPendingLinksPerSource pending.</summary>

@@ -4,7 +4,7 @@ namespace QmTunnel.Engine.Links;
 public sealed record LinkOptions
 {
     /// <summary>Protocol versions this build speaks.</summary>
-    public const ushort MinVersion = 2, MaxVersion = 2;
+    public const ushort MinVersion = 3, MaxVersion = 3;
 
     public string ServerId { get; init; } = Guid.NewGuid().ToString("n");
     public string ServerName { get; init; } = Environment.MachineName;
@@ -32,7 +32,10 @@ public sealed record LinkOptions
     /// <summary>Limits that may change while links run; shared by every link made with these options.</summary>
     public LinkLimits Limits { get; init; } = new();
 
-    /// <summary>The clock of idle times (tests pass a fake one).</summary>
+    /// <summary>The longest a session of a dialer is kept waiting for its connection here, whatever it asks (memory is held meanwhile).</summary>
+    public TimeSpan MaxSessionTolerance { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>The clock of idle times, heartbeats, receive timeouts, failure tolerance and reconnect backoff (tests pass a fake one).</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
 

@@ -11,13 +11,14 @@ using QmTunnel.Engine.Protocol;
 namespace QmTunnel.Engine.Links;
 
 /// <summary>
-/// Outgoing links of a server, one per next-hop server, shared by every tunnel that passes that hop. A dead link is
-/// replaced on the next request. It does not reconnect by itself (a permanent tunnel's hold loop asks it again after
-/// its backoff; session resume comes later) and does not carry streams: callers open them on the returned <see cref="Link"/>.
+/// Outgoing links of a server, one per next-hop server, login and failure tolerance, shared by every tunnel that passes
+/// that hop. A link whose connection is lost resumes by itself (<see cref="DialAsync"/>); one that ended is replaced on
+/// the next request. It does not carry streams: callers open them on the returned <see cref="Link"/>.
 /// </summary>
 public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerCertificatePolicy? certificates = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task<Link>> _links = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, EndpointUri> _hops = new(StringComparer.OrdinalIgnoreCase);
     private readonly CancellationTokenSource _disposed = new();
 
     /// <summary>Number of links that are up.</summary>
@@ -27,20 +28,29 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
     /// <summary>The links that are up (tests).</summary>
     internal IReadOnlyList<Link> Links() => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Select(t => t.Result).ToList();
 
+    /// <summary>
+    /// The hops of the links that are up, as they were asked for: with the options of their address, such as the
+    /// <see cref="EndpointUri.Timing"/> a gateway read from the route (tests).
+    /// </summary>
+    internal IReadOnlyList<EndpointUri> Hops() =>
+        _links.Where(e => e.Value.IsCompletedSuccessfully && !e.Value.Result.IsClosed && _hops.ContainsKey(e.Key)).Select(e => _hops[e.Key]).ToList();
+
     public int StreamCount => _links.Values.Where(t => t.IsCompletedSuccessfully && !t.Result.IsClosed).Sum(t => t.Result.StreamCount);
 
     /// <summary>The live link to <paramref name="hop"/> logged in as <paramref name="login"/>, if there is one (no dialing).</summary>
-    public Link? TryGet(EndpointUri hop, LinkLogin? login) =>
-        _links.TryGetValue(Key(hop, login), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;
+    public Link? TryGet(EndpointUri hop, LinkLogin? login, LinkSessionSettings? session = null) =>
+        _links.TryGetValue(Key(hop, login, session), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;
 
-    private static string Key(EndpointUri hop, LinkLogin? login) => hop + "|" + login?.Key;
+    // The hop's text carries its own settings (TLS, timing); a failure tolerance of its own makes another session.
+    private static string Key(EndpointUri hop, LinkLogin? login, LinkSessionSettings? session) =>
+        hop + "|" + login?.Key + "|" + (session?.FailureTolerance ?? LinkSessionSettings.DefaultFailureTolerance).TotalMilliseconds;
 
     /// <summary>
     /// The link to <paramref name="hop"/> logged in as <paramref name="login"/>: one per server and login, dialed on
     /// first use. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed, HopCredentialMissing,
     /// CertificateMismatch, PlainLinkRefused.
     /// </summary>
-    public async Task<Link> GetAsync(EndpointUri hop, LinkLogin? login, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    public async Task<Link> GetAsync(EndpointUri hop, LinkLogin? login, TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null)
     {
         if (login is null)
         {
@@ -48,10 +58,11 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
                 $"No login is given for the tunnel server {hop}: every server of a chain authenticates the link from the one before. " +
                 $"Give one with -Via (New-QmTunnelHop {hop.Address} -Credential <user>).");
         }
-        var key = Key(hop, login);
+        var key = Key(hop, login, session);
+        _hops[key] = hop;
         while (true)
         {
-            var task = _links.GetOrAdd(key, _ => DialAsync(hop, login, connectTimeout));
+            var task = _links.GetOrAdd(key, _ => DialAsync(hop, login, connectTimeout, session));
             Link link;
             try
             {
@@ -123,22 +134,62 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         }
     }
 
-    private Task<Link> DialAsync(EndpointUri hop, LinkLogin login, TimeSpan connectTimeout) =>
-        DialAsync(hop, login, options, logger, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), connectTimeout, _disposed.Token);
+    private Task<Link> DialAsync(EndpointUri hop, LinkLogin login, TimeSpan connectTimeout, LinkSessionSettings? session) =>
+        DialAsync(hop, login, options, logger, certificates ?? throw new InvalidOperationException("no certificate policy for TLS links"), connectTimeout, _disposed.Token, session);
 
     /// <summary>
     /// Dials one link, logged in as <paramref name="login"/>, and starts it (the pool's links, and management sessions).
-    /// Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed, CertificateMismatch, PlainLinkRefused,
-    /// CredentialOnPlainLink.
+    /// With a resumable <paramref name="session"/> (the default), a lost connection is redialed with the session's backoff
+    /// and the session resumed on the new one. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed,
+    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink.
     /// </summary>
     public static async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, LinkOptions options, ILogger logger, Security.PeerCertificatePolicy certificates,
-        TimeSpan connectTimeout, CancellationToken cancellationToken)
+        TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null)
     {
+        var settings = session ?? LinkSessionSettings.For(hop.Timing, LinkSessionSettings.DefaultFailureTolerance);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(connectTimeout);
-        var socket = await ConnectAsync(hop, connectTimeout, timeout.Token).ConfigureAwait(false);
-        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        var (socket, tls, channelBinding, pin) = await OpenAsync(hop, login, certificates, connectTimeout, timeout.Token).ConfigureAwait(false);
         Link link;
+        try
+        {
+            link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token, tls, login, channelBinding, hop.Address, settings).ConfigureAwait(false);
+            certificates.Record(pin); // logged in over this certificate: now it is pinned
+        }
+        catch (Exception ex)
+        {
+            tls?.Dispose();
+            socket.Dispose();
+            throw Translate(ex, hop, login);
+        }
+        if (link.Session.Resumable)
+        {
+            link.Reconnect = async (session, ct) =>
+            {
+                var (s, t, binding, _) = await OpenAsync(hop, login, certificates, settings.Timing.ConnectTimeout, ct).ConfigureAwait(false);
+                try
+                {
+                    await session.ResumeOnAsync(s, t, login, binding, hop.Address, ct).ConfigureAwait(false);
+                }
+                catch
+                {
+                    t?.Dispose();
+                    s.Dispose();
+                    throw;
+                }
+            };
+        }
+        link.Start();
+        LinkLog.Up(logger, link.RemoteEndPoint, link.Peer.ServerName, link.HandshakeRoundTrip.TotalMilliseconds);
+        return link;
+    }
+
+    /// <summary>TCP, then TLS for qmt:// (the certificate checked against the pin). Errors as <see cref="DialAsync"/>.</summary>
+    private static async Task<(Socket, SslStream?, byte[], Security.PendingPin?)> OpenAsync(EndpointUri hop, LinkLogin login, Security.PeerCertificatePolicy certificates,
+        TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        var socket = await ConnectAsync(hop, connectTimeout, cancellationToken).ConfigureAwait(false);
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
         SslStream? tls = null;
         try
         {
@@ -146,46 +197,36 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
             Security.PendingPin? pin = null;
             if (hop.Scheme == EndpointScheme.Qmt)
             {
-                (tls, channelBinding, pin) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, certificates, timeout.Token).ConfigureAwait(false);
+                (tls, channelBinding, pin) = await AuthenticateAsync(socket, hop, (login as CertificateLogin)?.Certificate, certificates, cancellationToken).ConfigureAwait(false);
             }
             else if (login is CertificateLogin)
             {
                 throw new QmTunnelException(ErrorIds.CredentialOnPlainLink, QmErrorKind.SecurityError, hop.ToString(),
                     $"A client certificate login needs TLS, and {hop} is an unencrypted link: write the hop as qmt://{hop.HostPort}.");
             }
-            link = await Link.HandshakeAsDialerAsync(socket, options, logger, timeout.Token, tls, login, channelBinding, hop.Address).ConfigureAwait(false);
-            certificates.Record(pin); // logged in over this certificate: now it is pinned
+            return (socket, tls, channelBinding, pin);
         }
-        catch (QmTunnelException)
+        catch (Exception ex)
         {
             tls?.Dispose();
             socket.Dispose();
-            throw;
+            throw Translate(ex, hop, login);
         }
-        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.AuthenticationFailed)
-        {
-            tls?.Dispose();
-            socket.Dispose();
-            throw new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, hop.ToString(),
-                $"{hop.Address} refused the login of '{login.User}': {ex.Message.Replace("the server refused the link: ", "", StringComparison.Ordinal)}", ex);
-        }
-        catch (ProtocolException ex) when (ex.Code == ProtocolErrorCode.PlainLinkRefused)
-        {
-            socket.Dispose();
-            throw new QmTunnelException(ErrorIds.PlainLinkRefused, QmErrorKind.SecurityError, hop.ToString(),
-                $"{hop} refused an unencrypted link: {ex.Message.Replace("the server refused the link: ", "", StringComparison.Ordinal)}", ex);
-        }
-        catch (Exception ex) when (ex is ProtocolException or SocketException or IOException or OperationCanceledException or AuthenticationException)
-        {
-            tls?.Dispose();
-            socket.Dispose();
-            throw new QmTunnelException(ErrorIds.HopHandshakeFailed, QmErrorKind.ProtocolError, hop.ToString(),
-                $"{hop} answered, but not as a qmTunnel server of a compatible version ({ex.Message}). Check the address and the server's version.", ex);
-        }
-        link.Start();
-        LinkLog.Up(logger, link.RemoteEndPoint, link.Peer.ServerName, link.HandshakeRoundTrip.TotalMilliseconds);
-        return link;
     }
+
+    /// <summary>The error a caller of <see cref="DialAsync"/> sees for what a dial threw.</summary>
+    private static Exception Translate(Exception ex, EndpointUri hop, LinkLogin login) => ex switch
+    {
+        QmTunnelException => ex,
+        ProtocolException { Code: ProtocolErrorCode.AuthenticationFailed } => new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, hop.ToString(),
+            $"{hop.Address} refused the login of '{login.User}': {ex.Message.Replace("the server refused the link: ", "", StringComparison.Ordinal)}", ex),
+        ProtocolException { Code: ProtocolErrorCode.PlainLinkRefused } => new QmTunnelException(ErrorIds.PlainLinkRefused, QmErrorKind.SecurityError, hop.ToString(),
+            $"{hop} refused an unencrypted link: {ex.Message.Replace("the server refused the link: ", "", StringComparison.Ordinal)}", ex),
+        ProtocolException or SocketException or IOException or OperationCanceledException or AuthenticationException => new QmTunnelException(ErrorIds.HopHandshakeFailed,
+            QmErrorKind.ProtocolError, hop.ToString(),
+            $"{hop} answered, but not as a qmTunnel server of a compatible version ({ex.Message}). Check the address and the server's version.", ex),
+        _ => ex,
+    };
 
     /// <summary>
     /// TLS 1.3 (1.2 at least) to the hop; the certificate is accepted by pin, not by name or chain. Returns the stream,

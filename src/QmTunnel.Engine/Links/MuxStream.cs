@@ -47,6 +47,10 @@ public sealed class MuxStream
     public string? ResetReason { get; private set; }
     internal bool FinSent => Volatile.Read(ref _finSent) != 0;
     internal bool FinReceived => Volatile.Read(ref _finReceived) != 0;
+    /// <summary>Bytes this side may still send before the peer's next WindowUpdate.</summary>
+    internal long SendCredit => Interlocked.Read(ref _sendCredit);
+    /// <summary>Bytes the peer may still send before this side's next WindowUpdate (equals the peer's <see cref="SendCredit"/> when nothing is in flight).</summary>
+    internal int ReceiveCredit => Volatile.Read(ref _receiveCredit);
 
     /// <summary>
     /// Waits until the peer grants credit and the link's send queue has room (docs/security.md, "Limits"); returns how

@@ -147,6 +147,9 @@ internal sealed class PendingLink(Socket socket, IPAddress address, string peer,
     private bool _evicted;
     /// <summary>The stream under its TLS, once the TLS handshake started (null on a plain connection).</summary>
     public CoalescingStream? Transport { get; set; }
+
+    /// <summary>Logged in: out of the pending table (nothing evicts it any more), its handshake finishing.</summary>
+    public bool LoggedIn { get; set; }
     internal LinkedListNode<PendingLink>? Node { get; set; }
 
     /// <summary>Ends the handshake and closes the socket with a reset (no FIN, no TIME_WAIT).</summary>

@@ -87,10 +87,10 @@ public sealed class LocalQmTunnelServer(QmTunnelEngine engine, SecurityPrincipal
         return Engine.RemoveTunnelAsync(name, cancellationToken);
     }
 
-    public Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken)
+    public async Task<TunnelStats> GetTunnelStatsAsync(string name, CancellationToken cancellationToken)
     {
         Accessible(name);
-        return Task.FromResult(Engine.GetTunnelStats(name).With(Origin));
+        return (await Engine.GetTunnelStatsAsync(name, cancellationToken).ConfigureAwait(false)).With(Origin);
     }
 
     public Task<IReadOnlyList<ConnectionInfo>> GetConnectionsAsync(string name, CancellationToken cancellationToken)

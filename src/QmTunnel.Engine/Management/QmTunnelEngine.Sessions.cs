@@ -254,6 +254,9 @@ public sealed partial class QmTunnelEngine
     /// <summary>The links this server dialed (tests).</summary>
     internal IReadOnlyList<Link> OutboundLinks() => _pool?.Links() ?? [];
 
+    /// <summary>The hops of <see cref="OutboundLinks"/>, as this server was asked to dial them (tests).</summary>
+    internal IReadOnlyList<Endpoints.EndpointUri> OutboundHops() => _pool?.Hops() ?? [];
+
     /// <summary>The links this server accepted (tests).</summary>
     internal IReadOnlyList<Link> InboundLinks()
     {

@@ -11,7 +11,7 @@ using QmTunnel.Engine.Tunnels;
 
 namespace QmTunnel.Engine.Management;
 
-/// <summary>Streams opened on accepted links: access checks, targets, onward hops, login queries.</summary>
+/// <summary>Streams opened on accepted links: access checks, targets, onward hops, login queries (link queries: QmTunnelEngine.LinkInfo.cs).</summary>
 public sealed partial class QmTunnelEngine
 {
     /// <summary>
@@ -30,7 +30,7 @@ public sealed partial class QmTunnelEngine
             await ServeManagementAsync(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
-        // Every stream that makes this server dial (Tcp, Check, AuthQuery, Hold) passes the same check: the link's user, the
+        // Every stream of a tunnel (Tcp, Check, AuthQuery, Hold, LinkInfo) passes the same check: the link's user, the
         // tunnel as this server can vouch for it, its rights and allow-rules.
         if (Admit(link, stream, open) is not { } admitted)
         {
@@ -44,6 +44,9 @@ public sealed partial class QmTunnelEngine
                 return;
             case StreamProtocol.Hold:
                 await HoldAsync(stream, open, cancellationToken).ConfigureAwait(false);
+                return;
+            case StreamProtocol.LinkInfo:
+                await AnswerLinkInfoAsync(stream, open, cancellationToken).ConfigureAwait(false);
                 return;
             case StreamProtocol.Check when open.Route.Count == 0:
                 stream.SendOpenAck();
@@ -154,7 +157,46 @@ public sealed partial class QmTunnelEngine
         await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// At a gateway: carries the stream on to the next server of its route. <c>next</c> is that server's address as the
+    /// tunnel's owner wrote it, with its options — pin, TLS, user and <see cref="EndpointUri.Timing"/> (the link timing
+    /// given for that hop with New-QmTunnelHop) — and is what the link to it is dialed with (<see cref="LinkPool.GetAsync"/>).
+    /// </summary>
     private async Task ForwardAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
+    {
+        if (NextHop(inbound, open) is not var (next, login) || Onward(inbound, open, next) is not { } onwardOpen)
+        {
+            return;
+        }
+        Link link;
+        try
+        {
+            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
+                NextSession(inbound, next)).ConfigureAwait(false);
+        }
+        catch (QmTunnelException ex)
+        {
+            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
+                $"{Options.ServerName}: {ex.Message}");
+            return;
+        }
+        var onward = link.OpenStream(onwardOpen, _transit, _linkOptions.InitialWindow);
+        await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The session settings of the link to <paramref name="next"/>: it keeps its session as long as the one
+    /// <paramref name="inbound"/> came on (the tunnel's failure tolerance, passed on hop by hop), with the next hop's
+    /// own timing. Part of the pool's key, so a query finds the link the tunnel's streams use.
+    /// </summary>
+    private static LinkSessionSettings NextSession(MuxStream inbound, EndpointUri next) =>
+        LinkSessionSettings.For(next.Timing, inbound.Link.Session.FailureTolerance);
+
+    /// <summary>
+    /// The next server of the Open's route and the login given for it (null: none), or null after resetting
+    /// <paramref name="inbound"/> with OpenRejected (a malformed address or login).
+    /// </summary>
+    private (EndpointUri Next, LinkLogin? Login)? NextHop(MuxStream inbound, OpenMessage open)
     {
         EndpointUri next;
         try
@@ -164,44 +206,40 @@ public sealed partial class QmTunnelEngine
         catch (QmTunnelException ex)
         {
             inbound.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
-            return;
+            return null;
         }
-        LinkLogin? login;
         try
         {
-            login = open.RouteCredentials.Count > 0 && open.RouteCredentials[0] is { } credential
+            var login = open.RouteCredentials.Count > 0 && open.RouteCredentials[0] is { } credential
                 ? HopCredential.FromRouteCredential(credential).ToLogin()
                 : null;
+            return (next, login);
         }
         catch (ArgumentException ex)
         {
             inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName}: the login given for {next.Address} is malformed ({ex.Message})");
-            return;
+            return null;
         }
+    }
+
+    /// <summary>
+    /// The Open this gateway sends to <paramref name="next"/>: the route and logins after it, a query's depth one less;
+    /// or null after resetting <paramref name="inbound"/> when later servers' logins would cross an unencrypted link.
+    /// </summary>
+    private OpenMessage? Onward(MuxStream inbound, OpenMessage open, EndpointUri next)
+    {
         var onwardCredentials = open.RouteCredentials.Skip(1).ToList();
         if (next.Scheme == EndpointScheme.QmtPlain && onwardCredentials.Any(c => c is not null))
         {
             inbound.Reset(ProtocolErrorCode.OpenRejected, $"{Options.ServerName} will not send the logins of later servers over the unencrypted link to {next}: write that hop as qmt://{next.HostPort}.");
-            return;
+            return null;
         }
-        Link link;
-        try
-        {
-            link = await _pool!.GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
-        }
-        catch (QmTunnelException ex)
-        {
-            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed : ProtocolErrorCode.TargetConnectFailed,
-                $"{Options.ServerName}: {ex.Message}");
-            return;
-        }
-        var onward = link.OpenStream(open with
+        return open with
         {
             Route = open.Route.Skip(1).ToList(),
             RouteCredentials = onwardCredentials.Any(c => c is not null) ? onwardCredentials : [],
-            QueryDepth = open.Protocol == StreamProtocol.AuthQuery ? (byte)(open.QueryDepth - 1) : (byte)0,
-        }, _transit, _linkOptions.InitialWindow);
-        await Splice.RunAsync(inbound, onward, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+            QueryDepth = open.Protocol is StreamProtocol.AuthQuery or StreamProtocol.LinkInfo ? (byte)(open.QueryDepth - 1) : (byte)0,
+        };
     }
 
     /// <summary>

@@ -351,6 +351,10 @@ public sealed partial class QmTunnelEngine
         }
     }
 
+    /// <summary>
+    /// The counters of tunnel <paramref name="name"/> now, without its chain's hops (no gateway is asked;
+    /// <see cref="GetTunnelStatsAsync"/> asks them). Errors: TunnelNotFound.
+    /// </summary>
     public TunnelStats GetTunnelStats(string name)
     {
         _gate.Wait();

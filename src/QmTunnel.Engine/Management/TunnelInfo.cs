@@ -116,6 +116,22 @@ public sealed class TunnelStats : QmTunnelObject
     public long RejectedConnections { get; init; }
     /// <summary>Round trip of the link to the first hop (a Ping, refreshed at most once a second when stats are read); null while no link is up.</summary>
     public TimeSpan? LinkLatency { get; init; }
+    /// <summary>
+    /// Each hop of the chain, in order: its server, link state, latency, reconnects, resumes and link bytes (hop 1 from
+    /// this server's own link, the others asked of the gateways along the chain when the stats are read, each answer
+    /// awaited 2 s at most). Empty while the tunnel is not running.
+    /// </summary>
+    public IReadOnlyList<TunnelHopStats> Hops { get; init; } = [];
+    /// <summary>
+    /// The round trip from this server to the last server of the chain: for one hop, its latency; for more, the round
+    /// trip of the query to the last gateway (through every link but the last, and each gateway's handling of a stream,
+    /// as a new connection's first bytes see them) plus the last hop's latency. The target's own network is not in it.
+    /// Null when a hop is not up or did not answer.
+    /// </summary>
+    public TimeSpan? EndToEndLatency { get; init; }
+    /// <summary>The Hops column of the table: "2 up", or how many hops are in the worst state ("1 down", "1 ?", "1 res").</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string HopSummary => TunnelHopStats.Summary(Hops);
     public DateTimeOffset? StartedAt { get; init; }
     public string? LastError { get; init; }
     public DateTimeOffset? LastErrorAt { get; init; }

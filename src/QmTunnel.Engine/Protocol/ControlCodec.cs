@@ -9,7 +9,7 @@ namespace QmTunnel.Engine.Protocol;
 /// strings as u16 length + UTF-8 (at most 4096 bytes); lists as u16 count + items. Reading never trusts a length:
 /// a short or overlong field is a <see cref="ProtocolException"/>, and trailing bytes are too.
 /// </summary>
-public static class ControlCodec
+public static partial class ControlCodec
 {
     public const int MaxStringBytes = 4096;
     public const int MaxListItems = 64;
@@ -70,6 +70,16 @@ public static class ControlCodec
                 break;
             case AuthOkMessage ok:
                 w.Str(ok.User); w.Str(ok.Group); w.Bytes(ok.ServerSignature);
+                w.Bytes(ok.SessionId); w.Bytes(ok.SessionSecret); w.Bytes(ok.ResumeNonce);
+                break;
+            case SessionStartMessage ss:
+                w.U32(ss.FailureToleranceMs); w.U32(ss.HeartbeatIntervalMs); w.U32(ss.ReceiveTimeoutMs);
+                break;
+            case ResumeMessage rs:
+                w.Bytes(rs.SessionId); w.Bytes(rs.Proof); w.U64(rs.Received);
+                break;
+            case ResumedMessage rd:
+                w.U64(rd.Received);
                 break;
             case ResetMessage r:
                 w.U32((uint)r.Code); w.Str(r.Reason);
@@ -78,89 +88,6 @@ public static class ControlCodec
                 throw new ArgumentException($"{message.GetType().Name} is not a control message", nameof(message));
         }
         return w.Written;
-    }
-
-    /// <summary>Refuses a message the reader would refuse, before a byte is written (all or nothing).</summary>
-    private static void Check(ControlMessage message)
-    {
-        static void Bin(byte[] b, string field)
-        {
-            if (b.Length > MaxBytes)
-            {
-                throw new ArgumentException($"{field} is longer than {MaxBytes} bytes", nameof(message));
-            }
-        }
-        static void Str(string s, string field)
-        {
-            if (Encoding.UTF8.GetByteCount(s) > MaxStringBytes)
-            {
-                throw new ArgumentException($"{field} is longer than {MaxStringBytes} UTF-8 bytes", nameof(message));
-            }
-        }
-        switch (message)
-        {
-            case HelloMessage h:
-                Str(h.ServerId, "ServerId"); Str(h.ServerName, "ServerName");
-                break;
-            case GoAwayMessage g:
-                Str(g.Reason, "Reason");
-                break;
-            case ResetMessage r:
-                Str(r.Reason, "Reason");
-                break;
-            case OpenMessage o:
-                Str(o.Tunnel, "Tunnel"); Str(o.Target, "Target"); Str(o.Client, "Client");
-                if (o.Route.Count > MaxListItems)
-                {
-                    throw new ArgumentException($"a route has at most {MaxListItems} servers", nameof(message));
-                }
-                foreach (var hop in o.Route)
-                {
-                    Str(hop, "Route");
-                }
-                if (o.ConnectTimeoutMs <= 0)
-                {
-                    throw new ArgumentException("ConnectTimeoutMs must be positive", nameof(message));
-                }
-                Str(o.Listen, "Listen");
-                if (o.Servers.Count > MaxListItems)
-                {
-                    throw new ArgumentException($"a chain has at most {MaxListItems} servers", nameof(message));
-                }
-                foreach (var server in o.Servers)
-                {
-                    Str(server, "Servers");
-                }
-                if (o.RouteCredentials.Count != 0 && o.RouteCredentials.Count != o.Route.Count)
-                {
-                    throw new ArgumentException("RouteCredentials must be empty or have one entry per Route entry", nameof(message));
-                }
-                foreach (var credential in o.RouteCredentials)
-                {
-                    if (credential is not null)
-                    {
-                        Str(credential.User, "RouteCredentials.User");
-                        Bin(credential.Salt, "Salt"); Bin(credential.ClientKey, "ClientKey"); Bin(credential.ServerKey, "ServerKey");
-                    }
-                }
-                if (QueryDepthProblem(o.Protocol, o.QueryDepth, o.Route.Count) is { } depthProblem)
-                {
-                    throw new ArgumentException(depthProblem, nameof(message));
-                }
-                break;
-            case AuthStartMessage a:
-                Str(a.User, "User"); Bin(a.ClientNonce, "ClientNonce");
-                break;
-            case AuthChallengeMessage c:
-                Bin(c.ServerNonce, "ServerNonce"); Bin(c.Salt, "Salt");
-                break;
-            case AuthProofMessage p:
-                Bin(p.ClientProof, "ClientProof");
-                break;
-            case AuthOkMessage ok:
-                Str(ok.User, "User"); Str(ok.Group, "Group"); Bin(ok.ServerSignature, "ServerSignature");
-                break;
-        }
     }
 
     /// <summary>Serializes to a new array (handshake and tests; the link writes into pooled buffers).</summary>
@@ -187,7 +114,10 @@ public static class ControlCodec
             FrameType.AuthStart => ReadAuthStart(ref r),
             FrameType.AuthChallenge => new AuthChallengeMessage(Bytes(ref r), Bytes(ref r), I32(ref r)),
             FrameType.AuthProof => new AuthProofMessage(Bytes(ref r)),
-            FrameType.AuthOk => new AuthOkMessage(Str(ref r), Str(ref r), Bytes(ref r)),
+            FrameType.AuthOk => new AuthOkMessage(Str(ref r), Str(ref r), Bytes(ref r)) { SessionId = Bytes(ref r), SessionSecret = Bytes(ref r), ResumeNonce = Bytes(ref r) },
+            FrameType.SessionStart => new SessionStartMessage(U32(ref r), U32(ref r), U32(ref r)),
+            FrameType.Resume => new ResumeMessage(Bytes(ref r), Bytes(ref r), U64(ref r)),
+            FrameType.Resumed => new ResumedMessage(U64(ref r)),
             _ => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{type} frames carry no control message"),
         };
         if (!r.End)
@@ -263,11 +193,14 @@ public static class ControlCodec
         };
     }
 
-    /// <summary>A login query names a route entry to query (depth less than the route's length); other streams carry 0.</summary>
+    /// <summary>
+    /// A login query or link query names a route entry to ask about (depth less than the route's length); other streams
+    /// carry 0.
+    /// </summary>
     private static string? QueryDepthProblem(StreamProtocol protocol, byte depth, int routeCount) =>
-        protocol == StreamProtocol.AuthQuery
-            ? depth < routeCount ? null : $"a login query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
-            : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login queries carry one";
+        protocol is StreamProtocol.AuthQuery or StreamProtocol.LinkInfo
+            ? depth < routeCount ? null : $"a {protocol} query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
+            : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login and link queries carry one";
 
     private static AuthStartMessage ReadAuthStart(ref SequenceReader<byte> r)
     {
@@ -303,6 +236,9 @@ public static class ControlCodec
 
     private static uint U32(ref SequenceReader<byte> r) =>
         r.TryReadBigEndian(out int v) ? (uint)v : throw Truncated();
+
+    private static ulong U64(ref SequenceReader<byte> r) =>
+        r.TryReadBigEndian(out long v) ? (ulong)v : throw Truncated();
 
     private static int I32(ref SequenceReader<byte> r) =>
         r.TryReadBigEndian(out int v) ? v : throw Truncated();
@@ -361,6 +297,13 @@ public static class ControlCodec
 
         public void I32(int v) => U32((uint)v);
 
+        public void U64(ulong v)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(output.GetSpan(8), v);
+            output.Advance(8);
+            Written += 8;
+        }
+
         public void Bytes(byte[] v)
         {
             if (v.Length > MaxBytes)
@@ -375,14 +318,14 @@ public static class ControlCodec
 
         public void Str(string v)
         {
-            var count = Encoding.UTF8.GetByteCount(v);
+            var count = Utf8Strict.GetByteCount(v);
             if (count > MaxStringBytes)
             {
                 throw new ArgumentException($"string of {count} bytes; at most {MaxStringBytes}");
             }
             U16((ushort)count);
             var span = output.GetSpan(count);
-            Encoding.UTF8.GetBytes(v, span);
+            Utf8Strict.GetBytes(v, span);
             output.Advance(count);
             Written += count;
         }

@@ -60,6 +60,51 @@ public sealed record AuthProofMessage(byte[] ClientProof) : ControlMessage
 public sealed record AuthOkMessage(string User, string Group, byte[] ServerSignature) : ControlMessage
 {
     public override FrameType FrameType => FrameType.AuthOk;
+
+    /// <summary>
+    /// The id (16 bytes) of the link session this login starts, should the dialer start one (<see cref="SessionStartMessage"/>).
+    /// Empty when the acceptor keeps no sessions.
+    /// </summary>
+    public byte[] SessionId { get; init; } = [];
+
+    /// <summary>The secret (32 bytes) that proves, in a later <see cref="ResumeMessage"/>, that the dialer holds this session.</summary>
+    public byte[] SessionSecret { get; init; } = [];
+
+    /// <summary>A fresh 32-byte nonce: a <see cref="ResumeMessage"/> on this connection proves its secret over it.</summary>
+    public byte[] ResumeNonce { get; init; } = [];
+
+    // Printed without the secret.
+    protected override bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("User = ").Append(User).Append(", Group = ").Append(Group).Append(", secrets hidden");
+        return true;
+    }
+}
+
+/// <summary>
+/// Dialer → acceptor, right behind the login: start a new link session on this connection. The dialer's settings the
+/// acceptor follows: how long it keeps the session when the connection is lost (0: not at all), and the heartbeat
+/// interval and receive timeout both ends run (0: off).
+/// </summary>
+public sealed record SessionStartMessage(uint FailureToleranceMs, uint HeartbeatIntervalMs, uint ReceiveTimeoutMs) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.SessionStart;
+}
+
+/// <summary>
+/// Dialer → acceptor, right behind the login: carry on the session <see cref="SessionId"/> on this connection.
+/// <see cref="Proof"/> is HMAC-SHA256(session secret, "qmtunnel resume" ‖ ResumeNonce of this connection's AuthOk ‖ id);
+/// <see cref="Received"/> counts the numbered frames the dialer received on the session so far.
+/// </summary>
+public sealed record ResumeMessage(byte[] SessionId, byte[] Proof, ulong Received) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.Resume;
+}
+
+/// <summary>Acceptor → dialer: the session is resumed; <see cref="Received"/> counts the numbered frames the acceptor received.</summary>
+public sealed record ResumedMessage(ulong Received) : ControlMessage
+{
+    public override FrameType FrameType => FrameType.Resumed;
 }
 
 /// <summary>Application protocol of a stream. Wire values.</summary>
@@ -91,6 +136,15 @@ public enum StreamProtocol : byte
     /// an acknowledged, open Hold means every link of the chain is up and the last server accepts the tunnel.
     /// </summary>
     Hold = 5,
+    /// <summary>
+    /// Asks a server of the tunnel's chain about its link to the next one (Get-QmTunnelStats' hops): the Open describes
+    /// the whole tunnel as for <see cref="Tcp"/> (so every server admits it the same way) and
+    /// <see cref="OpenMessage.QueryDepth"/> says how many route entries it is carried through first, over links that are
+    /// up only (a gateway never dials for it). The server reached answers OpenAck, one <see cref="LinkInfoRecord"/>
+    /// describing its link to the next route entry, and Fin; a gateway whose next link is not up answers the same way
+    /// for that link, with the depth it did not reach.
+    /// </summary>
+    LinkInfo = 6,
 }
 
 /// <summary>
@@ -135,8 +189,9 @@ public sealed record OpenMessage(StreamProtocol Protocol, string Tunnel, string 
     public IReadOnlyList<RouteCredential?> RouteCredentials { get; init; } = [];
 
     /// <summary>
-    /// <see cref="StreamProtocol.AuthQuery"/> only (0 otherwise): how many <see cref="Route"/> entries are linked through
-    /// before the server reached makes the login query to the next one. Less than the route's length.
+    /// <see cref="StreamProtocol.AuthQuery"/> and <see cref="StreamProtocol.LinkInfo"/> only (0 otherwise): how many
+    /// <see cref="Route"/> entries are linked through before the server reached answers about the next one (a login
+    /// query; its link's state). Less than the route's length.
     /// </summary>
     public byte QueryDepth { get; init; }
 }

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 
 namespace QmTunnel.Engine.Protocol;
 
-/// <summary>Frame types of link protocol version 1. Values are wire format: never renumber.</summary>
+/// <summary>Frame types of the link protocol (version 3). Values are wire format: never renumber.</summary>
 public enum FrameType : byte
 {
     /// <summary>Stream 0. Control payload <see cref="HelloMessage"/>: first frame each way.</summary>
@@ -22,6 +22,12 @@ public enum FrameType : byte
     AuthProof = 0x07,
     /// <summary>Stream 0, handshake only. Control payload <see cref="AuthOkMessage"/>: acceptor → dialer, the link is up.</summary>
     AuthOk = 0x08,
+    /// <summary>Stream 0, handshake only. Control payload <see cref="SessionStartMessage"/>: dialer → acceptor, behind the login.</summary>
+    SessionStart = 0x09,
+    /// <summary>Stream 0, handshake only. Control payload <see cref="ResumeMessage"/>: dialer → acceptor, behind the login.</summary>
+    Resume = 0x0A,
+    /// <summary>Stream 0, handshake only. Payload: u64 count of numbered frames the acceptor received (<see cref="ResumedMessage"/>).</summary>
+    Resumed = 0x0B,
     /// <summary>Opens stream N. Control payload <see cref="OpenMessage"/>.</summary>
     Open = 0x10,
     /// <summary>Stream N reached its target. Empty payload.</summary>
@@ -32,7 +38,7 @@ public enum FrameType : byte
     WindowUpdate = 0x13,
     /// <summary>Stream N aborted both ways. Control payload <see cref="ResetMessage"/>.</summary>
     Reset = 0x14,
-    /// <summary>Reserved for session resume: u64 cumulative count of frames received on this link session.</summary>
+    /// <summary>Stream 0. u64 cumulative count of numbered frames received on this link session (docs/protocol.md, "Session resume").</summary>
     Ack = 0x20,
 }
 
@@ -97,6 +103,13 @@ public static class FrameCodec
     /// needed (buffer untouched). Throws <see cref="ProtocolException"/> as soon as the header is known to be bad,
     /// so a hostile length is never waited for or allocated.
     /// </summary>
+    /// <summary>
+    /// Frames counted and kept until acknowledged on a link session (docs/protocol.md, "Session resume"): what streams
+    /// carry. The rest (handshake, GoAway, Ping, Pong, Ack) belong to one connection and are never resent.
+    /// </summary>
+    public static bool IsNumbered(FrameType type) =>
+        type is FrameType.Open or FrameType.OpenAck or FrameType.Data or FrameType.WindowUpdate or FrameType.Reset;
+
     public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, int maxPayload, out FrameHeader header, out ReadOnlySequence<byte> payload)
     {
         if (buffer.Length < FrameHeader.Size)
@@ -144,7 +157,8 @@ public static class FrameCodec
                 $"{type} frame announces {(uint)length} payload bytes; the limit is {Math.Min(maxPayload, HardMaxPayload)}");
         }
         var linkFrame = type is FrameType.Hello or FrameType.GoAway or FrameType.Ping or FrameType.Pong or FrameType.Ack
-            or FrameType.AuthStart or FrameType.AuthChallenge or FrameType.AuthProof or FrameType.AuthOk;
+            or FrameType.AuthStart or FrameType.AuthChallenge or FrameType.AuthProof or FrameType.AuthOk
+            or FrameType.SessionStart or FrameType.Resume or FrameType.Resumed;
         if (linkFrame != (streamId == 0))
         {
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame,
@@ -152,7 +166,8 @@ public static class FrameCodec
         }
         var fixedLength = type switch
         {
-            FrameType.Ping or FrameType.Pong or FrameType.Ack => 8,
+            FrameType.Ping or FrameType.Pong or FrameType.Ack or FrameType.Resumed => 8,
+            FrameType.SessionStart => 12,
             FrameType.WindowUpdate => 4,
             FrameType.OpenAck => 0,
             _ => -1,

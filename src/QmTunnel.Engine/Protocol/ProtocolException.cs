@@ -24,6 +24,10 @@ public enum ProtocolErrorCode : uint
     PlainLinkRefused = 9,
     /// <summary>Link: the login failed (unknown user, wrong password, disabled user, unmapped client certificate).</summary>
     AuthenticationFailed = 10,
+    /// <summary>Link: the session a Resume names is unknown here or expired (the dialer starts a new one).</summary>
+    SessionExpired = 11,
+    /// <summary>Link: a Resume with a wrong proof, or for a session of another user.</summary>
+    ResumeRefused = 12,
     /// <summary>Stream: the target could not be reached (refused, unreachable, timed out, name not resolved).</summary>
     TargetConnectFailed = 100,
     /// <summary>Stream: the application connection was reset or failed.</summary>
@@ -40,6 +44,8 @@ public enum ProtocolErrorCode : uint
     HopAuthenticationFailed = 106,
     /// <summary>Stream: the link already carries as many streams as the receiver allows at once (MaxStreamsPerLink).</summary>
     StreamLimit = 107,
+    /// <summary>Stream (local only): the link session ended because its connection did not come back within the failure tolerance.</summary>
+    LinkSessionExpired = 108,
 }
 
 /// <summary>A protocol violation by the peer. Closes the link with a GoAway carrying <see cref="Code"/>.</summary>

@@ -5,7 +5,8 @@ namespace QmTunnel.Engine.Tunnels;
 /// <summary>A tunnel's counters, summed on demand, and their carrying over to a runtime made for changed settings.</summary>
 internal sealed partial class TunnelRuntime
 {
-    public TunnelStats GetStats()
+    /// <summary>The counters now, with <paramref name="hops"/> (<see cref="GetHopsAsync"/>) when given, else no hops.</summary>
+    public TunnelStats GetStats(HopSnapshot? hops = null)
     {
         lock (_statsGate)
         {
@@ -32,6 +33,8 @@ internal sealed partial class TunnelRuntime
                 FailedConnections = Interlocked.Read(ref _failed),
                 RejectedConnections = _rejected,
                 LinkLatency = link?.LastRoundTrip,
+                Hops = hops?.Hops ?? [],
+                EndToEndLatency = hops?.EndToEndLatency,
                 StartedAt = IsRunning ? StartedAt : null,
                 LastError = LastError,
                 LastErrorAt = LastErrorAt,

@@ -25,6 +25,7 @@ internal sealed partial class TunnelRuntime
     private readonly IReadOnlyList<string> _route;
     private readonly IReadOnlyList<RouteCredential?> _routeCredentials;
     private readonly IReadOnlyList<string> _servers;
+    private readonly IReadOnlyList<string> _hopServers;
     private readonly LinkLogin? _firstLogin;
     private readonly string _target;
     private readonly object _statsGate = new();
@@ -48,6 +49,7 @@ internal sealed partial class TunnelRuntime
         _firstHop = hops[0];
         _route = hops.Skip(1).Select(h => h.ToString()).ToList();
         _servers = hops.Select(h => h.HostPort).ToList();
+        _hopServers = hops.Select(h => h.Address).ToList();
         var credentials = profile.Credentials.Count == hops.Count ? profile.Credentials : hops.Select(_ => (HopCredential?)null).ToList();
         _firstLogin = credentials[0]?.ToLogin();
         _routeCredentials = credentials.Skip(1).Any(c => c is not null)

@@ -109,6 +109,8 @@ public sealed class ConnectQmTunnelServerCommand : QmTunnelCmdlet
         {
             options.Add(tls == TlsVersion.Tls13 ? "tls=1.3" : "tls=1.2");
         }
-        return EndpointUri.ParseServer((server with { CertificateThumbprint = null, MinimumTls = null }) + "?" + string.Join('&', options), "CertificateThumbprint");
+        // The address's other options (ciphers, link timing) stay in its text: join the new ones to them.
+        var rest = (server with { CertificateThumbprint = null, MinimumTls = null }).ToString();
+        return EndpointUri.ParseServer(rest + (rest.Contains('?', StringComparison.Ordinal) ? "&" : "?") + string.Join('&', options), "CertificateThumbprint");
     }
 }

@@ -5,8 +5,9 @@ namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
 /// Get-QmTunnelStats: the counters of the tunnels -Name selects (all by default; wildcards allowed) on the server
-/// (-Session, or the in-process one): state, bytes each way, connections, failures, link latency. Counters reset with
-/// the server. -Follow keeps going: an update every -Interval (1 s by default, 250 ms at least), changed or not, until
+/// (-Session, or the in-process one): state, bytes each way, connections, failures, link latency, and each hop of the
+/// chain with the end-to-end round trip (the server asks its gateways as it answers, 2 s at most per tunnel; see
+/// TunnelStats.Hops). Counters reset with the server. -Follow keeps going: an update every -Interval (1 s by default, 250 ms at least), changed or not, until
 /// Ctrl+C — a live table redrawn in place when typed at the prompt, objects in a pipeline or a script. Tunnels piped in
 /// are read where they came from (ServerInputCmdlet), -Follow too: one watch per server.
 /// </summary>

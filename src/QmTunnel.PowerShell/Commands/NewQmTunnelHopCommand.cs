@@ -1,13 +1,16 @@
 using System.Management.Automation;
 using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 
 namespace QmTunnel.PowerShell.Commands;
 
 /// <summary>
 /// New-QmTunnelHop: a tunnel server of a -Via chain with its own settings — the certificate thumbprint it must
-/// present (instead of trust on first use) and the lowest TLS version it may use. The object it writes is an
-/// EndpointUri whose text form (qmt://host:port?sha256=...&amp;tls=1.3) is what -Via takes, so hops and plain URIs mix.
+/// present (instead of trust on first use), the lowest TLS version it may use, the ciphers offered, and the timing of the
+/// link to it (heartbeats, receive timeout, connect timeout, reconnect backoff; on qmt+plain:// hops too). The object it
+/// writes holds an EndpointUri whose text form (qmt://host:port?sha256=...&amp;tls=1.3&amp;heartbeat=5s) is what -Via takes,
+/// so hops and plain URIs mix; a gateway reads the settings of its next hop from that text in the route.
 /// With -Credential or -CertificatePath it also says how to log in to that server; the user name goes in the URI
 /// (qmt://user@host:9200) and the password only to New-QmTunnel / Set-QmTunnel, which derive the keys the tunnel keeps.
 /// It contacts nothing: the settings are checked when the tunnel is created.
@@ -38,6 +41,35 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? CertificatePath { get; set; }
+
+    /// <summary>Send a heartbeat when nothing else was sent for this long; 0: no heartbeats (default 10 s; a number is seconds).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan HeartbeatInterval { get; set; }
+
+    /// <summary>Nothing received for this long: the link is dead; 0: off (default 15 s).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan ReceiveTimeout { get; set; }
+
+    /// <summary>The most a dial of this hop may take (default 10 s).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan ConnectTimeout { get; set; }
+
+    /// <summary>The wait before the first reconnect attempt (default 100 ms).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan ReconnectInterval { get; set; }
+
+    /// <summary>How many times longer each further reconnect wait is (default 1.5).</summary>
+    [Parameter]
+    public double ReconnectMultiplier { get; set; }
+
+    /// <summary>The longest wait between reconnect attempts (default 10 s).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan MaxReconnectInterval { get; set; }
 
     private TlsVersion? MinimumTlsOption => MyInvocation.BoundParameters.ContainsKey(nameof(MinimumTlsVersion)) ? MinimumTlsVersion : null;
 
@@ -70,8 +102,10 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
                 {
                     options.Add("cipher=" + string.Join(',', ciphers.Select(EndpointUri.CipherText)));
                 }
-                hop = EndpointUri.ParseServer((hop with { CertificateThumbprint = null, MinimumTls = null, Ciphers = null }) + "?" + string.Join('&', options), "Uri");
+                var rest = (hop with { CertificateThumbprint = null, MinimumTls = null, Ciphers = null }).ToString();
+                hop = EndpointUri.ParseServer(rest + (rest.Contains('?', StringComparison.Ordinal) ? "&" : "?") + string.Join('&', options), "Uri");
             }
+            hop = hop with { Timing = WithTimingParameters(hop.Timing) };
             if (Credential is not null && CertificatePath is not null)
             {
                 throw new QmTunnelException(Engine.Management.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
@@ -94,5 +128,50 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
         {
             WriteError(ToErrorRecord(ex));
         }
+    }
+
+    /// <summary>
+    /// <paramref name="timing"/> (the address's) with the timing parameters given; TunnelSettingInvalid listing every
+    /// problem, each named as the user wrote it (-ReceiveTimeout, or heartbeat= when it came from the address).
+    /// </summary>
+    private LinkTiming WithTimingParameters(LinkTiming timing)
+    {
+        var given = MyInvocation.BoundParameters;
+        var before = timing;
+        if (given.ContainsKey(nameof(HeartbeatInterval)))
+        {
+            timing = timing with { HeartbeatInterval = HeartbeatInterval };
+        }
+        if (given.ContainsKey(nameof(ReceiveTimeout)))
+        {
+            timing = timing with { ReceiveTimeout = ReceiveTimeout };
+        }
+        if (given.ContainsKey(nameof(ConnectTimeout)))
+        {
+            timing = timing with { ConnectTimeout = ConnectTimeout };
+        }
+        if (given.ContainsKey(nameof(ReconnectInterval)))
+        {
+            timing = timing with { ReconnectInterval = ReconnectInterval };
+        }
+        if (given.ContainsKey(nameof(ReconnectMultiplier)))
+        {
+            timing = timing with { ReconnectMultiplier = ReconnectMultiplier };
+        }
+        if (given.ContainsKey(nameof(MaxReconnectInterval)))
+        {
+            timing = timing with { MaxReconnectInterval = MaxReconnectInterval };
+        }
+        if (timing == before)
+        {
+            return timing;
+        }
+        var problems = timing.Validate(property => given.ContainsKey(property) ? "-" + property : EndpointUri.TimingKey(property) + "=");
+        if (problems.Count > 0)
+        {
+            throw new QmTunnelException(Engine.Management.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
+                $"New-QmTunnelHop {Uri}: {string.Join(" ", problems)} A number is seconds (-HeartbeatInterval 0.5 is 500 ms).");
+        }
+        return timing;
     }
 }

@@ -12,6 +12,8 @@ namespace QmTunnel.Engine.Tests.Daemon;
 /// A real qmtunnel-server daemon (the build next to the tests) on port 0 with a throwaway data folder and a log file,
 /// started through bash so a test can set its umask or its open-files limit first. Its standard output and error are
 /// pipes that are read (and kept) but, as with Start-QmTunnelServer -Daemon, are not where its log goes. Linux only.
+/// It can run in a network namespace (<c>netns</c>, see Faults/NetNs.cs); then <see cref="ConnectAsync"/>, which dials
+/// 127.0.0.1 from this process, cannot reach it: dial it from a socket of a neighbour host.
 /// </summary>
 internal sealed partial class DaemonProcess : IAsyncDisposable
 {
@@ -50,20 +52,29 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     /// <param name="environment">Extra environment variables (QMTUNNEL_TEST_FAULT...).</param>
     /// <param name="prepare">Called with the data path and log file before the start (to plant an old log, say).</param>
     /// <param name="waitForListening">False for a daemon expected to die while starting.</param>
+    /// <param name="netns">The network namespace to run it in (<c>ip netns exec</c>; it listens on 127.0.0.1 there unless
+    /// <paramref name="arguments"/> say --listen).</param>
     public static async Task<DaemonProcess> StartAsync(string[]? arguments = null, string shell = "", IDictionary<string, string>? environment = null,
-        Action<string, string>? prepare = null, bool waitForListening = true)
+        Action<string, string>? prepare = null, bool waitForListening = true, string? netns = null)
     {
         var dataPath = Path.Combine(Path.GetTempPath(), "qmt-daemon-" + Guid.NewGuid().ToString("n"));
         Directory.CreateDirectory(dataPath);
         var logFile = Path.Combine(dataPath, "qmtunnel-server.log");
         prepare?.Invoke(dataPath, logFile);
-        var start = new ProcessStartInfo("bash")
+        var start = new ProcessStartInfo(netns is null ? "bash" : "ip")
         {
             UseShellExecute = false,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        if (netns is not null)
+        {
+            foreach (var argument in (string[])["netns", "exec", netns, "bash"])
+            {
+                start.ArgumentList.Add(argument); // ip execs bash, which execs the daemon: one process id throughout
+            }
+        }
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add($"{(shell.Length > 0 ? shell + " && " : "")}exec \"$0\" \"$@\"");
         start.ArgumentList.Add(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet");
@@ -119,6 +130,18 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     public Task<QmTunnelSession> ConnectAsync() =>
         QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt://127.0.0.1:{Port}", "test"), new PasswordLogin("admin", EngineFixture.AdminPassword),
             TimeSpan.FromSeconds(20), CancellationToken.None, new ClientKnownServers(Path.Combine(DataPath, "test-pins.txt")));
+
+    /// <summary>
+    /// Logs in as the test admin over TLS to the daemon at <paramref name="address"/> from the host
+    /// <paramref name="from"/> (a daemon started with netns, reached from a neighbour). The session's socket is made
+    /// on a thread inside <paramref name="from"/>: this relies on the dial making its socket before its first await
+    /// (LinkPool.ConnectAsync); should that change, this fails (this process's own namespace has no route to the test
+    /// subnets) rather than connect from the wrong host.
+    /// </summary>
+    public Task<QmTunnelSession> ConnectAsync(Faults.NetNs from, System.Net.IPAddress address) =>
+        from.Inside(() => QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt://{address}:{Port}", "test"),
+            new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(20), CancellationToken.None,
+            new ClientKnownServers(Path.Combine(DataPath, "test-pins.txt"))));
 
     /// <summary>Open file descriptors of the daemon now.</summary>
     public int OpenFiles => Directory.GetFiles($"/proc/{ProcessId}/fd").Length;

@@ -1,4 +1,5 @@
 using QmTunnel.Engine.Endpoints;
+using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Management;
 using Xunit;
 
@@ -114,7 +115,7 @@ public sealed class EndpointUriTests
     [InlineData("qmt+plain://:9200", "no host")]
     [InlineData("qmt+plain://hostB:65536", "65535")]
     [InlineData("qmt+plain://hostB:9200/x", "path")]
-    [InlineData("qmt+plain://hostB:9200?tls=0", "query")]
+    [InlineData("qmt+plain://hostB:9200?tls=0", "unencrypted link")]
     [InlineData("tcp://hostB:9200", "qmt+plain://")]
     [InlineData("tcp://127.0.0.1:5432", "not a tunnel server")]
     public void Invalid_server_endpoint_is_EndpointUriInvalid_naming_the_input(string text, string hint)
@@ -247,7 +248,7 @@ public sealed class EndpointUriTests
     [Theory]
     [InlineData("qmt://gw?cipher=rc4", "'rc4' is not a cipher")]
     [InlineData("qmt://gw?cipher=", "names no cipher")]
-    [InlineData("qmt+plain://gw?cipher=chacha20", "takes no query")]
+    [InlineData("qmt+plain://gw?cipher=chacha20", "cipher= is a TLS option")]
     [InlineData("qmt://bad name@gw", "is not a user name")]
     [InlineData("qmt://a:b@gw", "is not a user name")]
     [InlineData("tcp://u@db:5432", "no user part")]

@@ -30,7 +30,8 @@ public sealed class LinkLimitsTests : IAsyncLifetime
 
     private async Task<string> StartTunnelAsync(string name)
     {
-        _a.NewTestTunnel(new TunnelProfile { Name = name, Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(_b)], Target = _echo.Uri });
+        // No heartbeats on the hop: B's clock is a fake one these tests move by minutes at a time.
+        _a.NewTestTunnel(new TunnelProfile { Name = name, Listen = "tcp://127.0.0.1:0", Via = [EngineFixture.Hop(_b) + "?heartbeat=off&receive-timeout=off"], Target = _echo.Uri });
         return (await _a.StartTunnelAsync(name)).BoundListen!;
     }
 

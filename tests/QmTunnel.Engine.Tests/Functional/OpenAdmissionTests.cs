@@ -87,11 +87,36 @@ public sealed class OpenAdmissionTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_route_that_is_not_the_checked_chain_is_refused_for_tunnels_checks_and_login_queries()
+    public async Task A_link_query_from_a_user_without_rights_is_refused_and_tells_nothing_about_the_link()
+    {
+        await using var link = await LogInAsync("nobody", "nobody-password");
+        var open = Open(StreamProtocol.LinkInfo, $"tcp://127.0.0.1:{_echo.Port}", [$"qmt+plain://127.0.0.1:{ProbePort}"], [Self, $"127.0.0.1:{ProbePort}"]);
+        var reset = await AnswerAsync(link, open);
+        Assert.Equal(ProtocolErrorCode.PermissionDenied, reset?.Code);
+        Assert.Contains("CreateTunnels", reset!.Message);
+        Assert.False(_probe.Pending(), "the server dialed for a link query");
+    }
+
+    [Fact]
+    public async Task An_admitted_link_query_about_a_link_the_server_does_not_have_is_answered_down_and_dials_nothing()
+    {
+        await using var link = await LogInAsync("echo", "echo-password");
+        var open = Open(StreamProtocol.LinkInfo, $"tcp://127.0.0.1:{_echo.Port}", [$"qmt+plain://127.0.0.1:{ProbePort}"], [Self, $"127.0.0.1:{ProbePort}"]);
+        var stream = link.OpenStream(open, new TrafficCounters(), 64 * 1024);
+        stream.SendFin();
+        var answer = await stream.ReadToEndAsync(LinkInfoRecord.MaxAnswerBytes, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.True(LinkInfoRecord.TryParse(answer, out var record, out var problem), problem);
+        Assert.Equal(new LinkInfoRecord(0, LinkInfoState.Down, null, 0, 0, 0, 0), record);
+        Assert.False(_probe.Pending(), "the server dialed for a link query");
+    }
+
+    [Fact]
+    public async Task A_route_that_is_not_the_checked_chain_is_refused_for_tunnels_checks_login_and_link_queries()
     {
         await using var link = await LogInAsync("echo", "echo-password");
         // The claimed chain matches the rule (one more server, then the echo target); the route dials the probe instead.
-        foreach (var protocol in new[] { StreamProtocol.Tcp, StreamProtocol.Check, StreamProtocol.AuthQuery, StreamProtocol.Hold })
+        foreach (var protocol in new[] { StreamProtocol.Tcp, StreamProtocol.Check, StreamProtocol.AuthQuery, StreamProtocol.Hold, StreamProtocol.LinkInfo })
         {
             var open = Open(protocol, $"tcp://127.0.0.1:{_echo.Port}", [$"qmt+plain://admin@127.0.0.1:{ProbePort}"], [Self, "198.51.100.9:9200"]);
             var reset = await AnswerAsync(link, open);

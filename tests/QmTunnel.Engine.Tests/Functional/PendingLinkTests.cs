@@ -160,11 +160,11 @@ public sealed class PendingLinkTests : IAsyncLifetime
         var challenge = (AuthChallengeMessage)await reader.ControlAsync(FrameType.AuthChallenge);
         var proof = PasswordChallenge.CreateProof(EngineFixture.AdminPassword, "admin", nonce,
             new PasswordChallengeParameters(challenge.ServerNonce, challenge.Salt, challenge.Iterations), []);
-        // The proof and a Ping in one write: the server's handshake reader takes both off the wire.
+        // The proof, the SessionStart and a Ping in one write: the server's handshake reader takes them all off the wire.
         var ping = new byte[FrameHeader.Size + 8];
         new FrameHeader(FrameType.Ping, FrameFlags.None, 0, 8).Write(ping);
         "carried!"u8.CopyTo(ping.AsSpan(FrameHeader.Size));
-        await s.SendAsync((byte[])[.. RawFrames.Control(new AuthProofMessage(proof.ClientProof)), .. ping], SocketFlags.None);
+        await s.SendAsync((byte[])[.. RawFrames.Control(new AuthProofMessage(proof.ClientProof)), .. RawFrames.Control(new SessionStartMessage(0, 0, 0)), .. ping], SocketFlags.None);
         Assert.IsType<AuthOkMessage>(await reader.ControlAsync(FrameType.AuthOk));
         while (true)
         {

@@ -103,9 +103,9 @@ public sealed class EngineFixture : IAsyncDisposable
     }
 
     /// <summary>Starts an engine with the given options and clock (its data path is deleted at the end).</summary>
-    public async Task<QmTunnelEngine> StartAsync(ServerOptions options, TimeProvider? time = null)
+    public async Task<QmTunnelEngine> StartAsync(ServerOptions options, TimeProvider? time = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
     {
-        var engine = new QmTunnelEngine(options, timeProvider: time);
+        var engine = new QmTunnelEngine(options, loggers, time);
         await engine.StartAsync();
         _engines.Add((engine, options.DataPath));
         return engine;

@@ -59,7 +59,7 @@ public sealed class TunnelModeTests : IAsyncLifetime
     /// <summary>Advances A's clock past the longest reconnect delay until <paramref name="condition"/> holds (each attempt runs on the real network).</summary>
     private async Task AdvanceUntil(Func<bool> condition, string what)
     {
-        var step = new Tunnels.ReconnectBackoff().Longest;
+        var step = new global::QmTunnel.Engine.Tunnels.ReconnectBackoff().Longest;
         for (var i = 0; i < 40; i++)
         {
             if (await PollAsync(condition, 500))

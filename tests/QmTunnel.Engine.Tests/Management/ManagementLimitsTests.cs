@@ -58,7 +58,8 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
 
     private async Task<QmTunnelSession> ConnectAsync(LinkLogin login)
     {
-        var session = await QmTunnelSession.ConnectAsync(Address, login, TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins));
+        // No heartbeats: the server's clock is a fake one these tests move by minutes at a time.
+        var session = await QmTunnelSession.ConnectAsync(Address, login, TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins), LinkSessionSettings.None);
         _open.Add(session);
         return session;
     }
@@ -75,7 +76,7 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
     private async Task<Link> DialAsync(LinkLogin login)
     {
         var link = await LinkPool.DialAsync(Address, login, new LinkOptions(), NullLogger.Instance, new PeerCertificatePolicy(new ClientKnownServers(_pins)),
-            TimeSpan.FromSeconds(10), CancellationToken.None);
+            TimeSpan.FromSeconds(10), CancellationToken.None, LinkSessionSettings.None);
         _open.Add(link);
         return link;
     }

@@ -39,6 +39,10 @@ public sealed class RemoteManagementTests : TwoEngineTests
 
         var stats = await session.GetTunnelStatsAsync("remote", default);
         Assert.Equal(payload.Length, stats.BytesFromClients);
+        var hop = Assert.Single(stats.Hops); // the hops cross the management wire
+        Assert.Equal((TunnelHopState.Up, EngineFixture.TlsHop(_a)), (hop.State, hop.Server));
+        Assert.True(hop.LinkBytesSent >= payload.Length, $"{hop.LinkBytesSent} link bytes sent");
+        Assert.Equal(hop.Latency, stats.EndToEndLatency);
         Assert.Single(await session.GetConnectionsAsync("remote", default));
         Assert.Contains(_b.GetTunnels(), t => t.Name == "remote"); // it lives on B
         Assert.Single(File.ReadAllLines(_pins)); // B's certificate pinned on first use

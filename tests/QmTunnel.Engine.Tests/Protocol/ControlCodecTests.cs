@@ -46,6 +46,11 @@ public sealed class ControlCodecTests
             Servers = ["b:9200", Unicode],
             RouteCredentials = [new RouteCredential("admin", new byte[16], 600_000, new byte[32], new byte[32])],
         },
+        new OpenMessage(StreamProtocol.LinkInfo, "web", "tcp://t:1", ["qmt://c:9200", "qmt://d:9200"], 10_000, OpenOptions.None, "hop query")
+        {
+            Servers = ["b:9200", "c:9200", "d:9200"],
+            QueryDepth = 1,
+        },
         new AuthStartMessage(AuthMethod.Password, "admin", new byte[24]),
         new AuthStartMessage(AuthMethod.Certificate, "", []),
         new AuthChallengeMessage(new byte[24], new byte[16], 600_000),
@@ -132,6 +137,24 @@ public sealed class ControlCodecTests
     }
 
     [Fact]
+    public void A_link_query_names_a_route_entry_and_other_streams_carry_no_depth()
+    {
+        var query = new OpenMessage(StreamProtocol.LinkInfo, "t", "x", ["a", "b"], 1, OpenOptions.None, "") { QueryDepth = 1 };
+        Assert.Equal(6, ControlCodec.ToArray(query)[0]);
+        Assert.Equal(1, ControlCodec.ToArray(query)[^1]);
+        var tooDeep = Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(query with { QueryDepth = 2 }));
+        Assert.Contains("less than the route's length", tooDeep.Message);
+        Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(query with { Protocol = StreamProtocol.Tcp }));
+
+        var bytes = ControlCodec.ToArray(query);
+        bytes[^1] = 2;
+        AssertMalformed(FrameType.Open, bytes);
+        bytes[^1] = 1;
+        bytes[0] = 5; // Hold, of a later version: unknown here
+        AssertMalformed(FrameType.Open, bytes);
+    }
+
+    [Fact]
     public void Route_logins_must_match_the_route()
     {
         var open = new OpenMessage(StreamProtocol.Tcp, "t", "x", ["a", "b"], 1, OpenOptions.None, "") { RouteCredentials = [null] };
@@ -147,7 +170,14 @@ public sealed class ControlCodecTests
         Assert.Equal(new byte[] { 1, 0, 1, (byte)'u', 0, 2, 1, 2 }, ControlCodec.ToArray(new AuthStartMessage(AuthMethod.Password, "u", [1, 2])));
         Assert.Equal(new byte[] { 0, 1, 1, 0, 1, 2, 0, 1, 0, 0 }, ControlCodec.ToArray(new AuthChallengeMessage([1], [2], 65536)));
         Assert.Equal(new byte[] { 0, 1, 9 }, ControlCodec.ToArray(new AuthProofMessage([9])));
-        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 0 }, ControlCodec.ToArray(new AuthOkMessage("u", "g", [])));
+        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 0, 0, 0, 0, 0, 0, 0 }, ControlCodec.ToArray(new AuthOkMessage("u", "g", [])));
+        Assert.Equal(new byte[] { 0, 1, (byte)'u', 0, 1, (byte)'g', 0, 1, 9, 0, 1, 1, 0, 1, 2, 0, 1, 3 },
+            ControlCodec.ToArray(new AuthOkMessage("u", "g", [9]) { SessionId = [1], SessionSecret = [2], ResumeNonce = [3] }));
+        Assert.Equal(new byte[] { 0, 0, 0x75, 0x30, 0, 0, 0x27, 0x10, 0, 0, 0x3a, 0x98 }, ControlCodec.ToArray(new SessionStartMessage(30_000, 10_000, 15_000)));
+        Assert.Equal(new byte[] { 0, 1, 7, 0, 1, 8, 0, 0, 0, 0, 0, 0, 1, 2 }, ControlCodec.ToArray(new ResumeMessage([7], [8], 258)));
+        Assert.Equal(new byte[] { 0, 0, 0, 0, 0, 0, 0, 5 }, ControlCodec.ToArray(new ResumedMessage(5)));
+        var resume = (ResumeMessage)ControlCodec.Read(FrameType.Resume, new System.Buffers.ReadOnlySequence<byte>(ControlCodec.ToArray(new ResumeMessage(new byte[16], new byte[32], ulong.MaxValue))));
+        Assert.Equal(ulong.MaxValue, resume.Received);
     }
 
     [Fact]

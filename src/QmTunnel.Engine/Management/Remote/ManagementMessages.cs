@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -49,38 +50,23 @@ public static class ManagementMessages
     public static async Task<JsonNode?> ReadAsync(MuxStream stream, CancellationToken cancellationToken)
     {
         var input = stream.Input;
-        var prefix = new byte[4];
         while (true)
         {
             var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
-            if (buffer.Length >= 4)
+            try
             {
-                buffer.Slice(0, 4).CopyTo(prefix);
-                var length = BinaryPrimitives.ReadInt32BigEndian(prefix);
-                if (length is < 0 or > MaxMessageBytes)
+                if (TryReadMessage(ref buffer, out var node))
                 {
                     input.AdvanceTo(buffer.Start);
-                    throw Invalid($"a message announces {length} bytes; the limit is {MaxMessageBytes}");
+                    stream.Consumed((int)(result.Buffer.Length - buffer.Length));
+                    return node;
                 }
-                if (buffer.Length >= 4 + length)
-                {
-                    var body = buffer.Slice(4, length);
-                    JsonNode? node;
-                    try
-                    {
-                        var reader = new Utf8JsonReader(body);
-                        node = JsonNode.Parse(ref reader);
-                    }
-                    catch (JsonException ex)
-                    {
-                        input.AdvanceTo(buffer.Start);
-                        throw Invalid("a message is not JSON: " + ex.Message);
-                    }
-                    input.AdvanceTo(buffer.GetPosition(4 + length));
-                    stream.Consumed(4 + length);
-                    return node ?? throw Invalid("a message is null");
-                }
+            }
+            catch (QmTunnelException)
+            {
+                input.AdvanceTo(result.Buffer.Start);
+                throw;
             }
             if (result.IsCompleted)
             {
@@ -94,6 +80,74 @@ public static class ManagementMessages
             input.AdvanceTo(buffer.Start, buffer.End);
         }
     }
+
+    /// <summary>
+    /// Tries to take one whole message off the front of <paramref name="buffer"/> (the one parser of management messages,
+    /// fuzzed by tests/QmTunnel.Fuzz). Returns false when more bytes are needed (buffer untouched). The length is checked
+    /// against <see cref="MaxMessageBytes"/> before anything is waited for; a bad length, malformed JSON or a JSON null is
+    /// ManagementMessageInvalid, and nothing else is thrown.
+    /// </summary>
+    public static bool TryReadMessage(ref ReadOnlySequence<byte> buffer, [NotNullWhen(true)] out JsonNode? node)
+    {
+        node = null;
+        if (buffer.Length < 4)
+        {
+            return false;
+        }
+        Span<byte> prefix = stackalloc byte[4];
+        buffer.Slice(0, 4).CopyTo(prefix);
+        var length = BinaryPrimitives.ReadInt32BigEndian(prefix);
+        if (length is < 0 or > MaxMessageBytes)
+        {
+            throw Invalid($"a message announces {length} bytes; the limit is {MaxMessageBytes}");
+        }
+        if (buffer.Length < 4 + (long)length)
+        {
+            return false;
+        }
+        var body = buffer.Slice(4, length);
+        // One contiguous copy at most (the JSON document keeps one anyway); strict UTF-8 and no property twice, so what
+        // reads here reads the same everywhere (a node with an invalid string or a repeated name throws where it is used).
+        var json = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw Invalid("a message is not valid UTF-8");
+        }
+        try
+        {
+            CheckEscapes(json);
+            node = JsonNode.Parse(json, documentOptions: StrictJson);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            throw Invalid("a message is not JSON: " + ex.Message);
+        }
+        if (node is null)
+        {
+            throw Invalid("a message is null");
+        }
+        buffer = buffer.Slice(4 + (long)length);
+        return true;
+    }
+
+    /// <summary>
+    /// Throws when an escaped string or name (<c>"\ud800"</c>) is no valid UTF-16: a lone surrogate would throw
+    /// InvalidOperationException wherever the string is read or written again (an answer naming it, for one).
+    /// </summary>
+    private static void CheckEscapes(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
+        while (reader.Read())
+        {
+            if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped)
+            {
+                reader.GetString();
+            }
+        }
+    }
+
+    /// <summary>How messages are read: one JSON value, nothing after it, at most 64 levels deep, no property name twice.</summary>
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
 
     public static JsonObject Request(string op, JsonObject args) => new() { ["v"] = Version, ["op"] = op, ["args"] = args };
 
@@ -112,8 +166,27 @@ public static class ManagementMessages
         },
     };
 
-    /// <summary>The result of an answer, or its error thrown as the QmTunnelException the server raised.</summary>
+    /// <summary>
+    /// The result of an answer, or its error thrown as the QmTunnelException the server raised. An answer of the wrong
+    /// shape (not an object, a value of the wrong type) is ManagementMessageInvalid: a server, even a hostile one, can make
+    /// a client throw nothing else.
+    /// </summary>
     public static JsonNode? ResultOf(JsonNode answer, string server)
+    {
+        try
+        {
+            return ResultOrError(answer, server);
+        }
+        catch (Exception ex) when (IsShapeError(ex))
+        {
+            throw Invalid($"{server} answered with a message of the wrong shape ({ex.Message})");
+        }
+    }
+
+    /// <summary>What reading a JSON node of the wrong shape throws (GetValue of another type, a name on an array).</summary>
+    private static bool IsShapeError(Exception ex) => ex is InvalidOperationException or FormatException or ArgumentException;
+
+    private static JsonNode? ResultOrError(JsonNode answer, string server)
     {
         if (answer["v"]?.GetValue<int>() != Version)
         {
@@ -137,7 +210,7 @@ public static class ManagementMessages
         {
             return node.Deserialize<T>(Json) ?? throw Invalid($"{what} is missing");
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException || IsShapeError(ex))
         {
             throw Invalid($"{what} cannot be read: {ex.Message}");
         }
@@ -153,5 +226,7 @@ internal sealed record TunnelInfoWire(TunnelProfile Profile, TunnelState State, 
 {
     public static TunnelInfoWire From(TunnelInfo t) => new(t.Profile with { Credentials = [] }, t.State, t.BoundListen, t.LastError, t.Hops);
 
-    public TunnelInfo ToInfo() => new(Profile with { Credentials = [] }, State, BoundListen, LastError, Hops ?? TunnelHopInfo.For(Profile));
+    public TunnelInfo ToInfo() => Profile is null
+        ? throw ManagementMessages.Invalid("a tunnel in the answer has no profile")
+        : new(Profile with { Credentials = [] }, State, BoundListen, LastError, Hops ?? TunnelHopInfo.For(Profile));
 }

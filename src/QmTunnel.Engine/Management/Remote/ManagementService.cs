@@ -73,14 +73,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
                 throw new QmTunnelException(ErrorIds.AuthenticationFailed, QmErrorKind.AuthenticationError, null, "Management needs a logged-in link.");
             }
             stream.SendOpenAck();
-            var request = await ReadRequestAsync(link, stream, timeout, cancellationToken).ConfigureAwait(false) as JsonObject
-                ?? throw Invalid("the request is not a JSON object");
-            if (request["v"]?.GetValue<int>() != ManagementMessages.Version)
-            {
-                throw Invalid($"the request has management version {request["v"]}; this server speaks {ManagementMessages.Version}");
-            }
-            op = request["op"]?.GetValue<string>() ?? throw Invalid("the request names no operation");
-            var args = request["args"] as JsonObject ?? [];
+            (op, var args) = ParseRequest(await ReadRequestAsync(link, stream, timeout, cancellationToken).ConfigureAwait(false));
             var server = new LocalQmTunnelServer(engine, link.Principal);
             ManagementLog.Request(logger, link.Principal.User.Name, op);
             if (!link.IsEncrypted && CarriesPasswords.Contains(op) && ContainsPassword(args))
@@ -93,11 +86,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
                 await WatchAsync(server, op, args, stream, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            if (!Handlers.TryGetValue(op, out var handler))
-            {
-                throw Invalid($"'{op}' is not a management operation of this server");
-            }
-            var result = await handler(server, args, cancellationToken).ConfigureAwait(false);
+            var result = await DispatchAsync(server, op, args, cancellationToken).ConfigureAwait(false);
             await SendAsync(stream, Success(result), cancellationToken).ConfigureAwait(false);
             stream.SendFin();
         }
@@ -105,7 +94,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
         {
             await AnswerFailureAsync(stream, ex, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is InvalidOperationException or FormatException or ArgumentException)
+        catch (Exception ex) when (IsRequestError(ex))
         {
             // a JSON value of the wrong type (GetValue) or an argument the engine refuses as a programming error
             await AnswerFailureAsync(stream, Invalid($"{op}: {ex.Message}"), cancellationToken).ConfigureAwait(false);
@@ -115,6 +104,54 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
             // the client went away, or the server is stopping
         }
     }
+
+    /// <summary>
+    /// The operation and arguments of a request message (<c>{"v":1,"op":...,"args":{...}}</c>); anything else is
+    /// ManagementMessageInvalid, or an exception <see cref="IsRequestError"/> accepts (a JSON value of the wrong type).
+    /// </summary>
+    internal static (string Op, JsonObject Args) ParseRequest(JsonNode? message)
+    {
+        var request = message as JsonObject ?? throw Invalid("the request is not a JSON object");
+        if (request["v"]?.GetValue<int>() != ManagementMessages.Version)
+        {
+            throw Invalid($"the request has management version {request["v"]}; this server speaks {ManagementMessages.Version}");
+        }
+        var op = request["op"]?.GetValue<string>() ?? throw Invalid("the request names no operation");
+        return (op, request["args"] as JsonObject ?? []);
+    }
+
+    /// <summary>The operations a request may name (watches included).</summary>
+    internal static IEnumerable<string> Operations => Handlers.Keys.Append("WatchTunnelStats").Append("WatchConnections");
+
+    /// <summary>
+    /// Reads the arguments of <paramref name="op"/> and calls <paramref name="server"/> with them (watches: only their
+    /// arguments are read here, see <see cref="WatchArguments"/>). A bad argument is ManagementMessageInvalid or an
+    /// exception <see cref="IsRequestError"/> accepts; both are answered ManagementMessageInvalid.
+    /// </summary>
+    internal static Task<JsonNode?> DispatchAsync(IQmTunnelServer server, string op, JsonObject args, CancellationToken cancellationToken)
+    {
+        if (op is "WatchTunnelStats" or "WatchConnections")
+        {
+            WatchArguments(args);
+            return Task.FromResult<JsonNode?>(null);
+        }
+        if (!Handlers.TryGetValue(op, out var handler))
+        {
+            throw Invalid($"'{op}' is not a management operation of this server");
+        }
+        return handler(server, args, cancellationToken);
+    }
+
+    /// <summary>
+    /// True for what reading a request's JSON can throw besides ManagementMessageInvalid: a value of the wrong type
+    /// (GetValue), or an argument the engine refuses as a programming error. Answered ManagementMessageInvalid.
+    /// </summary>
+    internal static bool IsRequestError(Exception ex) => ex is InvalidOperationException or FormatException or ArgumentException;
+
+    /// <summary>The names and interval of a watch request.</summary>
+    internal static (List<string>? Names, TimeSpan Interval) WatchArguments(JsonObject args) => (
+        args["names"] is null ? null : FromNode<List<string>>(args["names"], "names"),
+        args["interval"] is null ? QmTunnelEngine.MinimumWatchInterval : FromNode<TimeSpan>(args["interval"], "interval"));
 
     /// <summary>
     /// The request, which must arrive whole within <see cref="QmTunnelEngine.ManagementRequestTimeout"/> (by the engine's
@@ -165,8 +202,7 @@ internal sealed class ManagementService(QmTunnelEngine engine, ILogger logger)
     /// <summary>One answer per update until the client half-closes or resets the stream, or the server stops.</summary>
     private static async Task WatchAsync(IQmTunnelServer server, string op, JsonObject args, MuxStream stream, CancellationToken cancellationToken)
     {
-        var names = args["names"] is null ? null : FromNode<List<string>>(args["names"], "names");
-        var interval = args["interval"] is null ? QmTunnelEngine.MinimumWatchInterval : FromNode<TimeSpan>(args["interval"], "interval");
+        var (names, interval) = WatchArguments(args);
         using var watching = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // The client's half-close (or reset) ends the watch.
         var clientDone = Task.Run(async () =>

@@ -32,6 +32,9 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
     public string User => _link.User ?? string.Empty;
     public string Group => _link.Group ?? string.Empty;
     public bool IsOpen => !_link.IsClosed;
+
+    /// <summary>The session's link (tests look at its resumes).</summary>
+    internal Link Link => _link;
     public bool IsEncrypted => _link.IsEncrypted;
     /// <summary>SHA-256 thumbprint of the server's certificate (null on a plain session): compare it with the server's CertificateThumbprint.</summary>
     public string? CertificateThumbprint => _link.PeerCertificateThumbprint;
@@ -47,15 +50,16 @@ public sealed class QmTunnelSession : IQmTunnelServer, IAsyncDisposable
 
     /// <summary>
     /// Connects and logs in. Errors: HopConnectFailed, HopHandshakeFailed, AuthenticationFailed (AuthenticationError),
-    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink.
+    /// CertificateMismatch, PlainLinkRefused, CredentialOnPlainLink. The session's link survives short outages
+    /// (<paramref name="linkSession"/>: by default 30 s of failure tolerance and the server address's heartbeats).
     /// </summary>
     public static async Task<QmTunnelSession> ConnectAsync(EndpointUri server, LinkLogin login, TimeSpan timeout, CancellationToken cancellationToken,
-        IKnownServers? knownServers = null)
+        IKnownServers? knownServers = null, LinkSessionSettings? linkSession = null)
     {
         ArgumentNullException.ThrowIfNull(server);
         ArgumentNullException.ThrowIfNull(login);
         var link = await LinkPool.DialAsync(server, login, new LinkOptions { ServerName = Environment.MachineName + " (management)" }, NullLogger.Instance,
-            new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath), "Remove-QmTunnelKnownServer -Client"), timeout, cancellationToken).ConfigureAwait(false);
+            new PeerCertificatePolicy(knownServers ?? new ClientKnownServers(ClientKnownServers.DefaultPath), "Remove-QmTunnelKnownServer -Client"), timeout, cancellationToken, linkSession).ConfigureAwait(false);
         link.StreamOpened = (stream, _) =>
         {
             stream.Reset(ProtocolErrorCode.OpenRejected, "a management client accepts no streams");
