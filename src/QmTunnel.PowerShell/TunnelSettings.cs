@@ -15,8 +15,12 @@ internal static class TunnelSettings
     [
         nameof(TunnelProfile.Listen), nameof(TunnelProfile.Via), nameof(TunnelProfile.Target), nameof(TunnelProfile.MaxConnections),
         nameof(TunnelProfile.ConnectTimeout), nameof(TunnelProfile.NoDelay), nameof(TunnelProfile.KeepAlive), nameof(TunnelProfile.BufferSize),
-        nameof(TunnelProfile.Description), nameof(TunnelProfile.Persistent),
+        nameof(TunnelProfile.Description), nameof(TunnelProfile.Persistent), nameof(TunnelChange.Permanent), nameof(TunnelChange.OnDemand),
+        nameof(TunnelProfile.IdleTimeout), nameof(TunnelProfile.FailureTolerance),
     ];
+
+    /// <summary>The settings that switch the tunnel's mode: a running tunnel takes a new mode at once, without restarting its listener.</summary>
+    public static readonly string[] ModeNames = [nameof(TunnelChange.Permanent), nameof(TunnelChange.OnDemand)];
 
     /// <summary>The settings whose change restarts a running tunnel (QmTunnelEngine.NeedsRestart); the others apply to its next connections.</summary>
     public static readonly string[] RestartingNames = [nameof(TunnelProfile.Listen), nameof(TunnelProfile.Via), nameof(TunnelProfile.Target)];
@@ -24,8 +28,14 @@ internal static class TunnelSettings
     /// <summary>Whether the given settings may restart a running tunnel (when their values differ from the current ones).</summary>
     public static bool Restarts(IReadOnlyDictionary<string, object?> given) => RestartingNames.Any(given.ContainsKey);
 
-    /// <summary>A valid profile whose values a change's given settings replace, to check those alone.</summary>
-    public static TunnelProfile Sample => new() { Name = "sample", Listen = "tcp://127.0.0.1:0", Via = ["qmt://127.0.0.1:9200"], Target = "tcp://127.0.0.1:1" };
+    /// <summary>
+    /// A valid profile whose values a change's given settings replace, to check those alone. It is on demand, so that
+    /// -IdleTimeout alone passes here (the server then checks it against the tunnel's real mode).
+    /// </summary>
+    public static TunnelProfile Sample => new()
+    {
+        Name = "sample", Listen = "tcp://127.0.0.1:0", Via = ["qmt://127.0.0.1:9200"], Target = "tcp://127.0.0.1:1", Mode = TunnelMode.OnDemand,
+    };
 
     /// <summary>The bound setting parameters, copied (the copy can be used off the pipeline thread).</summary>
     public static Dictionary<string, object?> Given(InvocationInfo invocation) =>
@@ -54,6 +64,10 @@ internal static class TunnelSettings
             // -Description $null clears it, like -Description ''.
             Description = given.TryGetValue(nameof(TunnelChange.Description), out var description) ? Convert<string?>(description) ?? string.Empty : null,
             Persistent = Get<bool>(nameof(TunnelChange.Persistent)),
+            Permanent = Get<bool>(nameof(TunnelChange.Permanent)),
+            OnDemand = Get<bool>(nameof(TunnelChange.OnDemand)),
+            IdleTimeout = Get<TimeSpan>(nameof(TunnelChange.IdleTimeout)),
+            FailureTolerance = Get<TimeSpan>(nameof(TunnelChange.FailureTolerance)),
         };
     }
 

@@ -46,11 +46,13 @@ public static class EventIds
     public const int LinkLimitReached = 138;
     public const int LinkBufferFull = 139;
 
-    // ---- tunnel runtime, 200-299. Next free: 204.
+    // ---- tunnel runtime, 200-299. Next free: 206.
     public const int TunnelStarted = 200;
     public const int TunnelStopped = 201;
     public const int TunnelError = 202;
     public const int TunnelDraining = 203;
+    public const int TunnelChainUp = 204;
+    public const int TunnelChainIdle = 205;
 
     // ---- logins, 300-349. Next free: 302.
     public const int LoggedIn = 300;

@@ -71,8 +71,45 @@ public sealed record TunnelChange
     public int? BufferSize { get; init; }
     public string? Description { get; init; }
     public bool? Persistent { get; init; }
+    /// <summary>True: the tunnel becomes Permanent; false: a Permanent tunnel becomes PerConnection (any other stays as it is).</summary>
+    public bool? Permanent { get; init; }
+    /// <summary>True: the tunnel becomes OnDemand; false: an OnDemand tunnel becomes PerConnection (any other stays as it is).</summary>
+    public bool? OnDemand { get; init; }
+    /// <summary>Only with a tunnel that is OnDemand after the change (TunnelSettingInvalid otherwise).</summary>
+    public TimeSpan? IdleTimeout { get; init; }
+    public TimeSpan? FailureTolerance { get; init; }
 
-    public TunnelProfile Apply(TunnelProfile p) => p with
+    /// <summary>
+    /// The profile with this change. TunnelSettingInvalid when Permanent and OnDemand are both true, or when IdleTimeout
+    /// is given for a tunnel that is not OnDemand after the change (it would do nothing); the ranges are checked by
+    /// <see cref="TunnelProfile.Validate"/>.
+    /// </summary>
+    public TunnelProfile Apply(TunnelProfile p)
+    {
+        ArgumentNullException.ThrowIfNull(p);
+        if (Permanent == true && OnDemand == true)
+        {
+            throw new QmTunnelException(ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, p.Name,
+                $"Tunnel '{p.Name}' cannot be both -Permanent and -OnDemand: a permanent tunnel holds its chain up always, an on-demand one only while clients use it. Give one of them.");
+        }
+        var mode = Permanent == true ? TunnelMode.Permanent
+            : OnDemand == true ? TunnelMode.OnDemand
+            : (Permanent == false && p.Mode == TunnelMode.Permanent) || (OnDemand == false && p.Mode == TunnelMode.OnDemand) ? TunnelMode.PerConnection
+            : p.Mode;
+        if (IdleTimeout is not null && mode != TunnelMode.OnDemand)
+        {
+            throw new QmTunnelException(ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, p.Name,
+                $"-IdleTimeout applies only to on-demand tunnels, and tunnel '{p.Name}' would be {mode}: add -OnDemand, or leave -IdleTimeout out.");
+        }
+        return ApplySettings(p) with
+        {
+            Mode = mode,
+            IdleTimeout = IdleTimeout ?? p.IdleTimeout,
+            FailureTolerance = FailureTolerance ?? p.FailureTolerance,
+        };
+    }
+
+    private TunnelProfile ApplySettings(TunnelProfile p) => p with
     {
         Listen = Listen ?? p.Listen,
         Via = Via ?? p.Via,

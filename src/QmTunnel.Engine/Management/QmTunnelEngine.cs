@@ -34,6 +34,9 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private readonly TrafficCounters _transit = new();
     private LinkPool? _pool;
     private StreamRouter? _router;
+
+    /// <summary>Hold streams this server carries now, as last server or gateway (tests).</summary>
+    internal int HoldCount => _router?.HoldCount ?? 0;
     private TunnelStore? _store;
     private Socket? _listener;
     private CancellationTokenSource? _shutdown;
@@ -271,6 +274,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _running = false;
             StopIdleSweep();
             await StopAcceptingAsync().ConfigureAwait(false);
+            _router?.CloseHolds(); // held chains are not connections to drain: their owners learn now that this server goes
             // Stop accepting everywhere, let connections (ours and those passing through) finish for DrainTimeout,
             // then close what is left.
             var draining = _tunnels.Values.Select(t => t.StopAsync(Options.DrainTimeout)).ToList();

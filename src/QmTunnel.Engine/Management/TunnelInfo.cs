@@ -44,6 +44,12 @@ public sealed class TunnelInfo : QmTunnelObject
     public bool KeepAlive => Profile.KeepAlive;
     public int BufferSize => Profile.BufferSize;
     public bool Persistent => Profile.Persistent;
+    /// <summary>When the chain is held up: PerConnection, Permanent or OnDemand.</summary>
+    public TunnelMode Mode => Profile.Mode;
+    /// <summary>OnDemand: no client for this long takes the chain down (the setting is kept in the other modes too).</summary>
+    public TimeSpan IdleTimeout => Profile.IdleTimeout;
+    /// <summary>How long a broken link's session waits for its transport before the application connections are closed.</summary>
+    public TimeSpan FailureTolerance => Profile.FailureTolerance;
     public bool AutoStart => Profile.AutoStart;
     public string Description => Profile.Description;
     public DateTimeOffset CreatedAt => Profile.CreatedAt;

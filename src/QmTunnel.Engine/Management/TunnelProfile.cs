@@ -13,6 +13,20 @@ public enum TunnelProtocol
     Tcp,
 }
 
+/// <summary>
+/// When a running tunnel holds its chain up (docs/architecture.md, "Tunnel modes"). The chain is up when every link of
+/// it is up and the last server accepts the tunnel, which a Hold stream (docs/protocol.md) proves and keeps so.
+/// </summary>
+public enum TunnelMode
+{
+    /// <summary>The chain is made per client connection (each one opens its own stream); nothing is held between them.</summary>
+    PerConnection,
+    /// <summary>The chain is held up whenever the tunnel is started, clients or not, and redialed with backoff when it breaks.</summary>
+    Permanent,
+    /// <summary>The listener is up with no chain (Idle); the first client brings the chain up; no client for IdleTimeout takes it down.</summary>
+    OnDemand,
+}
+
 /// <summary>Runtime state of a tunnel on its owning server.</summary>
 public enum TunnelState
 {
@@ -20,14 +34,26 @@ public enum TunnelState
     Stopped,
     /// <summary>Binding its listener.</summary>
     Starting,
-    /// <summary>Listening; the link to the first hop is not up (not needed yet, or failed and retried on the next client).</summary>
+    /// <summary>PerConnection mode: listening; the link to the first hop is not up (not needed yet, or failed and retried on the next client).</summary>
     Listening,
-    /// <summary>Listening, and the link to the first hop is up.</summary>
+    /// <summary>
+    /// PerConnection mode: listening, and the link to the first hop is up. Permanent and OnDemand: listening, and the
+    /// whole chain is up (its Hold stream was acknowledged by the last server).
+    /// </summary>
     Established,
     /// <summary>Closing its listener and connections.</summary>
     Stopping,
     /// <summary>Could not start (see LastError).</summary>
     Failed,
+    /// <summary>OnDemand: listening, no chain held (no client for IdleTimeout, or none yet); the next client brings it up.</summary>
+    Idle,
+    /// <summary>Permanent or OnDemand: listening, the chain is being brought up (or redialed after it broke; LastError says why).</summary>
+    Connecting,
+    /// <summary>
+    /// A link of the chain broke and its session is waiting up to FailureTolerance for the transport to come back before
+    /// the application connections are closed (session resume; set by the link layer).
+    /// </summary>
+    Resuming,
 }
 
 /// <summary>
@@ -59,6 +85,15 @@ public sealed record TunnelProfile
     public bool KeepAlive { get; init; } = true;
     /// <summary>Bytes one connection may have in flight in each direction (per-stream flow-control window).</summary>
     public int BufferSize { get; init; } = DefaultBufferSize;
+    /// <summary>When the chain is held up: per connection (default), permanently, or on demand (see <see cref="TunnelMode"/>).</summary>
+    public TunnelMode Mode { get; init; } = TunnelMode.PerConnection;
+    /// <summary>OnDemand: with no client connection for this long the chain is taken down (Idle). Original default 300 s.</summary>
+    public TimeSpan IdleTimeout { get; init; } = DefaultIdleTimeout;
+    /// <summary>
+    /// How long a session waits for its transport to come back (a link of the chain broke) before the application
+    /// connections are closed. Default 30 s (the original's 1 s is too short for real networks).
+    /// </summary>
+    public TimeSpan FailureTolerance { get; init; } = DefaultFailureTolerance;
     /// <summary>Survives a server restart (saved in the database). Original default: on.</summary>
     public bool Persistent { get; init; } = true;
     /// <summary>Was running when last changed: started again when the server starts.</summary>
@@ -76,6 +111,10 @@ public sealed record TunnelProfile
     public string OwnerGroup { get; init; } = Security.Group.AdministratorsName;
 
     public const int DefaultBufferSize = 1024 * 1024;
+    public static readonly TimeSpan DefaultIdleTimeout = TimeSpan.FromSeconds(300);
+    public static readonly TimeSpan MinIdleTimeout = TimeSpan.FromSeconds(1), MaxIdleTimeout = TimeSpan.FromDays(1);
+    public static readonly TimeSpan DefaultFailureTolerance = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan MaxFailureTolerance = TimeSpan.FromHours(1);
     public const int MinBufferSize = 16 * 1024;
     /// <summary>The original's max I/O buffer: 32 MiB.</summary>
     public const int MaxBufferSize = 32 * 1024 * 1024;
@@ -95,6 +134,18 @@ public sealed record TunnelProfile
         if (ConnectTimeout < TimeSpan.FromMilliseconds(100) || ConnectTimeout > TimeSpan.FromMinutes(10))
         {
             errors.Add($"ConnectTimeout {ConnectTimeout} is out of range: use 00:00:00.1 to 00:10:00.");
+        }
+        if (!Enum.IsDefined(Mode))
+        {
+            errors.Add($"Mode {(int)Mode} is not a tunnel mode: use PerConnection, Permanent or OnDemand.");
+        }
+        if (IdleTimeout < MinIdleTimeout || IdleTimeout > MaxIdleTimeout)
+        {
+            errors.Add($"IdleTimeout {IdleTimeout} is out of range: use 00:00:01 to 1.00:00:00.");
+        }
+        if (FailureTolerance < TimeSpan.Zero || FailureTolerance > MaxFailureTolerance)
+        {
+            errors.Add($"FailureTolerance {FailureTolerance} is out of range: use 00:00:00 to 01:00:00.");
         }
         if (BufferSize is < MinBufferSize or > MaxBufferSize)
         {

@@ -128,7 +128,14 @@ public enum StreamProtocol : byte
     AuthQuery = 3,
     /// <summary>A management request of the link's user (docs/protocol.md, "Management"); no target, no route.</summary>
     Management = 4,
-    // 5 is taken by Hold (another branch); until it lands here, an Open with 5 is an unknown protocol.
+    /// <summary>
+    /// Holds a tunnel's chain up (permanent and on-demand tunnels): the Open describes the tunnel exactly as for
+    /// <see cref="Tcp"/> and every server admits it the same way (rights and allow-rules); each gateway opens a Hold to
+    /// the next server; the last answers OpenAck without touching the target and keeps the stream open, with no data,
+    /// until the owner's Fin (answered with Fin) or a Reset (a broken link: LinkLost; a server stopping: Shutdown). So
+    /// an acknowledged, open Hold means every link of the chain is up and the last server accepts the tunnel.
+    /// </summary>
+    Hold = 5,
     /// <summary>
     /// Asks a server of the tunnel's chain about its link to the next one (Get-QmTunnelStats' hops): the Open describes
     /// the whole tunnel as for <see cref="Tcp"/> (so every server admits it the same way) and

@@ -88,6 +88,9 @@ public sealed partial class TunnelStore : IDisposable, Security.IKnownServers
         ["noDelay"] = p.NoDelay,
         ["keepAlive"] = p.KeepAlive,
         ["bufferSize"] = p.BufferSize,
+        ["mode"] = p.Mode.ToString(),
+        ["idleTimeoutMs"] = (long)p.IdleTimeout.TotalMilliseconds,
+        ["failureToleranceMs"] = (long)p.FailureTolerance.TotalMilliseconds,
         ["autoStart"] = p.AutoStart,
         ["createdAtMs"] = p.CreatedAt.ToUnixTimeMilliseconds(),
         ["modifiedAtMs"] = p.ModifiedAt.ToUnixTimeMilliseconds(),
@@ -131,6 +134,12 @@ public sealed partial class TunnelStore : IDisposable, Security.IKnownServers
         KeepAlive = d["keepAlive"].AsBoolean,
         BufferSize = d["bufferSize"].AsInt32,
         Persistent = true,
+        // Absent in databases written before tunnel modes: the defaults then.
+        Mode = d["mode"].IsNull ? TunnelMode.PerConnection
+            : Enum.TryParse<TunnelMode>(d["mode"].AsString, out var mode) && Enum.IsDefined(mode) ? mode
+            : throw new InvalidCastException($"tunnel mode '{d["mode"]}' is not one this version knows"),
+        IdleTimeout = d["idleTimeoutMs"].IsNull ? TunnelProfile.DefaultIdleTimeout : TimeSpan.FromMilliseconds(d["idleTimeoutMs"].AsInt64),
+        FailureTolerance = d["failureToleranceMs"].IsNull ? TunnelProfile.DefaultFailureTolerance : TimeSpan.FromMilliseconds(d["failureToleranceMs"].AsInt64),
         AutoStart = d["autoStart"].AsBoolean,
         CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["createdAtMs"].AsInt64),
         ModifiedAt = DateTimeOffset.FromUnixTimeMilliseconds(d["modifiedAtMs"].AsInt64),

@@ -52,8 +52,8 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
             await _context.ServeManagement(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
-        // Every stream of a tunnel (Tcp, Check, AuthQuery, LinkInfo) passes the same check: the link's user, the tunnel
-        // as this server can vouch for it, its rights and allow-rules.
+        // Every stream of a tunnel (Tcp, Check, AuthQuery, Hold, LinkInfo) passes the same check: the link's user, the
+        // tunnel as this server can vouch for it, its rights and allow-rules.
         if (Admit(link, stream, open) is not { } admitted)
         {
             return;
@@ -63,6 +63,9 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
         {
             case StreamProtocol.AuthQuery:
                 await AnswerLoginQueryAsync(stream, open, cancellationToken).ConfigureAwait(false);
+                return;
+            case StreamProtocol.Hold:
+                await HoldAsync(stream, open, cancellationToken).ConfigureAwait(false);
                 return;
             case StreamProtocol.LinkInfo:
                 await AnswerLinkInfoAsync(stream, open, cancellationToken).ConfigureAwait(false);

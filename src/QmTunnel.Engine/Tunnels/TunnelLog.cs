@@ -21,6 +21,12 @@ internal static partial class TunnelLog
     [LoggerMessage(EventId = EventIds.TunnelError, Level = LogLevel.Warning, Message = "Tunnel {Name}: {Error}")]
     public static partial void Error(ILogger logger, string name, string error);
 
+    [LoggerMessage(EventId = EventIds.TunnelChainUp, Level = LogLevel.Information, Message = "Tunnel {Name}: the chain is up ({Mode}: held by a Hold stream)")]
+    public static partial void ChainUp(ILogger logger, string name, string mode);
+
+    [LoggerMessage(EventId = EventIds.TunnelChainIdle, Level = LogLevel.Information, Message = "Tunnel {Name}: no client for {Seconds} s: the chain is taken down (Idle)")]
+    public static partial void ChainIdle(ILogger logger, string name, double seconds);
+
     [LoggerMessage(EventId = EventIds.TunnelDraining, Level = LogLevel.Information, Message = "Tunnel {Name}: no longer accepting; waiting up to {Seconds} s for {Count} open connections to finish")]
     public static partial void Draining(ILogger logger, string name, int count, double seconds);
 }

@@ -35,7 +35,7 @@ internal sealed partial class TunnelRuntime
         var servers = _hopServers;
         var hops = new TunnelHopStats[servers.Count];
         var roundTrips = new TimeSpan?[servers.Count];
-        var first = _links.TryGet(_firstHop, _firstLogin);
+        var first = _links.TryGet(_firstHop, _firstLogin, Session);
         first?.RefreshRoundTrip(TimeSpan.FromSeconds(1));
         hops[0] = HopQuery.FromRecord(1, servers, StreamRouter.DescribeLink(first, 0), first is null ? $"this server has no link to {servers[0]} (it is dialed for the next connection)" : null);
         if (servers.Count > 1)

@@ -73,16 +73,37 @@ internal sealed partial class TunnelRuntime
 
     /// <summary>The link to the first hop (dialed when there is none). Errors as <see cref="LinkPool.GetAsync"/>.</summary>
     public Task<Link> GetFirstLinkAsync(CancellationToken cancellationToken) =>
-        _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken);
+        _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken, Session);
 
-    /// <summary>Takes a profile that differs only in bookkeeping (AutoStart, ModifiedAt).</summary>
-    public void ReplaceProfile(TunnelProfile profile) => Profile = profile;
+    /// <summary>
+    /// Takes a profile whose listener, chain and target are the same (settings for the next connections, bookkeeping);
+    /// a running tunnel whose mode or idle timeout changed takes them at once (<see cref="ApplyMode"/>).
+    /// </summary>
+    public void ReplaceProfile(TunnelProfile profile)
+    {
+        var before = Profile;
+        Profile = profile;
+        if (IsRunning && before.Mode != profile.Mode)
+        {
+            ApplyMode();
+        }
+        else if (IsRunning && before.IdleTimeout != profile.IdleTimeout)
+        {
+            RearmIdleTimer();
+        }
+    }
 
     public ConnectionLog Connections { get; }
     public string? LastError { get; private set; }
     public DateTimeOffset? LastErrorAt { get; private set; }
     public DateTimeOffset? StartedAt { get; private set; }
     public string? BoundListen { get; private set; }
+
+    /// <summary>
+    /// The session settings of the link to the first hop: the hop's timing and this tunnel's FailureTolerance (passed on
+    /// hop by hop: each gateway's next link keeps its session as long). Part of the pool's key.
+    /// </summary>
+    private LinkSessionSettings Session => LinkSessionSettings.For(_firstHop.Timing, Profile.FailureTolerance);
 
     public TunnelState State
     {
@@ -91,7 +112,13 @@ internal sealed partial class TunnelRuntime
             var state = _state;
             if (state is TunnelState.Listening or TunnelState.Established)
             {
-                return _links.TryGet(_firstHop, _firstLogin) is null ? TunnelState.Listening : TunnelState.Established;
+                // A link whose connection is lost and waiting (within the tunnel's FailureTolerance) to resume: Resuming.
+                var first = _links.TryGet(_firstHop, _firstLogin, Session);
+                if (Profile.Mode != TunnelMode.PerConnection)
+                {
+                    return _chainState == TunnelState.Established && first is { State: LinkState.Resuming } ? TunnelState.Resuming : _chainState;
+                }
+                return first is null ? TunnelState.Listening : first.State == LinkState.Resuming ? TunnelState.Resuming : TunnelState.Established;
             }
             return state;
         }
@@ -99,7 +126,10 @@ internal sealed partial class TunnelRuntime
 
     public bool IsRunning => _state is TunnelState.Starting or TunnelState.Listening or TunnelState.Established;
 
-    /// <summary>Binds the listener (errors: PortInUse, BindFailed) and starts accepting; dials the first hop in the background.</summary>
+    /// <summary>
+    /// Binds the listener (errors: PortInUse, BindFailed) and starts accepting; then, by mode, dials the first hop in the
+    /// background (PerConnection), brings the chain up and holds it (Permanent), or waits for a client (OnDemand: Idle).
+    /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (IsRunning)
@@ -123,14 +153,18 @@ internal sealed partial class TunnelRuntime
         _state = TunnelState.Listening;
         _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _stop.Token));
         TunnelLog.Started(_logger, Profile.Name, BoundListen, _firstHop.ToString(), _target);
-        _ = WarmUpLinkAsync(_stop.Token);
+        ApplyMode();
+        if (Profile.Mode == TunnelMode.PerConnection)
+        {
+            _ = WarmUpLinkAsync(_stop.Token);
+        }
     }
 
     private async Task WarmUpLinkAsync(CancellationToken cancellationToken)
     {
         try
         {
-            var link = await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            var link = await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken, Session).ConfigureAwait(false);
             // A refusal over the hop's MaxLinks comes after the dial, on the link: say so before a client finds out.
             _ = link.Completion.ContinueWith(_ =>
             {
@@ -212,6 +246,7 @@ internal sealed partial class TunnelRuntime
                 }
                 var record = Connections.Add(client.RemoteEndPoint?.ToString() ?? "?", _target);
                 _open.Add(record);
+                Interlocked.Increment(ref _clients);
                 _total++;
                 var task = HandleClientAsync(client, record, cancellationToken);
                 _connections.Add(task);
@@ -235,10 +270,17 @@ internal sealed partial class TunnelRuntime
         {
             client.NoDelay = Profile.NoDelay;
             client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, Profile.KeepAlive);
+            if (Profile.Mode == TunnelMode.OnDemand && await DemandChainAsync(cancellationToken).ConfigureAwait(false) is { } down)
+            {
+                error = down;
+                failed = true;
+                Relay.Abort(client);
+                return;
+            }
             Link link;
             try
             {
-                link = await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+                link = await _links.GetAsync(_firstHop, _firstLogin, Profile.ConnectTimeout, cancellationToken, Session).ConfigureAwait(false);
             }
             catch (QmTunnelException ex)
             {
@@ -297,11 +339,16 @@ internal sealed partial class TunnelRuntime
             lock (_statsGate)
             {
                 _open.Remove(record);
+                Interlocked.Decrement(ref _clients);
                 _closedIn += record.Counters.AppBytesIn;
                 _closedOut += record.Counters.AppBytesOut;
                 _closedLinkSent += record.Counters.LinkBytesSent;
                 _closedLinkReceived += record.Counters.LinkBytesReceived;
                 Connections.Close(record, error);
+                if (_open.Count == 0)
+                {
+                    NoClientLeft();
+                }
             }
         }
     }
@@ -325,6 +372,7 @@ internal sealed partial class TunnelRuntime
         }
         _state = TunnelState.Stopping;
         _listener?.Dispose();
+        await StopChainAsync().ConfigureAwait(false);
         if (_acceptLoop is not null)
         {
             await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
@@ -347,59 +395,5 @@ internal sealed partial class TunnelRuntime
         BoundListen = null;
         _state = TunnelState.Stopped;
         TunnelLog.Stopped(_logger, Profile.Name);
-    }
-
-    /// <summary>The counters now, with <paramref name="hops"/> (<see cref="GetHopsAsync"/>) when given, else no hops.</summary>
-    public TunnelStats GetStats(HopSnapshot? hops = null)
-    {
-        lock (_statsGate)
-        {
-            long appIn = _closedIn, appOut = _closedOut, linkSent = _closedLinkSent, linkReceived = _closedLinkReceived;
-            foreach (var record in _open)
-            {
-                appIn += record.Counters.AppBytesIn;
-                appOut += record.Counters.AppBytesOut;
-                linkSent += record.Counters.LinkBytesSent;
-                linkReceived += record.Counters.LinkBytesReceived;
-            }
-            var link = IsRunning ? _links.TryGet(_firstHop, _firstLogin) : null;
-            link?.RefreshRoundTrip(TimeSpan.FromSeconds(1));
-            return new TunnelStats
-            {
-                Name = Profile.Name,
-                State = State,
-                BytesFromClients = appIn,
-                BytesToClients = appOut,
-                LinkBytesSent = linkSent,
-                LinkBytesReceived = linkReceived,
-                ConnectionsTotal = _total,
-                ConnectionsCurrent = _open.Count,
-                FailedConnections = Interlocked.Read(ref _failed),
-                RejectedConnections = _rejected,
-                LinkLatency = link?.LastRoundTrip,
-                Hops = hops?.Hops ?? [],
-                EndToEndLatency = hops?.EndToEndLatency,
-                StartedAt = IsRunning ? StartedAt : null,
-                LastError = LastError,
-                LastErrorAt = LastErrorAt,
-            };
-        }
-    }
-
-    /// <summary>Carries counters and the connection list over to a runtime made for a changed profile.</summary>
-    public void CopyHistoryFrom(TunnelRuntime previous)
-    {
-        lock (previous._statsGate)
-        {
-            _total = previous._total;
-            _failed = previous._failed;
-            _rejected = previous._rejected;
-            _closedIn = previous._closedIn;
-            _closedOut = previous._closedOut;
-            _closedLinkSent = previous._closedLinkSent;
-            _closedLinkReceived = previous._closedLinkReceived;
-            LastError = previous.LastError;
-            LastErrorAt = previous.LastErrorAt;
-        }
     }
 }

@@ -52,6 +52,22 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     [Parameter]
     public SwitchParameter Persistent { get; set; }
 
+    /// <summary>Hold the chain up whenever the tunnel runs, clients or not (redialed with backoff when it breaks).</summary>
+    [Parameter]
+    public SwitchParameter Permanent { get; set; }
+
+    /// <summary>Bring the chain up for the first client and take it down after -IdleTimeout without one.</summary>
+    [Parameter]
+    public SwitchParameter OnDemand { get; set; }
+
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan IdleTimeout { get; set; }
+
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan FailureTolerance { get; set; }
+
     protected override void EndProcessing()
     {
         // Only what was given replaces a default; switches are on unless turned off (-NoDelay:$false).

@@ -48,6 +48,22 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     [Parameter]
     public SwitchParameter Persistent { get; set; }
 
+    /// <summary>Hold the chain up whenever the tunnel runs, clients or not (redialed with backoff when it breaks).</summary>
+    [Parameter]
+    public SwitchParameter Permanent { get; set; }
+
+    /// <summary>Bring the chain up for the first client and take it down after -IdleTimeout without one.</summary>
+    [Parameter]
+    public SwitchParameter OnDemand { get; set; }
+
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan IdleTimeout { get; set; }
+
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan FailureTolerance { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -58,9 +74,14 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
         _given.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", TunnelSettings.Names.Where(_given.ContainsKey)) + RestartNote;
 
     /// <summary>What the change does to a running tunnel, for -WhatIf and -Confirm.</summary>
-    private string RestartNote => TunnelSettings.Restarts(_given)
+    private string RestartNote => (TunnelSettings.Restarts(_given)
         ? $" (restarts the tunnel if it is running and {string.Join(", ", TunnelSettings.RestartingNames.Where(_given.ContainsKey))} changes: its open connections are closed)"
-        : " (no restart: open connections go on; new connections use the new settings)";
+        : " (no restart: open connections go on; new connections use the new settings)") + ModeNote;
+
+    /// <summary>What a mode switch does to a running tunnel.</summary>
+    private string ModeNote => TunnelSettings.ModeNames.Any(_given.ContainsKey)
+        ? " (a running tunnel takes the new mode at once, without restarting its listener: the chain is held up or let go)"
+        : string.Empty;
 
     protected override void BeginProcessing()
     {

@@ -65,6 +65,7 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         Directory.CreateDirectory(dataPath);
         var logFile = Path.Combine(dataPath, "qmtunnel-server.log");
         prepare?.Invoke(dataPath, logFile);
+        var listenedBefore = File.Exists(logFile) ? ListeningLine().Matches(File.ReadAllText(logFile)).Count : 0;
         var start = new ProcessStartInfo(netns is null ? "bash" : "ip")
         {
             UseShellExecute = false,
@@ -102,8 +103,9 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         {
             try
             {
-                await TunnelTests.WaitUntil(() => ListeningLine().IsMatch(daemon.Log()) || process.HasExited, 30_000);
-                var match = ListeningLine().Match(daemon.Log());
+                // A data folder used before holds earlier daemons' lines: wait for this one's.
+                await TunnelTests.WaitUntil(() => ListeningLine().Matches(daemon.Log()).Count > listenedBefore || process.HasExited, 30_000);
+                var match = ListeningLine().Matches(daemon.Log()).LastOrDefault() ?? Match.Empty;
                 Assert.True(match.Success, $"the daemon did not start: {daemon.Log()} {daemon.Console}");
                 daemon.Port = int.Parse(match.Groups["port"].Value, System.Globalization.CultureInfo.InvariantCulture);
             }

@@ -116,7 +116,7 @@ public sealed class OpenAdmissionTests : IAsyncLifetime
     {
         await using var link = await LogInAsync("echo", "echo-password");
         // The claimed chain matches the rule (one more server, then the echo target); the route dials the probe instead.
-        foreach (var protocol in new[] { StreamProtocol.Tcp, StreamProtocol.Check, StreamProtocol.AuthQuery, StreamProtocol.LinkInfo })
+        foreach (var protocol in new[] { StreamProtocol.Tcp, StreamProtocol.Check, StreamProtocol.AuthQuery, StreamProtocol.Hold, StreamProtocol.LinkInfo })
         {
             var open = Open(protocol, $"tcp://127.0.0.1:{_echo.Port}", [$"qmt+plain://admin@127.0.0.1:{ProbePort}"], [Self, "198.51.100.9:9200"]);
             var reset = await AnswerAsync(link, open);
@@ -152,6 +152,46 @@ public sealed class OpenAdmissionTests : IAsyncLifetime
         var stream = link.OpenStream(open, new TrafficCounters(), 64 * 1024);
         Assert.True(await stream.Opened.WaitAsync(TimeSpan.FromSeconds(10)));
         stream.Reset(ProtocolErrorCode.ConnectionReset, "done");
+    }
+
+    [Fact]
+    public async Task A_hold_is_admitted_like_a_connection_of_its_tunnel_and_refused_without_the_right_or_a_rule()
+    {
+        await using (var nobody = await LogInAsync("nobody", "nobody-password"))
+        {
+            var refused = await AnswerAsync(nobody, Open(StreamProtocol.Hold, $"tcp://127.0.0.1:{_echo.Port}", [], [Self]));
+            Assert.Equal(ProtocolErrorCode.PermissionDenied, refused?.Code);
+            Assert.Contains("CreateTunnels", refused!.Message);
+        }
+        await using var link = await LogInAsync("echo", "echo-password");
+        var outside = await AnswerAsync(link, Open(StreamProtocol.Hold, $"tcp://127.0.0.1:{ProbePort}", [], [Self]));
+        Assert.Equal(ProtocolErrorCode.PermissionDenied, outside?.Code);
+        Assert.Contains("allow-rules", outside!.Message);
+        Assert.False(_probe.Pending(), "a Hold made the server dial its target");
+        Assert.Equal(0, _server.HoldCount);
+
+        // Allowed: acknowledged without touching the target, and held open until the dialer's Fin.
+        var hold = link.OpenStream(Open(StreamProtocol.Hold, $"tcp://127.0.0.1:{_echo.Port}", [], [Self]), new TrafficCounters(), 0);
+        Assert.True(await hold.Opened.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(1, _server.HoldCount);
+        Assert.Equal(0, _echo.Accepted);
+        hold.SendFin();
+        Assert.Empty(await hold.ReadToEndAsync(0, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)));
+        await TunnelTests.WaitUntil(() => _server.HoldCount == 0);
+    }
+
+    [Fact]
+    public async Task Holds_count_against_MaxStreamsPerLink_like_any_stream()
+    {
+        _server.SetServerConfig(new ServerConfigChange { MaxStreamsPerLink = QmTunnelEngine.MinStreamsPerLink });
+        await using var link = await LogInAsync("echo", "echo-password");
+        var open = Open(StreamProtocol.Hold, $"tcp://127.0.0.1:{_echo.Port}", [], [Self]);
+        var holds = Enumerable.Range(0, QmTunnelEngine.MinStreamsPerLink).Select(_ => link.OpenStream(open, new TrafficCounters(), 0)).ToList();
+        Assert.All(await Task.WhenAll(holds.Select(h => h.Opened)).WaitAsync(TimeSpan.FromSeconds(10)), Assert.True);
+
+        var over = await AnswerAsync(link, open);
+        Assert.Equal(ProtocolErrorCode.StreamLimit, over?.Code);
+        Assert.Equal(QmTunnelEngine.MinStreamsPerLink, _server.HoldCount);
     }
 
     private sealed class MemoryPins : IKnownServers

@@ -47,7 +47,7 @@ public sealed class ResumeTests(Xunit.Abstractions.ITestOutputHelper output) : I
         }
     }
 
-    private async Task<string> StartTunnelAsync(TimeProvider? clockOfA = null)
+    private async Task<string> StartTunnelAsync(TimeProvider? clockOfA = null, TimeSpan? failureTolerance = null)
     {
         _a = clockOfA is null
             ? await _engines.StartAsync(new ServerOptions { Port = 0, DataPath = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n")), AllowPlainLinks = true,
@@ -60,6 +60,7 @@ public sealed class ResumeTests(Xunit.Abstractions.ITestOutputHelper output) : I
             Via = [$"qmt+plain://127.0.0.1:{_proxy.EndPoint.Port}"],
             Target = _echo.Uri,
             ConnectTimeout = TimeSpan.FromSeconds(5),
+            FailureTolerance = failureTolerance ?? TunnelProfile.DefaultFailureTolerance,
         });
         return (await _a.StartTunnelAsync("cut")).BoundListen!;
     }
@@ -127,29 +128,55 @@ public sealed class ResumeTests(Xunit.Abstractions.ITestOutputHelper output) : I
     }
 
     [Fact]
-    public async Task A_link_that_does_not_come_back_within_the_failure_tolerance_closes_its_connections_with_the_reason()
+    public async Task A_link_that_does_not_come_back_within_the_tunnels_failure_tolerance_closes_its_connections_with_the_reason()
     {
-        var listen = await StartTunnelAsync(_clock);
+        var tolerance = TimeSpan.FromSeconds(5);
+        var listen = await StartTunnelAsync(_clock, tolerance);
         using var client = await SocketTestExtensions.ConnectAsync(listen);
         await client.SendAllAsync(new byte[] { 1, 2, 3 });
         var three = new byte[3];
         Assert.Equal(3, await client.ReceiveAsync(three, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(tolerance, LinkOfA.Session.FailureTolerance); // the tunnel's setting is its link's
 
         _proxy.Refuse(true);
         _proxy.Cut(CutMode.Reset);
         await TunnelTests.WaitUntil(() => LinkOfA.State == LinkState.Resuming);
-        // A redials on its backoff and is refused; past the tolerance (30 s by default) the session ends.
-        for (var waited = TimeSpan.Zero; waited <= LinkSessionSettings.DefaultFailureTolerance; waited += TimeSpan.FromSeconds(1))
+        Assert.Equal(TunnelState.Resuming, _a.GetTunnel("cut").State);
+        // A redials on its backoff and is refused; within the tolerance the connection stays open.
+        for (var waited = TimeSpan.Zero; waited < tolerance - TimeSpan.FromSeconds(1); waited += TimeSpan.FromSeconds(1))
         {
             _clock.Advance(TimeSpan.FromSeconds(1));
             await Task.Delay(5);
         }
+        Assert.Equal(LinkState.Resuming, LinkOfA.State);
+        Assert.Equal(1, _a.GetTunnelStats("cut").ConnectionsCurrent);
+        // Past it the session ends and the application's connection is closed, with the reason.
+        for (var i = 0; i < 4 && _a.OutboundLinks().Count > 0; i++)
+        {
+            _clock.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(20);
+        }
         var end = new byte[1];
         var read = await Record.ExceptionAsync(async () => Assert.Equal(0, await client.ReceiveAsync(end, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10))));
         Assert.True(read is null or SocketException, $"{read}");
-        await TunnelTests.WaitUntil(() => _a.GetConnections("cut").Any(c => c.Error?.Contains("failure tolerance", StringComparison.Ordinal) == true));
+        await TunnelTests.WaitUntil(() => _a.GetConnections("cut").Any(c => c.Error?.Contains("failure tolerance of 5 s", StringComparison.Ordinal) == true));
         Assert.True(_a.OutboundLinks().Count == 0);
         Assert.True(_proxy.Refused > 0, "A redialed while the far side was away");
+    }
+
+    [Fact]
+    public async Task With_a_failure_tolerance_of_zero_a_cut_closes_the_connections_at_once()
+    {
+        var listen = await StartTunnelAsync(failureTolerance: TimeSpan.Zero);
+        using var client = await SocketTestExtensions.ConnectAsync(listen);
+        await client.SendAllAsync(new byte[] { 1 });
+        var one = new byte[1];
+        Assert.Equal(1, await client.ReceiveAsync(one, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(LinkOfA.Session.Resumable);
+
+        _proxy.Cut(CutMode.Reset);
+        var read = await Record.ExceptionAsync(async () => Assert.Equal(0, await client.ReceiveAsync(one, SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10))));
+        Assert.True(read is null or SocketException, $"{read}");
     }
 
     [Fact]

@@ -56,6 +56,31 @@ public sealed class RemoteManagementTests : TwoEngineTests
     }
 
     [Fact]
+    public async Task A_session_sets_and_reads_the_mode_its_timeouts_and_the_state_of_the_held_chain()
+    {
+        await using var session = await ConnectAsync(_b, "admin", EngineFixture.AdminPassword);
+        var created = await session.NewTunnelAsync(Profile("modes") with { Mode = TunnelMode.OnDemand, IdleTimeout = TimeSpan.FromSeconds(42), FailureTolerance = TimeSpan.FromSeconds(5) },
+            [EngineFixture.AdminLogin], default);
+        Assert.Equal((TunnelMode.OnDemand, TimeSpan.FromSeconds(42), TimeSpan.FromSeconds(5)), (created.Mode, created.IdleTimeout, created.FailureTolerance));
+        Assert.Equal(TunnelState.Idle, (await session.StartTunnelAsync("modes", default)).State);
+        Assert.Equal(TunnelState.Idle, (await session.GetTunnelStatsAsync("modes", default)).State);
+
+        var permanent = await session.SetTunnelAsync("modes", new TunnelChange { Permanent = true, FailureTolerance = TimeSpan.FromMinutes(2) }, null, default);
+        Assert.Equal((TunnelMode.Permanent, TimeSpan.FromMinutes(2)), (permanent.Mode, permanent.FailureTolerance));
+        var deadline = Environment.TickCount64 + 10_000;
+        while ((await session.GetTunnelAsync("modes", default)).State != TunnelState.Established)
+        {
+            Assert.True(Environment.TickCount64 < deadline, "the permanent tunnel was not Established within 10 s");
+            await Task.Delay(20);
+        }
+        Assert.Equal(TunnelState.Established, (await session.GetTunnelStatsAsync("modes", default)).State);
+
+        var refused = await Assert.ThrowsAsync<QmTunnelException>(() => session.SetTunnelAsync("modes", new TunnelChange { IdleTimeout = TimeSpan.FromSeconds(9) }, null, default));
+        Assert.Equal(ErrorIds.TunnelSettingInvalid, refused.ErrorId);
+        Assert.Contains("-OnDemand", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_user_sees_and_changes_only_its_own_tunnels()
     {
         _b.NewGroup("Operators", GroupRights.CreateTunnels, ["L#*:*#*#*:*"]);

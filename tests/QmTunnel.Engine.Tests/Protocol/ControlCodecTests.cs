@@ -34,6 +34,11 @@ public sealed class ControlCodecTests
         new OpenMessage(StreamProtocol.Tcp, LongestString, LongestString, [LongestString], 5, OpenOptions.None, LongestString),
         new ResetMessage(ProtocolErrorCode.TargetConnectFailed, "connection refused by db.internal:5432"),
         new ResetMessage(ProtocolErrorCode.LinkLost, ""),
+        new OpenMessage(StreamProtocol.Hold, "held", "tcp://db.internal:5432", ["qmt://c:9200"], 10_000, OpenOptions.None, "hold")
+        {
+            Listen = "10.0.0.1:5432",
+            Servers = ["b:9200", "c:9200"],
+        },
         new ResetMessage(ProtocolErrorCode.ConnectionReset, Unicode),
         new OpenMessage(StreamProtocol.AuthQuery, "", "qmt://admin@c:9200", ["qmt://b:9200"], 10_000, OpenOptions.None, "")
         {
@@ -372,7 +377,7 @@ public sealed class ControlCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(5)]
+    [InlineData(6)]
     [InlineData(255)]
     public void Open_with_an_unknown_stream_protocol_is_rejected(int protocol)
     {
