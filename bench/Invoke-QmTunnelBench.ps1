@@ -44,8 +44,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -654,6 +654,38 @@ try {
         }
     }
 
+    if ($tunnelReady -and 'recovery' -in $Include) {
+        Write-QmStep 'Recovery: a permanent tunnel after kill -9 of its far server and a start 2 s later (5 times)'
+        Measure-Step 'recovery' 'far server killed and started again (ms to Established)' {
+            $farPort = Get-FreePort
+            $farPath = Join-Path $script:WorkDir 'server-r'
+            $far = Start-QmTunnelServer -Daemon -Port $farPort -DataPath $farPath -AllowPlainLinks
+            $script:Commands.Add("server R (daemon): Start-QmTunnelServer -Daemon -Port $farPort -DataPath <temp>/server-r -AllowPlainLinks; killed with kill -9 and started again the same way, 5 times")
+            $recoveryPort = Get-FreePort
+            $recoveryVia = New-QmTunnelHop "qmt+plain://127.0.0.1:$farPort" -Credential $script:BenchAdmin
+            $null = New-QmTunnel bench-recovery -Listen "tcp://127.0.0.1:$recoveryPort" -Via $recoveryVia -Target "tcp://127.0.0.1:$echoPort" -Permanent | Start-QmTunnel
+            $script:Commands.Add("tunnel: New-QmTunnel bench-recovery -Listen tcp://127.0.0.1:$recoveryPort -Via $recoveryVia -Target tcp://127.0.0.1:$echoPort -Permanent | Start-QmTunnel")
+            try {
+                Wait-Until { (Get-QmTunnel bench-recovery).State -eq 'Established' } 30 'the permanent tunnel to be established'
+                $samples = foreach ($round in 1..5) {
+                    & kill -KILL $far.ProcessId
+                    Wait-Until { -not (Test-Path "/proc/$($far.ProcessId)") } 10 'server R to die'
+                    Start-Sleep -Seconds 2
+                    $far = Start-QmTunnelServer -Daemon -Port $farPort -DataPath $farPath -AllowPlainLinks
+                    $clock = [System.Diagnostics.Stopwatch]::StartNew()
+                    Wait-Until { (Get-QmTunnel bench-recovery).State -eq 'Established' } 60 'the permanent tunnel to be established again'
+                    $clock.Elapsed.TotalMilliseconds
+                }
+                $sorted = @($samples | Sort-Object)
+                [pscustomobject]@{ MedianMs = [math]::Round($sorted[2], 0); MaxMs = [math]::Round($sorted[-1], 0); MinMs = [math]::Round($sorted[0], 0); Rounds = $sorted.Count }
+            }
+            finally {
+                try { Remove-QmTunnel bench-recovery -Confirm:$false } catch { Write-Verbose $_ }
+                try { $far | Stop-QmTunnelServer -Confirm:$false } catch { Write-Verbose $_ }
+            }
+        }
+    }
+
     if ($tunnelReady -and 'churn' -in $Include) {
         Write-QmStep "Churn: 1,000 connections at a time opened and closed for $ChurnSeconds s, the link reset every 5 s"
         Measure-Step 'churn' "churn, $ChurnSeconds s (connections, memory, descriptors)" {
@@ -805,6 +837,18 @@ $resumeText = if ($resume -is [string]) { "Resume measurement failed: $resume" }
     ) -join "`n"
 }
 
+$recovery = if ($results.ContainsKey('recovery')) { $results['recovery'] } else { $null }
+$recoveryText = if ($recovery -is [string]) { "Recovery measurement failed: $recovery" } elseif ($recovery) {
+    @(
+        '| Measurement | qmTunnel |'
+        '|---|---:|'
+        "| From the far server listening again to the permanent tunnel Established, median of $($recovery.Rounds) (ms) | $($recovery.MedianMs) |"
+        "| Same, fastest / slowest (ms) | $($recovery.MinMs) / $($recovery.MaxMs) |"
+        ''
+        "- Tunnel bench-recovery (-Permanent) on server A -> server R (a daemon). Each round: kill -9 of R, 2 s, Start-QmTunnelServer -Daemon on the same port and data folder (the time counted from when it returned: R listens), then Get-QmTunnel bench-recovery every 0.1 s or so until Established. A redials on the hop's backoff (100 ms × 1.5, at most 10 s, ± 20 %); R lost its sessions, so A starts a new one."
+    ) -join "`n"
+}
+
 $churnResult = if ($results.ContainsKey('churn')) { $results['churn'] } else { $null }
 $churnText = if ($churnResult -is [string]) { "Churn measurement failed: $churnResult" } elseif ($churnResult) {
     @(
@@ -915,6 +959,7 @@ $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
+$(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
 $(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })
 $errorsText
 ## Commands run
