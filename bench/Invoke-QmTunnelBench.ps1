@@ -725,7 +725,7 @@ try {
                         ARssEndMiB = [math]::Round((Get-RssKiB $PID) / 1024, 1)
                         BFdsStart = $before.BFds; BFdsEnd = (Get-ChildItem "/proc/$($serverB.ProcessId)/fd").Count
                         AFdsStart = $before.AFds; AFdsEnd = (Get-ChildItem "/proc/$PID/fd").Count
-                        AOpenStreams = (Get-QmTunnelServer).OpenStreams; BOpenStreams = $serverInfoB.OpenStreams
+                        AOpenStreams = (Get-QmTunnelServer | Where-Object { -not $_.IsDaemon }).OpenStreams; BOpenStreams = $serverInfoB.OpenStreams - 1
                     }
                 }
                 finally {
@@ -860,7 +860,7 @@ $churnText = if ($churnResult -is [string]) { "Churn measurement failed: $churnR
         "| Server B (daemon) RSS: before / first third / last third / after (MiB) | $($churnResult.BRssStartMiB) / $($churnResult.BRssFirstThirdMiB) / $($churnResult.BRssLastThirdMiB) / $($churnResult.BRssEndMiB) |"
         "| Server A (in pwsh, after a full GC) RSS: before / after (MiB) | $($churnResult.ARssStartMiB) / $($churnResult.ARssEndMiB) |"
         "| Open file descriptors, B: before / after; A: before / after | $($churnResult.BFdsStart) / $($churnResult.BFdsEnd); $($churnResult.AFdsStart) / $($churnResult.AFdsEnd) |"
-        "| Streams open afterwards, A / B | $($churnResult.AOpenStreams) / $($churnResult.BOpenStreams) |"
+        "| Streams open afterwards, A / B (B: besides the request that asks) | $($churnResult.AOpenStreams) / $($churnResult.BOpenStreams) |"
         ''
         "- ``qmtunnel-bench churn``: 1,000 workers, each connecting through tunnel bench-churn (server A -> the churn tool's proxy -> server B -> echo), echoing 2 bytes and closing, over and over; every 5 s the proxy resets every link connection (RST both ways), and the link session resumes each time. B's RSS sampled every 5 s."
     ) -join "`n"

@@ -19,6 +19,11 @@ public sealed partial class Link
     /// <summary>An explicit Ack goes out once this many numbered bytes arrived unacknowledged (others ride on outgoing batches).</summary>
     private const long AckEveryBytes = 256 * 1024;
 
+    /// <summary>An Ack rides on an outgoing batch once this many numbered frames, or <see cref="PiggybackEveryBytes"/>, arrived unacknowledged.</summary>
+    private const ulong PiggybackEveryFrames = 32;
+
+    private const long PiggybackEveryBytes = 64 * 1024;
+
     private readonly Lock _stateLock = new();
     private readonly Lock _retainLock = new();
     private readonly Queue<OutFrame> _retained = new();
@@ -115,8 +120,11 @@ public sealed partial class Link
         {
             return null;
         }
+        // Not on every batch: a second segment on every send costs latency (a 64-byte ping-pong is one frame each way).
+        // Enough frames or bytes, or the next heartbeat tick, bound what the peer keeps for a resend.
         var received = Interlocked.Read(ref _receivedCount);
-        if (received == Interlocked.Read(ref _ackSentCount))
+        var unacknowledged = received - Interlocked.Read(ref _ackSentCount);
+        if (unacknowledged == 0 || (unacknowledged < PiggybackEveryFrames && Interlocked.Read(ref _receivedSinceAck) < PiggybackEveryBytes))
         {
             return null;
         }
@@ -132,7 +140,8 @@ public sealed partial class Link
     private void MaybeAck(bool force = false)
     {
         var received = Interlocked.Read(ref _receivedCount);
-        if (!Session.Resumable || received == Interlocked.Read(ref _ackSentCount) || (!force && Interlocked.Read(ref _receivedSinceAck) < AckEveryBytes))
+        var unacknowledged = received - Interlocked.Read(ref _ackSentCount);
+        if (!Session.Resumable || unacknowledged == 0 || (!force && Interlocked.Read(ref _receivedSinceAck) < AckEveryBytes && unacknowledged < 4 * PiggybackEveryFrames))
         {
             return;
         }
