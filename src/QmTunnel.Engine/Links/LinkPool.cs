@@ -39,8 +39,9 @@ public sealed class LinkPool(LinkOptions options, ILogger logger, Security.PeerC
         _links.TryGetValue(Key(hop, login, session), out var task) && task.IsCompletedSuccessfully && !task.Result.IsClosed ? task.Result : null;
 
     // The hop's text carries its own settings (TLS, timing); a failure tolerance of its own makes another session.
+    // The user an address names is the login's, which is part of the key already: with it or without, one link.
     private static string Key(EndpointUri hop, LinkLogin? login, LinkSessionSettings? session) =>
-        hop + "|" + login?.Key + "|" + (session?.FailureTolerance ?? LinkSessionSettings.DefaultFailureTolerance).TotalMilliseconds;
+        (hop with { User = null }) + "|" + login?.Key + "|" + (session?.FailureTolerance ?? LinkSessionSettings.DefaultFailureTolerance).TotalMilliseconds;
 
     /// <summary>
     /// The link to <paramref name="hop"/> logged in as <paramref name="login"/>: one per server and login, dialed on
