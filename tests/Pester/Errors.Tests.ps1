@@ -335,7 +335,14 @@ Describe 'Errors with a server running' {
             $tunnel = New-QmTunnel refused -Listen tcp://127.0.0.1:0 -Via $self -Target "tcp://127.0.0.1:$closedPort" -ConnectTimeout 00:00:05 |
                 Start-QmTunnel -PassThru
             $outcome = [QmTunnel.PesterTools.EchoClient]::Probe($tunnel.BoundListen, 0, 20)
-            Wait-Until { (Get-QmTunnelStats refused).ConnectionsCurrent -eq 0 -and (Get-QmTunnelStats refused).FailedConnections -ge 1 } 'the refused connection is counted'
+            $counted = { (Get-QmTunnelStats refused).ConnectionsCurrent -eq 0 -and (Get-QmTunnelStats refused).FailedConnections -ge 1 }
+            try { Wait-Until $counted 'the refused connection is counted' }
+            catch {
+                # Say what was seen instead (the probe's outcome, the counters, each connection's state and error).
+                $seen = Get-QmTunnelStats refused
+                $connections = (Get-QmTunnelConnection refused | ForEach-Object { "$($_.State): $($_.Error)" }) -join '; '
+                throw "$($_.Exception.Message) Probe: $outcome; current $($seen.ConnectionsCurrent), failed $($seen.FailedConnections), last error: $($seen.LastError); connections: $connections"
+            }
             $stats = Get-QmTunnelStats refused
         }
 
