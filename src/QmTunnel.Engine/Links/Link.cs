@@ -98,7 +98,13 @@ public sealed partial class Link : IAsyncDisposable
     }
 
     /// <summary>Opens a stream to the peer. Data may be sent at once (the peer buffers it within the window).</summary>
-    public MuxStream OpenStream(OpenMessage open, TrafficCounters counters, int receiveWindow)
+    public MuxStream OpenStream(OpenMessage open, TrafficCounters counters, int receiveWindow) => OpenStream(open, counters, receiveWindow, null);
+
+    /// <summary>
+    /// As above; <paramref name="created"/> runs with the new stream before its Open is queued (a Bind registers itself
+    /// there, so no Reverse stream naming it can arrive first).
+    /// </summary>
+    public MuxStream OpenStream(OpenMessage open, TrafficCounters counters, int receiveWindow, Action<MuxStream>? created)
     {
         if (IsClosed)
         {
@@ -116,6 +122,7 @@ public sealed partial class Link : IAsyncDisposable
             // stream is granted with a WindowUpdate right behind the Open. We may send Peer.InitialWindow at first.
             stream = new MuxStream(this, id, window, Peer.InitialWindow, counters);
             _streams[id] = stream;
+            created?.Invoke(stream);
             EnqueueControl(id, open);
         }
         if (window > Options.InitialWindow)

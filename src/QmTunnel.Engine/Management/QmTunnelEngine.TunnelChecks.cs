@@ -74,7 +74,8 @@ public sealed partial class QmTunnelEngine
     {
         ArgumentNullException.ThrowIfNull(before);
         ArgumentNullException.ThrowIfNull(after);
-        return !string.Equals(before.Listen, after.Listen, StringComparison.OrdinalIgnoreCase)
+        return before.Direction != after.Direction
+            || !string.Equals(before.Listen, after.Listen, StringComparison.OrdinalIgnoreCase)
             || !before.Via.SequenceEqual(after.Via, StringComparer.OrdinalIgnoreCase)
             || !string.Equals(before.Target, after.Target, StringComparison.OrdinalIgnoreCase)
             || !before.Credentials.SequenceEqual(after.Credentials);

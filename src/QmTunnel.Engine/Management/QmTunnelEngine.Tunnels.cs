@@ -15,7 +15,7 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
-        return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time);
+        return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time) { Binds = _router?.Binds };
     }
 
     // The database keeps milliseconds: so does the profile in memory, so times do not change across a restart.
@@ -149,7 +149,8 @@ public sealed partial class QmTunnelEngine
             return;
         }
         var request = Security.AccessControl.RequestFor(Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), ParseVia(profile),
-            Endpoints.EndpointUri.ParseApplication(profile.Target, "Target"));
+            Endpoints.EndpointUri.ParseApplication(profile.Target, "Target"),
+            profile.Direction == TunnelDirection.RemoteToLocal ? Security.RuleDirection.RemoteToLocal : Security.RuleDirection.LocalToRemote);
         if (Security.AccessControl.Denial(caller, request, Options.ServerName) is { } denial)
         {
             throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, profile.Name, "The tunnel was refused by " + denial);

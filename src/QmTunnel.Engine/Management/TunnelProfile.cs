@@ -1,10 +1,15 @@
 namespace QmTunnel.Engine.Management;
 
-/// <summary>Direction of a tunnel, as in the original qmTunnel. Only LocalToRemote is carried in this version.</summary>
+/// <summary>Direction of a tunnel, as in the original qmTunnel.</summary>
 public enum TunnelDirection
 {
     /// <summary>Listen on the owning (first) server, connect to the target from the last server of the chain.</summary>
     LocalToRemote,
+    /// <summary>
+    /// A reverse tunnel: listen on the last server of the chain, connect to the target from the owning server, which
+    /// only dials out (docs/architecture.md, "Reverse tunnels"). Always Permanent: the owner holds a Bind stream.
+    /// </summary>
+    RemoteToLocal,
 }
 
 /// <summary>Application protocol a tunnel carries. Only TCP in this version.</summary>
@@ -138,6 +143,15 @@ public sealed record TunnelProfile
         if (!Enum.IsDefined(Mode))
         {
             errors.Add($"Mode {(int)Mode} is not a tunnel mode: use PerConnection, Permanent or OnDemand.");
+        }
+        if (!Enum.IsDefined(Direction))
+        {
+            errors.Add($"Direction {(int)Direction} is not a tunnel direction: use LocalToRemote or RemoteToLocal.");
+        }
+        else if (Direction == TunnelDirection.RemoteToLocal && Mode != TunnelMode.Permanent)
+        {
+            errors.Add($"A RemoteToLocal tunnel is always Permanent (its owner holds the far listener up), so Mode {Mode} does not apply: " +
+                "leave -Mode out (New-QmTunnel makes it Permanent) or give -Mode Permanent.");
         }
         if (IdleTimeout < MinIdleTimeout || IdleTimeout > MaxIdleTimeout)
         {

@@ -90,6 +90,10 @@ public static partial class ControlCodec
                 {
                     throw new ArgumentException(depthProblem, nameof(message));
                 }
+                if (ReverseProblem(o.Protocol, o.Options, o.Route.Count, o.BindStreamId, o.MaxConnections) is { } reverseProblem)
+                {
+                    throw new ArgumentException(reverseProblem, nameof(message));
+                }
                 break;
             case AuthStartMessage a:
                 Defined(a.Method, "Method");

@@ -58,6 +58,7 @@ public static partial class ControlCodec
                     w.Bytes(credential.ClientKey); w.Bytes(credential.ServerKey);
                 }
                 w.U8(o.QueryDepth);
+                w.U32(o.BindStreamId); w.U32(o.MaxConnections);
                 break;
             case AuthStartMessage a:
                 w.U8((byte)a.Method); w.Str(a.User); w.Bytes(a.ClientNonce);
@@ -184,8 +185,16 @@ public static partial class ControlCodec
         {
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame, depthProblem);
         }
+        var bindStreamId = U32(ref r);
+        var maxConnections = U32(ref r);
+        if (ReverseProblem(protocol, options, route.Length, bindStreamId, maxConnections) is { } reverseProblem)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, reverseProblem);
+        }
         return new OpenMessage(protocol, tunnel, target, route, timeout, options, client)
         {
+            BindStreamId = bindStreamId,
+            MaxConnections = maxConnections,
             Listen = listen,
             Servers = servers,
             RouteCredentials = credentials,
@@ -201,6 +210,34 @@ public static partial class ControlCodec
         protocol is StreamProtocol.AuthQuery or StreamProtocol.LinkInfo
             ? depth < routeCount ? null : $"a {protocol} query of depth {depth} on a route of {routeCount} servers: the depth must be less than the route's length"
             : depth == 0 ? null : $"query depth {depth} on a {protocol} stream: only login and link queries carry one";
+
+    /// <summary>The most Reverse streams one Bind may ask for (a tunnel's MaxConnections at most).</summary>
+    public const uint MaxReverseConnections = 100_000;
+
+    /// <summary>
+    /// Bind and Reverse fields (docs/protocol.md, "Reverse tunnels"): a Bind describes a RemoteToLocal tunnel and asks for
+    /// 1..100000 connections; a Reverse names its Bind and goes one link only (no route); every other stream carries 0 in both.
+    /// </summary>
+    private static string? ReverseProblem(StreamProtocol protocol, OpenOptions options, int routeCount, uint bindStreamId, uint maxConnections)
+    {
+        if (protocol == StreamProtocol.Bind && ((options & OpenOptions.RemoteToLocal) == 0 || maxConnections is 0 or > MaxReverseConnections))
+        {
+            return $"a Bind must describe a RemoteToLocal tunnel and allow 1 to {MaxReverseConnections} connections (it allows {maxConnections})";
+        }
+        if (protocol != StreamProtocol.Bind && maxConnections != 0)
+        {
+            return $"MaxConnections {maxConnections} on a {protocol} stream: only a Bind carries it";
+        }
+        if (protocol == StreamProtocol.Reverse && (bindStreamId == 0 || routeCount != 0))
+        {
+            return "a Reverse stream names the Bind it belongs to (a stream id) and has no route";
+        }
+        if (protocol != StreamProtocol.Reverse && bindStreamId != 0)
+        {
+            return $"BindStreamId {bindStreamId} on a {protocol} stream: only a Reverse stream names a Bind";
+        }
+        return null;
+    }
 
     private static AuthStartMessage ReadAuthStart(ref SequenceReader<byte> r)
     {

@@ -145,6 +145,20 @@ public enum StreamProtocol : byte
     /// for that link, with the depth it did not reach.
     /// </summary>
     LinkInfo = 6,
+    /// <summary>
+    /// A reverse tunnel's listener (docs/protocol.md, "Reverse tunnels"): the Open describes the tunnel as for a Hold,
+    /// with <see cref="OpenOptions.RemoteToLocal"/> and <see cref="OpenMessage.MaxConnections"/>; every server admits it
+    /// (rights and R# allow-rules), each gateway passes it on, and the last server listens on
+    /// <see cref="OpenMessage.Listen"/>, answers OpenAck and one Data payload (u16 length, the bound endpoint as UTF-8)
+    /// and keeps the listener while the stream is open. Each client it accepts comes back as a <see cref="Reverse"/> stream.
+    /// </summary>
+    Bind = 7,
+    /// <summary>
+    /// One client of a reverse tunnel's far listener, opened toward the tunnel's owner on the link a Bind came in on,
+    /// naming that Bind's id on this link (<see cref="OpenMessage.BindStreamId"/>); accepted only for a Bind the receiver
+    /// opened on that very link. Carries the client's bytes like a Tcp stream; the owner connects to its target.
+    /// </summary>
+    Reverse = 8,
 }
 
 /// <summary>
@@ -168,6 +182,11 @@ public enum OpenOptions : byte
     None = 0,
     NoDelay = 0x01,
     KeepAlive = 0x02,
+    /// <summary>
+    /// The Open describes a reverse (RemoteToLocal) tunnel: <see cref="OpenMessage.Listen"/> is on the last server and
+    /// <see cref="OpenMessage.Target"/> is reached from the owner; allow-rules see it as <c>R#target#servers…#listen</c>.
+    /// </summary>
+    RemoteToLocal = 0x04,
 }
 
 /// <summary>
@@ -194,6 +213,12 @@ public sealed record OpenMessage(StreamProtocol Protocol, string Tunnel, string 
     /// query; its link's state). Less than the route's length.
     /// </summary>
     public byte QueryDepth { get; init; }
+
+    /// <summary><see cref="StreamProtocol.Reverse"/> only (0 otherwise): the id, on this link, of the Bind stream whose listener accepted this client.</summary>
+    public uint BindStreamId { get; init; }
+
+    /// <summary><see cref="StreamProtocol.Bind"/> only (0 otherwise): how many Reverse streams of this Bind may be open at once (the tunnel's MaxConnections).</summary>
+    public uint MaxConnections { get; init; }
 }
 
 /// <summary>Aborts a stream both ways, with a code and reason (e.g. the target refused the connection).</summary>

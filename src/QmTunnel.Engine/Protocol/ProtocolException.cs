@@ -48,6 +48,10 @@ public enum ProtocolErrorCode : uint
     StreamLimit = 107,
     /// <summary>Stream (local only): the link session ended because its connection did not come back within the failure tolerance.</summary>
     LinkSessionExpired = 108,
+    /// <summary>Stream: the last server of a reverse tunnel cannot listen where the Bind asks: the port is in use there (the reason names the server and port).</summary>
+    PortInUse = 109,
+    /// <summary>Stream: the last server of a reverse tunnel cannot listen where the Bind asks for another reason (not an address of that host, no right to the port).</summary>
+    BindFailed = 110,
 }
 
 /// <summary>A protocol violation by the peer. Closes the link with a GoAway carrying <see cref="Code"/>.</summary>

@@ -12,14 +12,18 @@ namespace QmTunnel.Engine.Security;
 /// </summary>
 public static class AccessControl
 {
-    /// <summary>The tunnel an Open describes, in allow-rule terms (LocalToRemote).</summary>
+    /// <summary>
+    /// The tunnel an Open describes, in allow-rule terms: LocalToRemote, or RemoteToLocal when the Open says so
+    /// (<see cref="OpenOptions.RemoteToLocal"/>: a reverse tunnel's Bind, and its Check and queries), whose bind
+    /// host:port is the listener on the last server and whose target is reached from the owner.
+    /// </summary>
     public static TunnelRequest RequestFor(OpenMessage open)
     {
         var (bindHost, bindPort) = SplitHostPort(open.Listen);
         var target = EndpointUri.ParseApplication(open.Target, "Target");
         return new TunnelRequest
         {
-            Direction = RuleDirection.LocalToRemote,
+            Direction = IsRemoteToLocal(open) ? RuleDirection.RemoteToLocal : RuleDirection.LocalToRemote,
             BindHost = bindHost,
             BindPort = bindPort,
             Servers = open.Servers.Select(SplitHostPort).ToList(),
@@ -28,10 +32,14 @@ public static class AccessControl
         };
     }
 
+    /// <summary>Whether an Open describes a reverse (RemoteToLocal) tunnel.</summary>
+    public static bool IsRemoteToLocal(OpenMessage open) => (open.Options & OpenOptions.RemoteToLocal) != 0;
+
     /// <summary>The tunnel a profile describes, in allow-rule terms.</summary>
-    public static TunnelRequest RequestFor(EndpointUri listen, IEnumerable<EndpointUri> via, EndpointUri target) => new()
+    public static TunnelRequest RequestFor(EndpointUri listen, IEnumerable<EndpointUri> via, EndpointUri target,
+        RuleDirection direction = RuleDirection.LocalToRemote) => new()
     {
-        Direction = RuleDirection.LocalToRemote,
+        Direction = direction,
         BindHost = listen.Host,
         BindPort = listen.Port,
         Servers = via.Select(h => (h.Host, h.Port)).ToList(),
@@ -73,8 +81,10 @@ public static class AccessControl
                 return (open, $"{serverName}: the route asks it to dial {routed}, but the tunnel's chain the allow-rules are checked against has {chained} there.");
             }
         }
-        if (position > 0)
+        if (position > 0 || IsRemoteToLocal(open))
         {
+            // A reverse tunnel listens on its last server, which checks its own listener; its target is reached from the
+            // owner, which no server of the chain can see (the rules match it as the owner wrote it).
             return (open, null);
         }
         if (previousServer is null)

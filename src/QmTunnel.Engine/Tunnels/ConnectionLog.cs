@@ -4,13 +4,17 @@ using QmTunnel.Engine.Management;
 namespace QmTunnel.Engine.Tunnels;
 
 /// <summary>One application connection of a tunnel while it lives and for a while after.</summary>
-internal sealed class ConnectionRecord(long id, string client, string target, DateTimeOffset connectedAt)
+internal sealed class ConnectionRecord(long id, string client, string target, DateTimeOffset connectedAt, TrafficCounters? counters = null, bool reverse = false)
 {
     public long Id { get; } = id;
     public string Client { get; } = client;
     public string Target { get; } = target;
     public DateTimeOffset ConnectedAt { get; } = connectedAt;
-    public TrafficCounters Counters { get; } = new();
+    /// <summary>The stream's counters. A reverse tunnel's record (at its owner) counts the far client's bytes as the stream's output.</summary>
+    public TrafficCounters Counters { get; } = counters ?? new();
+    public bool Reverse { get; } = reverse;
+    public long BytesFromClient => Reverse ? Counters.AppBytesOut : Counters.AppBytesIn;
+    public long BytesToClient => Reverse ? Counters.AppBytesIn : Counters.AppBytesOut;
     public volatile ConnectionState State = ConnectionState.Connecting;
     public DateTimeOffset? DisconnectedAt;
     public string? Error;
@@ -22,8 +26,8 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
         Client = Client,
         Target = Target,
         State = State,
-        BytesFromClient = Counters.AppBytesIn,
-        BytesToClient = Counters.AppBytesOut,
+        BytesFromClient = BytesFromClient,
+        BytesToClient = BytesToClient,
         ConnectedAt = ConnectedAt,
         DisconnectedAt = DisconnectedAt,
         Error = Error,
@@ -43,9 +47,9 @@ internal sealed class ConnectionLog(TimeProvider time, int maxEntries = Connecti
     private readonly object _gate = new();
     private long _nextId;
 
-    public ConnectionRecord Add(string client, string target)
+    public ConnectionRecord Add(string client, string target, TrafficCounters? counters = null, bool reverse = false)
     {
-        var record = new ConnectionRecord(Interlocked.Increment(ref _nextId), client, target, time.GetUtcNow());
+        var record = new ConnectionRecord(Interlocked.Increment(ref _nextId), client, target, time.GetUtcNow(), counters, reverse);
         lock (_gate)
         {
             Prune();

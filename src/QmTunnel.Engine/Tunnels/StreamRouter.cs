@@ -34,12 +34,18 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
     /// </summary>
     public async Task RouteAsync(Link link, MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
     {
+        if (open.Protocol == StreamProtocol.Reverse)
+        {
+            // Only for a Bind this server opened on this very link (StreamRouter.Reverse.cs); it acts as no user of this server.
+            await ReverseAsync(link, stream, open, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         if (link.Principal is null)
         {
             // A link this server dialed: its peer did not log in here, so nothing it opens may act as a user of this
             // server (not even a management request: the link's user is this server's login *there*). Refused, named.
             stream.Reset(ProtocolErrorCode.PermissionDenied,
-                $"{_context.ServerName} takes streams only on links a server or client dialed and logged in to it; {link.Peer.ServerName} was dialed by {_context.ServerName}.");
+                $"{_context.ServerName} takes streams only on links a server or client dialed and logged in to it (on a link it dialed, only Reverse streams of a Bind it opened there); {link.Peer.ServerName} was dialed by {_context.ServerName}.");
             return;
         }
         if (open.Protocol == StreamProtocol.Tcp)
@@ -52,9 +58,9 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
             await _context.ServeManagement(link, stream, cancellationToken).ConfigureAwait(false);
             return;
         }
-        // Every stream of a tunnel (Tcp, Check, AuthQuery, Hold, LinkInfo) passes the same check: the link's user, the
+        // Every stream of a tunnel (Tcp, Check, AuthQuery, Hold, LinkInfo, Bind) passes the same check: the link's user, the
         // tunnel as this server can vouch for it, its rights and allow-rules.
-        if (Admit(link, stream, open) is not { } admitted)
+        if (RefusedAsMisdirected(stream, open) || Admit(link, stream, open) is not { } admitted)
         {
             return;
         }
@@ -66,6 +72,9 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
                 return;
             case StreamProtocol.Hold:
                 await HoldAsync(stream, open, cancellationToken).ConfigureAwait(false);
+                return;
+            case StreamProtocol.Bind:
+                await BindAsync(stream, open, cancellationToken).ConfigureAwait(false);
                 return;
             case StreamProtocol.LinkInfo:
                 await AnswerLinkInfoAsync(stream, open, cancellationToken).ConfigureAwait(false);

@@ -188,6 +188,7 @@ internal sealed partial class TunnelRuntime
                 backoff.Reset();
                 OnChainUp(mode, token);
                 failure = await HoldUntilBrokenAsync(hold, token).ConfigureAwait(false);
+                EndBind(hold);
             }
             if (token.IsCancellationRequested || failure is null)
             {
@@ -250,6 +251,10 @@ internal sealed partial class TunnelRuntime
         catch (OperationCanceledException)
         {
             return (null, null);
+        }
+        if (IsReverse)
+        {
+            return await OpenBindAsync(link, token).ConfigureAwait(false); // TunnelRuntime.Reverse.cs
         }
         MuxStream hold;
         try

@@ -13,8 +13,8 @@ internal sealed partial class TunnelRuntime
             long appIn = _closedIn, appOut = _closedOut, linkSent = _closedLinkSent, linkReceived = _closedLinkReceived;
             foreach (var record in _open)
             {
-                appIn += record.Counters.AppBytesIn;
-                appOut += record.Counters.AppBytesOut;
+                appIn += record.BytesFromClient;
+                appOut += record.BytesToClient;
                 linkSent += record.Counters.LinkBytesSent;
                 linkReceived += record.Counters.LinkBytesReceived;
             }

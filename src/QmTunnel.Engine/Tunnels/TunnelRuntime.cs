@@ -64,11 +64,13 @@ internal sealed partial class TunnelRuntime
 
     /// <summary>An Open of this tunnel: its target, the route after the first hop with the logins for it, and the allow-rule fields.</summary>
     public OpenMessage NewOpen(StreamProtocol protocol, OpenOptions options, string client) =>
-        new(protocol, Profile.Name, _target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds, options, client)
+        new(protocol, Profile.Name, _target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds,
+            IsReverse ? options | OpenOptions.RemoteToLocal : options, client)
         {
             Listen = _listen.HostPort,
             Servers = _servers,
             RouteCredentials = _routeCredentials,
+            MaxConnections = protocol == StreamProtocol.Bind ? (uint)Profile.MaxConnections : 0,
         };
 
     /// <summary>The link to the first hop (dialed when there is none). Errors as <see cref="LinkPool.GetAsync"/>.</summary>
@@ -83,7 +85,8 @@ internal sealed partial class TunnelRuntime
     {
         var before = Profile;
         Profile = profile;
-        if (IsRunning && before.Mode != profile.Mode)
+        // A reverse tunnel's Bind carries its MaxConnections to the far listener: a new one is bound with the new value.
+        if (IsRunning && (before.Mode != profile.Mode || (IsReverse && before.MaxConnections != profile.MaxConnections)))
         {
             ApplyMode();
         }
@@ -137,6 +140,11 @@ internal sealed partial class TunnelRuntime
             return;
         }
         _state = TunnelState.Starting;
+        if (IsReverse)
+        {
+            await StartReverseAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
         try
         {
             _listener = await BindAsync(cancellationToken).ConfigureAwait(false);

@@ -29,6 +29,13 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     [ValidateNotNullOrEmpty]
     public string Target { get; set; } = null!;
 
+    /// <summary>
+    /// LocalToRemote (default): listen here, reach -Target from the last server of -Via. RemoteToLocal: a reverse tunnel,
+    /// listening on the last server of -Via and reaching -Target from this server, which only dials out; always Permanent.
+    /// </summary>
+    [Parameter]
+    public TunnelDirection Direction { get; set; }
+
     [Parameter]
     public int MaxConnections { get; set; }
 
@@ -77,10 +84,22 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
             var profile = TunnelSettings.Apply(
                 new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
                 TunnelSettings.Given(MyInvocation));
+            if (Direction == TunnelDirection.RemoteToLocal)
+            {
+                // A reverse tunnel holds its far listener up: Permanent unless a mode was asked for (the server refuses any other).
+                profile = profile with
+                {
+                    Direction = Direction,
+                    Mode = MyInvocation.BoundParameters.ContainsKey(nameof(Permanent)) || OnDemand.IsPresent ? profile.Mode : TunnelMode.Permanent,
+                };
+            }
             // Refused here as the server would refuse it, so -WhatIf says so too.
             QmTunnelEngine.CheckProfile(profile);
             QmTunnelEngine.CheckHopLogins(profile, logins);
-            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
+            var shape = Direction == TunnelDirection.RemoteToLocal
+                ? $"{Listen} on {via[^1]} -> back through {string.Join(" <- ", via)} -> {Target}"
+                : $"{Listen} -> {string.Join(" -> ", via)} -> {Target}";
+            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {shape}", "Create"))
             {
                 return;
             }

@@ -44,7 +44,7 @@ public static class ControlGenerators
 
     private static OpenMessage Open(Random r, bool valid)
     {
-        var protocol = valid || r.Next(8) > 0 ? (StreamProtocol)r.Next(1, 5) : (StreamProtocol)r.Next(256);
+        var protocol = valid || r.Next(8) > 0 ? (StreamProtocol)r.Next(1, 9) : (StreamProtocol)r.Next(256);
         var route = List(r, valid, () => Str(r, valid, brief: true));
         if (valid && protocol == StreamProtocol.AuthQuery && route.Length == 0)
         {
@@ -66,8 +66,28 @@ public static class ControlGenerators
         {
             timeout = -r.Next(2);
         }
-        return new OpenMessage(protocol, Str(r, valid), Str(r, valid), route, timeout, (OpenOptions)r.Next(4), Str(r, valid))
+        var options = (OpenOptions)r.Next(8);
+        // A Bind describes a RemoteToLocal tunnel and asks for 1..100000 connections; a Reverse names its Bind and has no route.
+        uint bindStreamId = 0, maxConnections = 0;
+        if (protocol == StreamProtocol.Bind)
         {
+            options |= OpenOptions.RemoteToLocal;
+            maxConnections = r.Next(3) == 0 ? ControlCodec.MaxReverseConnections : (uint)r.Next(1, 1000);
+        }
+        if (protocol == StreamProtocol.Reverse)
+        {
+            route = [];
+            credentials = [];
+            bindStreamId = r.Next(3) == 0 ? uint.MaxValue : (uint)r.Next(1, int.MaxValue);
+        }
+        if (!valid && r.Next(10) == 0)
+        {
+            (bindStreamId, maxConnections) = ((uint)r.Next(3), r.Next(2) == 0 ? 0 : ControlCodec.MaxReverseConnections + 1);
+        }
+        return new OpenMessage(protocol, Str(r, valid), Str(r, valid), route, timeout, options, Str(r, valid))
+        {
+            BindStreamId = bindStreamId,
+            MaxConnections = maxConnections,
             Listen = Str(r, valid, brief: true),
             Servers = List(r, valid, () => Str(r, valid, brief: true)),
             RouteCredentials = credentials,
