@@ -37,6 +37,12 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
 
     /// <summary>Hold streams this server carries now, as last server or gateway (tests).</summary>
     internal int HoldCount => _router?.HoldCount ?? 0;
+
+    /// <summary>Reverse-tunnel listeners this server holds now, as the last server of their chains (tests).</summary>
+    internal int FarListenerCount => _router?.FarListenerCount ?? 0;
+
+    /// <summary>The far listeners' Bind streams: the link each came on and its id there (tests).</summary>
+    internal IReadOnlyList<(Links.Link Link, uint BindId)> FarListenerBinds => _router?.FarListenerBinds ?? [];
     private TunnelStore? _store;
     private Socket? _listener;
     private CancellationTokenSource? _shutdown;

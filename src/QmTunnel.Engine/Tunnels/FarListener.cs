@@ -13,9 +13,10 @@ namespace QmTunnel.Engine.Tunnels;
 
 /// <summary>
 /// The far listeners of this server (the last server of reverse tunnels): at most <see cref="MaxPerUser"/> per user;
-/// a new Bind of the same user and tunnel for an endpoint still held by a Bind whose link is waiting to resume takes
-/// the endpoint over (the stale-listener case: an owner that came back on a new link session while the old one has
-/// not expired yet), while one whose link is up keeps it (the new one gets PortInUse).
+/// a new Bind of the same user and tunnel for an endpoint still held by a Bind whose link is waiting to resume (the
+/// stale-listener case: an owner that came back on a new link session while the old one has not expired yet), or that
+/// came on the same link (the owner replaced its Bind), takes the endpoint over; one held over another link that is
+/// up keeps it (the new one gets PortInUse), so two owners of one name do not take it from each other in turn.
 /// </summary>
 internal sealed class FarListeners
 {
@@ -35,6 +36,18 @@ internal sealed class FarListeners
         }
     }
 
+    /// <summary>The Bind streams served now: the link each came on and its id (tests).</summary>
+    public IReadOnlyList<(Link Link, uint BindId)> Binds
+    {
+        get
+        {
+            lock (_listeners)
+            {
+                return _listeners.Select(l => (l.Bind.Link, l.Bind.Id)).ToList();
+            }
+        }
+    }
+
     /// <summary>Serves one admitted Bind at the last server until it ends (the owner's Fin, a reset, the server stopping).</summary>
     public async Task ServeAsync(FarListener.Context context, CancellationToken cancellationToken)
     {
@@ -50,7 +63,7 @@ internal sealed class FarListeners
             }
             stale = _listeners.FirstOrDefault(l => l.User == context.User && l.Tunnel == context.Open.Tunnel
                 && string.Equals(l.Requested, context.Open.Listen, StringComparison.OrdinalIgnoreCase)
-                && l.Bind.Link.State == LinkState.Resuming && !ReferenceEquals(l.Bind.Link, context.Bind.Link));
+                && (l.Bind.Link.State == LinkState.Resuming || ReferenceEquals(l.Bind.Link, context.Bind.Link)));
         }
         if (stale is not null)
         {

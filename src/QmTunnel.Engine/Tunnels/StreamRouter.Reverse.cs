@@ -24,6 +24,9 @@ internal sealed partial class StreamRouter
     /// <summary>Far listeners this server holds for reverse tunnels (last server).</summary>
     internal int FarListenerCount => _farListeners.Count;
 
+    /// <summary>The far listeners' Bind streams: the link each came on and its id there (tests).</summary>
+    internal IReadOnlyList<(Link Link, uint BindId)> FarListenerBinds => _farListeners.Binds;
+
     /// <summary>
     /// A Reverse stream: handed to the Bind it names on this link (owner: the tunnel connects to its target; gateway:
     /// carried back toward the owner), else refused (PermissionDenied: no such Bind on this link; StreamLimit: its
