@@ -54,14 +54,13 @@ public static class EventIds
     public const int TunnelChainUp = 204;
     public const int TunnelChainIdle = 205;
 
-    // ---- reverse tunnels (far listeners, Bind and Reverse streams), 230-249. Next free: 237.
+    // ---- reverse tunnels (far listeners, Bind and Reverse streams), 230-249. Next free: 236.
     public const int ReverseRefused = 230;
     public const int ReverseListening = 231;
     public const int ReverseListenerClosed = 232;
     public const int ReverseBindRefused = 233;
     public const int ReverseBindReplaced = 234;
     public const int ReverseClientRefused = 235;
-    public const int ReverseBound = 236;
 
     // ---- logins, 300-349. Next free: 302.
     public const int LoggedIn = 300;

@@ -123,7 +123,10 @@ public sealed partial class TunnelStore : IDisposable, Security.IKnownServers
     {
         Name = d["name"].AsString ?? throw new InvalidCastException("tunnel without a name"),
         Description = d["description"].AsString ?? string.Empty,
-        Direction = Enum.Parse<TunnelDirection>(d["direction"].AsString),
+        // Every version wrote it (LocalToRemote before reverse tunnels existed); an unknown one is refused as a corrupt document.
+        Direction = d["direction"].IsNull ? TunnelDirection.LocalToRemote
+            : Enum.TryParse<TunnelDirection>(d["direction"].AsString, out var direction) && Enum.IsDefined(direction) ? direction
+            : throw new InvalidCastException($"tunnel direction '{d["direction"]}' is not one this version knows"),
         Protocol = Enum.Parse<TunnelProtocol>(d["protocol"].AsString),
         Listen = d["listen"].AsString ?? throw new InvalidCastException("tunnel without listen"),
         Via = d["via"].AsArray.Select(v => v.AsString).ToList(),

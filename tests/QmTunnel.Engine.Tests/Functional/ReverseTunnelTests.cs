@@ -217,6 +217,26 @@ public sealed class ReverseTunnelTests : IAsyncLifetime
         await TunnelTests.WaitUntil(() => _owner.GetTunnelStats("grow").ConnectionsCurrent == 2);
     }
 
+    [Fact]
+    public async Task A_started_reverse_tunnel_is_saved_with_its_direction_and_binds_again_when_its_server_starts_again()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
+        var options = new ServerOptions { Port = 0, DataPath = path, AllowPlainLinks = true, AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations };
+        var port = FreePort();
+        var first = await _engines.StartAsync(options);
+        first.NewTestTunnel(Reverse("saved", [EngineFixture.Hop(_far)], _echo.Uri, $"tcp://127.0.0.1:{port}"));
+        await StartAsync(first, "saved");
+        await first.StopAsync();
+        await TunnelTests.WaitUntil(() => _far.FarListenerCount == 0);
+
+        var second = await _engines.StartAsync(options);
+        var restored = second.GetTunnel("saved");
+        Assert.Equal(TunnelDirection.RemoteToLocal, restored.Direction);
+        Assert.Equal(TunnelMode.Permanent, restored.Mode);
+        await TunnelTests.WaitUntil(() => second.GetTunnel("saved") is { State: TunnelState.Established, BoundListen: not null });
+        await EchoChecksumAsync($"tcp://127.0.0.1:{port}", 10_000);
+    }
+
     internal static int FreePort()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -115,7 +115,7 @@ public sealed partial class ControlCodecTests
         var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", ["h"], 256, OpenOptions.NoDelay | OpenOptions.KeepAlive, ""));
 
         Assert.Equal(
-            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+            new byte[] { 1, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
             bytes);
     }
 
@@ -133,6 +133,7 @@ public sealed partial class ControlCodecTests
             {
                 2, 0, 1, (byte)'t', 0, 1, (byte)'x', 0, 1, 0, 1, (byte)'h', 0, 0, 1, 0, 0, 0, 0,
                 0, 1, (byte)'l', 0, 1, 0, 1, (byte)'s', 0, 1, 1, 0, 1, (byte)'u', 0, 1, 7, 0, 0, 0, 9, 0, 1, 8, 0, 1, 6, 0,
+                0, 0, 0, 0, 0, 0, 0, 0, // version 4: bind stream id, max connections (Bind and Reverse only)
             },
             ControlCodec.ToArray(open));
     }
@@ -142,15 +143,15 @@ public sealed partial class ControlCodecTests
     {
         var query = new OpenMessage(StreamProtocol.LinkInfo, "t", "x", ["a", "b"], 1, OpenOptions.None, "") { QueryDepth = 1 };
         Assert.Equal(6, ControlCodec.ToArray(query)[0]);
-        Assert.Equal(1, ControlCodec.ToArray(query)[^1]);
+        Assert.Equal(1, ControlCodec.ToArray(query)[^9]); // then the two u32 of reverse tunnels
         var tooDeep = Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(query with { QueryDepth = 2 }));
         Assert.Contains("less than the route's length", tooDeep.Message);
         Assert.Throws<ArgumentException>(() => ControlCodec.ToArray(query with { Protocol = StreamProtocol.Tcp }));
 
         var bytes = ControlCodec.ToArray(query);
-        bytes[^1] = 2;
+        bytes[^9] = 2;
         AssertMalformed(FrameType.Open, bytes);
-        bytes[^1] = 1;
+        bytes[^9] = 1;
         bytes[0] = 5; // Hold, of a later version: unknown here
         AssertMalformed(FrameType.Open, bytes);
     }

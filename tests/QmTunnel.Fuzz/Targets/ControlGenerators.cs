@@ -46,7 +46,7 @@ public static class ControlGenerators
     {
         var protocol = valid || r.Next(8) > 0 ? (StreamProtocol)r.Next(1, 9) : (StreamProtocol)r.Next(256);
         var route = List(r, valid, () => Str(r, valid, brief: true));
-        if (valid && protocol == StreamProtocol.AuthQuery && route.Length == 0)
+        if (valid && protocol is StreamProtocol.AuthQuery or StreamProtocol.LinkInfo && route.Length == 0)
         {
             route = [Str(r, valid, brief: true)];
         }
@@ -56,7 +56,7 @@ public static class ControlGenerators
         {
             credentials = [null];
         }
-        byte depth = protocol == StreamProtocol.AuthQuery && route.Length > 0 ? (byte)r.Next(Math.Min(route.Length, 256)) : (byte)0;
+        byte depth = protocol is StreamProtocol.AuthQuery or StreamProtocol.LinkInfo && route.Length > 0 ? (byte)r.Next(Math.Min(route.Length, 256)) : (byte)0;
         if (!valid && r.Next(10) == 0)
         {
             depth = (byte)r.Next(256);
