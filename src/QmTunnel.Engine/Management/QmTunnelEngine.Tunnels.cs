@@ -15,6 +15,7 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
+        CheckEnds(profile.Name, Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"));
         return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time);
     }
 
@@ -149,7 +150,7 @@ public sealed partial class QmTunnelEngine
             return;
         }
         var request = Security.AccessControl.RequestFor(Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), ParseVia(profile),
-            Endpoints.EndpointUri.ParseApplication(profile.Target, "Target"));
+            Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"));
         if (Security.AccessControl.Denial(caller, request, Options.ServerName) is { } denial)
         {
             throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, profile.Name, "The tunnel was refused by " + denial);
