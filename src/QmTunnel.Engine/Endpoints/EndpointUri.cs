@@ -33,13 +33,21 @@ public enum EndpointScheme
     Qmt,
     /// <summary><c>qmt+plain://host:port</c>: a tunnel server over an explicitly unencrypted link.</summary>
     QmtPlain,
+    /// <summary><c>udp://host:port</c>: an application endpoint carrying datagrams (each client address an association).</summary>
+    Udp,
+    /// <summary><c>unix:///path</c>: a Unix domain (stream) socket, by its path.</summary>
+    Unix,
+    /// <summary><c>pipe://name</c>: a named pipe (on Unix, .NET maps the name to a socket path; see docs).</summary>
+    Pipe,
+    /// <summary><c>socks5://host:port</c>: a listener only; each client names its target (dynamic forwarding).</summary>
+    Socks5,
 }
 
 /// <summary>
 /// A parsed endpoint: scheme, host and port, and for a tunnel server its options (pin, TLS, login user, link timing).
-/// Parsing collects the exact problem and says how to write it right. It does not resolve names (that happens on the
-/// server at that end of the tunnel) and does not know udp/unix/pipe yet: those schemes are refused with an error
-/// saying they are not supported in this version.
+/// An application endpoint is either network (<c>tcp</c>, <c>udp</c>, <c>socks5</c>: host and port) or path
+/// (<c>unix</c>, <c>pipe</c>: <see cref="Path"/>, with Host empty and Port 0). Parsing collects the exact problem and
+/// says how to write it right. It does not resolve names (that happens on the server at that end of the tunnel).
 /// </summary>
 public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int Port)
 {
@@ -56,6 +64,10 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
         EndpointScheme.Tcp => "tcp",
         EndpointScheme.Qmt => "qmt",
         EndpointScheme.QmtPlain => "qmt+plain",
+        EndpointScheme.Udp => "udp",
+        EndpointScheme.Unix => "unix",
+        EndpointScheme.Pipe => "pipe",
+        EndpointScheme.Socks5 => "socks5",
         _ => throw new ArgumentOutOfRangeException(nameof(scheme)),
     };
 
@@ -63,6 +75,10 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
 
     public override string ToString()
     {
+        if (IsPath)
+        {
+            return PathText();
+        }
         var host = Host.Contains(':', StringComparison.Ordinal) ? "[" + Host + "]" : Host;
         var options = new List<string>(4);
         if (CertificateThumbprint is not null)
@@ -86,8 +102,11 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
     /// <summary>For a tunnel server: the user this side logs in as (<c>qmt://alice@host:9200</c>); null: none named.</summary>
     public string? User { get; init; }
 
-    /// <summary>"host:port" (IPv6 in brackets), as allow-rules and pins name a server.</summary>
-    public string HostPort => Security.AccessControl.HostPort(Host, Port);
+    /// <summary>
+    /// "host:port" (IPv6 in brackets), as allow-rules and pins name a server; for a path endpoint its URI
+    /// (<c>unix:///run/app.sock</c>, <c>pipe://name</c>), which is what allow-rules match a path against.
+    /// </summary>
+    public string HostPort => IsPath ? ToString() : Security.AccessControl.HostPort(Host, Port);
 
     /// <summary>For a <c>qmt://</c> server: the lowest TLS version accepted (<c>?tls=1.3</c>); null: 1.2 or 1.3.</summary>
     public TlsVersion? MinimumTls { get; init; }
@@ -109,13 +128,31 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
     /// <summary>The server's address without its options and user (what pins are keyed by).</summary>
     public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null, Ciphers = null, Timing = LinkTiming.Default }).ToString();
 
-    /// <summary>Parses an application endpoint (<c>tcp://host:port</c>).</summary>
+    /// <summary>
+    /// Parses an application endpoint: <c>tcp://host:port</c>, <c>udp://host:port</c>, <c>unix:///path</c>,
+    /// <c>pipe://name</c> or (a listener only: <see cref="ParseListen"/>) <c>socks5://host:port</c>.
+    /// </summary>
     public static EndpointUri ParseApplication(string? text, string what)
     {
         var uri = Parse(text, what, requirePort: true);
         if (uri.IsServer)
         {
             throw Invalid(text, what, $"'{text}' names a tunnel server; {what} needs an application endpoint such as tcp://127.0.0.1:5432.");
+        }
+        return uri;
+    }
+
+    /// <summary>A target (where the last server, or a reverse tunnel's owner, connects): any application endpoint but socks5://.</summary>
+    public static EndpointUri ParseTarget(string? text, string what)
+    {
+        var uri = ParseApplication(text, what);
+        if (uri.Scheme == EndpointScheme.Socks5)
+        {
+            throw Invalid(text, what, $"{what} '{text}': socks5:// is a listener (each client names its own target); a target is tcp://, udp://, unix:/// or pipe://.");
+        }
+        if (uri.UnixMode is not null)
+        {
+            throw Invalid(text, what, $"{what} '{text}': mode= sets the permissions of a socket qmTunnel creates, so it applies to -Listen only; leave it out of {what}.");
         }
         return uri;
     }
@@ -160,11 +197,19 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
             "tcp" => EndpointScheme.Tcp,
             "qmt" => EndpointScheme.Qmt,
             "qmt+plain" => EndpointScheme.QmtPlain,
-            "udp" or "unix" or "pipe" => throw Invalid(text, what,
-                $"{what} '{text}': {schemeText}:// endpoints are not supported in this version yet; only tcp:// application endpoints are."),
-            _ => throw Invalid(text, what, $"{what} '{text}' has an unknown scheme '{schemeText}'. Use tcp://, qmt:// or qmt+plain://."),
+            "udp" => EndpointScheme.Udp,
+            "unix" => EndpointScheme.Unix,
+            "pipe" => EndpointScheme.Pipe,
+            "socks5" => EndpointScheme.Socks5,
+            _ => throw Invalid(text, what, requirePort
+                ? $"{what} '{text}' has an unknown scheme '{schemeText}'. Use tcp://, udp://, unix:///path, pipe://name or (to listen) socks5://."
+                : $"{what} '{text}' has an unknown scheme '{schemeText}'. Use qmt:// or qmt+plain://."),
         };
         var rest = trimmed[(sep + 3)..];
+        if (scheme is EndpointScheme.Unix or EndpointScheme.Pipe)
+        {
+            return ParsePath(text, what, scheme, rest);
+        }
         var options = QueryOptions.None;
         var query = rest.IndexOf('?', StringComparison.Ordinal);
         if (query >= 0)
@@ -177,9 +222,9 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
         var at = rest.LastIndexOf('@');
         if (at >= 0)
         {
-            if (scheme == EndpointScheme.Tcp)
+            if (!(scheme is EndpointScheme.Qmt or EndpointScheme.QmtPlain))
             {
-                throw Invalid(text, what, $"{what} '{text}' must be tcp://host:port with no user part.");
+                throw Invalid(text, what, $"{what} '{text}' must be {schemeText}://host:port with no user part.");
             }
             user = Uri.UnescapeDataString(rest[..at]);
             rest = rest[(at + 1)..];
@@ -266,9 +311,9 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
     /// </summary>
     private static QueryOptions ParseQuery(string? text, string what, EndpointScheme scheme, string query)
     {
-        if (scheme == EndpointScheme.Tcp)
+        if (!(scheme is EndpointScheme.Qmt or EndpointScheme.QmtPlain))
         {
-            throw Invalid(text, what, $"{what} '{text}' takes no query: only a tunnel server address (qmt://host:port?sha256=...&tls=1.3) takes options.");
+            throw Invalid(text, what, $"{what} '{text}' takes no query: only a tunnel server address (qmt://host:port?sha256=...&tls=1.3) and a unix:/// listener (?mode=0660) take options.");
         }
         string? pin = null;
         TlsVersion? tls = null;

@@ -20,9 +20,29 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
-        Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen");
+        var listen = Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen");
         _ = ParseVia(profile);
-        Endpoints.EndpointUri.ParseApplication(profile.Target, "Target");
+        var target = Endpoints.EndpointUri.ParseTarget(profile.Target, "Target");
+        CheckEnds(profile.Name, listen, target);
+    }
+
+    /// <summary>
+    /// Refuses two ends that carry different things: a udp:// end carries datagrams, every other scheme a byte stream
+    /// (tcp, unix and pipe mix freely). Error: EndpointUriInvalid, naming both ends.
+    /// </summary>
+    private static void CheckEnds(string tunnel, Endpoints.EndpointUri listen, Endpoints.EndpointUri target)
+    {
+        if (listen.IsDatagram != target.IsDatagram)
+        {
+            throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, listen.IsDatagram ? listen.ToString() : target.ToString(),
+                $"Tunnel '{tunnel}': -Listen {listen} and -Target {target} carry different traffic: udp:// carries datagrams, tcp://, unix:/// and pipe:// a byte stream. " +
+                "Make both ends udp://, or neither.");
+        }
+        if (listen.IsDatagram || listen.Scheme == Endpoints.EndpointScheme.Socks5)
+        {
+            throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.NotEnabled, listen.ToString(),
+                $"Tunnel '{tunnel}': {Endpoints.EndpointUri.SchemeText(listen.Scheme)}:// tunnels are not built in this version of qmTunnel; use tcp://, unix:/// or pipe:// ends.");
+        }
     }
 
     /// <summary>

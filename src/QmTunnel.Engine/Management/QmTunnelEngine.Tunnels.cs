@@ -15,6 +15,9 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
+        var (listen, target) = (Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"));
+        CheckEnds(profile.Name, listen, target);
+        CheckReverseEnds(profile, listen, target);
         return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time) { Binds = _router?.Binds };
     }
 
@@ -149,7 +152,7 @@ public sealed partial class QmTunnelEngine
             return;
         }
         var request = Security.AccessControl.RequestFor(Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), ParseVia(profile),
-            Endpoints.EndpointUri.ParseApplication(profile.Target, "Target"),
+            Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"),
             profile.Direction == TunnelDirection.RemoteToLocal ? Security.RuleDirection.RemoteToLocal : Security.RuleDirection.LocalToRemote);
         if (Security.AccessControl.Denial(caller, request, Options.ServerName) is { } denial)
         {

@@ -19,15 +19,15 @@ public static class AccessControl
     /// </summary>
     public static TunnelRequest RequestFor(OpenMessage open)
     {
-        var (bindHost, bindPort) = SplitHostPort(open.Listen);
-        var target = EndpointUri.ParseApplication(open.Target, "Target");
+        var (bindHost, bindPort) = SplitEnd(open.Listen);
+        var target = EndpointUri.ParseTarget(open.Target, "Target");
         return new TunnelRequest
         {
             Direction = IsRemoteToLocal(open) ? RuleDirection.RemoteToLocal : RuleDirection.LocalToRemote,
             BindHost = bindHost,
             BindPort = bindPort,
             Servers = open.Servers.Select(SplitHostPort).ToList(),
-            TargetHost = target.Host,
+            TargetHost = RuleHost(target),
             TargetPort = target.Port,
         };
     }
@@ -40,12 +40,22 @@ public static class AccessControl
         RuleDirection direction = RuleDirection.LocalToRemote) => new()
     {
         Direction = direction,
-        BindHost = listen.Host,
+        BindHost = RuleHost(listen),
         BindPort = listen.Port,
         Servers = via.Select(h => (h.Host, h.Port)).ToList(),
-        TargetHost = target.Host,
+        TargetHost = RuleHost(target),
         TargetPort = target.Port,
     };
+
+    /// <summary>An end as allow-rules see its host: the host, or for a path endpoint its URI (<c>unix:///run/app.sock</c>) with port 0.</summary>
+    public static string RuleHost(EndpointUri end) => end.IsPath ? end.ToString() : end.Host;
+
+    /// <summary>Whether an Open's end text names a path endpoint (unix:// or pipe://) rather than host:port.</summary>
+    public static bool IsPathText(string text) =>
+        text.StartsWith("unix://", StringComparison.OrdinalIgnoreCase) || text.StartsWith("pipe://", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>An Open's listen field as (host, port): host:port, or a path endpoint's URI and port 0.</summary>
+    private static (string Host, int Port) SplitEnd(string text) => IsPathText(text) ? (text, 0) : SplitHostPort(text);
 
     /// <summary>
     /// The tunnel an Open describes as the receiving server can vouch for it, or why the Open is refused. A dialer may
@@ -91,7 +101,8 @@ public static class AccessControl
         {
             return (open, $"{serverName}: the address of the server before it is unknown, so the tunnel's listener cannot be checked.");
         }
-        var (_, port) = SplitHostPort(open.Listen);
+        // a path listener is on the previous host as much as an address is: the rules see that host, with port 0
+        var (_, port) = SplitEnd(open.Listen);
         var seen = previousServer.IsIPv4MappedToIPv6 ? previousServer.MapToIPv4() : previousServer;
         return (open with { Listen = HostPort(seen.ToString(), port) }, null);
     }

@@ -26,7 +26,7 @@ internal readonly record struct UnixFileStatus(UnixFileKind Kind, uint? OwnerId,
     private const int ENOENT = 2;
     private const int ENOTDIR = 20;
     private const uint TypeMask = 0xF000; // S_IFMT (0170000)
-    private const uint TypeDirectory = 0x4000, TypeFile = 0x8000, TypeLink = 0xA000;
+    private const uint TypeDirectory = 0x4000, TypeFile = 0x8000, TypeLink = 0xA000, TypeSocket = 0xC000;
     private const UnixFileMode PermissionBits = (UnixFileMode)0xFFF; // rwx for all three, setuid, setgid, sticky
 
     /// <summary>lstat (or stat when <paramref name="followLink"/>): owner, mode, kind and link count of <paramref name="path"/>.</summary>
@@ -102,8 +102,11 @@ internal readonly record struct UnixFileStatus(UnixFileKind Kind, uint? OwnerId,
             TypeLink => UnixFileKind.SymbolicLink,
             _ => UnixFileKind.Other,
         };
-        return new UnixFileStatus(kind, owner, (UnixFileMode)mode & PermissionBits, links);
+        return new UnixFileStatus(kind, owner, (UnixFileMode)mode & PermissionBits, links) { IsSocket = (mode & TypeMask) == TypeSocket };
     }
+
+    /// <summary>Whether the path is a socket (S_IFSOCK); false where only the managed fallback could look (it cannot tell).</summary>
+    public bool IsSocket { get; init; }
 
     /// <summary>Without the native call: kind and mode from .NET, owner unknown.</summary>
     private static UnixFileStatus FromManaged(string path, bool followLink)

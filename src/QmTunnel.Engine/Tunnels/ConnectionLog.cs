@@ -8,7 +8,8 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
 {
     public long Id { get; } = id;
     public string Client { get; } = client;
-    public string Target { get; } = target;
+    /// <summary>The target the connection's handler chose (the tunnel's, or one a SOCKS client named).</summary>
+    public string Target { get; set; } = target;
     public DateTimeOffset ConnectedAt { get; } = connectedAt;
     /// <summary>The stream's counters. A reverse tunnel's record (at its owner) counts the far client's bytes as the stream's output.</summary>
     public TrafficCounters Counters { get; } = counters ?? new();

@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using QmTunnel.Engine.Endpoints;
@@ -106,18 +104,17 @@ internal sealed class FarListener
         TrafficCounters Transit, Action CountTransit);
 
     private readonly Context _context;
-    private readonly Socket _socket;
+    private readonly IAppListener _listener;
     private readonly string _bound;
     private readonly CancellationTokenSource _closed = new();
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _open;
 
-    private FarListener(Context context, Socket socket)
+    private FarListener(Context context, IAppListener listener)
     {
         _context = context;
-        _socket = socket;
-        var local = (IPEndPoint)socket.LocalEndPoint!;
-        _bound = new EndpointUri(EndpointScheme.Tcp, local.Address.ToString(), local.Port).ToString();
+        _listener = listener;
+        _bound = listener.Bound.ToString();
     }
 
     public string User => _context.User;
@@ -133,24 +130,26 @@ internal sealed class FarListener
         var code = ProtocolErrorCode.BindFailed;
         try
         {
-            var (host, port) = AccessControl.SplitHostPort(open.Listen);
-            var address = IPAddress.TryParse(host, out var parsed) ? parsed
-                : (await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false)).FirstOrDefault()
-                  ?? throw new SocketException((int)SocketError.HostNotFound);
-            var socket = Listener.Open(new IPEndPoint(address, port), 1024, $"tcp://{open.Listen}",
+            var listen = ListenOf(open);
+            if (listen.IsDatagram || listen.Scheme == EndpointScheme.Socks5)
+            {
+                throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.InvalidArgument, listen.ToString(),
+                    $"{context.ServerName}: a reverse tunnel's far listener carries byte streams (tcp://, unix:///, pipe://), not {listen}.");
+            }
+            var listener = await AppEndpoint.For(listen.Scheme).ListenAsync(listen, new AppListenOptions(
                 $"{context.ServerName} (reverse tunnel '{open.Tunnel}' of user '{context.User}')",
-                $"Free the port on {context.ServerName}, or choose another one with Set-QmTunnel -Name {open.Tunnel} -Listen.",
-                $"Give an address of {context.ServerName} and a port it may bind in -Listen.");
-            return new FarListener(context, socket);
+                $"Free it on {context.ServerName}, or choose another one with Set-QmTunnel -Name {open.Tunnel} -Listen.",
+                $"Give an address of {context.ServerName} and a port (or path) it may bind in -Listen."), cancellationToken).ConfigureAwait(false);
+            return new FarListener(context, listener);
         }
         catch (QmTunnelException ex)
         {
             code = ex.ErrorId == ErrorIds.PortInUse ? ProtocolErrorCode.PortInUse : ProtocolErrorCode.BindFailed;
             refusal = ex.Message;
         }
-        catch (Exception ex) when (ex is SocketException or ProtocolException or ArgumentException)
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or ProtocolException or ArgumentException or IOException or UnauthorizedAccessException)
         {
-            refusal = $"{context.ServerName} (reverse tunnel '{open.Tunnel}' of user '{context.User}') cannot listen on tcp://{open.Listen}: {ex.Message}";
+            refusal = $"{context.ServerName} (reverse tunnel '{open.Tunnel}' of user '{context.User}') cannot listen on {open.Listen}: {ex.Message}";
         }
         catch (OperationCanceledException)
         {
@@ -161,6 +160,10 @@ internal sealed class FarListener
         context.Bind.Reset(code, refusal);
         return null;
     }
+
+    /// <summary>The endpoint a Bind's listen field names: <c>host:port</c> (tcp) or a path endpoint's URI (unix, pipe).</summary>
+    internal static EndpointUri ListenOf(OpenMessage open) =>
+        EndpointUri.ParseApplication(AccessControl.IsPathText(open.Listen) ? open.Listen : "tcp://" + open.Listen, "Listen");
 
     /// <summary>
     /// Answers the Bind (OpenAck and the bound endpoint), accepts until the Bind ends, then closes the listener (the port
@@ -196,7 +199,7 @@ internal sealed class FarListener
         }
         finally
         {
-            _socket.Dispose();
+            _listener.Dispose();
             await stop.CancelAsync().ConfigureAwait(false);
             await accepting.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             ReverseLog.ListenerClosed(_context.Logger, Tunnel, User, _bound, why);
@@ -230,42 +233,44 @@ internal sealed class FarListener
         var keepAlive = (_context.Open.Options & OpenOptions.KeepAlive) != 0;
         while (!cancellationToken.IsCancellationRequested)
         {
-            Socket client;
+            AppConnection client;
             try
             {
-                client = await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                client = await _listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
             {
                 return;
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+            catch (AppAcceptException ex) when (ex.Transient)
             {
                 continue;
             }
-            catch (SocketException)
+            catch (AppAcceptException ex)
             {
-                return;
+                // The listener is unusable for now (out of descriptors): said once per failure, tried again shortly.
+                ReverseLog.ClientRefused(_context.Logger, Tunnel, "?", ex.Message);
+                await Task.Delay(50, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                continue;
             }
-            var address = client.RemoteEndPoint?.ToString() ?? "?";
+            var address = client.Remote;
             if (Interlocked.Increment(ref _open) > max)
             {
                 Interlocked.Decrement(ref _open);
                 ReverseLog.ClientRefused(_context.Logger, Tunnel, address, $"{max} connections are open (the tunnel's MaxConnections)");
-                Relay.Abort(client);
+                client.Abort();
                 continue;
             }
             _ = Task.Run(() => RelayClientAsync(client, address, noDelay, keepAlive, server), CancellationToken.None);
         }
     }
 
-    private async Task RelayClientAsync(Socket client, string address, bool noDelay, bool keepAlive, CancellationToken cancellationToken)
+    private async Task RelayClientAsync(AppConnection client, string address, bool noDelay, bool keepAlive, CancellationToken cancellationToken)
     {
         try
         {
             _context.CountTransit();
-            client.NoDelay = noDelay;
-            client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, keepAlive);
+            client.SetOptions(noDelay, keepAlive);
             var open = _context.Open;
             var reverse = new OpenMessage(StreamProtocol.Reverse, open.Tunnel, open.Target, [], open.ConnectTimeoutMs,
                 open.Options & (OpenOptions.NoDelay | OpenOptions.KeepAlive | OpenOptions.RemoteToLocal), address)
@@ -281,15 +286,15 @@ internal sealed class FarListener
             catch (StreamResetException ex)
             {
                 ReverseLog.ClientRefused(_context.Logger, Tunnel, address, ex.Message);
-                Relay.Abort(client);
+                client.Abort();
                 return;
             }
             // A Bind that ended (its link closed) is not waited for: the owner refuses the stream, which closes the client.
             await Relay.RunAsync(client, stream, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or ObjectDisposedException or IOException)
         {
-            Relay.Abort(client);
+            client.Abort();
         }
         finally
         {

@@ -143,7 +143,7 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
         EndpointUri target;
         try
         {
-            target = EndpointUri.ParseApplication(open.Target, "Target");
+            target = EndpointUri.ParseTarget(open.Target, "Target");
         }
         catch (QmTunnelException ex)
         {
@@ -155,15 +155,15 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
             await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
             return;
         }
-        var (socket, why) = await TargetDialer.ConnectAsync(target, open.Options, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
-        if (socket is null)
+        var (connection, why) = await TargetDialer.ConnectAsync(target, open.Options, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+        if (connection is null)
         {
             EngineLog.TargetFailed(_context.Logger, open.Tunnel, target.ToString(), why!);
             stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {_context.ServerName}: {why}");
             return;
         }
         stream.SendOpenAck();
-        await Relay.RunAsync(socket, stream, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+        await Relay.RunAsync(connection, stream, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

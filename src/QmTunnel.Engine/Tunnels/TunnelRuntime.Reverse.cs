@@ -239,9 +239,9 @@ internal sealed partial class TunnelRuntime
         try
         {
             var options = (Profile.NoDelay ? OpenOptions.NoDelay : OpenOptions.None) | (Profile.KeepAlive ? OpenOptions.KeepAlive : OpenOptions.None);
-            var target = EndpointUri.ParseApplication(_target, "Target");
-            var (socket, why) = await TargetDialer.ConnectAsync(target, options, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
-            if (socket is null)
+            var target = EndpointUri.ParseTarget(_target, "Target");
+            var (connection, why) = await TargetDialer.ConnectAsync(target, options, Profile.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            if (connection is null)
             {
                 error = $"cannot connect to {target} from {_linkOptions.ServerName}: {why}";
                 failed = true;
@@ -250,7 +250,7 @@ internal sealed partial class TunnelRuntime
             }
             stream.SendOpenAck();
             record.State = ConnectionState.Open;
-            var result = await Relay.RunAsync(socket, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+            var result = await Relay.RunAsync(connection, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
             if (!result.Clean)
             {
                 error = result.Error ?? result.ResetCode.ToString();

@@ -11,9 +11,10 @@ using QmTunnel.Engine.Errors;
 namespace QmTunnel.Engine.Tunnels;
 
 /// <summary>
-/// A running LocalToRemote TCP tunnel on its owning server: listens, and carries each accepted connection as a
-/// stream over the shared link to the first hop, asking the chain to open the target. Keeps the tunnel's counters
-/// and connection list. It does not persist anything (the engine does) and does not own the links (the pool does).
+/// A running LocalToRemote tunnel on its owning server: listens on its application endpoint (<see cref="AppEndpoint"/>:
+/// tcp, unix, pipe, socks5...), lets the connection handler pick each client's target (<see cref="IConnectionHandler"/>),
+/// and carries the connection as a stream over the shared link to the first hop, asking the chain to open that target.
+/// Keeps the tunnel's counters and connection list. It does not persist anything (the engine does) and does not own the links (the pool does).
 /// </summary>
 internal sealed partial class TunnelRuntime
 {
@@ -29,10 +30,11 @@ internal sealed partial class TunnelRuntime
     private readonly IReadOnlyList<string> _hopServers;
     private readonly LinkLogin? _firstLogin;
     private readonly string _target;
+    private readonly IConnectionHandler _handler;
     private readonly object _statsGate = new();
     private readonly HashSet<ConnectionRecord> _open = [];
     private readonly HashSet<Task> _connections = [];
-    private Socket? _listener;
+    private IAppListener? _listener;
     private CancellationTokenSource? _stop;
     private Task? _acceptLoop;
     private long _total, _failed, _rejected, _closedIn, _closedOut, _closedLinkSent, _closedLinkReceived;
@@ -56,15 +58,20 @@ internal sealed partial class TunnelRuntime
         _routeCredentials = credentials.Skip(1).Any(c => c is not null)
             ? credentials.Skip(1).Select(c => c?.HasKeys == true ? c.ToRouteCredential() : null).ToList()
             : [];
-        _target = EndpointUri.ParseApplication(profile.Target, "Target").ToString();
+        var target = EndpointUri.ParseTarget(profile.Target, "Target");
+        _target = target.ToString();
+        _handler = new FixedTargetHandler(target);
         Connections = new ConnectionLog(time);
     }
 
     public TunnelProfile Profile { get; private set; }
 
     /// <summary>An Open of this tunnel: its target, the route after the first hop with the logins for it, and the allow-rule fields.</summary>
-    public OpenMessage NewOpen(StreamProtocol protocol, OpenOptions options, string client) =>
-        new(protocol, Profile.Name, _target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds,
+    public OpenMessage NewOpen(StreamProtocol protocol, OpenOptions options, string client) => NewOpen(protocol, options, client, _target);
+
+    /// <summary>An Open of one connection to the target its handler chose (a reverse tunnel's say so: RemoteToLocal).</summary>
+    private OpenMessage NewOpen(StreamProtocol protocol, OpenOptions options, string client, string target) =>
+        new(protocol, Profile.Name, target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds,
             IsReverse ? options | OpenOptions.RemoteToLocal : options, client)
         {
             Listen = _listen.HostPort,
@@ -155,7 +162,7 @@ internal sealed partial class TunnelRuntime
             RecordError(ex.Message);
             throw;
         }
-        BoundListen = new EndpointUri(EndpointScheme.Tcp, ((IPEndPoint)_listener.LocalEndPoint!).Address.ToString(), ((IPEndPoint)_listener.LocalEndPoint!).Port).ToString();
+        BoundListen = _listener.Bound.ToString();
         _stop = new CancellationTokenSource();
         StartedAt = _time.GetUtcNow();
         _state = TunnelState.Listening;
@@ -191,32 +198,18 @@ internal sealed partial class TunnelRuntime
         }
     }
 
-    private async Task<Socket> BindAsync(CancellationToken cancellationToken)
-    {
-        IPAddress address;
-        if (!IPAddress.TryParse(_listen.Host, out address!))
-        {
-            try
-            {
-                var addresses = await Dns.GetHostAddressesAsync(_listen.Host, cancellationToken).ConfigureAwait(false);
-                address = addresses.First();
-            }
-            catch (Exception ex) when (ex is SocketException or InvalidOperationException)
-            {
-                throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.InvalidArgument, Profile.Listen,
-                    $"Tunnel '{Profile.Name}' cannot listen on {Profile.Listen}: the name '{_listen.Host}' does not resolve. Use an IP address of this host.", ex);
-            }
-        }
-        return Listener.Open(new IPEndPoint(address, _listen.Port), 1024, Profile.Listen, $"Tunnel '{Profile.Name}'",
-            $"Free the port, or choose another one with Set-QmTunnel -Name {Profile.Name} -Listen tcp://{_listen.Host}:PORT.",
-            "Use an address of this host and a port you may bind.");
-    }
+    private Task<IAppListener> BindAsync(CancellationToken cancellationToken) =>
+        AppEndpoint.For(_listen.Scheme).ListenAsync(_listen, new AppListenOptions($"Tunnel '{Profile.Name}'",
+            _listen.IsPath
+                ? $"Stop the program that listens there, or choose another path with Set-QmTunnel -Name {Profile.Name} -Listen."
+                : $"Free the port, or choose another one with Set-QmTunnel -Name {Profile.Name} -Listen {EndpointUri.SchemeText(_listen.Scheme)}://{_listen.Host}:PORT.",
+            _listen.IsPath ? "Use a path this server may create." : "Use an address of this host and a port you may bind."), cancellationToken);
 
-    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    private async Task AcceptLoopAsync(IAppListener listener, CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
-            Socket client;
+            AppConnection client;
             try
             {
                 client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
@@ -229,17 +222,17 @@ internal sealed partial class TunnelRuntime
             {
                 return;
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
-            {
-                continue;
-            }
-            catch (SocketException) when (_state == TunnelState.Stopping)
+            catch (AppAcceptException) when (_state == TunnelState.Stopping)
             {
                 return;
             }
-            catch (SocketException ex)
+            catch (AppAcceptException ex) when (ex.Transient)
             {
-                RecordError($"accepting a connection failed: {ex.SocketErrorCode}");
+                continue;
+            }
+            catch (AppAcceptException ex)
+            {
+                RecordError(ex.Message);
                 await Task.Delay(50, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 continue;
             }
@@ -248,11 +241,11 @@ internal sealed partial class TunnelRuntime
                 if (_open.Count >= Profile.MaxConnections)
                 {
                     _rejected++;
-                    Relay.Abort(client);
+                    client.Abort();
                     RecordError($"refused a client: MaxConnections ({Profile.MaxConnections}) are open");
                     continue;
                 }
-                var record = Connections.Add(client.RemoteEndPoint?.ToString() ?? "?", _target);
+                var record = Connections.Add(client.Remote, _target);
                 _open.Add(record);
                 Interlocked.Increment(ref _clients);
                 _total++;
@@ -269,22 +262,30 @@ internal sealed partial class TunnelRuntime
         }
     }
 
-    private async Task HandleClientAsync(Socket client, ConnectionRecord record, CancellationToken cancellationToken)
+    private async Task HandleClientAsync(AppConnection client, ConnectionRecord record, CancellationToken cancellationToken)
     {
         await Task.Yield();
         string? error = null;
         var failed = false;
         try
         {
-            client.NoDelay = Profile.NoDelay;
-            client.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, Profile.KeepAlive);
+            client.SetOptions(Profile.NoDelay, Profile.KeepAlive);
             if (Profile.Mode == TunnelMode.OnDemand && await DemandChainAsync(cancellationToken).ConfigureAwait(false) is { } down)
             {
                 error = down;
                 failed = true;
-                Relay.Abort(client);
+                client.Abort();
                 return;
             }
+            var decision = await _handler.ChooseTargetAsync(client, cancellationToken).ConfigureAwait(false);
+            if (decision.Target is not { } target)
+            {
+                error = decision.Refusal;
+                failed = true;
+                client.Abort();
+                return;
+            }
+            record.Target = target.ToString();
             Link link;
             try
             {
@@ -294,11 +295,12 @@ internal sealed partial class TunnelRuntime
             {
                 error = ex.Message;
                 failed = true;
-                Relay.Abort(client);
+                await _handler.FailedAsync(client, ProtocolErrorCode.TargetConnectFailed, ex.Message, cancellationToken).ConfigureAwait(false);
+                client.Abort();
                 return;
             }
             var options = (Profile.NoDelay ? OpenOptions.NoDelay : OpenOptions.None) | (Profile.KeepAlive ? OpenOptions.KeepAlive : OpenOptions.None);
-            var open = NewOpen(StreamProtocol.Tcp, options, record.Client);
+            var open = NewOpen(StreamProtocol.Tcp, options, record.Client, record.Target);
             MuxStream stream;
             try
             {
@@ -308,8 +310,21 @@ internal sealed partial class TunnelRuntime
             {
                 error = ex.Message;
                 failed = true;
-                Relay.Abort(client);
+                await _handler.FailedAsync(client, ex.Code, ex.Message, cancellationToken).ConfigureAwait(false);
+                client.Abort();
                 return;
+            }
+            if (_handler.WaitsForOpen)
+            {
+                if (!await stream.Opened.ConfigureAwait(false))
+                {
+                    error = stream.ResetReason ?? "the chain refused the connection";
+                    failed = true;
+                    await _handler.FailedAsync(client, stream.ResetCode, error, cancellationToken).ConfigureAwait(false);
+                    client.Abort();
+                    return;
+                }
+                await _handler.OpenedAsync(client, cancellationToken).ConfigureAwait(false);
             }
             _ = stream.Opened.ContinueWith(t =>
             {
@@ -331,7 +346,7 @@ internal sealed partial class TunnelRuntime
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
         {
             error = ex.Message;
-            Relay.Abort(client);
+            client.Abort();
         }
         finally
         {
