@@ -1,0 +1,94 @@
+#Requires -Version 7.4
+<#
+    Reverse (RemoteToLocal) tunnels through the BUILT module: New-QmTunnel -Direction RemoteToLocal on an in-process
+    server A (the owner, near the target) with a daemon B (qmtunnel-server) as the last server of -Via, where the
+    listener opens: data through B's listener to the echo server reached from A (SHA-256 equal), counted at A; the
+    mode that follows from the direction and the one refused; PortInUse at B naming B and the port; the port free at
+    B once the tunnel stops. Helpers: TestCommon.ps1, TestTools.cs (echo server and client).
+#>
+
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestCommon.ps1')
+    Import-QmTestModule -Force
+    $run = [guid]::NewGuid().ToString('N').Substring(0, 8)
+    $tmpA = Join-Path ([IO.Path]::GetTempPath()) "qmtunnel-pester-$run-revA"
+    $tmpB = Join-Path ([IO.Path]::GetTempPath()) "qmtunnel-pester-$run-revB"
+    $echo = [QmTunnel.PesterTools.EchoServer]::new()
+    $serverA = Start-QmTunnelServer -Port 0 -DataPath $tmpA -PassThru
+    $serverB = Start-QmTunnelServer -Daemon -Port 0 -DataPath $tmpB
+    $via = New-QmTestHop "qmt://127.0.0.1:$($serverB.Port)"
+
+    function Get-Port([string]$Uri) { [int]($Uri -replace '^.*:', '') }
+}
+
+AfterAll {
+    if ($echo) { $echo.Dispose() }
+    Get-QmTunnelServer | Where-Object { -not $_.IsDaemon -and $_.DataPath -eq $tmpA } | Stop-QmTunnelServer -ErrorAction SilentlyContinue
+    if ($serverB -and $serverB.ProcessId) {
+        $live = Get-QmTunnelServer | Where-Object { $_.ProcessId -eq $serverB.ProcessId }
+        if ($live) { $live | Stop-QmTunnelServer -ErrorAction SilentlyContinue }
+        if (Get-QmTunnelServer | Where-Object { $_.ProcessId -eq $serverB.ProcessId }) { Stop-Process -Id $serverB.ProcessId -Force -ErrorAction SilentlyContinue }
+    }
+    foreach ($path in @($tmpA, $tmpB)) {
+        if ($path -and (Test-Path -LiteralPath $path)) { Remove-Item -LiteralPath $path -Recurse -Force -ErrorAction SilentlyContinue }
+    }
+}
+
+Describe 'New-QmTunnel -Direction RemoteToLocal' {
+    It 'creates a permanent reverse tunnel, stopped, and Get-QmTunnel shows its direction' {
+        $web = New-QmTunnel web -Direction RemoteToLocal -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri
+        "$($web.Direction)" | Should -Be 'RemoteToLocal'
+        "$($web.Mode)" | Should -Be 'Permanent' -Because 'a reverse tunnel holds its far listener up'
+        "$($web.State)" | Should -Be 'Stopped'
+        "$((Get-QmTunnel web).Direction)" | Should -Be 'RemoteToLocal'
+    }
+
+    It 'Start-QmTunnel: the last server listens (BoundListen) and its clients reach the target reached from this server' {
+        $web = Start-QmTunnel web -PassThru
+        "$($web.State)" | Should -Be 'Established'
+        $web.BoundListen | Should -Match '^tcp://127\.0\.0\.1:\d+$'
+        $result = [QmTunnel.PesterTools.EchoClient]::Run($web.BoundListen, 8MB, 60)
+        $result.Intact | Should -BeTrue -Because $result.ToString()
+        Wait-Until { (Get-QmTunnelStats web).ConnectionsCurrent -eq 0 } 'the connection is closed'
+        $stats = Get-QmTunnelStats web
+        $stats.ConnectionsTotal | Should -Be 1
+        $stats.BytesFromClients | Should -Be 8MB
+        $stats.BytesToClients | Should -Be 8MB
+        (Get-QmTunnelConnection web).Client | Should -Match '^127\.0\.0\.1:\d+$' -Because 'the address the far listener saw'
+    }
+
+    It 'Stop-QmTunnel closes the far listener: its port on the last server is free' {
+        $port = Get-Port (Get-QmTunnel web).BoundListen
+        $null = Stop-QmTunnel web
+        Wait-Until {
+            $probe = [System.Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, $port)
+            try { $probe.Start(); $true } catch { $false } finally { $probe.Stop() }
+        } 'the port at B is free'
+    }
+
+    It 'refuses -OnDemand for a reverse tunnel with TunnelSettingInvalid, -WhatIf or not' {
+        $captured = Invoke-Capture { New-QmTunnel lazy -Direction RemoteToLocal -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri -OnDemand -WhatIf }
+        $captured.Errors.Count | Should -Be 1
+        $captured.Errors[0].FullyQualifiedErrorId | Should -BeLike 'TunnelSettingInvalid,*'
+        $captured.Errors[0].Exception.Message | Should -BeLike '*always Permanent*'
+    }
+
+    It 'a port in use on the last server fails Start-QmTunnel with PortInUse naming that server and the port' {
+        $taken = [System.Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+        $taken.Start()
+        try {
+            $port = $taken.LocalEndpoint.Port
+            $null = New-QmTunnel busy -Direction RemoteToLocal -Listen "tcp://127.0.0.1:$port" -Via $via -Target $echo.Uri
+            $captured = Invoke-Capture { Start-QmTunnel busy }
+            $captured.Errors.Count | Should -Be 1
+            $captured.Errors[0].FullyQualifiedErrorId | Should -BeLike 'PortInUse,*'
+            $captured.Errors[0].Exception.Message | Should -BeLike "*127.0.0.1:$port*"
+            $captured.Errors[0].Exception.Message | Should -BeLike "*$([Environment]::MachineName) (reverse tunnel 'busy' of user 'admin')*"
+            "$((Get-QmTunnel busy).State)" | Should -Be 'Failed'
+            (Get-QmTunnel busy).LastError | Should -BeLike "*127.0.0.1:$port*"
+        }
+        finally {
+            $taken.Stop()
+        }
+    }
+}
