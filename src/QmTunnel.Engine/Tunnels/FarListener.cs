@@ -22,6 +22,7 @@ internal sealed class FarListeners
     public const int MaxPerUser = 64;
 
     private readonly List<FarListener> _listeners = [];
+    private readonly Dictionary<string, int> _perUser = new(StringComparer.Ordinal); // Binds being served, by user: checked and counted under one lock
 
     public int Count
     {
@@ -52,40 +53,50 @@ internal sealed class FarListeners
         FarListener? stale = null;
         lock (_listeners)
         {
-            if (_listeners.Count(l => l.User == context.User) >= MaxPerUser)
+            var held = _perUser.GetValueOrDefault(context.User);
+            if (held >= MaxPerUser)
             {
                 var refusal = $"{context.ServerName}: user '{context.User}' already holds {MaxPerUser} reverse-tunnel listeners on this server (the most one user may hold); stop one of those tunnels first.";
                 ReverseLog.BindRefused(context.Logger, context.Open.Tunnel, context.User, refusal);
                 context.Bind.Reset(ProtocolErrorCode.StreamLimit, refusal);
                 return;
             }
+            _perUser[context.User] = held + 1;
             stale = _listeners.FirstOrDefault(l => l.User == context.User && l.Tunnel == context.Open.Tunnel
                 && string.Equals(l.Requested, context.Open.Listen, StringComparison.OrdinalIgnoreCase)
                 && (l.Bind.Link.State == LinkState.Resuming || ReferenceEquals(l.Bind.Link, context.Bind.Link)));
         }
-        if (stale is not null)
-        {
-            ReverseLog.BindReplaced(context.Logger, stale.Tunnel, stale.User, stale.Requested);
-            await stale.CloseAsync(ProtocolErrorCode.Shutdown, $"{context.ServerName}: the listener was taken over by a new Bind of tunnel '{stale.Tunnel}' from {context.Bind.Link.RemoteEndPoint}").ConfigureAwait(false);
-        }
-        var listener = await FarListener.OpenAsync(context, cancellationToken).ConfigureAwait(false);
-        if (listener is null)
-        {
-            return;
-        }
-        lock (_listeners)
-        {
-            _listeners.Add(listener);
-        }
+        FarListener? listener = null;
         try
         {
+            if (stale is not null)
+            {
+                ReverseLog.BindReplaced(context.Logger, stale.Tunnel, stale.User, stale.Requested);
+                await stale.CloseAsync(ProtocolErrorCode.Shutdown, $"{context.ServerName}: the listener was taken over by a new Bind of tunnel '{stale.Tunnel}' from {context.Bind.Link.RemoteEndPoint}").ConfigureAwait(false);
+            }
+            listener = await FarListener.OpenAsync(context, cancellationToken).ConfigureAwait(false);
+            if (listener is null)
+            {
+                return;
+            }
+            lock (_listeners)
+            {
+                _listeners.Add(listener);
+            }
             await listener.RunAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             lock (_listeners)
             {
-                _listeners.Remove(listener);
+                if (listener is not null)
+                {
+                    _listeners.Remove(listener);
+                }
+                if (--_perUser[context.User] == 0)
+                {
+                    _perUser.Remove(context.User);
+                }
             }
         }
     }
