@@ -898,7 +898,8 @@ foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") 
         $rows.Add("| $('{0:N0}' -f $count) idle connections, RSS per connection, server $($side.Name) (KiB)$opened | | | $(Format-Cell $value '0.0') | | < 16 KiB | $met |")
     }
 }
-$table = $rows -join "`n"
+# Only the groups that ran have rows (-Include chain alone fills none of this table).
+$table = if ($rows.Count -gt 2) { $rows -join "`n" } else { $null }
 
 $resume = if ($results.ContainsKey('resume')) { $results['resume'] } else { $null }
 $resumeText = if ($resume -is [string]) { "Resume measurement failed: $resume" } elseif ($resume) {
@@ -1032,7 +1033,7 @@ $chainNotes = @(
 )
 
 $cpu = ([System.IO.File]::ReadAllLines('/proc/cpuinfo') | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', ''
-$machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r))"
+$machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r)), load average $(((Get-Content /proc/loadavg) -split ' ')[0..2] -join ' ') at the end"
 $versions = "qmTunnel $((Get-QmVersion).Text), .NET $([Environment]::Version), PowerShell $($PSVersionTable.PSVersion), $((& iperf3 --version 2>$null | Select-Object -First 1)), $(((& socat -V 2>$null) | Where-Object { $_ -like 'socat version*' } | Select-Object -First 1))"
 if (-not $SkipTls) {
     $stunnelTool = if ($stunnelPair) { $stunnelPair.Tool } else { 'stunnel4' }
@@ -1060,9 +1061,7 @@ Machine: $machine
 Versions: $versions
 Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -FloodConnections $FloodConnections -FloodSeconds $FloodSeconds -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
 
-$table
-
-$($notes -join "`n")
+$(if ($table) { "$table`n`n$($notes -join "`n")" } else { '(No row of the main table was measured: see the groups below.)' })
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
 $(if ($chainTable) { "`n## Chain: 3 hops vs 1 hop`n`n$chainTable`n`n$($chainNotes -join "`n")" })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
@@ -1078,7 +1077,7 @@ $($script:Commands -join "`n")
 "@
 
 Write-QmStep 'Results'
-Write-Host $table
+if ($table) { Write-Host $table }
 if ($tlsTable) {
     Write-Host ''
     Write-Host $tlsTable
