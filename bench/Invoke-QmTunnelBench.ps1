@@ -11,6 +11,8 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - connect + first byte echoed (median, p99): direct, socat, tunnel;
   - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
     and of B's daemon process;
+  - chain: iperf3 through a 3-hop chain (three more daemons X1 -> X2 -> X3) against 1 hop (-> X3) in the same run,
+    both owned by the daemon A2, TLS links (a chain carries the later hops' logins, which never cross a plain link);
   - a connection flood (connections that never log in) against a daemon F with the default limits: its resident
     memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth.
 Encrypted (unless -SkipTls): the same tunnels over a TLS link (qmt://) from A, and from A2 (a daemon), compared with
@@ -44,8 +46,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -53,6 +55,10 @@ param(
 
     # churn: seconds during which 1,000 connections at a time are opened and closed through a link reset every 5 s.
     [int]$ChurnSeconds = 180,
+
+    # chain: iperf3 runs of each path (1 hop, 3 hops), alternated; the figure is their mean.
+    [ValidateRange(1, 10)]
+    [int]$ChainRounds = 2,
     [switch]$SkipTunnel,
     [switch]$SkipTls
 )
@@ -209,6 +215,14 @@ function Invoke-BenchTool([string]$Label, [string[]]$Arguments, [int]$TimeoutSec
     $run = Invoke-Captured -Label $Label -Command (@('dotnet', $script:ToolDll) + $Arguments) -TimeoutSeconds $TimeoutSeconds
     if ($run.ExitCode -ne 0) { throw "$Label exited with $($run.ExitCode): $($run.Stderr.Trim())" }
     $run.Stdout.Trim() | ConvertFrom-Json
+}
+
+# CPU time (utime + stime, in clock ticks of 1/100 s) of each process so far, from /proc/<pid>/stat.
+function Get-CpuTicks([int[]]$ProcessIds) {
+    foreach ($id in $ProcessIds) {
+        $fields = ([System.IO.File]::ReadAllText("/proc/$id/stat") -split '\) ', 2)[1] -split ' '
+        [long]$fields[11] + [long]$fields[12]
+    }
 }
 
 function Get-RssKiB([int]$ProcessId) {
@@ -739,6 +753,69 @@ try {
         }
     }
 
+    if ($tunnelReady -and 'chain' -in $Include) {
+        Write-QmStep "Chain: 3 hops (A2 -> X1 -> X2 -> X3) vs 1 hop (A2 -> X3), TLS links, iperf3 -t $Seconds x $ChainRounds each"
+        $chainServers = [System.Collections.Generic.List[object]]::new()
+        $chainSession = $null
+        try {
+            foreach ($n in 1..3) {
+                $x = Start-QmTunnelServer -Daemon -Port 0 -DataPath (Join-Path $script:WorkDir "server-x$n")
+                $chainServers.Add($x)
+                $script:Commands.Add("server X$n (daemon, pid $($x.ProcessId)): Start-QmTunnelServer -Daemon -Port 0 -DataPath <temp>/server-x$n  -> $($x.Address)")
+            }
+            $chainHops = @($chainServers | ForEach-Object { New-QmTunnelHop "qmt://127.0.0.1:$($_.Port)" -Credential $script:BenchAdmin })
+            # The tunnels belong to server A2 (a daemon, like the 'A as daemon too' rows): made through a TLS session to it.
+            $chainSession = Connect-QmTunnelServer "qmt://127.0.0.1:$($serverA2.Port)" -Credential $script:BenchAdmin -CertificateThumbprint $serverA2.CertificateThumbprint
+            $chainPorts = [ordered]@{ 'chain1' = Get-FreePort; 'chain3' = Get-FreePort }
+            $null = New-QmTunnel bench-chain1 -Listen "tcp://127.0.0.1:$($chainPorts.chain1)" -Via $chainHops[2] -Target "tcp://127.0.0.1:$($script:IperfPort)" -Session $chainSession | Start-QmTunnel
+            $null = New-QmTunnel bench-chain3 -Listen "tcp://127.0.0.1:$($chainPorts.chain3)" -Via $chainHops -Target "tcp://127.0.0.1:$($script:IperfPort)" -Session $chainSession | Start-QmTunnel
+            $script:Commands.Add("tunnels on server A2 (-Session (Connect-QmTunnelServer qmt://127.0.0.1:$($serverA2.Port) -Credential admin -CertificateThumbprint ...)): New-QmTunnel bench-chain1 -Listen tcp://127.0.0.1:$($chainPorts.chain1) -Via $($chainHops[2]) -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel; New-QmTunnel bench-chain3 -Listen tcp://127.0.0.1:$($chainPorts.chain3) -Via $($chainHops -join ',') -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel")
+            Wait-Until { (Test-Listening $chainPorts.chain1) -and (Test-Listening $chainPorts.chain3) } 20 'the chain tunnels to listen'
+            foreach ($parallel in 1, 8) {
+                $samples = @{ chain1 = [System.Collections.Generic.List[double]]::new(); chain3 = [System.Collections.Generic.List[double]]::new() }
+                $cpu = @{ chain1 = [System.Collections.Generic.List[object]]::new(); chain3 = [System.Collections.Generic.List[object]]::new() }
+                foreach ($round in 1..$ChainRounds) {
+                    foreach ($path in 'chain1', 'chain3') {
+                        # The servers' CPU time over the run (utime + stime, clock ticks of 1/100 s): what each byte costs.
+                        $ids = if ($path -eq 'chain1') { @($serverA2.ProcessId, $chainServers[2].ProcessId) } else { @($serverA2.ProcessId) + @($chainServers | ForEach-Object ProcessId) }
+                        $ticksBefore = @(Get-CpuTicks $ids)
+                        $clock = [System.Diagnostics.Stopwatch]::StartNew()
+                        Measure-Step "chainrun$parallel.$path.$round" "$parallel stream(s), $(if ($path -eq 'chain1') { '1 hop ' } else { '3 hops' }), round $round (Gbit/s)" {
+                            Invoke-Iperf -Label "$path-P$parallel-$round" -Port $chainPorts[$path] -Parallel $parallel
+                        }
+                        $ticksAfter = @(Get-CpuTicks $ids)
+                        $value = $results["chainrun$parallel.$path.$round"]
+                        if ($value -isnot [string]) {
+                            $samples[$path].Add([double]$value)
+                            $shares = @(for ($i = 0; $i -lt $ids.Count; $i++) { ($ticksAfter[$i] - $ticksBefore[$i]) / 100.0 / $clock.Elapsed.TotalSeconds })
+                            $cpu[$path].Add([pscustomobject]@{ Gbps = [double]$value; Total = ($shares | Measure-Object -Sum).Sum; Busiest = ($shares | Measure-Object -Maximum).Maximum })
+                        }
+                    }
+                }
+                foreach ($path in 'chain1', 'chain3') {
+                    $results["stream$parallel.$path"] = if ($samples[$path].Count -gt 0) { ($samples[$path] | Measure-Object -Average).Average } else { 'error: no run succeeded' }
+                    if ($cpu[$path].Count -gt 0) {
+                        # Cores the servers used per Gbit/s carried, and the rate if the busiest server had a core of its own.
+                        $results["cpu$parallel.$path"] = ($cpu[$path] | ForEach-Object { $_.Total / $_.Gbps } | Measure-Object -Average).Average
+                        $results["owncore$parallel.$path"] = ($cpu[$path] | ForEach-Object { $_.Gbps / $_.Busiest } | Measure-Object -Average).Average
+                    }
+                }
+            }
+        }
+        catch {
+            $results['stream1.chain3'] = "error: $($_.Exception.Message)"
+            $script:Errors.Add("chain set-up: $($_.Exception.Message)")
+            Write-Host "   chain set-up failed: $($_.Exception.Message)" -ForegroundColor Red
+        }
+        finally {
+            if ($chainSession) {
+                foreach ($name in 'bench-chain1', 'bench-chain3') { try { Remove-QmTunnel $name -Session $chainSession -Confirm:$false } catch { Write-Verbose $_ } }
+                try { Disconnect-QmTunnelServer $chainSession } catch { Write-Verbose $_ }
+            }
+            foreach ($x in $chainServers) { try { $x | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping a chain server: $_" } }
+        }
+    }
+
     if ('flood' -in $Include) {
         Write-QmStep "Connection flood: $FloodConnections connections that never log in, for $FloodSeconds s, against a daemon"
         Measure-Step 'flood' 'flood against server F (memory, login, caps)' { Measure-Flood }
@@ -821,7 +898,8 @@ foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") 
         $rows.Add("| $('{0:N0}' -f $count) idle connections, RSS per connection, server $($side.Name) (KiB)$opened | | | $(Format-Cell $value '0.0') | | < 16 KiB | $met |")
     }
 }
-$table = $rows -join "`n"
+# Only the groups that ran have rows (-Include chain alone fills none of this table).
+$table = if ($rows.Count -gt 2) { $rows -join "`n" } else { $null }
 
 $resume = if ($results.ContainsKey('resume')) { $results['resume'] } else { $null }
 $resumeText = if ($resume -is [string]) { "Resume measurement failed: $resume" } elseif ($resume) {
@@ -924,8 +1002,38 @@ Add-TlsRow 'TLS ping-pong 64 B, median (µs): qmTunnel / stunnel' 'ping' 'median
 Add-TlsRow 'Connect + first echo, median (µs): qmTunnel / stunnel' 'connect' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
 $tlsTable = if ($tlsRows.Count -gt 2) { $tlsRows -join "`n" } else { $null }
 
+# The chain: 3 hops against 1 hop, both owned by server A2, same run.
+$chainRows = [System.Collections.Generic.List[string]]::new()
+$chainRows.Add('| Measurement | 1 hop | 3 hops | 3 hops / 1 hop | goal | met |')
+$chainRows.Add('|---|---:|---:|---:|---|---|')
+foreach ($parallel in 1, 8) {
+    $one = Get-Figure "stream$parallel.chain1"
+    $three = Get-Figure "stream$parallel.chain3"
+    if ($null -eq $one -and $null -eq $three) { continue }
+    $ratio = Get-Ratio $three $one
+    $ratioText = if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }
+    $goal = if ($parallel -eq 1) { '≥ 0.8 × 1 hop' } else { 'reported' }
+    $met = if ($parallel -ne 1) { '' } elseif ($null -eq $ratio) { 'n/a' } elseif ($ratio -ge 0.8) { 'yes' } else { '**no**' }
+    $chainRows.Add("| TLS throughput, $parallel stream$(if ($parallel -gt 1) { 's' }) (Gbit/s) | $(Format-Cell $one) | $(Format-Cell $three) | $ratioText | $goal | $met |")
+}
+foreach ($row in @(@{ Key = 'cpu1'; Name = 'Server CPU per Gbit/s carried, 1 stream (cores; lower is better)'; Format = '0.000' },
+        @{ Key = 'owncore1'; Name = 'Estimate with a core per server: Gbit/s over the busiest server''s share of a core, 1 stream'; Format = '0.##' })) {
+    $one = Get-Figure "$($row.Key).chain1"
+    $three = Get-Figure "$($row.Key).chain3"
+    if ($null -eq $one -or $null -eq $three) { continue }
+    $ratio = Get-Ratio $three $one
+    $ratioText = if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }
+    $chainRows.Add("| $($row.Name) | $(Format-Cell $one $row.Format) | $(Format-Cell $three $row.Format) | $ratioText | reported |  |")
+}
+$chainTable = if ($chainRows.Count -gt 2) { $chainRows -join "`n" } else { $null }
+$chainNotes = @(
+    "- Both tunnels belong to server A2 (a qmtunnel-server daemon): bench-chain1 -> X3 -> iperf3, bench-chain3 -> X1 -> X2 -> X3 -> iperf3; X1-X3 are daemons started for this group, every link TLS (qmt://, pinned on first use). A chain's later hops log in with keys the owner sends inside the Open, which never cross a plain link, so the comparison is TLS against TLS."
+    "- Each figure is the mean of $ChainRounds iperf3 runs of $Seconds s (after $script:WarmUpSeconds s not counted), the two paths alternated. All four servers, iperf3 and its client share this machine's cores: a 3-hop chain on loopback does the work of three links (three TLS encryptions and decryptions of every byte) on the same CPUs, where on real hosts each gateway has its own."
+    "- CPU rows: the CPU time (utime + stime from /proc) of the servers of each path over each iperf3 run (its warm-up and set-up included), divided by the run's wall time and rate: cores used per Gbit/s carried. The estimate divides the rate by the busiest server's share of a core: what the path would carry if each server had a core of its own, as on separate hosts (iperf3 itself left out); an estimate, not a measurement."
+)
+
 $cpu = ([System.IO.File]::ReadAllLines('/proc/cpuinfo') | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', ''
-$machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r))"
+$machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r)), load average $(((Get-Content /proc/loadavg) -split ' ')[0..2] -join ' ') at the end"
 $versions = "qmTunnel $((Get-QmVersion).Text), .NET $([Environment]::Version), PowerShell $($PSVersionTable.PSVersion), $((& iperf3 --version 2>$null | Select-Object -First 1)), $(((& socat -V 2>$null) | Where-Object { $_ -like 'socat version*' } | Select-Object -First 1))"
 if (-not $SkipTls) {
     $stunnelTool = if ($stunnelPair) { $stunnelPair.Tool } else { 'stunnel4' }
@@ -953,10 +1061,9 @@ Machine: $machine
 Versions: $versions
 Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -ConnectCount $ConnectCount -IdleCounts $($IdleCounts -join ',') -FloodConnections $FloodConnections -FloodSeconds $FloodSeconds -Include $($Include -join ',')$(if ($SkipTunnel) { ' -SkipTunnel' })$(if ($SkipTls) { ' -SkipTls' })`` (``dotnet pwsh ./build.ps1 bench`` runs it with the defaults, open files limit $fileLimit)
 
-$table
-
-$($notes -join "`n")
+$(if ($table) { "$table`n`n$($notes -join "`n")" } else { '(No row of the main table was measured: see the groups below.)' })
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
+$(if ($chainTable) { "`n## Chain: 3 hops vs 1 hop`n`n$chainTable`n`n$($chainNotes -join "`n")" })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
@@ -970,7 +1077,7 @@ $($script:Commands -join "`n")
 "@
 
 Write-QmStep 'Results'
-Write-Host $table
+if ($table) { Write-Host $table }
 if ($tlsTable) {
     Write-Host ''
     Write-Host $tlsTable
@@ -978,6 +1085,10 @@ if ($tlsTable) {
 if ($floodTable) {
     Write-Host ''
     Write-Host $floodTable
+}
+if ($chainTable) {
+    Write-Host ''
+    Write-Host $chainTable
 }
 $null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
 Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM

@@ -31,31 +31,33 @@ public static class Splice
             {
                 var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
                 var buffer = result.Buffer;
-                var total = (int)buffer.Length;
+                if (buffer.IsEmpty)
+                {
+                    input.AdvanceTo(buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        to.SendFin();
+                        return;
+                    }
+                    continue;
+                }
+                // One chunk per read, its credit returned as soon as it is passed on: a gateway that returned the
+                // credit of a whole read (up to the previous hop's window) only once the next hop had taken all of it
+                // left the previous hop with nothing to send meanwhile, so the hops of a chain took turns.
+                var sent = 0;
                 try
                 {
-                    while (!buffer.IsEmpty)
-                    {
-                        var credit = await to.WaitForCreditAsync((int)Math.Min(chunkSize, buffer.Length), cancellationToken).ConfigureAwait(false);
-                        var rented = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + credit);
-                        buffer.Slice(0, credit).CopyTo(rented.AsSpan(FrameHeader.Size));
-                        to.SendData(rented, credit);
-                        buffer = buffer.Slice(credit);
-                    }
+                    var credit = await to.WaitForCreditAsync((int)Math.Min(chunkSize, buffer.Length), cancellationToken).ConfigureAwait(false);
+                    var rented = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + credit);
+                    buffer.Slice(0, credit).CopyTo(rented.AsSpan(FrameHeader.Size));
+                    to.SendData(rented, credit);
+                    sent = credit;
                 }
                 finally
                 {
-                    input.AdvanceTo(result.Buffer.End);
+                    input.AdvanceTo(buffer.GetPosition(sent));
                 }
-                if (total > 0)
-                {
-                    from.Consumed(total);
-                }
-                if (result.IsCompleted)
-                {
-                    to.SendFin();
-                    return;
-                }
+                from.Consumed(sent);
             }
         }
         catch (StreamResetException ex)
