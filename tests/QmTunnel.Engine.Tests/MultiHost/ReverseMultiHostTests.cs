@@ -4,14 +4,16 @@ using System.Security.Cryptography;
 using QmTunnel.Engine.Management;
 using QmTunnel.Engine.Management.Remote;
 using QmTunnel.Engine.Tests.Daemon;
+using QmTunnel.Engine.Tests.Faults;
 using QmTunnel.Engine.Tests.Functional;
 
-namespace QmTunnel.Engine.Tests.Faults;
+namespace QmTunnel.Engine.Tests.MultiHost;
 
 /// <summary>
 /// Reverse tunnels between daemons on hosts of their own (network namespaces joined by veth pairs), where the owner
 /// accepts no inbound connection at all (nftables drops every new one): it only dials out, and its service is reached.
 /// </summary>
+[Collection(MultiHostCollection.Name)]
 public sealed class ReverseMultiHostTests
 {
     private const int ServicePort = 7000;
