@@ -196,7 +196,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
                 {
                     try
                     {
-                        await runtime.StartAsync(cancellationToken).ConfigureAwait(false);
+                        await runtime.StartAsync(cancellationToken, unattended: true).ConfigureAwait(false);
                     }
                     catch (QmTunnelException ex)
                     {

@@ -29,9 +29,11 @@ internal sealed partial class TunnelRuntime
     /// Starts a reverse tunnel: the Bind loop runs (Permanent) and the first attempt is waited for (at most the time a
     /// Bind may take): refused by a server of the chain (PermissionDenied) or unable to listen there (PortInUse,
     /// BindFailed), the tunnel stops and the error is thrown with its id; any other failure (a server not reachable yet)
-    /// leaves it running and redialing (Connecting, LastError says why).
+    /// leaves it running and redialing (Connecting, LastError says why). <paramref name="unattended"/> (started again with
+    /// its server): nobody sees an error, and a listener held by the owner's previous run is taken over once the far
+    /// server notices that run's link is gone, so a refusal too leaves it running and redialing.
     /// </summary>
-    private async Task StartReverseAsync(CancellationToken cancellationToken)
+    private async Task StartReverseAsync(CancellationToken cancellationToken, bool unattended)
     {
         _stop = new CancellationTokenSource();
         StartedAt = _time.GetUtcNow();
@@ -53,7 +55,7 @@ internal sealed partial class TunnelRuntime
         {
             return;
         }
-        if (failure is null || _lastBindRefusal is not { } refusal)
+        if (failure is null || unattended || _lastBindRefusal is not { } refusal)
         {
             return;
         }

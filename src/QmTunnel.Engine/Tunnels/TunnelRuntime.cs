@@ -140,7 +140,8 @@ internal sealed partial class TunnelRuntime
     /// Binds the listener (errors: PortInUse, BindFailed) and starts accepting; then, by mode, dials the first hop in the
     /// background (PerConnection), brings the chain up and holds it (Permanent), or waits for a client (OnDemand: Idle).
     /// </summary>
-    public async Task StartAsync(CancellationToken cancellationToken)
+    /// <param name="unattended">Started again with its server (AutoStart): a reverse tunnel then keeps trying after a refusal of its far listener instead of failing.</param>
+    public async Task StartAsync(CancellationToken cancellationToken, bool unattended = false)
     {
         if (IsRunning)
         {
@@ -149,7 +150,7 @@ internal sealed partial class TunnelRuntime
         _state = TunnelState.Starting;
         if (IsReverse)
         {
-            await StartReverseAsync(cancellationToken).ConfigureAwait(false);
+            await StartReverseAsync(cancellationToken, unattended).ConfigureAwait(false);
             return;
         }
         try

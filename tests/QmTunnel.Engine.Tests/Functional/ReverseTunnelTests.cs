@@ -237,6 +237,31 @@ public sealed class ReverseTunnelTests : IAsyncLifetime
         await EchoChecksumAsync($"tcp://127.0.0.1:{port}", 10_000);
     }
 
+    [Fact]
+    public async Task Started_again_with_its_server_a_reverse_tunnel_whose_far_port_is_busy_keeps_trying_and_binds_once_it_is_free()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n"));
+        var options = new ServerOptions { Port = 0, DataPath = path, AllowPlainLinks = true, AdminPassword = EngineFixture.AdminPassword, PasswordIterations = EngineFixture.TestIterations };
+        var port = FreePort();
+        var first = await _engines.StartAsync(options);
+        first.NewTestTunnel(Reverse("kept", [EngineFixture.Hop(_far)], _echo.Uri, $"tcp://127.0.0.1:{port}"));
+        await StartAsync(first, "kept");
+        await first.StopAsync();
+        await TunnelTests.WaitUntil(() => _far.FarListenerCount == 0);
+
+        // Something else takes the port on the far server while the owner is down.
+        var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, port));
+        taken.Listen();
+        var second = await _engines.StartAsync(options);
+        await TunnelTests.WaitUntil(() => second.GetTunnel("kept").LastError?.Contains("PortInUse", StringComparison.Ordinal) == true);
+        Assert.Equal(TunnelState.Connecting, second.GetTunnel("kept").State);
+
+        taken.Dispose();
+        await TunnelTests.WaitUntil(() => second.GetTunnel("kept") is { State: TunnelState.Established, BoundListen: not null }, 30_000);
+        await EchoChecksumAsync($"tcp://127.0.0.1:{port}", 10_000);
+    }
+
     internal static int FreePort()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
