@@ -46,6 +46,10 @@ public sealed class ReverseResumeTests : IAsyncLifetime
 
     private string Listen => $"tcp://127.0.0.1:{_port}";
 
+    /// <summary>Waits until the far server saw the cut: its end of the owner's link waits to resume (its clock then counts the tolerance).</summary>
+    private Task FarSideResumingAsync() =>
+        TunnelTests.WaitUntil(() => _far.InboundLinks().Any(l => l.State == QmTunnel.Engine.Links.LinkState.Resuming));
+
     private static async Task EchoAsync(Socket client, byte[] payload)
     {
         await client.SendAllAsync(payload);
@@ -86,6 +90,7 @@ public sealed class ReverseResumeTests : IAsyncLifetime
         _proxy.Refuse(true);
         _proxy.Cut(CutMode.Reset);
         await TunnelTests.WaitUntil(() => _proxy.Refused >= 1);
+        await FarSideResumingAsync();
 
         // Within the failure tolerance the listener is kept: the owner may come back.
         _farClock.Advance(TimeSpan.FromSeconds(20));
@@ -110,6 +115,7 @@ public sealed class ReverseResumeTests : IAsyncLifetime
         _proxy.Refuse(true);
         _proxy.Cut(CutMode.Reset);
         await TunnelTests.WaitUntil(() => _proxy.Refused >= 1);
+        await FarSideResumingAsync();
         Assert.Equal(1, _far.FarListenerCount);
 
         // The same tunnel started again by another owner process (same user, same name), on a direct link.
