@@ -133,7 +133,7 @@ public static class FrameCompression
             var target = output.AsSpan(0, declared);
             var decoded = algorithm switch
             {
-                CompressionAlgorithm.Lz4 => LZ4Codec.Decode(body, target),
+                CompressionAlgorithm.Lz4 => Lz4BlockIsSound(body, declared) ? LZ4Codec.Decode(body, target) : -1,
                 CompressionAlgorithm.Zstd => DecodeZstd(body, target),
                 _ => throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"compression {(byte)algorithm} is not one this server decodes"),
             };
@@ -159,9 +159,83 @@ public static class FrameCompression
         }
     }
 
-    /// <summary>One Zstandard decode into exactly <paramref name="target"/>: its length, or -1 for data that does not fit or is corrupt.</summary>
+    /// <summary>
+    /// Walks an LZ4 block's sequences without decoding it: true when every literal run and match stays within the data
+    /// and within <paramref name="declared"/> output bytes, every match offset is from 1 to the bytes already written,
+    /// and the block ends on a literal run exactly at <paramref name="declared"/> bytes. K4os.Compression.LZ4 1.3.8's
+    /// decoder accepts a match offset of 0 and then copies bytes from outside the output (found by the compressed-data
+    /// fuzz target): a block is handed to it only when this check holds, so it reads nothing but what it wrote.
+    /// </summary>
+    internal static bool Lz4BlockIsSound(ReadOnlySpan<byte> block, int declared)
+    {
+        var ip = 0;
+        long op = 0;
+        while (ip < block.Length)
+        {
+            var token = block[ip++];
+            long literals = token >> 4;
+            if (literals == 15 && !ReadLength(block, ref ip, ref literals))
+            {
+                return false;
+            }
+            if (literals > block.Length - ip || op + literals > declared)
+            {
+                return false;
+            }
+            ip += (int)literals;
+            op += literals;
+            if (ip == block.Length)
+            {
+                return op == declared; // the last sequence: literals only
+            }
+            if (block.Length - ip < 2)
+            {
+                return false;
+            }
+            var offset = block[ip] | (block[ip + 1] << 8);
+            ip += 2;
+            if (offset == 0 || offset > op)
+            {
+                return false;
+            }
+            long match = (token & 15) + 4L;
+            if ((token & 15) == 15 && !ReadLength(block, ref ip, ref match))
+            {
+                return false;
+            }
+            if (op + match > declared)
+            {
+                return false;
+            }
+            op += match;
+        }
+        return false; // empty, or ended on a match: a block ends with literals
+
+        static bool ReadLength(ReadOnlySpan<byte> block, ref int ip, ref long length)
+        {
+            byte more;
+            do
+            {
+                if (ip >= block.Length)
+                {
+                    return false;
+                }
+                more = block[ip++];
+                length += more;
+            }
+            while (more == 255);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// One Zstandard decode into exactly <paramref name="target"/>: its length, or -1 for data that does not fit or is
+    /// corrupt. The target is cleared first: should the decoder ever leave a byte unwritten, it holds zero, never what an
+    /// earlier user of the pooled buffer left in it.
+    /// </summary>
     private static int DecodeZstd(ReadOnlySpan<byte> body, Span<byte> target)
     {
+        target.Clear();
         var decompressor = ZstdDecompressors.Rent();
         try
         {
