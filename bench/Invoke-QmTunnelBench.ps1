@@ -12,7 +12,9 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
     and of B's daemon process;
   - a connection flood (connections that never log in) against a daemon F with the default limits: its resident
-    memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth.
+    memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth;
+  - compression per hop (bench/Measure-Compression.ps1): one stream of log-like text and one of random bytes, echoed
+    through hops asking for None, Lz4 and Zstd: throughput and the wire bytes per application byte.
 Encrypted (unless -SkipTls): the same tunnels over a TLS link (qmt://) from A, and from A2 (a daemon), compared with
 a stunnel client/server pair (TLS, a certificate made with openssl) and with ssh -L -c aes128-gcm@openssh.com to a
 private sshd the bench starts (its own config, host key and client key in a temp folder): single-stream throughput,
@@ -44,8 +46,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'compression')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'compression'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -252,6 +254,8 @@ function Format-Value($Value) {
 
 #region connection flood: Measure-Flood (bench/Measure-Flood.ps1, dot-sourced: it uses the helpers above)
 . (Join-Path $PSScriptRoot 'Measure-Flood.ps1')
+# compression per hop: Measure-Compression, Format-CompressionTable (bench/Measure-Compression.ps1, dot-sourced likewise)
+. (Join-Path $PSScriptRoot 'Measure-Compression.ps1')
 #endregion
 
 #region encrypted comparisons: stunnel, ssh -L
@@ -577,6 +581,11 @@ try {
         Measure-Step "connect.$path" "connect + first byte, $path (us)" {
             Invoke-BenchTool -Label "connect-first-byte $path" -Arguments @('connect-first-byte', '--port', $paths[$path].Echo, '--count', $ConnectCount, '--warmup', '50')
         }
+    }
+
+    if ($tunnelReady -and 'compression' -in $Include) {
+        Write-QmStep "Compression per hop (qmtunnel-bench stream --data text|random, $Seconds s each, through hops asking for None, Lz4, Zstd)"
+        Measure-Step 'compression' 'compression per hop (rows in the report)' { Measure-Compression -EchoPort $echoPort -ServerBPort $serverB.Port }
     }
 
     if ($tunnelReady -and 'idle' -in $Include) {
@@ -923,6 +932,7 @@ Add-TlsRow 'Connect + first echo, p99 (µs): qmTunnel / ssh' 'connect' 'p99_us' 
 Add-TlsRow 'TLS ping-pong 64 B, median (µs): qmTunnel / stunnel' 'ping' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
 Add-TlsRow 'Connect + first echo, median (µs): qmTunnel / stunnel' 'connect' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
 $tlsTable = if ($tlsRows.Count -gt 2) { $tlsRows -join "`n" } else { $null }
+$compressionTable = if ($results.ContainsKey('compression')) { Format-CompressionTable $results['compression'] } else { $null }
 
 $cpu = ([System.IO.File]::ReadAllLines('/proc/cpuinfo') | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', ''
 $machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r))"
@@ -957,6 +967,7 @@ $table
 
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
+$(if ($compressionTable) { "`n## Compression per hop`n`n$compressionTable`n`n- Server A (in the bench's pwsh) -> one qmt+plain link per row's compression -> server B (daemon) -> the echo target. One connection of qmtunnel-bench stream --mode echo for $Seconds s (no warm-up): text is log-like lines (--data text), random is random bytes (--data random); the throughput is the application bytes echoed back. Wire bytes per application byte: what the hop's data frames took on the wire over what they carried, both directions, from Get-QmTunnelStats' hop 1 before and after (frame headers not counted). Both ends of a link compress what they send (B compresses the echo)." })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
@@ -978,6 +989,10 @@ if ($tlsTable) {
 if ($floodTable) {
     Write-Host ''
     Write-Host $floodTable
+}
+if ($compressionTable) {
+    Write-Host ''
+    Write-Host $compressionTable
 }
 $null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
 Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM
