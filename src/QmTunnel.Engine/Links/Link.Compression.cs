@@ -33,11 +33,17 @@ public sealed partial class Link
     /// <summary>What the payloads of <see cref="DataBytesReceived"/> took on the wire.</summary>
     public long DataWireBytesReceived => Interlocked.Read(ref _dataWireReceived);
 
+    /// <summary>Most frames of a stream sent as they are, without trying, after payloads that did not get smaller.</summary>
+    internal const int MaxCompressSkip = 15;
+
     /// <summary>
     /// Sender, as a Data frame is queued: compresses its payload into a new buffer when that pays (the old one goes back
-    /// to the pool) and returns the frame to queue; otherwise the frame as it was.
+    /// to the pool) and returns the frame to queue; otherwise the frame as it was. After a payload of
+    /// <paramref name="stream"/> that did not get smaller, its next 1, 3, 7, then 15 frames go as they are without a try
+    /// (random or already compressed data costs a compression attempt in 16 frames, not in each); one that gets smaller
+    /// ends the back-off.
     /// </summary>
-    private (FrameHeader Header, byte[] Buffer) CompressData(FrameHeader header, byte[] buffer)
+    private (FrameHeader Header, byte[] Buffer) CompressData(FrameHeader header, byte[] buffer, MuxStream? stream)
     {
         var count = header.Length;
         Interlocked.Add(ref _dataSent, count);
@@ -47,13 +53,28 @@ public sealed partial class Link
             Interlocked.Add(ref _dataWireSent, count);
             return (header, buffer);
         }
+        if (stream is { CompressSkip: > 0 })
+        {
+            stream.CompressSkip--;
+            Interlocked.Add(ref _dataWireSent, count);
+            return (header, buffer);
+        }
         var packed = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + count);
         var written = FrameCompression.TryCompress(compression, buffer.AsSpan(FrameHeader.Size, count), packed.AsSpan(FrameHeader.Size, count));
         if (written == 0)
         {
             ArrayPool<byte>.Shared.Return(packed);
             Interlocked.Add(ref _dataWireSent, count);
+            if (stream is not null)
+            {
+                stream.CompressMisses = Math.Min(stream.CompressMisses + 1, 4);
+                stream.CompressSkip = Math.Min((1 << stream.CompressMisses) - 1, MaxCompressSkip);
+            }
             return (header, buffer);
+        }
+        if (stream is not null)
+        {
+            stream.CompressMisses = 0;
         }
         ArrayPool<byte>.Shared.Return(buffer);
         Interlocked.Add(ref _dataWireSent, written);

@@ -36,6 +36,12 @@ public sealed class MuxStream
     }
 
     public uint Id { get; }
+
+    /// <summary>
+    /// The sender's compression back-off on this stream (<c>Link.Compression.cs</c>): frames still to send as they are
+    /// after payloads that did not get smaller, and how many such misses in a row. Touched by the stream's one sender only.
+    /// </summary>
+    internal int CompressSkip, CompressMisses;
     public Link Link => _link;
     public TrafficCounters Counters { get; }
     /// <summary>Data from the peer. Completes at the peer's FIN; fails with <see cref="StreamResetException"/> on reset.</summary>
@@ -177,7 +183,7 @@ public sealed class MuxStream
         Interlocked.Add(ref _sendCredit, -count);
         Counters.AddAppIn(count);
         Counters.AddLinkSent(FrameHeader.Size + count);
-        _link.EnqueueData(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer, Interlocked.Exchange(ref _reserved, 0));
+        _link.EnqueueData(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer, Interlocked.Exchange(ref _reserved, 0), this);
     }
 
     /// <summary>Sends small control-sized payloads (queries, management): waits for credit, copies, frames. Not for bulk data.</summary>

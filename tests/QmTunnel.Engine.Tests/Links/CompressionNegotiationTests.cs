@@ -166,6 +166,28 @@ public sealed class CompressionNegotiationTests
         Assert.True(dialer.DataWireBytesSent - wire < 512 * 100 / 4, $"{dialer.DataWireBytesSent - wire} bytes on the wire for 100 frames of 512");
     }
 
+    [Theory]
+    [InlineData(CompressionAlgorithm.Lz4)]
+    [InlineData(CompressionAlgorithm.Zstd)]
+    public async Task A_stream_whose_data_turns_compressible_after_random_data_is_compressed_again_within_16_frames(CompressionAlgorithm algorithm)
+    {
+        var (dialer, acceptor) = await LinkAsync(LinkCompression.DefaultFor(algorithm));
+        await using var _ = dialer;
+        await using var __ = acceptor;
+        const int frame = 16 * 1024;
+        var noise = RandomNumberGenerator.GetBytes(40 * frame);
+        var text = CompressionSessionTests.Compressible(40 * frame);
+
+        // One stream: 40 frames of random data (each tried or skipped, none compressed), then 40 of text.
+        var echoed = await EchoThroughAsync(dialer, [.. noise, .. text], frame);
+
+        Assert.Equal(SHA256.HashData([.. noise, .. text]), SHA256.HashData(echoed));
+        var textWire = dialer.DataWireBytesSent - noise.Length;
+        // At most 15 frames of the text go as they are (the back-off after the random data), the other 25 compressed.
+        Assert.True(textWire <= (Link.MaxCompressSkip + 2) * frame, $"the text took {textWire} bytes on the wire");
+        Assert.True(textWire < text.Length / 2, $"the text took {textWire} of {text.Length} bytes on the wire");
+    }
+
     [Fact]
     public async Task An_acceptor_that_does_not_compress_answers_None_and_both_sides_send_uncompressed()
     {
