@@ -118,6 +118,25 @@ public sealed class CompressedHopTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_server_that_does_not_accept_compression_answers_None_and_the_tunnel_carries_the_data_as_it_is()
+    {
+        var refusing = await _engines.StartAsync(new ServerOptions
+        {
+            Port = 0, DataPath = Path.Combine(Path.GetTempPath(), "qmt-test-" + Guid.NewGuid().ToString("n")), AdminPassword = EngineFixture.AdminPassword,
+            PasswordIterations = EngineFixture.TestIterations, AcceptCompression = false,
+        });
+        var listen = await StartAsync("refused", $"qmt://127.0.0.1:{refusing.Port}?compress=zstd");
+        var text = Links.CompressionSessionTests.Compressible(1024 * 1024);
+        Assert.Equal(SHA256.HashData(text), SHA256.HashData(await EchoAsync(listen, text)));
+
+        var link = LinkTo(_a, refusing);
+        Assert.Equal(LinkCompression.None, link.Compression);
+        Assert.Equal(text.Length, link.DataWireBytesSent);
+        Assert.Equal(text.Length, link.DataWireBytesReceived);
+        Assert.Equal(CompressionAlgorithm.None, (await _a.GetTunnelStatsAsync("refused")).Hops[0].Compression);
+    }
+
+    [Fact]
     public async Task A_TLS_hop_is_not_compressed_by_default_and_an_unencrypted_hop_is_with_LZ4()
     {
         var tls = await StartAsync("tls", EngineFixture.TlsHop(_b));
