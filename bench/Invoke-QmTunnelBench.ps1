@@ -967,7 +967,7 @@ $table
 
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
-$(if ($compressionTable) { "`n## Compression per hop`n`n$compressionTable`n`n- Server A (in the bench's pwsh) -> one qmt+plain link per row's compression -> server B (daemon) -> the echo target. One connection of qmtunnel-bench stream --mode echo for $Seconds s (no warm-up): text is log-like lines (--data text), random is random bytes (--data random); the throughput is the application bytes echoed back. Wire bytes per application byte: what the hop's data frames took on the wire over what they carried, both directions, from Get-QmTunnelStats' hop 1 before and after (frame headers not counted). Both ends of a link compress what they send (B compresses the echo)." })
+$(if ($compressionTable) { "`n## Compression per hop`n`n$compressionTable`n`n- Server A (in the bench's pwsh) -> one qmt+plain link per row's compression -> server B (daemon) -> the echo target. One connection of qmtunnel-bench stream --mode echo for $Seconds s, after 1 s of each kind of data not counted: text is log-like lines (--data text), random is random bytes (--data random); the throughput is the application bytes echoed back. Wire bytes per application byte: what the hop's data frames took on the wire over what they carried, both directions, from Get-QmTunnelStats' hop 1 before and after (frame headers not counted). Both ends of a link compress what they send (B compresses the echo)." })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
