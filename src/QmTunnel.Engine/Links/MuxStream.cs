@@ -36,11 +36,7 @@ public sealed class MuxStream
     }
 
     public uint Id { get; }
-
-    /// <summary>
-    /// The sender's compression back-off on this stream (<c>Link.Compression.cs</c>): frames still to send as they are
-    /// after payloads that did not get smaller, and how many such misses in a row. Touched by the stream's one sender only.
-    /// </summary>
+    /// <summary>Compression back-off of this stream's one sender (Link.Compression.cs): frames to send untried, misses in a row.</summary>
     internal int CompressSkip, CompressMisses;
     public Link Link => _link;
     public TrafficCounters Counters { get; }

@@ -110,19 +110,6 @@ public sealed partial class ControlCodecTests
     }
 
     [Fact]
-    public void A_hello_without_the_compression_bytes_is_read_as_a_version_3_hello_and_written_back_as_it_was()
-    {
-        // What a version 3 peer sends: read (so the version check refuses it as UnsupportedVersion), not MalformedFrame.
-        var v3 = new byte[] { 0, 3, 0, 3, 0, 2, (byte)'a', (byte)'b', 0, 1, (byte)'n', 0, 1, 0, 0, 0, 1, 0, 0 };
-        var hello = Assert.IsType<HelloMessage>(ControlCodec.Read(FrameType.Hello, new ReadOnlySequence<byte>(v3)));
-        Assert.Null(hello.Compression);
-        Assert.Equal(v3, ControlCodec.ToArray(hello));
-        // One compression byte without the level is short.
-        var e = Assert.Throws<ProtocolException>(() => ControlCodec.Read(FrameType.Hello, new ReadOnlySequence<byte>([.. v3, 1])));
-        Assert.Equal(ProtocolErrorCode.MalformedFrame, e.Code);
-    }
-
-    [Fact]
     public void Open_has_the_documented_layout()
     {
         var bytes = ControlCodec.ToArray(new OpenMessage(StreamProtocol.Tcp, "t", "x", ["h"], 256, OpenOptions.NoDelay | OpenOptions.KeepAlive, ""));
