@@ -62,7 +62,7 @@ BeforeDiscovery {
         'Get-QmTunnelServer' = @(1)
         'Stop-QmTunnelServer' = @(3)
         'New-QmTunnel' = @(8)
-        'New-QmTunnelHop' = @(4)
+        'New-QmTunnelHop' = @(4, 7)
     }
     $toRun = @($examples | Where-Object { $Runnable[$_.Page] -contains $_.Number })
 }
