@@ -91,8 +91,13 @@ public static class AccessControl
         {
             return (open, $"{serverName}: the address of the server before it is unknown, so the tunnel's listener cannot be checked.");
         }
-        // a path listener is on the previous host as much as an address is: the rules see that host, with port 0
-        var (_, port) = SplitEnd(open.Listen);
+        if (IsPathText(open.Listen))
+        {
+            // A socket path has no address to see: the rules see the path as claimed (as they see a claimed port), and
+            // only path patterns (or the full wildcard) match it, never the previous host's address.
+            return (open, null);
+        }
+        var (_, port) = SplitHostPort(open.Listen);
         var seen = previousServer.IsIPv4MappedToIPv6 ? previousServer.MapToIPv4() : previousServer;
         return (open with { Listen = HostPort(seen.ToString(), port) }, null);
     }
