@@ -21,8 +21,16 @@ internal sealed class PipeAppEndpoint : AppEndpoint
     {
         var name = listen.Path!;
         var where = listen.ToString();
-        if (!OperatingSystem.IsWindows() && File.Exists(UnixSocketPath(name)))
+        if (!OperatingSystem.IsWindows() && UnixSocketFile.DirectoryProblem(UnixSocketPath(name)) is { } unsafeDirectory)
         {
+            throw BindFailed(where, options, unsafeDirectory, null);
+        }
+        if (!OperatingSystem.IsWindows() && (File.Exists(UnixSocketPath(name)) || new FileInfo(UnixSocketPath(name)).LinkTarget is not null))
+        {
+            if (!Storage.UnixFileStatus.Get(UnixSocketPath(name)).IsSocket)
+            {
+                throw BindFailed(where, options, $"{UnixSocketPath(name)}, where .NET puts the pipe's socket, exists and is not a socket", null);
+            }
             // .NET would take over the path of another pipe server of that name: only a stale one may be replaced.
             using var probe = new NamedPipeClientStream(".", name, PipeDirection.InOut);
             try

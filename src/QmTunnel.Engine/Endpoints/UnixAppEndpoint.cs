@@ -6,8 +6,9 @@ namespace QmTunnel.Engine.Endpoints;
 
 /// <summary>
 /// <c>unix:///path</c>: a Unix domain stream socket. Listening replaces an existing socket file only when nothing answers
-/// on it (a stale file left by a process that died); a live one is PortInUse, any other file BindFailed. With
-/// <c>?mode=0660</c> the socket file gets those permissions before it listens, so no client can connect in between. The
+/// on it (a stale file left by a process that died); a live one is PortInUse, any other file (a link too) BindFailed,
+/// and so is a directory others could write to (<see cref="UnixSocketFile"/>). With <c>?mode=0660</c> the socket file
+/// gets those permissions before it listens (connect is refused until listen), so no client can connect in between. The
 /// listener removes its socket file when it closes. Clients are shown as the path and, on Linux, the peer's pid and uid.
 /// </summary>
 internal sealed class UnixAppEndpoint : AppEndpoint
@@ -18,6 +19,10 @@ internal sealed class UnixAppEndpoint : AppEndpoint
     {
         var path = listen.Path!;
         var where = listen.ToString();
+        if (UnixSocketFile.DirectoryProblem(path) is { } unsafeDirectory)
+        {
+            throw BindFailed(where, options, unsafeDirectory, null);
+        }
         if (File.Exists(path) || Directory.Exists(path) || IsDanglingLink(path))
         {
             if (!IsSocket(path))
@@ -34,9 +39,9 @@ internal sealed class UnixAppEndpoint : AppEndpoint
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(path));
-            if (listen.UnixMode is { } mode && !OperatingSystem.IsWindows())
+            if (listen.UnixMode is { } mode && UnixSocketFile.SetMode(path, mode) is { } replaced)
             {
-                File.SetUnixFileMode(path, (UnixFileMode)mode);
+                throw new IOException(replaced);
             }
             socket.Listen(options.Backlog);
         }
