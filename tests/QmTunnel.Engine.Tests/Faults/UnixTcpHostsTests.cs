@@ -13,7 +13,7 @@ namespace QmTunnel.Engine.Tests.Faults;
 /// each): a unix listener on A reaching a TCP service only B can reach, and a TCP listener on A reaching a unix socket
 /// service dialed by B's daemon; data checked by SHA-256. The hosts share the file system (only the network is
 /// separate), so this process connects to A's socket file directly and serves B's. Then A's daemon is killed: its
-/// socket file stays, stale, and is replaced when the daemon starts again with the same data.
+/// socket file stays, stale, and is replaced when the daemon starts again with the same data; stopped, it removes it.
 /// </summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class UnixTcpHostsTests : IDisposable
@@ -138,6 +138,10 @@ public sealed class UnixTcpHostsTests : IDisposable
             }, 30_000);
             Assert.Equal(SHA256.HashData(restarted), SHA256.HashData(echoed!));
             Assert.Equal((UnixFileMode)0x180, File.GetUnixFileMode(listen)); // 0600 again
+
+            // a server that stops (SIGTERM) removes its socket files
+            Assert.Equal(0, await again.StopAsync());
+            Assert.False(File.Exists(listen));
         }
         finally
         {
