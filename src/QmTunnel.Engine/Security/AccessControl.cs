@@ -46,8 +46,13 @@ public static class AccessControl
     public static bool IsPathText(string text) =>
         text.StartsWith("unix://", StringComparison.OrdinalIgnoreCase) || text.StartsWith("pipe://", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>An Open's listen field as (host, port): host:port, or a path endpoint's URI and port 0.</summary>
-    private static (string Host, int Port) SplitEnd(string text) => IsPathText(text) ? (text, 0) : SplitHostPort(text);
+    /// <summary>
+    /// An Open's listen field as (host, port): host:port, or a path endpoint's URI and port 0. A claimed path is parsed
+    /// as an endpoint is (no '..', no '//'; EndpointUriInvalid, an OpenRejected for the stream), so a rule matches it
+    /// in its plain form only.
+    /// </summary>
+    private static (string Host, int Port) SplitEnd(string text) =>
+        IsPathText(text) ? (RuleHost(EndpointUri.ParseApplication(text, "Listen")), 0) : SplitHostPort(text);
 
     /// <summary>
     /// The tunnel an Open describes as the receiving server can vouch for it, or why the Open is refused. A dialer may

@@ -143,6 +143,10 @@ public sealed class PathAllowRuleTests
         Assert.False(Match("L#10.0.0.5:*#*#db:5432", request)); // the address rule of the owner's host does not allow its socket listeners
         Assert.True(Match("L#unix:///run/qmt/*#*#db:5432", request));
 
+        // a claimed path is read as an endpoint is: one that walks out of a directory is no request at all
+        var walking = open with { Listen = "unix:///run/qmt/../../var/run/docker.sock" };
+        Assert.Throws<QmTunnelException>(() => AccessControl.RequestFor(AccessControl.AsSeenBy(walking, System.Net.IPAddress.Parse("10.0.0.5"), "hostB").Seen));
+
         var tcp = AccessControl.RequestFor(AccessControl.AsSeenBy(open with { Listen = "127.0.0.1:80" }, System.Net.IPAddress.Parse("10.0.0.5"), "hostB").Seen);
         Assert.True(Match("L#10.0.0.5:*#*#db:5432", tcp)); // a tcp listener is still seen as the previous host's address
         Assert.False(Match("L#unix://*#*#db:5432", tcp));
