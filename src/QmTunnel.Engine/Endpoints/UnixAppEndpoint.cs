@@ -85,7 +85,11 @@ internal sealed class UnixAppEndpoint : AppEndpoint
         return Storage.UnixFileStatus.Get(path).IsSocket; // never a file, FIFO or device: a stale socket only
     }
 
-    private static async Task<bool> AnswersAsync(string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// Whether something may listen at the socket <paramref name="path"/>: only a refused connect says no; one that
+    /// waits or is turned away for a full backlog, or is not permitted, says yes (a live socket is never replaced).
+    /// </summary>
+    internal static async Task<bool> AnswersAsync(string path, CancellationToken cancellationToken)
     {
         using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -95,13 +99,17 @@ internal sealed class UnixAppEndpoint : AppEndpoint
             await probe.ConnectAsync(new UnixDomainSocketEndPoint(path), deadline.Token).ConfigureAwait(false);
             return true;
         }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable)
+        {
+            return false; // refused: no socket listens there (or the file went away)
+        }
         catch (SocketException)
         {
-            return false;
+            return true; // a full backlog (EAGAIN) or a connect not permitted: maybe someone is there, so never replace it
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return true; // a full backlog: someone is there
+            return true; // a full backlog that lets connects wait: someone is there
         }
     }
 

@@ -121,6 +121,52 @@ public sealed class UnixListenerSafetyTests : IDisposable
         }
     }
 
+    /// <summary>A live server that accepts nothing: its backlog (1) is filled by clients that wait.</summary>
+    private static (Socket Server, List<Socket> Waiting) BusyServer(string path)
+    {
+        var server = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        server.Bind(new UnixDomainSocketEndPoint(path));
+        server.Listen(1);
+        var waiting = new List<Socket>();
+        for (var i = 0; i < 3; i++)
+        {
+            var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+            try
+            {
+                client.Connect(new UnixDomainSocketEndPoint(path));
+            }
+            catch (SocketException)
+            {
+                // the backlog is full: this one is not queued
+            }
+            waiting.Add(client);
+        }
+        return (server, waiting);
+    }
+
+    [Theory]
+    [InlineData(EndpointScheme.Unix)]
+    [InlineData(EndpointScheme.Pipe)]
+    public async Task A_live_server_with_a_full_backlog_is_not_taken_for_a_stale_one(EndpointScheme scheme)
+    {
+        var name = "qmt-busy-" + Guid.NewGuid().ToString("N")[..12];
+        var listen = scheme == EndpointScheme.Unix ? Unix(Path.Combine(_dir, "busy.sock")) : EndpointUri.ParseApplication("pipe://" + name, "Listen");
+        var path = scheme == EndpointScheme.Unix ? listen.Path! : PipeAppEndpoint.UnixSocketPath(name);
+        var (server, waiting) = BusyServer(path);
+        try
+        {
+            var e = await RefusedAsync(listen);
+
+            Assert.Equal(ErrorIds.PortInUse, e.ErrorId);
+            Assert.True(QmTunnel.Engine.Storage.UnixFileStatus.Get(path).IsSocket); // the live server's socket is still there
+        }
+        finally
+        {
+            waiting.ForEach(s => s.Dispose());
+            server.Dispose();
+        }
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
     private static extern int Chown([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int owner, int group);
 }
