@@ -121,6 +121,26 @@ public sealed class UnixListenerSafetyTests : IDisposable
         }
     }
 
+    [Fact]
+    public void The_mode_is_never_set_through_a_link_or_on_a_file_that_is_not_the_socket()
+    {
+        var file = Path.Combine(_dir, "secret");
+        File.WriteAllText(file, "x");
+        File.SetUnixFileMode(file, UnixFileMode.UserRead);
+        var link = Path.Combine(_dir, "swapped.sock");
+        File.CreateSymbolicLink(link, file); // what another user would put in place of the socket just bound
+
+        Assert.Contains("was replaced", UnixSocketFile.SetMode(link, 0x1FF));
+        Assert.Contains("was replaced", UnixSocketFile.SetMode(file, 0x1FF));
+        Assert.Equal(UnixFileMode.UserRead, File.GetUnixFileMode(file));
+
+        var socketPath = Path.Combine(_dir, "real.sock");
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(socketPath));
+        Assert.Null(UnixSocketFile.SetMode(socketPath, 0x180));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socketPath));
+    }
+
     /// <summary>A live server that accepts nothing: its backlog (1) is filled by clients that wait.</summary>
     private static (Socket Server, List<Socket> Waiting) BusyServer(string path)
     {
