@@ -61,7 +61,7 @@ BeforeDiscovery {
         'Start-QmTunnelServer' = @(3, 4)
         'Get-QmTunnelServer' = @(1)
         'Stop-QmTunnelServer' = @(3)
-        'New-QmTunnel' = @(8)
+        'New-QmTunnel' = @(8, 10)
         'New-QmTunnelHop' = @(4, 7)
     }
     $toRun = @($examples | Where-Object { $Runnable[$_.Page] -contains $_.Number })
