@@ -14,7 +14,9 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - chain: iperf3 through a 3-hop chain (three more daemons X1 -> X2 -> X3) against 1 hop (-> X3) in the same run,
     both owned by the daemon A2, TLS links (a chain carries the later hops' logins, which never cross a plain link);
   - a connection flood (connections that never log in) against a daemon F with the default limits: its resident
-    memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth.
+    memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth;
+  - compression per hop (bench/Measure-Compression.ps1): one stream of log-like text and one of random bytes, echoed
+    through hops asking for None, Lz4 and Zstd: throughput and the wire bytes per application byte.
 Encrypted (unless -SkipTls): the same tunnels over a TLS link (qmt://) from A, and from A2 (a daemon), compared with
 a stunnel client/server pair (TLS, a certificate made with openssl) and with ssh -L -c aes128-gcm@openssh.com to a
 private sshd the bench starts (its own config, host key and client key in a temp folder): single-stream throughput,
@@ -46,8 +48,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -266,6 +268,8 @@ function Format-Value($Value) {
 
 #region connection flood: Measure-Flood (bench/Measure-Flood.ps1, dot-sourced: it uses the helpers above)
 . (Join-Path $PSScriptRoot 'Measure-Flood.ps1')
+# compression per hop: Measure-Compression, Format-CompressionTable (bench/Measure-Compression.ps1, dot-sourced likewise)
+. (Join-Path $PSScriptRoot 'Measure-Compression.ps1')
 #endregion
 
 #region encrypted comparisons: stunnel, ssh -L
@@ -591,6 +595,11 @@ try {
         Measure-Step "connect.$path" "connect + first byte, $path (us)" {
             Invoke-BenchTool -Label "connect-first-byte $path" -Arguments @('connect-first-byte', '--port', $paths[$path].Echo, '--count', $ConnectCount, '--warmup', '50')
         }
+    }
+
+    if ($tunnelReady -and 'compression' -in $Include) {
+        Write-QmStep "Compression per hop (qmtunnel-bench stream --data text|random, $Seconds s each, through hops asking for None, Lz4, Zstd)"
+        Measure-Step 'compression' 'compression per hop (rows in the report)' { Measure-Compression -EchoPort $echoPort -ServerBPort $serverB.Port }
     }
 
     if ($tunnelReady -and 'idle' -in $Include) {
@@ -1001,6 +1010,7 @@ Add-TlsRow 'Connect + first echo, p99 (µs): qmTunnel / ssh' 'connect' 'p99_us' 
 Add-TlsRow 'TLS ping-pong 64 B, median (µs): qmTunnel / stunnel' 'ping' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
 Add-TlsRow 'Connect + first echo, median (µs): qmTunnel / stunnel' 'connect' 'median_us' 'stunnel' 'reported (lower is better)' $null '0.0'
 $tlsTable = if ($tlsRows.Count -gt 2) { $tlsRows -join "`n" } else { $null }
+$compressionTable = if ($results.ContainsKey('compression')) { Format-CompressionTable $results['compression'] } else { $null }
 
 # The chain: 3 hops against 1 hop, both owned by server A2, same run.
 $chainRows = [System.Collections.Generic.List[string]]::new()
@@ -1064,6 +1074,7 @@ Run: ``bench/Invoke-QmTunnelBench.ps1 -Seconds $Seconds -PingCount $PingCount -C
 $(if ($table) { "$table`n`n$($notes -join "`n")" } else { '(No row of the main table was measured: see the groups below.)' })
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
 $(if ($chainTable) { "`n## Chain: 3 hops vs 1 hop`n`n$chainTable`n`n$($chainNotes -join "`n")" })
+$(if ($compressionTable) { "`n## Compression per hop`n`n$compressionTable`n`n- Server A (in the bench's pwsh) -> one qmt+plain link per row's compression -> server B (daemon) -> the echo target. One connection of qmtunnel-bench stream --mode echo for $Seconds s, after 1 s of each kind of data not counted: text is log-like lines (--data text), random is random bytes (--data random); the throughput is the application bytes echoed back. Wire bytes per application byte: what the hop's data frames took on the wire over what they carried, both directions, from Get-QmTunnelStats' hop 1 before and after (frame headers not counted). Both ends of a link compress what they send (B compresses the echo)." })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
@@ -1089,6 +1100,10 @@ if ($floodTable) {
 if ($chainTable) {
     Write-Host ''
     Write-Host $chainTable
+}
+if ($compressionTable) {
+    Write-Host ''
+    Write-Host $compressionTable
 }
 $null = New-Item -ItemType Directory -Path (Split-Path -Parent $OutFile) -Force
 Set-Content -LiteralPath $OutFile -Value $markdown -Encoding utf8NoBOM

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text;
 using System.Buffers;
 using System.Diagnostics;
 using System.Net;
@@ -151,6 +153,12 @@ internal static class Clients
             "sink" => false,
             var other => throw new ArgumentException($"--mode must be echo or sink, got '{other}'"),
         };
+        var text = options.String("data", "random") switch
+        {
+            "random" => false,
+            "text" => true,
+            var other => throw new ArgumentException($"--data must be random or text, got '{other}'"),
+        };
         long total = 0;
         var clock = Stopwatch.StartNew();
         var tasks = Enumerable.Range(0, parallel).Select(async _ =>
@@ -161,7 +169,14 @@ internal static class Clients
             var receive = ArrayPool<byte>.Shared.Rent(chunk);
             try
             {
-                Random.Shared.NextBytes(send.AsSpan(0, chunk));
+                if (text)
+                {
+                    FillText(send.AsSpan(0, chunk));
+                }
+                else
+                {
+                    Random.Shared.NextBytes(send.AsSpan(0, chunk));
+                }
                 var reader = Task.Run(async () =>
                 {
                     long got = 0;
@@ -191,6 +206,26 @@ internal static class Clients
         var seconds = clock.Elapsed.TotalSeconds;
         Print(new StreamResult("stream", parallel, echo ? "echo" : "sink", total, seconds, total * 8 / seconds));
         return 0;
+    }
+
+    /// <summary>
+    /// Log-like lines (a time, a level, a request id, a path, a status, sizes and times drawn at random) that compress the
+    /// way application text does: LZ4 about 4x, Zstandard more. The same buffer is sent over and over; each frame of a
+    /// link is compressed alone, so the repetition across buffers does not help the ratio.
+    /// </summary>
+    private static void FillText(Span<byte> buffer)
+    {
+        var random = new Random(7);
+        string[] levels = ["INFO ", "INFO ", "INFO ", "WARN ", "DEBUG"];
+        string[] paths = ["/api/items", "/api/orders", "/api/users", "/static/app.js", "/health", "/api/search"];
+        var written = 0;
+        while (written < buffer.Length)
+        {
+            var line = string.Create(CultureInfo.InvariantCulture,
+                $"2026-11-28T08:{random.Next(60):D2}:{random.Next(60):D2}.{random.Next(1000):D3}Z {levels[random.Next(levels.Length)]} request id={random.Next(1_000_000):D6} " +
+                $"path={paths[random.Next(paths.Length)]}/{random.Next(10_000)} status={(random.Next(20) == 0 ? 404 : 200)} bytes={random.Next(100_000)} ms={random.Next(500)}\n");
+            written += Encoding.ASCII.GetBytes(line.AsSpan(0, Math.Min(line.Length, buffer.Length - written)), buffer[written..]);
+        }
     }
 
     private static IPEndPoint EndPointOf(Options options) => new(IPAddress.Parse(options.Host), options.Int("port"));

@@ -18,7 +18,8 @@ public static class Program
           connect-first-byte --port P --count N [--warmup 50]                  new connection + 1 byte echoed, N times
           idle               --port P --count N --hold-seconds S [--concurrency 64]
                              open N connections (1 byte echoed on each), print READY, hold S seconds or until stdin ends
-          stream             --port P --seconds S [--parallel K] [--mode echo|sink] [--chunk 131072]
+          stream             --port P --seconds S [--parallel K] [--mode echo|sink] [--chunk 131072] [--data random|text]
+                             text: log-like lines that compress about 4-8x (random: incompressible, the default)
           flood              --port P --count N [--sources 127.0.0.10-127.0.0.29] [--mode silent|clienthello|plain|tls]
                              [--reopen 0|1] [--hold-seconds 600] [--concurrency 256]
                              N connections to a qmTunnel server that never log in, round-robin over the source addresses;

@@ -137,8 +137,9 @@ function Publish-QmModule {
             Write-Warning "$converter does not exist: the staged module has NO cmdlet help ($helpXml was not generated)."
         }
 
+        # The compression libraries of the engine (docs/architecture.md, "Dependencies"): next to it in both folders.
         foreach ($required in 'qmTunnel.psd1', 'qmTunnel.format.ps1xml', 'QmTunnel.PowerShell.dll', 'QmTunnel.Engine.dll', 'daemon/qmtunnel-server.dll',
-                'daemon/qmtunnel-server.service') {
+                'daemon/qmtunnel-server.service', 'K4os.Compression.LZ4.dll', 'ZstdSharp.dll', 'daemon/K4os.Compression.LZ4.dll', 'daemon/ZstdSharp.dll') {
             if (-not (Test-Path -LiteralPath (Join-Path $stage $required))) { throw "Staging is incomplete: out/qmTunnel/$required is missing." }
         }
         Write-Host "   Staged: $stagedManifest" -ForegroundColor Green

@@ -38,6 +38,11 @@ public sealed class QmTunnelHop
     public double ReconnectMultiplier => Uri.Timing.ReconnectMultiplier;
     public TimeSpan MaxReconnectInterval => Uri.Timing.MaxReconnectInterval;
 
+    /// <summary>The compression of the link to this hop (None, Lz4, Zstd).</summary>
+    public Engine.Links.CompressionAlgorithm Compression => Uri.Compression.Algorithm;
+    /// <summary>Its level (Lz4 0-12, Zstd 1-19; 0 for None).</summary>
+    public int CompressionLevel => Uri.Compression.Level;
+
     /// <summary>"Password", "Certificate" or "None": how this hop logs in.</summary>
     public string Login => Credential is not null ? "Password" : CertificatePath is not null ? "Certificate" : "None";
 

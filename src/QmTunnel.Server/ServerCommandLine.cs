@@ -32,6 +32,8 @@ internal static class ServerCommandLine
                                   waiting one is closed to make room
           --max-pending-links-per-source N
                                   the same per IPv4 address or IPv6 /64 (default 64); over it a new one is closed at once
+          --accept-compression true|false
+                                  compress the links dialers ask to compress (default true; false: answer None)
           --log-max-size MIB      with --log-file: start a new file when it reaches this size (default 10; 0: never)
           --log-files N           with --log-file: old files kept, FILE.1 (newest) to FILE.N (default 3)
           --secrets-from-stdin    read the secrets below from standard input, as lines Name=value, until its end
@@ -67,6 +69,8 @@ internal static class ServerCommandLine
         ["--maxpendinglinks"] = "MaxPendingLinks",
         ["--max-pending-links-per-source"] = "MaxPendingLinksPerSource",
         ["--maxpendinglinkspersource"] = "MaxPendingLinksPerSource",
+        ["--accept-compression"] = "AcceptCompression",
+        ["--acceptcompression"] = "AcceptCompression",
         ["--log-max-size"] = "LogMaxSize",
         ["--logmaxsize"] = "LogMaxSize",
         ["--log-files"] = "LogFiles",
@@ -210,6 +214,14 @@ internal static class ServerCommandLine
                 throw new ArgumentException($"--allow-plain-links '{plain}' is not true or false.");
             }
             options = options with { AllowPlainLinks = allow };
+        }
+        if (config["AcceptCompression"] is { } acceptCompression)
+        {
+            if (!bool.TryParse(acceptCompression, out var accept))
+            {
+                throw new ArgumentException($"--accept-compression '{acceptCompression}' is not true or false.");
+            }
+            options = options with { AcceptCompression = accept };
         }
         if (config["CertificatePath"] is { } certificate)
         {

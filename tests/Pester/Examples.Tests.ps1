@@ -61,8 +61,8 @@ BeforeDiscovery {
         'Start-QmTunnelServer' = @(3, 4)
         'Get-QmTunnelServer' = @(1)
         'Stop-QmTunnelServer' = @(3)
-        'New-QmTunnel' = @(8, 11)
-        'New-QmTunnelHop' = @(4)
+        'New-QmTunnel' = @(8, 10, 13)
+        'New-QmTunnelHop' = @(4, 7)
     }
     $toRun = @($examples | Where-Object { $Runnable[$_.Page] -contains $_.Number })
 }

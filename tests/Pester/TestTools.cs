@@ -226,12 +226,17 @@ namespace QmTunnel.PesterTools
         public static Task<TransferResult> RunAsync(string address, long bytes, int timeoutSeconds, int index) =>
             RunAsync(address, bytes, timeoutSeconds, index, null, null);
 
+        /// <summary>As <see cref="Run"/>, with text that compresses well (repeated words and numbers) instead of random bytes.</summary>
+        public static TransferResult RunCompressible(string address, long bytes, int timeoutSeconds) =>
+            RunAsync(address, bytes, timeoutSeconds, 0, null, null, compressible: true).GetAwaiter().GetResult();
+
         /// <summary>
         /// As <see cref="RunAsync(string, long, int, int)"/>; with a <paramref name="gate"/>, sends its first chunk only,
         /// then waits for the gate before the rest; <paramref name="firstEcho"/> completes when the first echoed bytes
         /// arrive (the connection is then open end to end).
         /// </summary>
-        internal static async Task<TransferResult> RunAsync(string address, long bytes, int timeoutSeconds, int index, Task? gate, TaskCompletionSource<bool>? firstEcho)
+        internal static async Task<TransferResult> RunAsync(string address, long bytes, int timeoutSeconds, int index, Task? gate, TaskCompletionSource<bool>? firstEcho,
+            bool compressible = false)
         {
             var result = new TransferResult { Index = index };
             var clock = Stopwatch.StartNew();
@@ -243,7 +248,7 @@ namespace QmTunnel.PesterTools
                 var endpoint = NetTools.ParseEndpoint(address);
                 await socket.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
                 var receiving = ReceiveAsync(socket, result, firstEcho, timeout.Token);
-                var sending = SendAsync(socket, bytes, result, gate, timeout.Token);
+                var sending = SendAsync(socket, bytes, result, gate, compressible, timeout.Token);
                 // A failed side must not leave the other one waiting until the timeout.
                 var first = await Task.WhenAny(receiving, sending).ConfigureAwait(false);
                 if (first.IsFaulted)
@@ -263,7 +268,7 @@ namespace QmTunnel.PesterTools
             return result;
         }
 
-        private static async Task SendAsync(Socket socket, long bytes, TransferResult result, Task? gate, CancellationToken token)
+        private static async Task SendAsync(Socket socket, long bytes, TransferResult result, Task? gate, bool compressible, CancellationToken token)
         {
             await Task.Yield();
             var random = new Random();
@@ -273,7 +278,18 @@ namespace QmTunnel.PesterTools
             while (left > 0)
             {
                 var n = (int)Math.Min(left, buffer.Length);
-                random.NextBytes(buffer.AsSpan(0, n));
+                if (compressible)
+                {
+                    var line = System.Text.Encoding.ASCII.GetBytes($"line {result.BytesSent / 64:D8} of the compressible test text, {random.Next(100):D2}\n");
+                    for (var i = 0; i < n; i++)
+                    {
+                        buffer[i] = line[i % line.Length];
+                    }
+                }
+                else
+                {
+                    random.NextBytes(buffer.AsSpan(0, n));
+                }
                 hash.AppendData(buffer, 0, n);
                 await EchoServer.SendAllAsync(socket, buffer.AsMemory(0, n), token).ConfigureAwait(false);
                 left -= n;

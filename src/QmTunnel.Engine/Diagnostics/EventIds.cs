@@ -34,7 +34,8 @@ public static class EventIds
     public const int AcceptFailing = 106;
     public const int AcceptRecovered = 107;
     public const int LinkHandshakeCrashed = 108;
-    // ---- links: send-queue bound, stream limit, idle links, sessions and resume, link and buffer limits, 130-199. Next free: 140.
+    // ---- links: send-queue bound, stream limit, idle links, sessions and resume, link and buffer limits, 130-199 (140-149:
+    // compression, below). Next free: 150.
     public const int LinkStreamLimit = 130;
     public const int LinkReadPaused = 131;
     public const int LinkIdleClosed = 132;
@@ -45,6 +46,8 @@ public static class EventIds
     public const int LinkReconnectFailed = 137;
     public const int LinkLimitReached = 138;
     public const int LinkBufferFull = 139;
+    // ---- links: compression, 140-149. Next free: 141.
+    public const int LinkCompressionRefused = 140;
 
     // ---- tunnel runtime, 200-299. Next free: 206.
     public const int TunnelStarted = 200;

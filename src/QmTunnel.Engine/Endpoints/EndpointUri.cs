@@ -94,6 +94,7 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
             options.Add("cipher=" + string.Join(',', ciphers.Select(CipherText)));
         }
         options.AddRange(TimingOptions(Timing));
+        options.AddRange(CompressionOptions(Scheme, Compression));
         var query = options.Count == 0 ? "" : "?" + string.Join('&', options);
         var user = User is null ? "" : User + "@";
         return string.Create(CultureInfo.InvariantCulture, $"{SchemeText(Scheme)}://{user}{host}:{Port}{query}");
@@ -126,7 +127,7 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
     };
 
     /// <summary>The server's address without its options and user (what pins are keyed by).</summary>
-    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null, Ciphers = null, Timing = LinkTiming.Default }).ToString();
+    public string Address => (this with { CertificateThumbprint = null, MinimumTls = null, User = null, Ciphers = null, Timing = LinkTiming.Default, Compression = DefaultCompression(Scheme) }).ToString();
 
     /// <summary>
     /// Parses an application endpoint: <c>tcp://host:port</c>, <c>udp://host:port</c>, <c>unix:///path</c>,
@@ -295,11 +296,12 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
         return new EndpointUri(scheme, host, port)
         {
             CertificateThumbprint = options.Pin, MinimumTls = options.MinimumTls, User = user, Ciphers = options.Ciphers, Timing = options.Timing,
+            Compression = options.Compression ?? DefaultCompression(scheme),
         };
     }
 
     /// <summary>The options of a server address, as <see cref="ParseQuery"/> reads them.</summary>
-    private sealed record QueryOptions(string? Pin, TlsVersion? MinimumTls, IReadOnlyList<TlsCipher>? Ciphers, LinkTiming Timing)
+    private sealed record QueryOptions(string? Pin, TlsVersion? MinimumTls, IReadOnlyList<TlsCipher>? Ciphers, LinkTiming Timing, LinkCompression? Compression = null)
     {
         public static readonly QueryOptions None = new(null, null, null, LinkTiming.Default);
     }
@@ -319,19 +321,21 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
         TlsVersion? tls = null;
         List<TlsCipher>? ciphers = null;
         var timing = LinkTiming.Default;
+        CompressionAlgorithm? compress = null;
+        int? compressLevel = null;
         foreach (var option in query.Split('&'))
         {
             var eq = option.IndexOf('=', StringComparison.Ordinal);
             var key = (eq < 0 ? option : option[..eq]).ToLowerInvariant();
             var value = eq < 0 ? string.Empty : option[(eq + 1)..];
-            if (TryParseTimingOption(text, what, key, value, ref timing))
+            if (TryParseTimingOption(text, what, key, value, ref timing) || TryParseCompressionOption(text, what, key, value, ref compress, ref compressLevel))
             {
                 continue;
             }
             if (scheme != EndpointScheme.Qmt && key is "sha256" or "tls" or "cipher")
             {
                 throw Invalid(text, what, $"{what} '{text}': {key}= is a TLS option, and qmt+plain:// is an unencrypted link. Write the address as qmt://... " +
-                    $"to use TLS, or leave {key}= out (an unencrypted link takes only the timing options {TimingOptionList}).");
+                    $"to use TLS, or leave {key}= out (an unencrypted link takes only the timing options {TimingOptionList} and {CompressOptionList}).");
             }
             switch (key)
             {
@@ -370,12 +374,12 @@ public sealed partial record EndpointUri(EndpointScheme Scheme, string Host, int
                 default:
                     throw Invalid(text, what, scheme == EndpointScheme.Qmt
                         ? $"{what} '{text}': unknown option '{key}'. A server address takes sha256=<certificate thumbprint>, tls=1.2 or tls=1.3 (the lowest TLS version accepted), " +
-                          $"cipher=aes128gcm,chacha20,aes256gcm (the only ciphers offered) and the link timing options {TimingOptionList}."
-                        : $"{what} '{text}': unknown option '{key}'. An unencrypted server address (qmt+plain://) takes only the link timing options {TimingOptionList}.");
+                          $"cipher=aes128gcm,chacha20,aes256gcm (the only ciphers offered), {CompressOptionList} and the link timing options {TimingOptionList}."
+                        : $"{what} '{text}': unknown option '{key}'. An unencrypted server address (qmt+plain://) takes only the link timing options {TimingOptionList} and {CompressOptionList}.");
             }
         }
         CheckTiming(text, what, timing);
-        return new QueryOptions(pin, tls, ciphers, timing);
+        return new QueryOptions(pin, tls, ciphers, timing, ResolveCompression(text, what, scheme, compress, compressLevel));
     }
 
     private static QmTunnelException Invalid(string? text, string what, string message) =>

@@ -17,23 +17,28 @@ internal sealed class PipeAppEndpoint : AppEndpoint
     /// <summary>Where .NET puts the socket of pipe <paramref name="name"/> on Unix (what docs tell other programs).</summary>
     public static string UnixSocketPath(string name) => Path.Combine(Path.GetTempPath(), "CoreFxPipe_" + name);
 
-    public override Task<IAppListener> ListenAsync(EndpointUri listen, AppListenOptions options, CancellationToken cancellationToken)
+    public override async Task<IAppListener> ListenAsync(EndpointUri listen, AppListenOptions options, CancellationToken cancellationToken)
     {
         var name = listen.Path!;
         var where = listen.ToString();
-        if (!OperatingSystem.IsWindows() && File.Exists(UnixSocketPath(name)))
+        var socketPath = UnixSocketPath(name);
+        if (!OperatingSystem.IsWindows() && UnixSocketFile.DirectoryProblem(socketPath) is { } unsafeDirectory)
         {
-            // .NET would take over the path of another pipe server of that name: only a stale one may be replaced.
-            using var probe = new NamedPipeClientStream(".", name, PipeDirection.InOut);
-            try
+            throw BindFailed(where, options, unsafeDirectory, null);
+        }
+        if (!OperatingSystem.IsWindows() && (File.Exists(socketPath) || new FileInfo(socketPath).LinkTarget is not null))
+        {
+            if (!Storage.UnixFileStatus.Get(socketPath).IsSocket)
             {
-                probe.Connect(500);
-                throw InUse(where, options, $"another program serves the pipe '{name}' ({UnixSocketPath(name)})", null);
+                throw BindFailed(where, options, $"{socketPath}, where .NET puts the pipe's socket, exists and is not a socket", null);
             }
-            catch (Exception ex) when (ex is TimeoutException or IOException)
+            // .NET would take over the path of another pipe server of that name: only a stale one may be replaced, one
+            // that refuses a connect (a busy server that lets it wait is live).
+            if (await UnixAppEndpoint.AnswersAsync(socketPath, cancellationToken).ConfigureAwait(false))
             {
-                File.Delete(UnixSocketPath(name));
+                throw InUse(where, options, $"another program serves the pipe '{name}' ({socketPath})", null);
             }
+            File.Delete(socketPath);
         }
         NamedPipeServerStream first;
         try
@@ -46,7 +51,7 @@ internal sealed class PipeAppEndpoint : AppEndpoint
                 ? InUse(where, options, $"the pipe '{name}' exists already ({ex.Message})", ex)
                 : BindFailed(where, options, ex.Message, ex);
         }
-        return Task.FromResult<IAppListener>(new PipeListener(listen, first));
+        return new PipeListener(listen, first);
     }
 
     public override async Task<(AppConnection? Connection, string? Failure)> ConnectAsync(EndpointUri target, OpenOptions options, TimeSpan timeout, CancellationToken cancellationToken)

@@ -6,8 +6,9 @@ namespace QmTunnel.Engine.Endpoints;
 
 /// <summary>
 /// <c>unix:///path</c>: a Unix domain stream socket. Listening replaces an existing socket file only when nothing answers
-/// on it (a stale file left by a process that died); a live one is PortInUse, any other file BindFailed. With
-/// <c>?mode=0660</c> the socket file gets those permissions before it listens, so no client can connect in between. The
+/// on it (a stale file left by a process that died); a live one is PortInUse, any other file (a link too) BindFailed,
+/// and so is a directory others could write to (<see cref="UnixSocketFile"/>). With <c>?mode=0660</c> the socket file
+/// gets those permissions before it listens (connect is refused until listen), so no client can connect in between. The
 /// listener removes its socket file when it closes. Clients are shown as the path and, on Linux, the peer's pid and uid.
 /// </summary>
 internal sealed class UnixAppEndpoint : AppEndpoint
@@ -18,6 +19,10 @@ internal sealed class UnixAppEndpoint : AppEndpoint
     {
         var path = listen.Path!;
         var where = listen.ToString();
+        if (UnixSocketFile.DirectoryProblem(path) is { } unsafeDirectory)
+        {
+            throw BindFailed(where, options, unsafeDirectory, null);
+        }
         if (File.Exists(path) || Directory.Exists(path) || IsDanglingLink(path))
         {
             if (!IsSocket(path))
@@ -34,9 +39,9 @@ internal sealed class UnixAppEndpoint : AppEndpoint
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(path));
-            if (listen.UnixMode is { } mode && !OperatingSystem.IsWindows())
+            if (listen.UnixMode is { } mode && UnixSocketFile.SetMode(path, mode) is { } replaced)
             {
-                File.SetUnixFileMode(path, (UnixFileMode)mode);
+                throw new IOException(replaced);
             }
             socket.Listen(options.Backlog);
         }
@@ -80,7 +85,11 @@ internal sealed class UnixAppEndpoint : AppEndpoint
         return Storage.UnixFileStatus.Get(path).IsSocket; // never a file, FIFO or device: a stale socket only
     }
 
-    private static async Task<bool> AnswersAsync(string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// Whether something may listen at the socket <paramref name="path"/>: only a refused connect says no; one that
+    /// waits or is turned away for a full backlog, or is not permitted, says yes (a live socket is never replaced).
+    /// </summary>
+    internal static async Task<bool> AnswersAsync(string path, CancellationToken cancellationToken)
     {
         using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -90,13 +99,17 @@ internal sealed class UnixAppEndpoint : AppEndpoint
             await probe.ConnectAsync(new UnixDomainSocketEndPoint(path), deadline.Token).ConfigureAwait(false);
             return true;
         }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable)
+        {
+            return false; // refused: no socket listens there (or the file went away)
+        }
         catch (SocketException)
         {
-            return false;
+            return true; // a full backlog (EAGAIN) or a connect not permitted: maybe someone is there, so never replace it
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return true; // a full backlog: someone is there
+            return true; // a full backlog that lets connects wait: someone is there
         }
     }
 

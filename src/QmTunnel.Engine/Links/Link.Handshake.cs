@@ -25,8 +25,9 @@ public sealed partial class Link
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
-        var (reader, peer, ok, rtt) = await DialerHandshakeAsync(socket, options, timeout.Token, tls, login, channelBinding, server).ConfigureAwait(false);
         var settings = session ?? LinkSessionSettings.None;
+        var (reader, peer, ok, rtt) = await DialerHandshakeAsync(socket, options, timeout.Token, tls, login, channelBinding, server, settings.Compression).ConfigureAwait(false);
+        settings = settings with { Compression = Agreed(settings.Compression, peer) };
         if (ok is { SessionId.Length: > 0 } && settings.Resumable)
         {
             await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, settings.ToStartMessage()), timeout.Token).ConfigureAwait(false);
@@ -48,11 +49,14 @@ public sealed partial class Link
 
     /// <summary>Preamble, Hello and login, the part of the dialer's handshake a resume repeats.</summary>
     private static async Task<(PipeReader Reader, HelloMessage Peer, AuthOkMessage? Ok, TimeSpan Rtt)> DialerHandshakeAsync(Socket socket, LinkOptions options,
-        CancellationToken cancellationToken, Stream? tls, LinkLogin? login, byte[]? channelBinding, string? server)
+        CancellationToken cancellationToken, Stream? tls, LinkLogin? login, byte[]? channelBinding, string? server, LinkCompression compression)
     {
         var stream = tls ?? new NetworkStream(socket, ownsSocket: false);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
-        var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
+        var hello = new HelloMessage(LinkOptions.MinVersion, LinkOptions.MaxVersion, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow)
+        {
+            Compression = new CompressionOffer((byte)compression.Algorithm, (byte)compression.Level),
+        };
         var started = Stopwatch.GetTimestamp();
         var clientNonce = login?.Method == AuthMethod.Password ? Security.PasswordChallenge.NewNonce() : [];
         var first = BuildHandshake(preamble: true, hello);
@@ -76,6 +80,11 @@ public sealed partial class Link
             throw new ProtocolException(ProtocolErrorCode.UnsupportedVersion, $"the server chose protocol version {peer.MinVersion}-{peer.MaxVersion}; this side speaks {LinkOptions.MinVersion}-{LinkOptions.MaxVersion}");
         }
         ValidatePeerLimits(peer);
+        if (peer.Compression is { Algorithm: not 0 } answered && answered.Algorithm != (byte)compression.Algorithm)
+        {
+            throw new ProtocolException(ProtocolErrorCode.HandshakeFailed,
+                $"the server agreed to compression {answered.Algorithm}, and this side asked for {LinkCompression.Text(compression.Algorithm)}");
+        }
         AuthOkMessage? ok = null;
         if (login is not null)
         {
@@ -131,12 +140,21 @@ public sealed partial class Link
             throw new ProtocolException(ProtocolErrorCode.PlainLinkRefused, refusePlain);
         }
         ValidatePeerLimits(peer);
-        var answer = new HelloMessage((ushort)version, (ushort)version, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow);
+        var (compression, refusal) = LinkCompression.Answer(peer.Compression?.Algorithm ?? 0, peer.Compression?.Level ?? 0, options.AcceptCompression);
+        if (refusal is not null)
+        {
+            LinkLog.CompressionRefused(logger, socket.RemoteEndPoint?.ToString() ?? "?", $"{peer.Compression?.Algorithm}:{peer.Compression?.Level}", refusal);
+        }
+        var answer = new HelloMessage((ushort)version, (ushort)version, options.ServerId, options.ServerName, options.MaxPayload, options.InitialWindow)
+        {
+            Compression = new CompressionOffer((byte)compression.Algorithm, (byte)compression.Level),
+        };
         await WriteRawAsync(socket, tls, BuildHandshake(preamble: false, answer), timeout.Token).ConfigureAwait(false);
         if (authenticator is null)
         {
             loggedIn?.Invoke();
-            return (new Link(new SocketLinkTransport(socket, tls, LinkReader(reader, stream), options.Time), options, peer, isDialer: false, TimeSpan.Zero, logger, LinkSessionSettings.None), false);
+            return (new Link(new SocketLinkTransport(socket, tls, LinkReader(reader, stream), options.Time), options, peer, isDialer: false, TimeSpan.Zero, logger,
+                LinkSessionSettings.None with { Compression = compression }), false);
         }
         var offer = sessions is null ? null : LinkSessionOffer.Create();
         var login = await AcceptLoginAsync(socket, tls, reader, authenticator, clientCertificate, channelBinding ?? [], offer, timeout.Token).ConfigureAwait(false);
@@ -160,7 +178,7 @@ public sealed partial class Link
             await DiscardUntilPeerClosesAsync(reader, timeout.Token).ConfigureAwait(false);
             throw new ProtocolException(ProtocolErrorCode.LinkLimit, reason);
         }
-        var settings = LinkSessionSettings.FromStart(start, options.MaxSessionTolerance);
+        var settings = LinkSessionSettings.FromStart(start, options.MaxSessionTolerance) with { Compression = compression };
         if (settings.Resumable && offer is not null)
         {
             settings = settings with { Id = offer.Id, Secret = offer.Secret };
@@ -245,6 +263,13 @@ public sealed partial class Link
             await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// The dialer's compression after the Hellos: what it asked for when the acceptor answered that algorithm, else None
+    /// (an acceptor that refuses, or does not know it). The level stays the dialer's own: each side compresses at its own.
+    /// </summary>
+    private static LinkCompression Agreed(LinkCompression asked, HelloMessage answer) =>
+        asked.Enabled && answer.Compression is { } offer && offer.Algorithm == (byte)asked.Algorithm ? asked : LinkCompression.None;
 
     private static void ValidatePeerLimits(HelloMessage peer)
     {

@@ -265,13 +265,15 @@ public sealed partial class Link
         switch (header.Type)
         {
             case FrameType.Data:
+                var declared = ReceivedData(header, payload); // a compressed payload's length checked before anything is allocated
                 if (_streams.TryGetValue(header.StreamId, out var dataStream))
                 {
                     if (dataStream.FinReceived && !dataStream.IsReset)
                     {
                         throw new ProtocolException(ProtocolErrorCode.StreamStateError, $"data on stream {header.StreamId} after its FIN");
                     }
-                    return dataStream.OnDataAsync(payload, (header.Flags & FrameFlags.Fin) != 0);
+                    var fin = (header.Flags & FrameFlags.Fin) != 0;
+                    return declared < 0 ? dataStream.OnDataAsync(payload, fin) : OnCompressedData(dataStream, declared, payload, fin);
                 }
                 if (!IsKnownStreamId(header.StreamId))
                 {

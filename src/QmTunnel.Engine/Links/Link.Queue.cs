@@ -67,8 +67,9 @@ public sealed partial class Link
     }
 
     /// <summary>Queues a Data frame whose room the stream reserved (<paramref name="reserved"/> bytes, 0 for none).</summary>
-    internal void EnqueueData(FrameHeader header, byte[] rentedBuffer, long reserved)
+    internal void EnqueueData(FrameHeader header, byte[] rentedBuffer, long reserved, MuxStream? stream = null)
     {
+        (header, rentedBuffer) = CompressData(header, rentedBuffer, stream); // smaller when compressed: the difference is given back below
         header.Write(rentedBuffer);
         var frame = new OutFrame(rentedBuffer, FrameHeader.Size + header.Length);
         var cost = Cost(frame.Length);

@@ -147,7 +147,8 @@ public sealed partial class Link
         await _resumeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var (reader, peer, ok, rtt) = await DialerHandshakeAsync(socket, Options, cancellationToken, tls, login, channelBinding, server).ConfigureAwait(false);
+            // The session's compression was agreed when it started and stays (its kept frames are resent as they are).
+            var (reader, peer, ok, rtt) = await DialerHandshakeAsync(socket, Options, cancellationToken, tls, login, channelBinding, server, Session.Compression).ConfigureAwait(false);
             if (peer.ServerId != Peer.ServerId || ok is not { ResumeNonce.Length: 32 })
             {
                 throw new ProtocolException(ProtocolErrorCode.SessionExpired, $"{server} is not the server instance that held the session (it restarted)");

@@ -81,7 +81,8 @@ public static class LinkDialer
     public static async Task<Link> DialAsync(EndpointUri hop, LinkLogin login, LinkOptions options, ILogger logger, Security.PeerCertificatePolicy certificates,
         TimeSpan connectTimeout, CancellationToken cancellationToken, LinkSessionSettings? session = null, Action<Link>? prepare = null)
     {
-        var settings = session ?? LinkSessionSettings.For(hop.Timing, LinkSessionSettings.DefaultFailureTolerance);
+        // The hop's compression is asked for in the Hello; the link keeps what was agreed.
+        var settings = (session ?? LinkSessionSettings.For(hop.Timing, LinkSessionSettings.DefaultFailureTolerance)) with { Compression = hop.Compression };
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(connectTimeout);
         var (socket, tls, channelBinding, pin) = await OpenAsync(hop, login, certificates, connectTimeout, timeout.Token).ConfigureAwait(false);

@@ -38,6 +38,13 @@ public sealed record LinkSessionSettings
     /// <summary>The dialer's reconnect backoff and per-attempt timeout.</summary>
     public LinkTiming Timing { get; init; } = LinkTiming.Default;
 
+    /// <summary>
+    /// The link's compression (docs/protocol.md, "Compression"): before the handshake what the dialer asks for (its hop's
+    /// setting), after it what the Hellos agreed, with this side's level. Kept through resumes: a resumed session compresses
+    /// as it did, and the frames it kept are resent as they were.
+    /// </summary>
+    public LinkCompression Compression { get; init; } = LinkCompression.None;
+
     /// <summary>The session id (16 bytes), empty until the acceptor gave one.</summary>
     public byte[] Id { get; init; } = [];
 
@@ -80,7 +87,7 @@ public sealed record LinkSessionSettings
     private bool PrintMembers(System.Text.StringBuilder builder)
     {
         builder.Append("FailureTolerance = ").Append(FailureTolerance).Append(", HeartbeatInterval = ").Append(HeartbeatInterval)
-            .Append(", ReceiveTimeout = ").Append(ReceiveTimeout).Append(", secret hidden");
+            .Append(", ReceiveTimeout = ").Append(ReceiveTimeout).Append(", Compression = ").Append(Compression).Append(", secret hidden");
         return true;
     }
 }

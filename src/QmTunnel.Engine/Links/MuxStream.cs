@@ -36,6 +36,8 @@ public sealed class MuxStream
     }
 
     public uint Id { get; }
+    /// <summary>Compression back-off of this stream's one sender (Link.Compression.cs): frames to send untried, misses in a row.</summary>
+    internal int CompressSkip, CompressMisses;
     public Link Link => _link;
     public TrafficCounters Counters { get; }
     /// <summary>Data from the peer. Completes at the peer's FIN; fails with <see cref="StreamResetException"/> on reset.</summary>
@@ -177,7 +179,7 @@ public sealed class MuxStream
         Interlocked.Add(ref _sendCredit, -count);
         Counters.AddAppIn(count);
         Counters.AddLinkSent(FrameHeader.Size + count);
-        _link.EnqueueData(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer, Interlocked.Exchange(ref _reserved, 0));
+        _link.EnqueueData(new FrameHeader(FrameType.Data, FrameFlags.None, Id, count), rentedBuffer, Interlocked.Exchange(ref _reserved, 0), this);
     }
 
     /// <summary>Sends small control-sized payloads (queries, management): waits for credit, copies, frames. Not for bulk data.</summary>

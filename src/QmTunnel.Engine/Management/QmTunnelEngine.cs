@@ -63,7 +63,10 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         // Every line the engine logs: peer text escaped, length capped, a flood of one event throttled.
         _loggerFactory = new SafeLoggerFactory(loggerFactory ?? NullLoggerFactory.Instance, _time);
         _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
-        _linkOptions = new LinkOptions { ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits };
+        _linkOptions = new LinkOptions
+        {
+            ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits, AcceptCompression = options.AcceptCompression,
+        };
     }
 
     public ServerOptions Options { get; }

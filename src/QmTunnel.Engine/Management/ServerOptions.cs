@@ -76,6 +76,13 @@ public sealed record ServerOptions
     public int MaxPendingLinksPerSource { get; init; } = DefaultMaxPendingLinksPerSource;
     public const int DefaultMaxPendingLinksPerSource = 64;
 
+    /// <summary>
+    /// Whether links accepted here may be compressed when the dialer asks (docs/protocol.md, "Compression"; daemon
+    /// <c>--accept-compression</c>). False: every dialer is answered None and its link runs uncompressed (for a server
+    /// whose CPU is scarce, or that must never compress what it carries).
+    /// </summary>
+    public bool AcceptCompression { get; init; } = true;
+
     /// <summary>Process id to report (a daemon sets its own).</summary>
     public int? ProcessId { get; init; }
 

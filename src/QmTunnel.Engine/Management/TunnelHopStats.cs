@@ -39,6 +39,25 @@ public sealed class TunnelHopStats
     public long? LinkBytesSent { get; init; }
     /// <summary>Bytes the server before this hop received on the link.</summary>
     public long? LinkBytesReceived { get; init; }
+    /// <summary>The compression agreed on the link (None: its data goes as it is); null when unknown.</summary>
+    public Links.CompressionAlgorithm? Compression { get; init; }
+    /// <summary>Application bytes the server before this hop sent on the link, before compression.</summary>
+    public long? DataBytesSent { get; init; }
+    /// <summary>What <see cref="DataBytesSent"/> took on the wire, after compression (payloads only, no frame headers).</summary>
+    public long? DataWireBytesSent { get; init; }
+    /// <summary>Application bytes the server before this hop received on the link, after decompression.</summary>
+    public long? DataBytesReceived { get; init; }
+    /// <summary>What <see cref="DataBytesReceived"/> took on the wire.</summary>
+    public long? DataWireBytesReceived { get; init; }
+
+    /// <summary>
+    /// Wire bytes per application byte sent and received together (DataWireBytes / DataBytes): 0.25 is data cut to a quarter,
+    /// 1 nothing saved; null before any data.
+    /// </summary>
+    public double? CompressionRatio => (DataBytesSent ?? 0) + (DataBytesReceived ?? 0) is > 0 and var total
+        ? (double)((DataWireBytesSent ?? 0) + (DataWireBytesReceived ?? 0)) / total
+        : null;
+
     /// <summary>Why the state is Down or Unknown (no answer in time, refused and why, a malformed answer); null when Up.</summary>
     public string? Detail { get; init; }
 

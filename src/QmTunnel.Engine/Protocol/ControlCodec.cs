@@ -24,6 +24,10 @@ public static partial class ControlCodec
         {
             case HelloMessage h:
                 w.U16(h.MinVersion); w.U16(h.MaxVersion); w.Str(h.ServerId); w.Str(h.ServerName); w.I32(h.MaxPayload); w.I32(h.InitialWindow);
+                if (h.Compression is { } offer)
+                {
+                    w.U8(offer.Algorithm); w.U8(offer.Level);
+                }
                 break;
             case GoAwayMessage g:
                 w.U32((uint)g.Code); w.Str(g.Reason);
@@ -108,7 +112,7 @@ public static partial class ControlCodec
         var r = new SequenceReader<byte>(payload);
         ControlMessage message = type switch
         {
-            FrameType.Hello => new HelloMessage(U16(ref r), U16(ref r), Str(ref r), Str(ref r), I32(ref r), I32(ref r)),
+            FrameType.Hello => ReadHello(ref r),
             FrameType.GoAway => new GoAwayMessage((ProtocolErrorCode)U32(ref r), Str(ref r)),
             FrameType.Open => ReadOpen(ref r),
             FrameType.Reset => new ResetMessage((ProtocolErrorCode)U32(ref r), Str(ref r)),
@@ -126,6 +130,13 @@ public static partial class ControlCodec
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"{type} payload has {r.Remaining} trailing bytes");
         }
         return message;
+    }
+
+    /// <summary>A Hello; its compression bytes (version 4) are read when the payload goes on after the version 3 fields.</summary>
+    private static HelloMessage ReadHello(ref SequenceReader<byte> r)
+    {
+        var hello = new HelloMessage(U16(ref r), U16(ref r), Str(ref r), Str(ref r), I32(ref r), I32(ref r));
+        return r.End ? hello with { Compression = null } : hello with { Compression = new CompressionOffer(U8(ref r), U8(ref r)) };
     }
 
     private static OpenMessage ReadOpen(ref SequenceReader<byte> r)

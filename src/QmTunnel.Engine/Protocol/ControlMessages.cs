@@ -18,6 +18,22 @@ public sealed record HelloMessage(ushort MinVersion, ushort MaxVersion, string S
     : ControlMessage
 {
     public override FrameType FrameType => FrameType.Hello;
+
+    /// <summary>
+    /// Version 4 (docs/protocol.md, "Compression"): in the dialer's Hello the compression it asks for, in the acceptor's
+    /// the one agreed (the same algorithm, or None) and the level the acceptor compresses with. Null for a Hello that ends
+    /// before these two bytes (what a version 3 peer sends: refused as UnsupportedVersion, not as a malformed frame).
+    /// </summary>
+    public CompressionOffer? Compression { get; init; } = CompressionOffer.None;
+}
+
+/// <summary>
+/// The two compression bytes of a Hello: the algorithm (<c>Links.CompressionAlgorithm</c>: 0 none, 1 LZ4, 2 Zstandard)
+/// and a level, as raw bytes: a value this side does not know is answered with None, never a parse error.
+/// </summary>
+public readonly record struct CompressionOffer(byte Algorithm, byte Level)
+{
+    public static CompressionOffer None => default;
 }
 
 /// <summary>The sender closes the link: a code and a human-readable reason.</summary>

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 
 namespace QmTunnel.Engine.Protocol;
 
-/// <summary>Frame types of the link protocol (version 3). Values are wire format: never renumber.</summary>
+/// <summary>Frame types of the link protocol (version 4). Values are wire format: never renumber.</summary>
 public enum FrameType : byte
 {
     /// <summary>Stream 0. Control payload <see cref="HelloMessage"/>: first frame each way.</summary>
@@ -42,14 +42,17 @@ public enum FrameType : byte
     Ack = 0x20,
 }
 
-/// <summary>Frame flags. Unknown flags are a protocol error in version 1.</summary>
+/// <summary>Frame flags. Unknown flags are a protocol error.</summary>
 [Flags]
 public enum FrameFlags : byte
 {
     None = 0,
     /// <summary>On <see cref="FrameType.Data"/>: the sender will send no more data on this stream (half-close).</summary>
     Fin = 0x01,
-    /// <summary>Reserved (compression issue): payload is compressed; must not be set by version 1 senders.</summary>
+    /// <summary>
+    /// On <see cref="FrameType.Data"/>, on a link that agreed compression in its Hellos (version 4): the payload is a u32
+    /// uncompressed length, then that data compressed (docs/protocol.md, "Compression"; <c>Links/FrameCompression</c>).
+    /// </summary>
     Compressed = 0x02,
 }
 
@@ -147,9 +150,13 @@ public static class FrameCodec
         {
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"reserved header bits set (0x{reserved:x4})");
         }
-        if ((flags & ~FrameFlags.Fin) != 0 || (flags != 0 && type != FrameType.Data))
+        if ((flags & ~(FrameFlags.Fin | FrameFlags.Compressed)) != 0 || (flags != 0 && type != FrameType.Data))
         {
             throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"flags 0x{raw[1]:x2} are not valid on a {type} frame");
+        }
+        if ((flags & FrameFlags.Compressed) != 0 && length >= 0 && length <= 4)
+        {
+            throw new ProtocolException(ProtocolErrorCode.MalformedFrame, $"a compressed Data frame of {length} bytes has no room for its 4-byte length and data");
         }
         if (length < 0 || length > Math.Min(maxPayload, HardMaxPayload))
         {

@@ -22,8 +22,12 @@ public enum LinkInfoState : byte
 /// | Version (1)   | Remaining (8) | State (8)     | RTT µs (32) ...
 /// +---------------+---------------+---------------+---------------+
 ///   ... RTT µs    | Transports lost (64)                          ...
-///   ... Resumes (64) ... Bytes sent (64) ... Bytes received (64)   (39 bytes in all)
+///   ... Resumes (64) ... Bytes sent (64) ... Bytes received (64)
+///   Compression (8) ... Data sent (64) ... Data sent on the wire (64)
+///   ... Data received (64) ... Data received on the wire (64)        (72 bytes in all)
 /// </code>
+/// Version 2 (link protocol 4) added the compression agreed on the link (<see cref="Links.CompressionAlgorithm"/>) and
+/// the application bytes of its Data frames before and after compression, each way (docs/protocol.md, "Compression").
 /// Remaining is 0 when the server asked answered; a gateway that could not carry the query on (its next link not up)
 /// answers for that link with the depth it did not reach. RTT 0xFFFFFFFF: no round trip measured (also for Down).
 /// <see cref="TryParse"/> never throws: any other length, version or state is a problem the caller shows as an unknown
@@ -32,10 +36,25 @@ public enum LinkInfoState : byte
 public readonly record struct LinkInfoRecord(byte Remaining, LinkInfoState State, TimeSpan? RoundTrip, long TransportsLost, long Resumes, long BytesSent, long BytesReceived)
 {
     /// <summary>The format this code writes and reads.</summary>
-    public const byte Version = 1;
+    public const byte Version = 2;
 
-    /// <summary>Bytes of a version-1 record.</summary>
-    public const int Size = 39;
+    /// <summary>Bytes of a version-2 record.</summary>
+    public const int Size = 72;
+
+    /// <summary>The compression agreed on the link (None: its data goes as it is).</summary>
+    public Links.CompressionAlgorithm Compression { get; init; }
+
+    /// <summary>Application bytes sent in Data frames, before compression.</summary>
+    public long DataBytesSent { get; init; }
+
+    /// <summary>What those payloads took on the wire.</summary>
+    public long DataWireBytesSent { get; init; }
+
+    /// <summary>Application bytes received in Data frames, after decompression.</summary>
+    public long DataBytesReceived { get; init; }
+
+    /// <summary>What those payloads took on the wire.</summary>
+    public long DataWireBytesReceived { get; init; }
 
     /// <summary>The most a reader buffers before it gives up on an answer: a record, with room to spare for a later version.</summary>
     public const int MaxAnswerBytes = 256;
@@ -55,12 +74,17 @@ public readonly record struct LinkInfoRecord(byte Remaining, LinkInfoState State
         BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(15), (ulong)Math.Max(0, Resumes));
         BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(23), (ulong)Math.Max(0, BytesSent));
         BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(31), (ulong)Math.Max(0, BytesReceived));
+        bytes[39] = (byte)Compression;
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(40), (ulong)Math.Max(0, DataBytesSent));
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(48), (ulong)Math.Max(0, DataWireBytesSent));
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(56), (ulong)Math.Max(0, DataBytesReceived));
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(64), (ulong)Math.Max(0, DataWireBytesReceived));
         return bytes;
     }
 
     /// <summary>
     /// Reads an answer. False, with <paramref name="problem"/> saying what is wrong (for the user: the hop is shown
-    /// Unknown with it), for anything but one version-1 record with a known state; counters above long.MaxValue are
+    /// Unknown with it), for anything but one version-2 record with a known state and compression; counters above long.MaxValue are
     /// capped. Never throws.
     /// </summary>
     public static bool TryParse(ReadOnlySpan<byte> bytes, out LinkInfoRecord record, out string? problem)
@@ -87,10 +111,23 @@ public readonly record struct LinkInfoRecord(byte Remaining, LinkInfoState State
             problem = $"the answer names link state {bytes[2]}, which is not one";
             return false;
         }
+        var compression = (Links.CompressionAlgorithm)bytes[39];
+        if (!Enum.IsDefined(compression))
+        {
+            problem = $"the answer names compression {bytes[39]}, which is not one";
+            return false;
+        }
         var micros = BinaryPrimitives.ReadUInt32BigEndian(bytes[3..]);
         static long Capped(ReadOnlySpan<byte> field) => (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(field), long.MaxValue);
         record = new LinkInfoRecord(bytes[1], state, micros == NoRoundTrip ? null : TimeSpan.FromTicks(micros * TimeSpan.TicksPerMicrosecond),
-            Capped(bytes[7..]), Capped(bytes[15..]), Capped(bytes[23..]), Capped(bytes[31..]));
+            Capped(bytes[7..]), Capped(bytes[15..]), Capped(bytes[23..]), Capped(bytes[31..]))
+        {
+            Compression = compression,
+            DataBytesSent = Capped(bytes[40..]),
+            DataWireBytesSent = Capped(bytes[48..]),
+            DataBytesReceived = Capped(bytes[56..]),
+            DataWireBytesReceived = Capped(bytes[64..]),
+        };
         problem = null;
         return true;
     }

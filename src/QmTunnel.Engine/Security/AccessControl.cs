@@ -54,8 +54,13 @@ public static class AccessControl
     public static bool IsPathText(string text) =>
         text.StartsWith("unix://", StringComparison.OrdinalIgnoreCase) || text.StartsWith("pipe://", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>An Open's listen field as (host, port): host:port, or a path endpoint's URI and port 0.</summary>
-    private static (string Host, int Port) SplitEnd(string text) => IsPathText(text) ? (text, 0) : SplitHostPort(text);
+    /// <summary>
+    /// An Open's listen field as (host, port): host:port, or a path endpoint's URI and port 0. A claimed path is parsed
+    /// as an endpoint is (no '..', no '//'; EndpointUriInvalid, an OpenRejected for the stream), so a rule matches it
+    /// in its plain form only.
+    /// </summary>
+    private static (string Host, int Port) SplitEnd(string text) =>
+        IsPathText(text) ? (RuleHost(EndpointUri.ParseApplication(text, "Listen")), 0) : SplitHostPort(text);
 
     /// <summary>
     /// The tunnel an Open describes as the receiving server can vouch for it, or why the Open is refused. A dialer may
@@ -101,8 +106,13 @@ public static class AccessControl
         {
             return (open, $"{serverName}: the address of the server before it is unknown, so the tunnel's listener cannot be checked.");
         }
-        // a path listener is on the previous host as much as an address is: the rules see that host, with port 0
-        var (_, port) = SplitEnd(open.Listen);
+        if (IsPathText(open.Listen))
+        {
+            // A socket path has no address to see: the rules see the path as claimed (as they see a claimed port), and
+            // only path patterns (or the full wildcard) match it, never the previous host's address.
+            return (open, null);
+        }
+        var (_, port) = SplitHostPort(open.Listen);
         var seen = previousServer.IsIPv4MappedToIPv6 ? previousServer.MapToIPv4() : previousServer;
         return (open with { Listen = HostPort(seen.ToString(), port) }, null);
     }

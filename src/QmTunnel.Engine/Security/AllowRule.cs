@@ -46,7 +46,7 @@ public sealed record TunnelRequest
         return text.ToString();
     }
 
-    private static string HostPort(string host, int port) =>
+    private static string HostPort(string host, int port) => PathPattern.IsPath(host) ? PathPattern.RuleText(host) :
         (host.Contains(':', StringComparison.Ordinal) && !host.StartsWith('[') ? $"[{host}]" : host) + ":" + port.ToString(CultureInfo.InvariantCulture);
 }
 
@@ -61,6 +61,9 @@ public sealed record TunnelRequest
 /// (or empty) matches any number of servers, none included; any other middle field matches exactly one server. So
 /// the original's defaults <c>L#*:*#*#*:*</c> and <c>R#*:*#*#*:*</c> allow every tunnel.
 /// It does not resolve names: <c>db.lan</c> and its address are different hosts to a rule.
+/// A path end (a request's host is then its URI, port 0) is matched by a path field, <c>unix:///run/qmt/*</c> or
+/// <c>pipe://sql*</c> (<see cref="PathPattern"/>); of host:port fields only the full wildcard (<c>*:*</c>, <c>*</c>,
+/// empty) matches it, so <c>L#*:*#*#*:*</c> still allows everything and <c>L#127.0.0.1:*#…</c> no socket listener.
 /// </summary>
 public sealed class AllowRule
 {
@@ -153,6 +156,11 @@ public sealed class AllowRule
                 servers[i] = null;
                 continue;
             }
+            if (PathPattern.IsPath(field))
+            {
+                error = FieldError(text, i + 3, $"server {i + 1}", field, "a server is host[:port]; unix:// and pipe:// patterns go in the first and last fields.");
+                return false;
+            }
             if (!EndpointPattern.TryParse(field, out var server, out problem))
             {
                 error = FieldError(text, i + 3, $"server {i + 1}", field, problem);
@@ -166,7 +174,7 @@ public sealed class AllowRule
     }
 
     private const string FormatHint =
-        "Rules look like L#bind-host:bind-port#server[:port]#…#target-host:target-port or R#remote-host:remote-port#server[:port]#…#bind-host:bind-port, with * and ? wildcards; L#*:*#*#*:* allows every local-to-remote tunnel.";
+        "Rules look like L#bind-host:bind-port#server[:port]#…#target-host:target-port or R#remote-host:remote-port#server[:port]#…#bind-host:bind-port, with * and ? wildcards; a Unix socket or pipe end is written unix:///run/qmt/* or pipe://name*; L#*:*#*#*:* allows every local-to-remote tunnel.";
 
     private static string FieldError(string rule, int index, string name, string field, string problem) =>
         $"Allow-rule '{rule}', field {index} ({name}) '{field.Trim()}': {problem}";
@@ -219,6 +227,9 @@ public sealed class AllowRule
         private readonly int _low;
         private readonly int _high; // a range when _port is "-"
         private readonly System.Net.IPAddress? _exactAddress; // a host without wildcards that is an address
+        private readonly PathPattern? _path; // a unix:// or pipe:// field: matches path ends only
+
+        private EndpointPattern(PathPattern path) : this(string.Empty, string.Empty, 0, 0) => _path = path;
 
         private EndpointPattern(string host, string port, int low, int high)
         {
@@ -238,6 +249,11 @@ public sealed class AllowRule
         {
             pattern = null;
             field = field.Trim();
+            if (PathPattern.IsPath(field))
+            {
+                pattern = PathPattern.TryParse(field, out var path, out problem) ? new EndpointPattern(path) : null;
+                return pattern is not null;
+            }
             string host;
             string port;
             if (field.StartsWith('['))
@@ -280,7 +296,7 @@ public sealed class AllowRule
                 {
                     if (!char.IsAsciiLetterOrDigit(c) && c is not '-' and not '.' and not '_' and not '*' and not '?')
                     {
-                        problem = $"'{c}' is not allowed in a host: use a name or address with letters, digits, '-', '.', '_' and the wildcards * and ?.";
+                        problem = $"'{c}' is not allowed in a host: use a name or address with letters, digits, '-', '.', '_' and the wildcards * and ?{(c == '/' ? " (a Unix socket is written unix:///path, a pipe pipe://name)" : "")}.";
                         return false;
                     }
                 }
@@ -333,6 +349,10 @@ public sealed class AllowRule
 
         public bool Matches(string host, int port)
         {
+            if (_path is not null || PathPattern.IsPath(host ?? string.Empty))
+            {
+                return _path?.Matches(host!) ?? (_host is "" or "*" && _port.Length == 0);
+            }
             if (_port.Length > 0)
             {
                 if (_port == "-")
@@ -342,7 +362,7 @@ public sealed class AllowRule
                         return false;
                     }
                 }
-                else if (!Glob(_port, port.ToString(CultureInfo.InvariantCulture)))
+                else if (!RuleGlob.Matches(_port, port.ToString(CultureInfo.InvariantCulture), ignoreCase: true))
                 {
                     return false;
                 }
@@ -361,40 +381,7 @@ public sealed class AllowRule
                 // 127.0.0.1 and ::ffff:127.0.0.1 stay different; 0:0:0:0:0:0:0:1 and ::1 are the same address.
                 return _exactAddress.Equals(address);
             }
-            return Glob(_host, host);
-        }
-
-        /// <summary><c>*</c> any run (empty too), <c>?</c> one character, case-insensitive. Linear backtracking on the last star.</summary>
-        private static bool Glob(string pattern, string text)
-        {
-            int p = 0, t = 0, star = -1, mark = 0;
-            while (t < text.Length)
-            {
-                if (p < pattern.Length && (pattern[p] == '?' || char.ToLowerInvariant(pattern[p]) == char.ToLowerInvariant(text[t])))
-                {
-                    p++;
-                    t++;
-                }
-                else if (p < pattern.Length && pattern[p] == '*')
-                {
-                    star = p++;
-                    mark = t;
-                }
-                else if (star >= 0)
-                {
-                    p = star + 1;
-                    t = ++mark;
-                }
-                else
-                {
-                    return false;
-                }
-            }
-            while (p < pattern.Length && pattern[p] == '*')
-            {
-                p++;
-            }
-            return p == pattern.Length;
+            return RuleGlob.Matches(_host, host, ignoreCase: true);
         }
     }
 }

@@ -81,6 +81,11 @@ internal static class HopQuery
             Resumes = record.Resumes,
             LinkBytesSent = record.BytesSent,
             LinkBytesReceived = record.BytesReceived,
+            Compression = record.Compression,
+            DataBytesSent = record.DataBytesSent,
+            DataWireBytesSent = record.DataWireBytesSent,
+            DataBytesReceived = record.DataBytesReceived,
+            DataWireBytesReceived = record.DataWireBytesReceived,
         };
 
     /// <summary>Hop <paramref name="hop"/>, which nobody could describe, and why.</summary>

@@ -66,5 +66,12 @@ internal sealed partial class StreamRouter
     internal static LinkInfoRecord DescribeLink(Link? link, byte remaining) => link is null || link.State == LinkState.Closed
         ? new LinkInfoRecord(remaining, LinkInfoState.Down, null, 0, 0, 0, 0)
         : new LinkInfoRecord(remaining, link.State == LinkState.Up ? LinkInfoState.Up : LinkInfoState.Resuming, link.LastRoundTrip,
-            link.TransportsLost, link.Resumes, link.BytesSent, link.BytesReceived);
+            link.TransportsLost, link.Resumes, link.BytesSent, link.BytesReceived)
+        {
+            Compression = link.Compression.Algorithm,
+            DataBytesSent = link.DataBytesSent,
+            DataWireBytesSent = link.DataWireBytesSent,
+            DataBytesReceived = link.DataBytesReceived,
+            DataWireBytesReceived = link.DataWireBytesReceived,
+        };
 }

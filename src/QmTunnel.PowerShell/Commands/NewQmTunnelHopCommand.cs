@@ -72,6 +72,17 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
     [SecondsTimeSpan]
     public TimeSpan MaxReconnectInterval { get; set; }
 
+    /// <summary>
+    /// The compression of the link to this hop: None, Lz4 or Zstd (default: None on a TLS hop, Lz4 on qmt+plain://). Both
+    /// servers of the link compress what they send once the far one agrees.
+    /// </summary>
+    [Parameter]
+    public CompressionAlgorithm Compression { get; set; }
+
+    /// <summary>The level of -Compression: Lz4 0-12 (default 0, the fast compressor), Zstd 1-19 (default 3).</summary>
+    [Parameter]
+    public int CompressionLevel { get; set; }
+
     private TlsVersion? MinimumTlsOption => MyInvocation.BoundParameters.ContainsKey(nameof(MinimumTlsVersion)) ? MinimumTlsVersion : null;
 
     protected override void ProcessRecord()
@@ -106,7 +117,7 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
                 var rest = (hop with { CertificateThumbprint = null, MinimumTls = null, Ciphers = null }).ToString();
                 hop = EndpointUri.ParseServer(rest + (rest.Contains('?', StringComparison.Ordinal) ? "&" : "?") + string.Join('&', options), "Uri");
             }
-            hop = hop with { Timing = WithTimingParameters(hop.Timing) };
+            hop = hop with { Timing = WithTimingParameters(hop.Timing), Compression = WithCompressionParameters(hop.Compression) };
             if (Credential is not null && CertificatePath is not null)
             {
                 throw new QmTunnelException(Engine.Errors.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
@@ -129,6 +140,29 @@ public sealed class NewQmTunnelHopCommand : QmTunnelCmdlet
         {
             WriteError(ToErrorRecord(ex));
         }
+    }
+
+    /// <summary>
+    /// <paramref name="compression"/> (the address's) with -Compression and -CompressionLevel: a new algorithm takes its
+    /// default level unless -CompressionLevel is given; TunnelSettingInvalid for a level the algorithm does not take.
+    /// </summary>
+    private LinkCompression WithCompressionParameters(LinkCompression compression)
+    {
+        var given = MyInvocation.BoundParameters;
+        if (!given.ContainsKey(nameof(Compression)) && !given.ContainsKey(nameof(CompressionLevel)))
+        {
+            return compression;
+        }
+        var algorithm = given.ContainsKey(nameof(Compression)) ? Compression : compression.Algorithm;
+        var level = given.ContainsKey(nameof(CompressionLevel)) ? CompressionLevel
+            : algorithm == compression.Algorithm ? compression.Level : LinkCompression.DefaultFor(algorithm).Level;
+        var result = new LinkCompression(algorithm, level);
+        if (result.Problem(given.ContainsKey(nameof(CompressionLevel)) ? "-CompressionLevel " : "compress-level=") is { } problem)
+        {
+            throw new QmTunnelException(Engine.Errors.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, Uri,
+                $"New-QmTunnelHop {Uri}: {problem}");
+        }
+        return result;
     }
 
     /// <summary>

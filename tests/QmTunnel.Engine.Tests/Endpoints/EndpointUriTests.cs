@@ -232,7 +232,7 @@ public sealed class EndpointUriTests
 
     [Theory]
     [InlineData("qmt://hostB?tls=1.1", "tls=1.1")]
-    [InlineData("qmt://hostB?compress=1", "unknown option")]
+    [InlineData("qmt://hostB?zip=1", "unknown option")]
     public void Unknown_server_options_are_refused_naming_what_is_accepted(string text, string hint)
     {
         var e = Assert.Throws<QmTunnelException>(() => EndpointUri.ParseServer(text, "Via"));

@@ -128,8 +128,8 @@ public sealed class EndpointUriTimingTests
     [Theory]
     [InlineData("qmt+plain://b?tls=1.3&heartbeat=5s", "tls= is a TLS option")]
     [InlineData("qmt+plain://b?sha256=" + "0000000000000000000000000000000000000000000000000000000000000000", "sha256= is a TLS option")]
-    [InlineData("qmt+plain://b?compress=1", "takes only the link timing options heartbeat=, receive-timeout=")]
-    [InlineData("qmt://b?compress=1", "and the link timing options heartbeat=, receive-timeout=, connect-timeout=, reconnect=, reconnect-multiplier=, reconnect-max=")]
+    [InlineData("qmt+plain://b?zip=1", "takes only the link timing options heartbeat=, receive-timeout=")]
+    [InlineData("qmt://b?zip=1", "and the link timing options heartbeat=, receive-timeout=, connect-timeout=, reconnect=, reconnect-multiplier=, reconnect-max=")]
     [InlineData("tcp://db:5432?heartbeat=5s", "takes no query")]
     public void Options_a_scheme_does_not_take_are_refused_naming_those_it_does(string text, string hint)
     {

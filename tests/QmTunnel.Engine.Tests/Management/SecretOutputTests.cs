@@ -107,7 +107,7 @@ public sealed class SecretOutputTests : TwoEngineTests
         // The answers themselves, as they cross the wire (the client drops credentials it is sent, so the objects
         // above would look clean either way): read through a plain session and a relay that records what A sends.
         await using var relay = new RecordingRelay(_a.Port);
-        await using (var plain = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{relay.Port}", "test"),
+        await using (var plain = await QmTunnelSession.ConnectAsync(EndpointUri.ParseServer($"qmt+plain://127.0.0.1:{relay.Port}?compress=none", "test"),
             new PasswordLogin("admin", EngineFixture.AdminPassword), TimeSpan.FromSeconds(10), CancellationToken.None, new ClientKnownServers(_pins)))
         {
             await plain.GetTunnelAsync("remote", default);

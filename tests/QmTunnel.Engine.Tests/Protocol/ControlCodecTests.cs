@@ -102,10 +102,10 @@ public sealed partial class ControlCodecTests
     [Fact]
     public void Hello_has_the_documented_layout()
     {
-        var bytes = ControlCodec.ToArray(new HelloMessage(1, 2, "ab", "é", 0x0102_0304, -2));
+        var bytes = ControlCodec.ToArray(new HelloMessage(1, 2, "ab", "é", 0x0102_0304, -2) { Compression = new CompressionOffer(2, 19) });
 
         Assert.Equal(
-            new byte[] { 0, 1, 0, 2, 0, 2, (byte)'a', (byte)'b', 0, 2, 0xC3, 0xA9, 1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFE },
+            new byte[] { 0, 1, 0, 2, 0, 2, (byte)'a', (byte)'b', 0, 2, 0xC3, 0xA9, 1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFE, 2, 19 },
             bytes);
     }
 
@@ -197,6 +197,10 @@ public sealed partial class ControlCodecTests
         var bytes = ControlCodec.ToArray(message);
         for (var length = 0; length < bytes.Length; length++)
         {
+            if (message is HelloMessage && length == bytes.Length - 2)
+            {
+                continue; // a Hello that ends before its compression bytes is a version 3 Hello (the test above)
+            }
             var truncated = bytes[..length];
             var e = Record.Exception(() => ControlCodec.Read(message.FrameType, new ReadOnlySequence<byte>(truncated)));
             Assert.IsType<ProtocolException>(e);

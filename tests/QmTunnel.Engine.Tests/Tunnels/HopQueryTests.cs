@@ -64,10 +64,10 @@ public sealed class HopQueryTests : IAsyncLifetime
     public static TheoryData<string, byte[], string> Hostile => new()
     {
         { "empty", [], "empty" },
-        { "one byte", [1], "has 1 bytes" },
+        { "one byte", [LinkInfoRecord.Version], "has 1 bytes" },
         { "one byte short", Good[..^1], $"has {LinkInfoRecord.Size - 1} bytes" },
         { "one byte long", [.. Good, 0], $"has {LinkInfoRecord.Size + 1} bytes" },
-        { "another format", With(0, 2), "format 2" },
+        { "another format", With(0, 1), "format 1" },
         { "no such state", With(2, 9), "link state 9" },
         { "text", "HTTP/1.1 400 Bad Request\r\n\r\n"u8.ToArray(), "format 72" },
         { "longer than any answer", new byte[LinkInfoRecord.MaxAnswerBytes + 1], "longer than" },

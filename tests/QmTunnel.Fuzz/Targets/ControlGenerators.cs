@@ -12,7 +12,11 @@ public static class ControlGenerators
 {
     public static readonly IReadOnlyDictionary<Type, Func<Random, bool, ControlMessage>> All = new Dictionary<Type, Func<Random, bool, ControlMessage>>
     {
-        [typeof(HelloMessage)] = (r, valid) => new HelloMessage(U16(r), U16(r), Str(r, valid), Str(r, valid), I32(r), I32(r)),
+        [typeof(HelloMessage)] = (r, valid) => new HelloMessage(U16(r), U16(r), Str(r, valid), Str(r, valid), I32(r), I32(r))
+        {
+            // Version 4's compression bytes (any values: unknown ones are answered None), or none at all (a version 3 Hello).
+            Compression = r.Next(4) == 0 ? null : new CompressionOffer((byte)(r.Next(2) == 0 ? r.Next(3) : r.Next(256)), (byte)r.Next(256)),
+        },
         [typeof(GoAwayMessage)] = (r, valid) => new GoAwayMessage(Code(r), Str(r, valid)),
         [typeof(ResetMessage)] = (r, valid) => new ResetMessage(Code(r), Str(r, valid)),
         [typeof(AuthStartMessage)] = (r, valid) => new AuthStartMessage(valid || r.Next(4) > 0 ? (AuthMethod)r.Next(1, 3) : (AuthMethod)r.Next(256),

@@ -3,7 +3,7 @@ namespace QmTunnel.Fuzz.Targets;
 /// <summary>Every fuzz target, by name. A new parser is fuzzed by adding its <see cref="FuzzTarget"/> here.</summary>
 public static class FuzzTargets
 {
-    public static IReadOnlyList<string> Names { get; } = ["frame", "control", "control-write", "management", "management-answer", "handshake"];
+    public static IReadOnlyList<string> Names { get; } = ["frame", "control", "control-write", "management", "management-answer", "handshake", "compressed-data"];
 
     /// <summary>A new instance of the target <paramref name="name"/> (dispose it when it is IDisposable).</summary>
     public static FuzzTarget Create(string name) => name switch
@@ -14,6 +14,7 @@ public static class FuzzTargets
         "management" => new ManagementRequestTarget(),
         "management-answer" => new ManagementAnswerTarget(),
         "handshake" => new HandshakeTarget(),
+        "compressed-data" => new CompressedDataTarget(),
         _ => throw new ArgumentException($"no fuzz target '{name}'; the targets are {string.Join(", ", Names)}", nameof(name)),
     };
 
