@@ -25,9 +25,10 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     [ValidateNotNullOrEmpty]
     public object[] Via { get; set; } = null!;
 
-    [Parameter(Mandatory = true, Position = 3)]
+    /// <summary>Where connections go; left out for a socks5:// listener (each SOCKS5 client names its target), needed otherwise.</summary>
+    [Parameter(Position = 3)]
     [ValidateNotNullOrEmpty]
-    public string Target { get; set; } = null!;
+    public string? Target { get; set; }
 
     [Parameter]
     public int MaxConnections { get; set; }
@@ -75,12 +76,12 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
         {
             var (via, logins) = QmTunnelHop.Split(Via);
             var profile = TunnelSettings.Apply(
-                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
+                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target ?? string.Empty },
                 TunnelSettings.Given(MyInvocation));
             // Refused here as the server would refuse it, so -WhatIf says so too.
             QmTunnelEngine.CheckProfile(profile);
             QmTunnelEngine.CheckHopLogins(profile, logins);
-            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
+            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target ?? "(target per connection)"}", "Create"))
             {
                 return;
             }

@@ -228,6 +228,46 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
         return await Socks5Client.ReadUntilClosedAsync(s);
     }
 
+    [CurlFact]
+    public async Task Curl_with_socks5_hostname_fetches_a_page_through_the_tunnel()
+    {
+        var body = "hello through socks5 " + Guid.NewGuid().ToString("n");
+        using var http = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        http.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        http.Listen(4);
+        var serving = Task.Run(async () =>
+        {
+            using var c = await http.AcceptAsync();
+            var request = new List<byte>();
+            var buffer = new byte[4096];
+            while (!System.Text.Encoding.ASCII.GetString(request.ToArray()).Contains("\r\n\r\n", StringComparison.Ordinal))
+            {
+                var n = await c.ReceiveAsync(buffer, SocketFlags.None);
+                Assert.True(n > 0, "curl closed before its request ended");
+                request.AddRange(buffer.AsSpan(0, n).ToArray());
+            }
+            await c.SendAllAsync(System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"));
+            c.Shutdown(SocketShutdown.Send);
+            return System.Text.Encoding.ASCII.GetString(request.ToArray());
+        });
+        var httpPort = ((IPEndPoint)http.LocalEndPoint!).Port;
+        var port = await StartAsync(Socks("s-curl"));
+
+        using var curl = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("curl",
+            ["-sS", "--max-time", "30", "--socks5-hostname", $"127.0.0.1:{port}", $"http://localhost:{httpPort}/page"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        var output = curl.StandardOutput.ReadToEndAsync();
+        var errors = curl.StandardError.ReadToEndAsync();
+        await curl.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(curl.ExitCode == 0, $"curl exited with {curl.ExitCode}: {await errors}");
+        Assert.Equal(body, await output);
+        Assert.StartsWith("GET /page HTTP/1.1", await serving.WaitAsync(TimeSpan.FromSeconds(10)), StringComparison.Ordinal);
+        Assert.Equal($"tcp://localhost:{httpPort}", Assert.Single(_a.GetConnections("s-curl")).Target);
+    }
+
     [Fact]
     public async Task Permanent_and_on_demand_socks5_tunnels_hold_their_chain_without_a_target()
     {
@@ -305,6 +345,19 @@ public sealed class IPv6LoopbackFactAttribute : FactAttribute
         catch (SocketException ex)
         {
             Skip = $"no IPv6 loopback here ({ex.SocketErrorCode}): [::1] cannot be bound";
+        }
+    }
+}
+
+/// <summary>A test that runs the curl binary: skipped, and saying so, where it is not installed (build.ps1 test installs it).</summary>
+public sealed class CurlFactAttribute : FactAttribute
+{
+    public CurlFactAttribute()
+    {
+        var path = Environment.GetEnvironmentVariable("PATH") ?? string.Empty;
+        if (!path.Split(Path.PathSeparator).Any(d => d.Length > 0 && (File.Exists(Path.Combine(d, "curl")) || File.Exists(Path.Combine(d, "curl.exe")))))
+        {
+            Skip = "curl is not installed (./build.ps1 test installs it with apt-get)";
         }
     }
 }
