@@ -61,8 +61,8 @@ Describe 'SOCKS5 dynamic forwarding' {
         $proxy = New-QmTunnel proxy -Listen socks5://127.0.0.1:0 -Via $self
         $proxy.Target | Should -Be ''
         $proxy.Listen | Should -Be 'socks5://127.0.0.1:0'
-        ($proxy | Format-Table | Out-String) | Should -Match '\(per connection\)'
-        ($proxy | Format-List | Out-String) | Should -Match 'Target\s+: \(per connection\)'
+        ($proxy | Format-Table | Out-String -Width 250) | Should -Match '\(per connection\)'
+        ($proxy | Format-List | Out-String -Width 250) | Should -Match 'Target\s+: \(per connection\)'
     }
 
     It 'refuses -Target with a socks5:// listener, and a tcp:// listener without -Target, naming the fix' {
