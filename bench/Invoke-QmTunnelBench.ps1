@@ -44,8 +44,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'socks5')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'socks5'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -460,6 +460,7 @@ try {
 
     $tunnelIperfPort = $null
     $tunnelEchoPort = $null
+    $tunnelSocksPort = $null
     $tlsPorts = @{}
     if (-not $SkipTunnel) {
         try {
@@ -515,6 +516,11 @@ try {
             $script:Commands.Add("tunnel: New-QmTunnel bench-iperf -Listen tcp://127.0.0.1:$tunnelIperfPort -Via $via -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel")
             $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$tunnelEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
             $script:Commands.Add("tunnel: New-QmTunnel bench-echo -Listen tcp://127.0.0.1:$tunnelEchoPort -Via $via -Target tcp://127.0.0.1:$echoPort -MaxConnections 20000 | Start-QmTunnel")
+            if ('socks5' -in $Include) {
+                $tunnelSocksPort = Get-FreePort
+                $null = New-QmTunnel bench-socks -Listen "socks5://127.0.0.1:$tunnelSocksPort" -Via $via -MaxConnections 20000 | Start-QmTunnel
+                $script:Commands.Add("tunnel: New-QmTunnel bench-socks -Listen socks5://127.0.0.1:$tunnelSocksPort -Via $via -MaxConnections 20000 | Start-QmTunnel")
+            }
             Wait-Until { (Test-Listening $tunnelIperfPort) -and (Test-Listening $tunnelEchoPort) -and (Test-Listening $daemonIperfPort) -and (Test-Listening $daemonEchoPort) } 20 'the tunnels to listen'
             Write-Host "   A: $($serverA.Address) (pid $PID)  B: $($serverB.Address) (pid $($serverB.ProcessId))  tunnels :$tunnelIperfPort -> iperf3, :$tunnelEchoPort -> echo"
             $tunnelReady = $true
@@ -576,6 +582,18 @@ try {
     foreach ($path in $latencyPaths) {
         Measure-Step "connect.$path" "connect + first byte, $path (us)" {
             Invoke-BenchTool -Label "connect-first-byte $path" -Arguments @('connect-first-byte', '--port', $paths[$path].Echo, '--count', $ConnectCount, '--warmup', '50')
+        }
+    }
+
+    if ($tunnelReady -and 'socks5' -in $Include) {
+        Write-QmStep "SOCKS5: connect + first byte x $ConnectCount, fixed-target tunnel vs socks5:// tunnel (same run)"
+        Measure-Step 'socks5.fixed' 'connect + first byte, fixed-target tunnel (us)' {
+            Invoke-BenchTool -Label 'connect-first-byte fixed' -Arguments @('connect-first-byte', '--port', $tunnelEchoPort, '--count', $ConnectCount, '--warmup', '50')
+        }
+        foreach ($target in @(@{ Key = 'address'; Text = "127.0.0.1:$echoPort" }, @{ Key = 'name'; Text = "localhost:$echoPort" })) {
+            Measure-Step "socks5.$($target.Key)" "connect + first byte, socks5, $($target.Key) (us)" {
+                Invoke-BenchTool -Label "connect-first-byte socks5 $($target.Key)" -Arguments @('connect-first-byte', '--port', $tunnelSocksPort, '--count', $ConnectCount, '--warmup', '50', '--socks5-target', $target.Text)
+            }
         }
     }
 
@@ -866,6 +884,21 @@ $churnText = if ($churnResult -is [string]) { "Churn measurement failed: $churnR
     ) -join "`n"
 }
 
+$socksText = if ($results.ContainsKey('socks5.fixed')) {
+    $fixed = Get-Figure 'socks5.fixed' 'median_us'
+    @(
+        '| Measurement | fixed-target tunnel | socks5, an address | socks5, a name (resolved by B) | socks5 address / fixed |'
+        '|---|---:|---:|---:|---:|'
+        foreach ($stat in 'median_us', 'p99_us') {
+            $address = Get-Figure 'socks5.address' $stat
+            $ratio = Get-Ratio $address (Get-Figure 'socks5.fixed' $stat)
+            "| Connect + first byte, $($stat -replace '_us$', '') (µs) | $(Format-Cell (Get-Figure 'socks5.fixed' $stat) '0.0') | $(Format-Cell $address '0.0') | $(Format-Cell (Get-Figure 'socks5.name' $stat) '0.0') | $(if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }) |"
+        }
+        ''
+        "- Same run, same path (client -> server A in pwsh -> one qmt+plain link -> server B daemon -> echo): bench-echo (tcp://, fixed target) and bench-socks (socks5://). $ConnectCount new connections each after 50 untimed, each timed from connect() to its 1-byte echo; through socks5 the client sends the greeting and the CONNECT together and reads both replies first. The owner waits for B's OpenAck before it answers the client (the SOCKS reply must tell the outcome), so a socks5 connection costs one round trip of the chain more than a fixed-target one, whose first byte travels with the Open. Fixed figure of reference: $(Format-Cell $fixed '0.0') µs median."
+    ) -join "`n"
+} else { $null }
+
 $flood = if ($results.ContainsKey('flood')) { $results['flood'] } else { $null }
 $floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } elseif ($flood) {
     @(
@@ -958,6 +991,7 @@ $table
 $($notes -join "`n")
 $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n$tlsTable`n`n$($tlsNotes -join "`n")" })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
+$(if ($socksText) { "`n## Dynamic forwarding (SOCKS5)`n`n$socksText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
 $(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })
