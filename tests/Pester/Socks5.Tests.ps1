@@ -105,6 +105,7 @@ Describe 'SOCKS5 dynamic forwarding' {
         $client, $code = Connect-Socks5 $proxyPort 'localhost' $echo.Port
         $client.Dispose()
         $code | Should -Be 2
+        Wait-Until { (Get-QmTunnel narrow).LastError } 'the refusal to be recorded'
         (Get-QmTunnel narrow).LastError | Should -Match "allow-rules of group 'Narrow'"
         $client, $code = Connect-Socks5 $proxyPort '127.0.0.1' $echo.Port
         $client.Dispose()

@@ -36,8 +36,8 @@ public sealed partial class QmTunnelEngine
         if (perConnection != string.IsNullOrEmpty(profile.Target))
         {
             throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, perConnection ? profile.Target : listen.ToString(), perConnection
-                ? $"Tunnel '{profile.Name}': a socks5:// listener takes no -Target ({profile.Target}): each SOCKS5 client names its own target. Leave -Target out."
-                : $"Tunnel '{profile.Name}': -Listen {listen} needs a -Target (where its connections go, e.g. tcp://host:port). Only a socks5:// listener goes without one.");
+                ? $"Tunnel '{profile.Name}': a socks5:// listener takes no -Target ({profile.Target}): each SOCKS5 client names its own target. Leave -Target out (an existing tunnel keeps its target: remove it and create it again)."
+                : $"Tunnel '{profile.Name}': -Listen {listen} needs a -Target (where its connections go, e.g. tcp://host:port). Only a socks5:// listener goes without one (to change a socks5:// tunnel to another listener, remove it and create it again with -Target).");
         }
         var target = perConnection ? null : Endpoints.EndpointUri.ParseTarget(profile.Target, "Target");
         CheckEnds(profile.Name, listen, target);

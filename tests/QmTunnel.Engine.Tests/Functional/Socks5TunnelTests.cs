@@ -144,6 +144,8 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
         Assert.Equal(5, await Socks5Client.ReplyAsync(port, "127.0.0.1", ClosedPort));
         // a name the last server cannot resolve: 0x04
         Assert.Equal(4, await Socks5Client.ReplyAsync(port, "no-such-host.invalid", 80));
+        // the client may have its reply before the connection list records the error
+        Assert.True(await PollAsync(() => _a.GetConnections("s-fail").All(c => c.Error is not null)));
         var connections = _a.GetConnections("s-fail");
         Assert.Equal(["tcp://127.0.0.2:" + _echo.Port, "tcp://127.0.0.1:" + ClosedPort, "tcp://no-such-host.invalid:80"], connections.Select(c => c.Target));
         Assert.All(connections, c => Assert.NotNull(c.Error));
@@ -167,6 +169,7 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
             await EchoThroughAsync(s, 1000);
         }
         Assert.Equal(2, await Socks5Client.ReplyAsync(port, "localhost", _echo.Port));
+        Assert.True(await PollAsync(() => _a.GetTunnel("s-owner").LastError is not null));
         Assert.Contains("allow-rules of group 'Owners'", _a.GetTunnel("s-owner").LastError, StringComparison.Ordinal);
 
         // a bind the owner's rules do not allow: refused at creation, whatever the targets would be
@@ -207,6 +210,7 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
 
         Assert.Equal(accepted, _echo.Accepted); // nothing was dialed
         Assert.Null(_a.GetTunnel("s-bad").LastError); // a client's garbage is its connection's error, not the tunnel's
+        Assert.True(await PollAsync(() => _a.GetConnections("s-bad").All(c => c.Error is not null)));
         Assert.All(_a.GetConnections("s-bad"), c => Assert.StartsWith("SOCKS5 client 127.0.0.1:", c.Error, StringComparison.Ordinal));
         var (s, reply) = await Socks5Client.ConnectAsync(port, "127.0.0.1", _echo.Port);
         using (s)
