@@ -65,6 +65,14 @@ Describe 'SOCKS5 dynamic forwarding' {
         ($proxy | Format-List | Out-String -Width 250) | Should -Match 'Target\s+: \(per connection\)'
     }
 
+    It 'warns that a socks5:// listener on an address other hosts reach takes anyone, and not for the loopback' {
+        $null = New-QmTunnel open-proxy -Listen socks5://0.0.0.0:0 -Via $self -Persistent:$false -WarningVariable open -WarningAction SilentlyContinue
+        "$open" | Should -Match "without a password: anyone who reaches that address.*socks5://127\.0\.0\.1:0"
+        $null = New-QmTunnel local-proxy -Listen socks5://127.0.0.1:0 -Via $self -Persistent:$false -WarningVariable local -WarningAction SilentlyContinue
+        $local | Should -BeNullOrEmpty
+        Remove-QmTunnel open-proxy, local-proxy -Confirm:$false
+    }
+
     It 'refuses -Target with a socks5:// listener, and a tcp:// listener without -Target, naming the fix' {
         { New-QmTunnel bad1 -Listen socks5://127.0.0.1:0 -Via $self -Target $echo.Uri -ErrorAction Stop } |
             Should -Throw -ErrorId 'EndpointUriInvalid,QmTunnel.PowerShell.Commands.NewQmTunnelCommand' -ExpectedMessage '*takes no -Target*Leave -Target out*'

@@ -81,6 +81,7 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
             // Refused here as the server would refuse it, so -WhatIf says so too.
             QmTunnelEngine.CheckProfile(profile);
             QmTunnelEngine.CheckHopLogins(profile, logins);
+            WarnOfOpenSocksListener();
             if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target ?? "(target per connection)"}", "Create"))
             {
                 return;
@@ -94,5 +95,18 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
         {
             WriteError(ToErrorRecord(ex));
         }
+    }
+
+    /// <summary>A SOCKS5 listener asks for no password: say so when it is bound where other hosts can reach it.</summary>
+    private void WarnOfOpenSocksListener()
+    {
+        var listen = Engine.Endpoints.EndpointUri.ParseApplication(Listen, "Listen");
+        if (listen.Scheme != Engine.Endpoints.EndpointScheme.Socks5 || string.Equals(listen.Host, "localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(listen.Host, out var address) && System.Net.IPAddress.IsLoopback(address)))
+        {
+            return;
+        }
+        WriteWarning($"Tunnel '{Name}' takes SOCKS5 clients on {listen.HostPort} without a password: anyone who reaches that address uses the tunnel's " +
+            $"logins, to every target the allow-rules allow. Use -Listen socks5://127.0.0.1:{listen.Port} unless that is what you want.");
     }
 }
