@@ -57,6 +57,10 @@ public static class EventIds
     public const int TunnelChainUp = 204;
     public const int TunnelChainIdle = 205;
 
+    // ---- tunnel runtime: SOCKS5 listeners, 270-279. Next free: 271.
+    /// <summary>Debug: a SOCKS5 client's greeting or request was refused (malformed, unsupported, too slow).</summary>
+    public const int SocksClientRefused = 270;
+
     // ---- logins, 300-349. Next free: 302.
     public const int LoggedIn = 300;
     public const int LoginFailed = 301;

@@ -15,8 +15,11 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
-        CheckEnds(profile.Name, Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"));
-        return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time);
+        _ = CheckedEnds(profile);
+        return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time)
+        {
+            OwnerCheck = request => OwnerDenial(profile.Owner, request),
+        };
     }
 
     // The database keeps milliseconds: so does the profile in memory, so times do not change across a restart.
@@ -149,8 +152,9 @@ public sealed partial class QmTunnelEngine
         {
             return;
         }
-        var request = Security.AccessControl.RequestFor(Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), ParseVia(profile),
-            Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"));
+        // a socks5:// tunnel has no target yet: its bind and servers are checked here, each client's target per connection
+        var (listen, target) = CheckedEnds(profile);
+        var request = Security.AccessControl.RequestFor(listen, ParseVia(profile), target);
         if (Security.AccessControl.Denial(caller, request, Options.ServerName) is { } denial)
         {
             throw new QmTunnelException(ErrorIds.PermissionDenied, QmErrorKind.PermissionDenied, profile.Name, "The tunnel was refused by " + denial);

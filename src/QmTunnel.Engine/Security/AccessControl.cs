@@ -12,31 +12,41 @@ namespace QmTunnel.Engine.Security;
 /// </summary>
 public static class AccessControl
 {
-    /// <summary>The tunnel an Open describes, in allow-rule terms (LocalToRemote).</summary>
+    /// <summary>
+    /// The tunnel an Open describes, in allow-rule terms (LocalToRemote). An empty target (a Hold, Check, AuthQuery or
+    /// LinkInfo of a socks5:// tunnel, which has no fixed target) is <see cref="TunnelRequest.AnyTarget"/>: a stream that
+    /// carries data (Tcp) always names its target, and a Tcp Open without one is refused as malformed.
+    /// </summary>
     public static TunnelRequest RequestFor(OpenMessage open)
     {
         var (bindHost, bindPort) = SplitEnd(open.Listen);
-        var target = EndpointUri.ParseTarget(open.Target, "Target");
+        if (open.Target.Length == 0 && open.Protocol == StreamProtocol.Tcp)
+        {
+            throw new ProtocolException(ProtocolErrorCode.OpenRejected, "a Tcp stream's Open names no target");
+        }
+        var target = open.Target.Length == 0 ? null : EndpointUri.ParseTarget(open.Target, "Target");
         return new TunnelRequest
         {
             Direction = RuleDirection.LocalToRemote,
             BindHost = bindHost,
             BindPort = bindPort,
             Servers = open.Servers.Select(SplitHostPort).ToList(),
-            TargetHost = RuleHost(target),
-            TargetPort = target.Port,
+            TargetHost = target is null ? string.Empty : RuleHost(target),
+            TargetPort = target?.Port ?? 0,
+            AnyTarget = target is null,
         };
     }
 
-    /// <summary>The tunnel a profile describes, in allow-rule terms.</summary>
-    public static TunnelRequest RequestFor(EndpointUri listen, IEnumerable<EndpointUri> via, EndpointUri target) => new()
+    /// <summary>The tunnel a profile describes, in allow-rule terms; a null <paramref name="target"/> (socks5://) is <see cref="TunnelRequest.AnyTarget"/>.</summary>
+    public static TunnelRequest RequestFor(EndpointUri listen, IEnumerable<EndpointUri> via, EndpointUri? target) => new()
     {
         Direction = RuleDirection.LocalToRemote,
         BindHost = RuleHost(listen),
         BindPort = listen.Port,
         Servers = via.Select(h => (h.Host, h.Port)).ToList(),
-        TargetHost = RuleHost(target),
-        TargetPort = target.Port,
+        TargetHost = target is null ? string.Empty : RuleHost(target),
+        TargetPort = target?.Port ?? 0,
+        AnyTarget = target is null,
     };
 
     /// <summary>An end as allow-rules see its host: the host, or for a path endpoint its URI (<c>unix:///run/app.sock</c>) with port 0.</summary>

@@ -25,9 +25,10 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     [ValidateNotNullOrEmpty]
     public object[] Via { get; set; } = null!;
 
-    [Parameter(Mandatory = true, Position = 3)]
+    /// <summary>Where connections go; left out for a socks5:// listener (each SOCKS5 client names its target), needed otherwise.</summary>
+    [Parameter(Position = 3)]
     [ValidateNotNullOrEmpty]
-    public string Target { get; set; } = null!;
+    public string? Target { get; set; }
 
     [Parameter]
     public int MaxConnections { get; set; }
@@ -75,12 +76,13 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
         {
             var (via, logins) = QmTunnelHop.Split(Via);
             var profile = TunnelSettings.Apply(
-                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
+                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target ?? string.Empty },
                 TunnelSettings.Given(MyInvocation));
             // Refused here as the server would refuse it, so -WhatIf says so too.
             QmTunnelEngine.CheckProfile(profile);
             QmTunnelEngine.CheckHopLogins(profile, logins);
-            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target}", "Create"))
+            WarnOfOpenSocksListener();
+            if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {Listen} -> {string.Join(" -> ", via)} -> {Target ?? "(target per connection)"}", "Create"))
             {
                 return;
             }
@@ -93,5 +95,18 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
         {
             WriteError(ToErrorRecord(ex));
         }
+    }
+
+    /// <summary>A SOCKS5 listener asks for no password: say so when it is bound where other hosts can reach it.</summary>
+    private void WarnOfOpenSocksListener()
+    {
+        var listen = Engine.Endpoints.EndpointUri.ParseApplication(Listen, "Listen");
+        if (listen.Scheme != Engine.Endpoints.EndpointScheme.Socks5 || string.Equals(listen.Host, "localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(listen.Host, out var address) && System.Net.IPAddress.IsLoopback(address)))
+        {
+            return;
+        }
+        WriteWarning($"Tunnel '{Name}' takes SOCKS5 clients on {listen.HostPort} without a password: anyone who reaches that address uses the tunnel's " +
+            $"logins, to every target the allow-rules allow. Use -Listen socks5://127.0.0.1:{listen.Port} unless that is what you want.");
     }
 }
