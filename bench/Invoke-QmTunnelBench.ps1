@@ -48,8 +48,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression', 'socks5')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression', 'socks5'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -478,6 +478,7 @@ try {
 
     $tunnelIperfPort = $null
     $tunnelEchoPort = $null
+    $tunnelSocksPort = $null
     $tlsPorts = @{}
     if (-not $SkipTunnel) {
         try {
@@ -533,6 +534,11 @@ try {
             $script:Commands.Add("tunnel: New-QmTunnel bench-iperf -Listen tcp://127.0.0.1:$tunnelIperfPort -Via $via -Target tcp://127.0.0.1:$($script:IperfPort) | Start-QmTunnel")
             $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$tunnelEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
             $script:Commands.Add("tunnel: New-QmTunnel bench-echo -Listen tcp://127.0.0.1:$tunnelEchoPort -Via $via -Target tcp://127.0.0.1:$echoPort -MaxConnections 20000 | Start-QmTunnel")
+            if ('socks5' -in $Include) {
+                $tunnelSocksPort = Get-FreePort
+                $null = New-QmTunnel bench-socks -Listen "socks5://127.0.0.1:$tunnelSocksPort" -Via $via -MaxConnections 20000 | Start-QmTunnel
+                $script:Commands.Add("tunnel: New-QmTunnel bench-socks -Listen socks5://127.0.0.1:$tunnelSocksPort -Via $via -MaxConnections 20000 | Start-QmTunnel")
+            }
             Wait-Until { (Test-Listening $tunnelIperfPort) -and (Test-Listening $tunnelEchoPort) -and (Test-Listening $daemonIperfPort) -and (Test-Listening $daemonEchoPort) } 20 'the tunnels to listen'
             Write-Host "   A: $($serverA.Address) (pid $PID)  B: $($serverB.Address) (pid $($serverB.ProcessId))  tunnels :$tunnelIperfPort -> iperf3, :$tunnelEchoPort -> echo"
             $tunnelReady = $true
@@ -600,6 +606,22 @@ try {
     if ($tunnelReady -and 'compression' -in $Include) {
         Write-QmStep "Compression per hop (qmtunnel-bench stream --data text|random, $Seconds s each, through hops asking for None, Lz4, Zstd)"
         Measure-Step 'compression' 'compression per hop (rows in the report)' { Measure-Compression -EchoPort $echoPort -ServerBPort $serverB.Port }
+    }
+
+    if ($tunnelReady -and 'socks5' -in $Include) {
+        Write-QmStep "SOCKS5: connect + first byte x $ConnectCount, fixed-target tunnel vs socks5:// tunnel (same run)"
+        Measure-Step 'socks5.fixed' 'connect + first byte, fixed-target tunnel (us)' {
+            Invoke-BenchTool -Label 'connect-first-byte fixed' -Arguments @('connect-first-byte', '--port', $tunnelEchoPort, '--count', $ConnectCount, '--warmup', '50')
+        }
+        foreach ($target in @(@{ Key = 'address'; Text = "127.0.0.1:$echoPort" }, @{ Key = 'name'; Text = "localhost:$echoPort" })) {
+            Measure-Step "socks5.$($target.Key)" "connect + first byte, socks5, $($target.Key) (us)" {
+                Invoke-BenchTool -Label "connect-first-byte socks5 $($target.Key)" -Arguments @('connect-first-byte', '--port', $tunnelSocksPort, '--count', $ConnectCount, '--warmup', '50', '--socks5-target', $target.Text)
+            }
+        }
+        # the fixed-target tunnel once more, last: the first run also warms the path (JIT, pools) for the ones after it
+        Measure-Step 'socks5.fixed2' 'connect + first byte, fixed-target, again (us)' {
+            Invoke-BenchTool -Label 'connect-first-byte fixed again' -Arguments @('connect-first-byte', '--port', $tunnelEchoPort, '--count', $ConnectCount, '--warmup', '50')
+        }
     }
 
     if ($tunnelReady -and 'idle' -in $Include) {
@@ -953,6 +975,20 @@ $churnText = if ($churnResult -is [string]) { "Churn measurement failed: $churnR
     ) -join "`n"
 }
 
+$socksText = if ($results.ContainsKey('socks5.fixed')) {
+    @(
+        '| Measurement | fixed-target tunnel, first | socks5, an address | socks5, a name (resolved by B) | fixed-target tunnel, last | socks5 address / fixed last |'
+        '|---|---:|---:|---:|---:|---:|'
+        foreach ($stat in 'median_us', 'p99_us') {
+            $address = Get-Figure 'socks5.address' $stat
+            $ratio = Get-Ratio $address (Get-Figure 'socks5.fixed2' $stat)
+            "| Connect + first byte, $($stat -replace '_us$', '') (µs) | $(Format-Cell (Get-Figure 'socks5.fixed' $stat) '0.0') | $(Format-Cell $address '0.0') | $(Format-Cell (Get-Figure 'socks5.name' $stat) '0.0') | $(Format-Cell (Get-Figure 'socks5.fixed2' $stat) '0.0') | $(if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }) |"
+        }
+        ''
+        "- Same run, same path (client -> server A in pwsh -> one qmt+plain link -> server B daemon -> echo): bench-echo (tcp://, fixed target) and bench-socks (socks5://), measured in the order of the columns. $ConnectCount new connections each after 50 untimed, each timed from connect() to its 1-byte echo; through socks5 the client sends the greeting and the CONNECT together and reads both replies before its byte. The owner answers the SOCKS client only after B's OpenAck (the reply must tell the outcome), so a socks5 connection waits one round trip of the chain before its first byte, where a fixed-target one sends its byte behind the Open at once. The first column also warms the path (JIT, pools) for the others: compare with the last."
+    ) -join "`n"
+} else { $null }
+
 $flood = if ($results.ContainsKey('flood')) { $results['flood'] } else { $null }
 $floodTable = if ($flood -is [string]) { "Flood measurement failed: $flood" } elseif ($flood) {
     @(
@@ -1076,6 +1112,7 @@ $(if ($tlsTable) { "`n## TLS: qmTunnel over a TLS link vs stunnel and ssh -L`n`n
 $(if ($chainTable) { "`n## Chain: 3 hops vs 1 hop`n`n$chainTable`n`n$($chainNotes -join "`n")" })
 $(if ($compressionTable) { "`n## Compression per hop`n`n$compressionTable`n`n- Server A (in the bench's pwsh) -> one qmt+plain link per row's compression -> server B (daemon) -> the echo target. One connection of qmtunnel-bench stream --mode echo for $Seconds s, after 1 s of each kind of data not counted: text is log-like lines (--data text), random is random bytes (--data random); the throughput is the application bytes echoed back. Wire bytes per application byte: what the hop's data frames took on the wire over what they carried, both directions, from Get-QmTunnelStats' hop 1 before and after (frame headers not counted). Both ends of a link compress what they send (B compresses the echo)." })
 $(if ($resumeText) { "`n## Resume after a cut of the link`n`n$resumeText" })
+$(if ($socksText) { "`n## Dynamic forwarding (SOCKS5)`n`n$socksText" })
 $(if ($churnText) { "`n## Churn through cuts`n`n$churnText" })
 $(if ($recoveryText) { "`n## Recovery after kill -9 of the far server`n`n$recoveryText" })
 $(if ($floodTable) { "`n## Connection flood: connections that never log in`n`n$floodTable`n`n- Server F is a qmtunnel-server daemon started with Start-QmTunnelServer -Daemon and the default limits. The flood: qmtunnel-bench flood (silent connections, and TLS ClientHellos that leave the server inside its TLS handshake), sources bound to 127.0.0.x; memory is VmRSS of F's process, sampled every 500 ms; the login is Connect-QmTunnelServer from 127.0.0.1 halfway through. The memory after stays near the most during: the .NET heap keeps what it grew to until later collections.`n- Per waiting connection: another daemon for each row, started with --max-pending-links and --max-pending-links-per-source of 2,000 so none is closed; 1,000 connections by qmtunnel-bench flood from 40 addresses; (VmRSS 1 s after all are open - VmRSS before) / connections open. Most of a TLS one is OpenSSL's handshake state." })

@@ -15,7 +15,9 @@ public static class Program
           echo-server        --port P [--address 127.0.0.1]                    echo every byte back (port 0: pick one)
           sink-server        --port P [--address 127.0.0.1]                    read and discard
           pingpong           --port P --count N [--size 64] [--warmup 1000]    one connection, N round trips: median/p99 us
-          connect-first-byte --port P --count N [--warmup 50]                  new connection + 1 byte echoed, N times
+          connect-first-byte --port P --count N [--warmup 50] [--socks5-target host:port]
+                             new connection + 1 byte echoed, N times; with --socks5-target, P is a SOCKS5 proxy and each
+                             connection CONNECTs to that target first (greeting + request + replies, timed)
           idle               --port P --count N --hold-seconds S [--concurrency 64]
                              open N connections (1 byte echoed on each), print READY, hold S seconds or until stdin ends
           stream             --port P --seconds S [--parallel K] [--mode echo|sink] [--chunk 131072] [--data random|text]

@@ -65,6 +65,10 @@ public static class EventIds
     public const int ReverseBindReplaced = 234;
     public const int ReverseClientRefused = 235;
 
+    // ---- tunnel runtime: SOCKS5 listeners, 270-279. Next free: 271.
+    /// <summary>Debug: a SOCKS5 client's greeting or request was refused (malformed, unsupported, too slow).</summary>
+    public const int SocksClientRefused = 270;
+
     // ---- logins, 300-349. Next free: 302.
     public const int LoggedIn = 300;
     public const int LoginFailed = 301;

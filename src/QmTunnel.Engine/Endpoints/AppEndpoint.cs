@@ -54,12 +54,15 @@ public abstract class AppEndpoint
             $"{EndpointUri.SchemeText(scheme)}:// is not an application endpoint this server can listen on or connect to."),
     };
 
-    /// <summary>The reason of a failed dial, from the exception and whether the server was stopping.</summary>
+    /// <summary>How the reason of a dial that got no answer in time starts (TargetDialer.CodeFor reads it).</summary>
+    public const string NoAnswerText = "no answer within ";
+
+    /// <summary>The reason of a failed dial, from the exception and whether the server was stopping: a socket error starts with its name.</summary>
     protected static string Failure(Exception ex, TimeSpan timeout, CancellationToken cancellationToken) => ex switch
     {
         System.Net.Sockets.SocketException se => $"{se.SocketErrorCode}: {se.Message}",
         OperationCanceledException or TimeoutException when cancellationToken.IsCancellationRequested => "the server is stopping",
-        OperationCanceledException or TimeoutException => $"no answer within {timeout.TotalMilliseconds:0} ms",
+        OperationCanceledException or TimeoutException => $"{NoAnswerText}{timeout.TotalMilliseconds:0} ms",
         _ => ex.Message,
     };
 

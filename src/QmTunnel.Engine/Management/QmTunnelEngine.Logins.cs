@@ -80,7 +80,7 @@ public sealed partial class QmTunnelEngine
         var connectTimeout = profile.ConnectTimeout;
         var link = await _pool!.GetAsync(hops[0], resolved[0]?.ToLogin(), connectTimeout, cancellationToken).ConfigureAwait(false);
         var route = hops.Skip(1).Select((h, j) => (j == index - 1 ? h with { User = user } : h).ToString()).ToList();
-        var open = new OpenMessage(StreamProtocol.AuthQuery, profile.Name, EndpointUri.ParseApplication(profile.Target, "Target").ToString(), route,
+        var open = new OpenMessage(StreamProtocol.AuthQuery, profile.Name, string.IsNullOrEmpty(profile.Target) ? string.Empty : EndpointUri.ParseApplication(profile.Target, "Target").ToString(), route,
             (int)connectTimeout.TotalMilliseconds, OpenOptions.None, string.Empty)
         {
             Listen = EndpointUri.ParseApplication(profile.Listen, "Listen").HostPort,

@@ -8,13 +8,13 @@ public sealed partial class QmTunnelEngine
     /// A RemoteToLocal tunnel's ends: its far listener relays byte streams (tcp://, unix:///, pipe://), so a datagram or
     /// SOCKS end is refused (EndpointUriInvalid, naming the end and what to use).
     /// </summary>
-    private static void CheckReverseEnds(TunnelProfile profile, Endpoints.EndpointUri listen, Endpoints.EndpointUri target)
+    private static void CheckReverseEnds(TunnelProfile profile, Endpoints.EndpointUri listen, Endpoints.EndpointUri? target)
     {
         if (profile.Direction != TunnelDirection.RemoteToLocal)
         {
             return;
         }
-        foreach (var end in new[] { listen, target })
+        foreach (var end in target is null ? [listen] : new[] { listen, target })
         {
             if (end.IsDatagram || end.Scheme == Endpoints.EndpointScheme.Socks5)
             {

@@ -20,29 +20,71 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
-        var listen = Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen");
         _ = ParseVia(profile);
-        var target = Endpoints.EndpointUri.ParseTarget(profile.Target, "Target");
+        _ = CheckedEnds(profile);
+    }
+
+    /// <summary>
+    /// The listener and target of <paramref name="profile"/>, checked (<see cref="CheckEnds"/>). The target is null for a
+    /// socks5:// listener, which has none (each client names its own); every other listener needs one. Error:
+    /// EndpointUriInvalid, naming the end and the fix.
+    /// </summary>
+    internal static (Endpoints.EndpointUri Listen, Endpoints.EndpointUri? Target) CheckedEnds(TunnelProfile profile)
+    {
+        var listen = Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen");
+        var perConnection = listen.Scheme == Endpoints.EndpointScheme.Socks5;
+        if (perConnection != string.IsNullOrEmpty(profile.Target))
+        {
+            throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, perConnection ? profile.Target : listen.ToString(), perConnection
+                ? $"Tunnel '{profile.Name}': a socks5:// listener takes no -Target ({profile.Target}): each SOCKS5 client names its own target. Leave -Target out (an existing tunnel keeps its target: remove it and create it again)."
+                : $"Tunnel '{profile.Name}': -Listen {listen} needs a -Target (where its connections go, e.g. tcp://host:port). Only a socks5:// listener goes without one (to change a socks5:// tunnel to another listener, remove it and create it again with -Target).");
+        }
+        var target = perConnection ? null : Endpoints.EndpointUri.ParseTarget(profile.Target, "Target");
         CheckEnds(profile.Name, listen, target);
+        return (listen, target);
     }
 
     /// <summary>
     /// Refuses two ends that carry different things: a udp:// end carries datagrams, every other scheme a byte stream
-    /// (tcp, unix and pipe mix freely). Error: EndpointUriInvalid, naming both ends.
+    /// (tcp, unix and pipe mix freely). A socks5:// listener (no target) carries byte streams. Error: EndpointUriInvalid, naming both ends.
     /// </summary>
-    private static void CheckEnds(string tunnel, Endpoints.EndpointUri listen, Endpoints.EndpointUri target)
+    private static void CheckEnds(string tunnel, Endpoints.EndpointUri listen, Endpoints.EndpointUri? target)
     {
+        if (target is null)
+        {
+            return;
+        }
         if (listen.IsDatagram != target.IsDatagram)
         {
             throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, listen.IsDatagram ? listen.ToString() : target.ToString(),
                 $"Tunnel '{tunnel}': -Listen {listen} and -Target {target} carry different traffic: udp:// carries datagrams, tcp://, unix:/// and pipe:// a byte stream. " +
                 "Make both ends udp://, or neither.");
         }
-        if (listen.IsDatagram || listen.Scheme == Endpoints.EndpointScheme.Socks5)
+        if (listen.IsDatagram)
         {
             throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.NotEnabled, listen.ToString(),
                 $"Tunnel '{tunnel}': {Endpoints.EndpointUri.SchemeText(listen.Scheme)}:// tunnels are not built in this version of qmTunnel; use tcp://, unix:/// or pipe:// ends.");
         }
+    }
+
+    /// <summary>
+    /// A tunnel without a fixed target (socks5://), for each target a client chose: null when its owner (as the database
+    /// has it now) may build the tunnel to it (right and allow-rules, as at creation), else why not.
+    /// </summary>
+    private string? OwnerDenial(string owner, Security.TunnelRequest request)
+    {
+        (Security.SecurityPrincipal? Principal, Security.AllowRuleSet? Rules) access;
+        try
+        {
+            access = CurrentAccess(owner);
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or LiteDB.LiteException)
+        {
+            return $"{Options.ServerName} is stopping";
+        }
+        return access.Principal is null
+            ? $"{Options.ServerName}: the tunnel's owner '{owner}' is disabled or no longer exists on this server."
+            : Security.AccessControl.Denial(access.Principal, access.Rules!, request, Options.ServerName);
     }
 
     /// <summary>

@@ -15,10 +15,13 @@ public sealed partial class QmTunnelEngine
             var id = TunnelProfile.IsValidName(profile.Name) ? ErrorIds.TunnelSettingInvalid : ErrorIds.TunnelNameInvalid;
             throw new QmTunnelException(id, QmErrorKind.InvalidArgument, profile.Name, string.Join(" ", errors));
         }
-        var (listen, target) = (Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"));
-        CheckEnds(profile.Name, listen, target);
+        var (listen, target) = CheckedEnds(profile);
         CheckReverseEnds(profile, listen, target);
-        return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time) { Binds = _router?.Binds };
+        return new TunnelRuntime(profile, _pool!, _linkOptions, _loggerFactory.CreateLogger("QmTunnel.Tunnel"), _time)
+        {
+            OwnerCheck = request => OwnerDenial(profile.Owner, request),
+            Binds = _router?.Binds,
+        };
     }
 
     // The database keeps milliseconds: so does the profile in memory, so times do not change across a restart.
@@ -151,8 +154,9 @@ public sealed partial class QmTunnelEngine
         {
             return;
         }
-        var request = Security.AccessControl.RequestFor(Endpoints.EndpointUri.ParseApplication(profile.Listen, "Listen"), ParseVia(profile),
-            Endpoints.EndpointUri.ParseTarget(profile.Target, "Target"),
+        // a socks5:// tunnel has no target yet: its bind and servers are checked here, each client's target per connection
+        var (listen, target) = CheckedEnds(profile);
+        var request = Security.AccessControl.RequestFor(listen, ParseVia(profile), target,
             profile.Direction == TunnelDirection.RemoteToLocal ? Security.RuleDirection.RemoteToLocal : Security.RuleDirection.LocalToRemote);
         if (Security.AccessControl.Denial(caller, request, Options.ServerName) is { } denial)
         {

@@ -52,6 +52,24 @@ public enum ProtocolErrorCode : uint
     PortInUse = 109,
     /// <summary>Stream: the last server of a reverse tunnel cannot listen where the Bind asks for another reason (not an address of that host, no right to the port).</summary>
     BindFailed = 110,
+    // 120-123: TargetConnectFailed told apart (version 4), so a SOCKS5 listener can answer with the matching reply code.
+    /// <summary>Stream: the target refused the connection (nothing listens there).</summary>
+    TargetRefused = 120,
+    /// <summary>Stream: the target host is unreachable, or its name did not resolve at the last server.</summary>
+    TargetHostUnreachable = 121,
+    /// <summary>Stream: the last server has no route to the target's network.</summary>
+    TargetNetworkUnreachable = 122,
+    /// <summary>Stream: the target did not answer within the tunnel's ConnectTimeout.</summary>
+    TargetTimedOut = 123,
+}
+
+/// <summary>Groups of <see cref="ProtocolErrorCode"/>s.</summary>
+public static class ProtocolErrorCodes
+{
+    /// <summary>Whether <paramref name="code"/> says the target could not be reached (TargetConnectFailed or one of its refinements).</summary>
+    public static bool IsTargetFailure(ProtocolErrorCode code) =>
+        code is ProtocolErrorCode.TargetConnectFailed or ProtocolErrorCode.TargetRefused or ProtocolErrorCode.TargetHostUnreachable
+            or ProtocolErrorCode.TargetNetworkUnreachable or ProtocolErrorCode.TargetTimedOut;
 }
 
 /// <summary>A protocol violation by the peer. Closes the link with a GoAway carrying <see cref="Code"/>.</summary>

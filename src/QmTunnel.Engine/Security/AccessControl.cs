@@ -15,36 +15,44 @@ public static class AccessControl
     /// <summary>
     /// The tunnel an Open describes, in allow-rule terms: LocalToRemote, or RemoteToLocal when the Open says so
     /// (<see cref="OpenOptions.RemoteToLocal"/>: a reverse tunnel's Bind, and its Check and queries), whose bind
-    /// host:port is the listener on the last server and whose target is reached from the owner.
+    /// host:port is the listener on the last server and whose target is reached from the owner. An empty target (a Hold,
+    /// Check, AuthQuery or LinkInfo of a socks5:// tunnel, which has no fixed target) is <see cref="TunnelRequest.AnyTarget"/>:
+    /// a stream that carries data (Tcp) always names its target, and a Tcp Open without one is refused as malformed.
     /// </summary>
     public static TunnelRequest RequestFor(OpenMessage open)
     {
         var (bindHost, bindPort) = SplitEnd(open.Listen);
-        var target = EndpointUri.ParseTarget(open.Target, "Target");
+        if (open.Target.Length == 0 && open.Protocol == StreamProtocol.Tcp)
+        {
+            throw new ProtocolException(ProtocolErrorCode.OpenRejected, "a Tcp stream's Open names no target");
+        }
+        var target = open.Target.Length == 0 ? null : EndpointUri.ParseTarget(open.Target, "Target");
         return new TunnelRequest
         {
             Direction = IsRemoteToLocal(open) ? RuleDirection.RemoteToLocal : RuleDirection.LocalToRemote,
             BindHost = bindHost,
             BindPort = bindPort,
             Servers = open.Servers.Select(SplitHostPort).ToList(),
-            TargetHost = RuleHost(target),
-            TargetPort = target.Port,
+            TargetHost = target is null ? string.Empty : RuleHost(target),
+            TargetPort = target?.Port ?? 0,
+            AnyTarget = target is null,
         };
     }
 
     /// <summary>Whether an Open describes a reverse (RemoteToLocal) tunnel.</summary>
     public static bool IsRemoteToLocal(OpenMessage open) => (open.Options & OpenOptions.RemoteToLocal) != 0;
 
-    /// <summary>The tunnel a profile describes, in allow-rule terms.</summary>
-    public static TunnelRequest RequestFor(EndpointUri listen, IEnumerable<EndpointUri> via, EndpointUri target,
+    /// <summary>The tunnel a profile describes, in allow-rule terms; a null <paramref name="target"/> (socks5://) is <see cref="TunnelRequest.AnyTarget"/>.</summary>
+    public static TunnelRequest RequestFor(EndpointUri listen, IEnumerable<EndpointUri> via, EndpointUri? target,
         RuleDirection direction = RuleDirection.LocalToRemote) => new()
     {
         Direction = direction,
         BindHost = RuleHost(listen),
         BindPort = listen.Port,
         Servers = via.Select(h => (h.Host, h.Port)).ToList(),
-        TargetHost = RuleHost(target),
-        TargetPort = target.Port,
+        TargetHost = target is null ? string.Empty : RuleHost(target),
+        TargetPort = target?.Port ?? 0,
+        AnyTarget = target is null,
     };
 
     /// <summary>An end as allow-rules see its host: the host, or for a path endpoint its URI (<c>unix:///run/app.sock</c>) with port 0.</summary>

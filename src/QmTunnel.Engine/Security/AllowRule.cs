@@ -30,6 +30,13 @@ public sealed record TunnelRequest
     public required string TargetHost { get; init; }
     public required int TargetPort { get; init; }
 
+    /// <summary>
+    /// The tunnel has no fixed target (a socks5:// listener: each connection names its own, and that connection's Open
+    /// is checked with it): only the bind and server fields of a rule are matched, its target field is not. Written as
+    /// <c>*:*</c> in <see cref="ToString"/>.
+    /// </summary>
+    public bool AnyTarget { get; init; }
+
     /// <summary>The request in rule format: a rule with exactly this text allows exactly this tunnel.</summary>
     public override string ToString()
     {
@@ -42,7 +49,7 @@ public sealed record TunnelRequest
         {
             text.Append('#').Append(HostPort(host, port));
         }
-        text.Append('#').Append(HostPort(last, lastPort));
+        text.Append('#').Append(AnyTarget && Direction == RuleDirection.LocalToRemote ? "*:*" : HostPort(last, lastPort));
         return text.ToString();
     }
 
@@ -189,7 +196,7 @@ public sealed class AllowRule
         var (firstHost, firstPort, lastHost, lastPort) = Direction == RuleDirection.LocalToRemote
             ? (request.BindHost, request.BindPort, request.TargetHost, request.TargetPort)
             : (request.TargetHost, request.TargetPort, request.BindHost, request.BindPort);
-        return _first.Matches(firstHost, firstPort) && _last.Matches(lastHost, lastPort) && MatchServers(request.Servers);
+        return _first.Matches(firstHost, firstPort) && (request.AnyTarget || _last.Matches(lastHost, lastPort)) && MatchServers(request.Servers);
     }
 
     /// <summary>Glob over the server list: a null pattern is "any number of servers", others match one each.</summary>

@@ -136,10 +136,16 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
 
     /// <summary>
     /// Connects to the stream's target (last hop) or carries it on to the next server of its route. A target that
-    /// cannot be reached resets the stream with TargetConnectFailed and the reason.
+    /// cannot be reached resets the stream with TargetConnectFailed, or the finer code for the reason (<see cref="TargetDialer.CodeFor"/>), and the reason.
     /// </summary>
     private async Task OpenTargetAsync(MuxStream stream, OpenMessage open, CancellationToken cancellationToken)
     {
+        if (open.Route.Count > 0 && open.Target.Length == 0 && open.Protocol != StreamProtocol.Tcp)
+        {
+            // a Check of a tunnel without a fixed target (socks5): passed on, it dials nothing
+            await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         EndpointUri target;
         try
         {
@@ -159,7 +165,7 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
         if (connection is null)
         {
             EngineLog.TargetFailed(_context.Logger, open.Tunnel, target.ToString(), why!);
-            stream.Reset(ProtocolErrorCode.TargetConnectFailed, $"cannot connect to {target} from {_context.ServerName}: {why}");
+            stream.Reset(TargetDialer.CodeFor(why), $"cannot connect to {target} from {_context.ServerName}: {why}");
             return;
         }
         stream.SendOpenAck();

@@ -29,4 +29,7 @@ internal static partial class TunnelLog
 
     [LoggerMessage(EventId = EventIds.TunnelDraining, Level = LogLevel.Information, Message = "Tunnel {Name}: no longer accepting; waiting up to {Seconds} s for {Count} open connections to finish")]
     public static partial void Draining(ILogger logger, string name, int count, double seconds);
+
+    [LoggerMessage(EventId = EventIds.SocksClientRefused, Level = LogLevel.Debug, Message = "Tunnel {Name}: {Reason}")]
+    public static partial void ClientRefused(ILogger logger, string name, string reason);
 }

@@ -28,6 +28,7 @@ internal sealed partial class TunnelRuntime
     private readonly IReadOnlyList<RouteCredential?> _routeCredentials;
     private readonly IReadOnlyList<string> _servers;
     private readonly IReadOnlyList<string> _hopServers;
+    private readonly IReadOnlyList<EndpointUri> _hops;
     private readonly LinkLogin? _firstLogin;
     private readonly string _target;
     private readonly IConnectionHandler _handler;
@@ -50,6 +51,7 @@ internal sealed partial class TunnelRuntime
         _listen = EndpointUri.ParseApplication(profile.Listen, "Listen");
         var hops = profile.Via.Select((v, i) => EndpointUri.ParseServer(v, $"Via[{i}]")).ToList();
         _firstHop = hops[0];
+        _hops = hops;
         _route = hops.Skip(1).Select(h => h.ToString()).ToList();
         _servers = hops.Select(h => h.HostPort).ToList();
         _hopServers = hops.Select(h => h.Address).ToList();
@@ -58,9 +60,18 @@ internal sealed partial class TunnelRuntime
         _routeCredentials = credentials.Skip(1).Any(c => c is not null)
             ? credentials.Skip(1).Select(c => c?.HasKeys == true ? c.ToRouteCredential() : null).ToList()
             : [];
-        var target = EndpointUri.ParseTarget(profile.Target, "Target");
-        _target = target.ToString();
-        _handler = new FixedTargetHandler(target);
+        if (_listen.Scheme == EndpointScheme.Socks5)
+        {
+            // each client names its target; the chain's own streams (Hold, Check, LinkInfo) carry none (docs/protocol.md)
+            _target = string.Empty;
+            _handler = new Socks5Handler(time, profile.ConnectTimeout);
+        }
+        else
+        {
+            var target = EndpointUri.ParseTarget(profile.Target, "Target");
+            _target = target.ToString();
+            _handler = new FixedTargetHandler(target);
+        }
         Connections = new ConnectionLog(time);
     }
 
@@ -168,7 +179,7 @@ internal sealed partial class TunnelRuntime
         StartedAt = _time.GetUtcNow();
         _state = TunnelState.Listening;
         _acceptLoop = Task.Run(() => AcceptLoopAsync(_listener, _stop.Token));
-        TunnelLog.Started(_logger, Profile.Name, BoundListen, _firstHop.ToString(), _target);
+        TunnelLog.Started(_logger, Profile.Name, BoundListen, _firstHop.ToString(), TargetText);
         ApplyMode();
         if (Profile.Mode == TunnelMode.PerConnection)
         {
@@ -268,6 +279,7 @@ internal sealed partial class TunnelRuntime
         await Task.Yield();
         string? error = null;
         var failed = false;
+        var quiet = false;
         try
         {
             client.SetOptions(Profile.NoDelay, Profile.KeepAlive);
@@ -281,12 +293,23 @@ internal sealed partial class TunnelRuntime
             var decision = await _handler.ChooseTargetAsync(client, cancellationToken).ConfigureAwait(false);
             if (decision.Target is not { } target)
             {
-                error = decision.Refusal;
+                // the handler answered the client (a malformed SOCKS request): the connection's error, not the tunnel's
+                error = decision.Refusal ?? "refused by the connection handler";
                 failed = true;
-                client.Abort();
+                quiet = true;
+                TunnelLog.ClientRefused(_logger, Profile.Name, error);
+                Close(client);
                 return;
             }
             record.Target = target.ToString();
+            if (_handler is not FixedTargetHandler && OwnerCheck?.Invoke(Security.AccessControl.RequestFor(_listen, _hops, target)) is { } denial)
+            {
+                error = "The connection was refused by " + denial;
+                failed = true;
+                await _handler.FailedAsync(client, ProtocolErrorCode.PermissionDenied, error, cancellationToken).ConfigureAwait(false);
+                Close(client);
+                return;
+            }
             Link link;
             try
             {
@@ -297,7 +320,7 @@ internal sealed partial class TunnelRuntime
                 error = ex.Message;
                 failed = true;
                 await _handler.FailedAsync(client, ProtocolErrorCode.TargetConnectFailed, ex.Message, cancellationToken).ConfigureAwait(false);
-                client.Abort();
+                Close(client);
                 return;
             }
             var options = (Profile.NoDelay ? OpenOptions.NoDelay : OpenOptions.None) | (Profile.KeepAlive ? OpenOptions.KeepAlive : OpenOptions.None);
@@ -312,17 +335,17 @@ internal sealed partial class TunnelRuntime
                 error = ex.Message;
                 failed = true;
                 await _handler.FailedAsync(client, ex.Code, ex.Message, cancellationToken).ConfigureAwait(false);
-                client.Abort();
+                Close(client);
                 return;
             }
             if (_handler.WaitsForOpen)
             {
-                if (!await stream.Opened.ConfigureAwait(false))
+                if (await WaitOpenedAsync(stream, cancellationToken).ConfigureAwait(false) is { } refused)
                 {
-                    error = stream.ResetReason ?? "the chain refused the connection";
+                    error = refused.Reason;
                     failed = true;
-                    await _handler.FailedAsync(client, stream.ResetCode, error, cancellationToken).ConfigureAwait(false);
-                    client.Abort();
+                    await _handler.FailedAsync(client, refused.Code, error, cancellationToken).ConfigureAwait(false);
+                    Close(client);
                     return;
                 }
                 await _handler.OpenedAsync(client, cancellationToken).ConfigureAwait(false);
@@ -338,7 +361,7 @@ internal sealed partial class TunnelRuntime
             if (!result.Clean)
             {
                 error = result.Error ?? result.ResetCode.ToString();
-                if (result.ResetCode is ProtocolErrorCode.TargetConnectFailed or ProtocolErrorCode.LinkLimit)
+                if (ProtocolErrorCodes.IsTargetFailure(result.ResetCode) || result.ResetCode == ProtocolErrorCode.LinkLimit)
                 {
                     failed = true;
                 }
@@ -351,7 +374,7 @@ internal sealed partial class TunnelRuntime
         }
         finally
         {
-            if (error is not null && !cancellationToken.IsCancellationRequested)
+            if (error is not null && !quiet && !cancellationToken.IsCancellationRequested)
             {
                 RecordError(error);
             }

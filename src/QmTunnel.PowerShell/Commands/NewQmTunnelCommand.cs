@@ -25,9 +25,10 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     [ValidateNotNullOrEmpty]
     public object[] Via { get; set; } = null!;
 
-    [Parameter(Mandatory = true, Position = 3)]
+    /// <summary>Where connections go; left out for a socks5:// listener (each SOCKS5 client names its target), needed otherwise.</summary>
+    [Parameter(Position = 3)]
     [ValidateNotNullOrEmpty]
-    public string Target { get; set; } = null!;
+    public string? Target { get; set; }
 
     /// <summary>
     /// LocalToRemote (default): listen here, reach -Target from the last server of -Via. RemoteToLocal: a reverse tunnel,
@@ -82,7 +83,7 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
         {
             var (via, logins) = QmTunnelHop.Split(Via);
             var profile = TunnelSettings.Apply(
-                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target },
+                new TunnelProfile { Name = Name, Listen = Listen, Via = via, Target = Target ?? string.Empty },
                 TunnelSettings.Given(MyInvocation));
             if (Direction == TunnelDirection.RemoteToLocal)
             {
@@ -96,9 +97,10 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
             // Refused here as the server would refuse it, so -WhatIf says so too.
             QmTunnelEngine.CheckProfile(profile);
             QmTunnelEngine.CheckHopLogins(profile, logins);
+            WarnOfOpenSocksListener();
             var shape = Direction == TunnelDirection.RemoteToLocal
                 ? $"{Listen} on {via[^1]} -> back through {string.Join(" <- ", via)} -> {Target}"
-                : $"{Listen} -> {string.Join(" -> ", via)} -> {Target}";
+                : $"{Listen} -> {string.Join(" -> ", via)} -> {Target ?? "(target per connection)"}";
             if (!ShouldProcess($"tunnel '{Name}'{OnServer}: {shape}", "Create"))
             {
                 return;
@@ -112,5 +114,18 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
         {
             WriteError(ToErrorRecord(ex));
         }
+    }
+
+    /// <summary>A SOCKS5 listener asks for no password: say so when it is bound where other hosts can reach it.</summary>
+    private void WarnOfOpenSocksListener()
+    {
+        var listen = Engine.Endpoints.EndpointUri.ParseApplication(Listen, "Listen");
+        if (listen.Scheme != Engine.Endpoints.EndpointScheme.Socks5 || string.Equals(listen.Host, "localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(listen.Host, out var address) && System.Net.IPAddress.IsLoopback(address)))
+        {
+            return;
+        }
+        WriteWarning($"Tunnel '{Name}' takes SOCKS5 clients on {listen.HostPort} without a password: anyone who reaches that address uses the tunnel's " +
+            $"logins, to every target the allow-rules allow. Use -Listen socks5://127.0.0.1:{listen.Port} unless that is what you want.");
     }
 }
