@@ -32,6 +32,9 @@ internal static class ServerCommandLine
                                   waiting one is closed to make room
           --max-pending-links-per-source N
                                   the same per IPv4 address or IPv6 /64 (default 64); over it a new one is closed at once
+          --udp-port-range FIRST-LAST
+                                  local ports of the UDP sockets this server dials udp:// targets from (saved;
+                                  default 33001-63000)
           --log-max-size MIB      with --log-file: start a new file when it reaches this size (default 10; 0: never)
           --log-files N           with --log-file: old files kept, FILE.1 (newest) to FILE.N (default 3)
           --secrets-from-stdin    read the secrets below from standard input, as lines Name=value, until its end
@@ -67,6 +70,8 @@ internal static class ServerCommandLine
         ["--maxpendinglinks"] = "MaxPendingLinks",
         ["--max-pending-links-per-source"] = "MaxPendingLinksPerSource",
         ["--maxpendinglinkspersource"] = "MaxPendingLinksPerSource",
+        ["--udp-port-range"] = "UdpPortRange",
+        ["--udpportrange"] = "UdpPortRange",
         ["--log-max-size"] = "LogMaxSize",
         ["--logmaxsize"] = "LogMaxSize",
         ["--log-files"] = "LogFiles",
@@ -234,6 +239,10 @@ internal static class ServerCommandLine
                 throw new ArgumentException($"--password-iterations '{iterationsText}' is not a number from 100000 to 10000000.");
             }
             options = options with { PasswordIterations = iterations };
+        }
+        if (config["UdpPortRange"] is { } udpPorts)
+        {
+            options = options with { UdpPortRange = udpPorts };
         }
         if (ReadInt(config, "MaxPendingLinks", "--max-pending-links", "1 to 1000000") is { } maxPending)
         {

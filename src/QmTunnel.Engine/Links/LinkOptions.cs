@@ -4,7 +4,7 @@ namespace QmTunnel.Engine.Links;
 public sealed record LinkOptions
 {
     /// <summary>Protocol versions this build speaks.</summary>
-    public const ushort MinVersion = 3, MaxVersion = 3;
+    public const ushort MinVersion = 4, MaxVersion = 4;
 
     public string ServerId { get; init; } = Guid.NewGuid().ToString("n");
     public string ServerName { get; init; } = Environment.MachineName;

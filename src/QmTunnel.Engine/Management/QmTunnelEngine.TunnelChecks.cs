@@ -38,10 +38,10 @@ public sealed partial class QmTunnelEngine
                 $"Tunnel '{tunnel}': -Listen {listen} and -Target {target} carry different traffic: udp:// carries datagrams, tcp://, unix:/// and pipe:// a byte stream. " +
                 "Make both ends udp://, or neither.");
         }
-        if (listen.IsDatagram || listen.Scheme == Endpoints.EndpointScheme.Socks5)
+        if (listen.Scheme == Endpoints.EndpointScheme.Socks5)
         {
             throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.NotEnabled, listen.ToString(),
-                $"Tunnel '{tunnel}': {Endpoints.EndpointUri.SchemeText(listen.Scheme)}:// tunnels are not built in this version of qmTunnel; use tcp://, unix:/// or pipe:// ends.");
+                $"Tunnel '{tunnel}': {Endpoints.EndpointUri.SchemeText(listen.Scheme)}:// tunnels are not built in this version of qmTunnel; use tcp://, udp://, unix:/// or pipe:// ends.");
         }
     }
 
