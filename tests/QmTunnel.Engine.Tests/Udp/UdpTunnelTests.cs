@@ -66,6 +66,7 @@ public sealed class UdpTunnelTests : IAsyncLifetime
             Assert.Equal(datagram, answer); // the whole datagram, alone: nothing clipped (frp clips at 1,500), nothing merged
         }
 
+        Assert.True(await PollAsync(() => _a.GetTunnelStats("sizes").DatagramsToClients == 8), "counted just after each send");
         var stats = _a.GetTunnelStats("sizes");
         Assert.Equal(8, stats.DatagramsFromClients);
         Assert.Equal(8, stats.DatagramsToClients);
@@ -191,5 +192,67 @@ public sealed class UdpTunnelTests : IAsyncLifetime
         }, [EngineFixture.AdminLogin]));
         Assert.Equal(ErrorIds.EndpointUriInvalid, e.ErrorId);
         Assert.Contains("carry different traffic", e.Message);
+    }
+
+    [Theory]
+    [InlineData(TunnelMode.Permanent)]
+    [InlineData(TunnelMode.OnDemand)]
+    public async Task A_held_udp_tunnel_brings_its_chain_up_with_a_Hold_for_its_udp_target_and_carries_datagrams(TunnelMode mode)
+    {
+        _a.NewTestTunnel(new TunnelProfile
+        {
+            Name = "held", Listen = "udp://127.0.0.1:0", Via = [EngineFixture.TlsHop(_b), EngineFixture.TlsHop(_c)], Target = _echo.Uri,
+            ConnectTimeout = TimeSpan.FromSeconds(5), Mode = mode,
+        });
+        var listen = (await _a.StartTunnelAsync("held")).BoundListen!;
+        if (mode == TunnelMode.Permanent)
+        {
+            Assert.True(await PollAsync(() => _a.GetTunnel("held").State == TunnelState.Established), $"Established ({_a.GetTunnel("held").State}, {_a.GetTunnel("held").LastError})");
+        }
+        using var client = new UdpClientSocket(listen);
+        Assert.Equal("held"u8.ToArray(), await client.RoundTripAsync("held"u8.ToArray()));
+        Assert.Equal(TunnelState.Established, _a.GetTunnel("held").State);
+    }
+}
+
+/// <summary>The last server refuses an Open whose protocol does not fit its target (a Udp stream to tcp://, a Tcp stream to udp://).</summary>
+public sealed class UdpOpenCheckTests : IAsyncLifetime
+{
+    private readonly EngineFixture _engines = new();
+    private readonly string _pins = Path.Combine(Path.GetTempPath(), "qmt-pins-" + Guid.NewGuid().ToString("n"));
+    private QmTunnelEngine _b = null!;
+
+    public async Task InitializeAsync() => _b = await _engines.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        await _engines.DisposeAsync();
+        File.Delete(_pins);
+    }
+
+    [Theory]
+    [InlineData(QmTunnel.Engine.Protocol.StreamProtocol.Udp, "tcp://127.0.0.1:9", "Udp streams go to udp:// targets only")]
+    [InlineData(QmTunnel.Engine.Protocol.StreamProtocol.Tcp, "udp://127.0.0.1:9", "udp:// targets take Udp streams")]
+    public async Task An_Open_whose_protocol_does_not_fit_its_target_is_rejected(QmTunnel.Engine.Protocol.StreamProtocol protocol, string target, string reason)
+    {
+        var link = await QmTunnel.Engine.Links.LinkDialer.DialAsync(QmTunnel.Engine.Endpoints.EndpointUri.ParseServer($"qmt://127.0.0.1:{_b.Port}", "test"),
+            new QmTunnel.Engine.Links.PasswordLogin("admin", EngineFixture.AdminPassword), new QmTunnel.Engine.Links.LinkOptions(),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new QmTunnel.Engine.Security.PeerCertificatePolicy(new QmTunnel.Engine.Management.Remote.ClientKnownServers(_pins)),
+            TimeSpan.FromSeconds(10), CancellationToken.None);
+        try
+        {
+            var stream = link.OpenStream(new QmTunnel.Engine.Protocol.OpenMessage(protocol, "t", target, [], 5000, QmTunnel.Engine.Protocol.OpenOptions.None, "raw")
+            {
+                Listen = "127.0.0.1:1",
+                Servers = [$"127.0.0.1:{_b.Port}"],
+            }, new QmTunnel.Engine.Links.TrafficCounters(), 1024 * 1024);
+            Assert.False(await stream.Opened.WaitAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal(QmTunnel.Engine.Protocol.ProtocolErrorCode.OpenRejected, stream.ResetCode);
+            Assert.Contains(reason, stream.ResetReason);
+        }
+        finally
+        {
+            await link.CloseAsync(QmTunnel.Engine.Protocol.ProtocolErrorCode.Shutdown, "test over");
+        }
     }
 }
