@@ -211,7 +211,7 @@ function Invoke-QmTest {
     $problems = [System.Collections.Generic.List[string]]::new()
     try {
         Write-QmStep 'Test prerequisites'
-        Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3'; ip = 'iproute2'; nft = 'nftables' }
+        Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3'; ip = 'iproute2'; nft = 'nftables'; dnsmasq = 'dnsmasq-base'; dig = 'dnsutils' }
         $pester = Install-QmPester
         Invoke-QmBuild -Configuration $Configuration
         $results.Add((Invoke-QmXunit -Configuration $Configuration))
