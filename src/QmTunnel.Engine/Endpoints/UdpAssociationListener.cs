@@ -165,6 +165,10 @@ internal sealed class UdpAssociationListener : IAppListener
 internal sealed class UdpAssociation : AppConnection
 {
     private readonly UdpAssociationListener _listener;
+    /// <summary>Where a queued datagram starts in its buffer: room for a Data frame's header and the datagram's length before it.</summary>
+    internal const int DataOffset = Protocol.FrameHeader.Size + Tunnels.DatagramFrame.LengthSize;
+
+    // Each datagram is kept where a Data frame needs it (DataOffset), so the relay sends the buffer as it is.
     private readonly Queue<(byte[] Data, int Length)> _queue = new();
     private readonly object _gate = new();
     private TaskCompletionSource? _waiter;
@@ -195,8 +199,8 @@ internal sealed class UdpAssociation : AppConnection
             {
                 return false;
             }
-            var copy = ArrayPool<byte>.Shared.Rent(datagram.Length);
-            datagram.CopyTo(copy);
+            var copy = ArrayPool<byte>.Shared.Rent(DataOffset + datagram.Length);
+            datagram.CopyTo(copy.AsSpan(DataOffset));
             _queue.Enqueue((copy, datagram.Length));
             _listener.AddQueued(datagram.Length);
             waiter = _waiter;
@@ -215,10 +219,43 @@ internal sealed class UdpAssociation : AppConnection
             {
                 return;
             }
-            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            // Completed inline by the listener's loop: the relay's next step (frame, enqueue on the link) runs there
+            // without a thread hop; it returns to the loop at its next wait.
+            _waiter ??= new TaskCompletionSource();
             wait = _waiter.Task;
         }
         await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The next queued datagram as it lies in its pooled buffer (at <see cref="DataOffset"/>, <paramref name="length"/>
+    /// bytes; the buffer passes to the caller), or false when none is queued.
+    /// </summary>
+    internal bool TryTake(out byte[] buffer, out int length)
+    {
+        lock (_gate)
+        {
+            if (_queue.TryDequeue(out var item))
+            {
+                _listener.AddQueued(-item.Length);
+                (buffer, length) = item;
+                return true;
+            }
+        }
+        (buffer, length) = (Array.Empty<byte>(), 0);
+        return false;
+    }
+
+    /// <summary>Whether the association was closed (nothing more will be queued).</summary>
+    internal bool IsClosed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _closed;
+            }
+        }
     }
 
     /// <summary>The next datagram (copied into <paramref name="buffer"/>, which holds 65,507 bytes), or 0 once closed.</summary>
@@ -231,7 +268,7 @@ internal sealed class UdpAssociation : AppConnection
                 if (_queue.TryDequeue(out var item))
                 {
                     var n = Math.Min(item.Length, buffer.Length);
-                    item.Data.AsSpan(0, n).CopyTo(buffer.Span);
+                    item.Data.AsSpan(DataOffset, n).CopyTo(buffer.Span);
                     ArrayPool<byte>.Shared.Return(item.Data);
                     _listener.AddQueued(-item.Length);
                     return n;

@@ -103,6 +103,30 @@ internal sealed class DatagramRelay
         {
             while (true)
             {
+                if (_connection is UdpAssociation association)
+                {
+                    // the listener's side: its datagrams lie in buffers laid out as Data frames already
+                    await association.WaitForDataAsync(token).ConfigureAwait(false);
+                    if (!association.TryTake(out var queued, out var length))
+                    {
+                        if (association.IsClosed)
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    _idle?.Touch();
+                    if (_stream.SendCredit < DatagramFrame.LengthSize + length)
+                    {
+                        ArrayPool<byte>.Shared.Return(queued);
+                        _counters.AddDropped();
+                        continue;
+                    }
+                    DatagramFrame.WriteLength(queued.AsSpan(FrameHeader.Size), length);
+                    await _stream.SendDataAsync(queued, DatagramFrame.LengthSize + length, token).ConfigureAwait(false);
+                    _counters.AddIn(length);
+                    continue;
+                }
                 int n;
                 var datagram = ArrayPool<byte>.Shared.Rent(DatagramFrame.MaxDatagram + 1);
                 try
