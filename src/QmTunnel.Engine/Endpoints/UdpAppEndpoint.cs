@@ -184,8 +184,14 @@ internal sealed class UdpDialedConnection(Socket socket, string remote, Action r
 
     public override bool IsDatagram => true;
 
-    /// <summary>A zero-byte peek: waits for a datagram without taking it and without a buffer.</summary>
-    public override async ValueTask WaitForDataAsync(CancellationToken cancellationToken) =>
+    /// <summary>
+    /// Returns at once while datagrams are waiting (a busy association skips the wait); otherwise a zero-byte peek
+    /// waits for one without taking it and without a buffer.
+    /// </summary>
+    public override ValueTask WaitForDataAsync(CancellationToken cancellationToken) =>
+        Socket.Available > 0 ? ValueTask.CompletedTask : PeekAsync(cancellationToken);
+
+    private async ValueTask PeekAsync(CancellationToken cancellationToken) =>
         await Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.Peek, cancellationToken).ConfigureAwait(false);
 
     public override async ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
