@@ -161,6 +161,12 @@ public enum StreamProtocol : byte
     /// for that link, with the depth it did not reach.
     /// </summary>
     LinkInfo = 6,
+    /// <summary>
+    /// One UDP association (version 4, docs/protocol.md "UDP associations"): the Open describes the tunnel as for
+    /// <see cref="Tcp"/> with a <c>udp://</c> target; the last server dials it with a UDP socket. Data carries datagrams
+    /// framed as u16 length (1 to 65,507) + payload, so boundaries are kept end to end; Fin ends the association.
+    /// </summary>
+    Udp = 9,
 }
 
 /// <summary>

@@ -12,6 +12,8 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
     public string Target { get; set; } = target;
     public DateTimeOffset ConnectedAt { get; } = connectedAt;
     public TrafficCounters Counters { get; } = new();
+    /// <summary>A UDP association's datagram counts (null for a byte-stream connection).</summary>
+    public DatagramCounters? Datagrams { get; set; }
     public volatile ConnectionState State = ConnectionState.Connecting;
     public DateTimeOffset? DisconnectedAt;
     public string? Error;
@@ -23,8 +25,11 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
         Client = Client,
         Target = Target,
         State = State,
-        BytesFromClient = Counters.AppBytesIn,
-        BytesToClient = Counters.AppBytesOut,
+        BytesFromClient = Datagrams?.BytesIn ?? Counters.AppBytesIn,
+        BytesToClient = Datagrams?.BytesOut ?? Counters.AppBytesOut,
+        DatagramsFromClient = Datagrams?.DatagramsIn,
+        DatagramsToClient = Datagrams?.DatagramsOut,
+        DatagramsDropped = Datagrams?.Dropped,
         ConnectedAt = ConnectedAt,
         DisconnectedAt = DisconnectedAt,
         Error = Error,
