@@ -6,9 +6,9 @@ Builds, tests, runs and benchmarks qmTunnel for PowerShell.
 Tasks:
   build  dotnet build qmTunnel.sln, then stage the module in out/qmTunnel (manifest, format file, help XML, dlls,
          daemon/qmtunnel-server).
-  test   install what the tests need (socat, iperf3, iproute2, nftables and curl with apt-get when missing, Pester 5.7.1
-         from NuGet), build, run the xunit tests and the Pester tests (in a child pwsh, against the staged module); the
-         last line printed is "N passed, N failed"; the exit code is 1 when anything failed.
+  test   install what the tests need (socat, iperf3, iproute2, nftables, curl, dnsmasq-base and dnsutils with apt-get
+         when missing, Pester 5.7.1 from NuGet), build, run the xunit tests and the Pester tests (in a child pwsh, against
+         the staged module); the last line printed is "N passed, N failed"; the exit code is 1 when anything failed.
   start  build, then run a qmTunnel server in this process on port 9200 until Ctrl+C.
   bench  build, then run bench/Invoke-QmTunnelBench.ps1 (writes bench/results/latest.md).
   fuzz   build the fuzz harness (tests/QmTunnel.Fuzz) and run -Iterations inputs (1,000,000 by default) over the frame,

@@ -9,6 +9,8 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
   - single-stream and 8-stream iperf3 throughput: direct, through socat, through the tunnel A -> B -> iperf3;
   - 64-byte ping-pong round trips (median, p99): direct, socat, tunnel;
   - connect + first byte echoed (median, p99): direct, socat, tunnel;
+  - UDP (bench/Measure-Udp.ps1): a windowed datagram echo (64 in flight, 64 B and 1,400 B): datagrams/s and Mbit/s
+    direct, through a socat UDP relay (UDP-LISTEN,fork) and through a udp:// tunnel A -> B;
   - 1,000 then 10,000 idle connections through the tunnel: resident memory (VmRSS) per connection of A's process
     and of B's daemon process;
   - chain: iperf3 through a 3-hop chain (three more daemons X1 -> X2 -> X3) against 1 hop (-> X3) in the same run,
@@ -48,8 +50,8 @@ param(
     [int]$ConnectCount = 1000,
     [int[]]$IdleCounts = @(1000, 10000),
     [string]$OutFile,
-    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression', 'socks5')]
-    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression', 'socks5'),
+    [ValidateSet('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression', 'socks5', 'udp')]
+    [string[]]$Include = @('throughput', 'latency', 'idle', 'flood', 'resume', 'churn', 'recovery', 'chain', 'compression', 'socks5', 'udp'),
     [ValidateRange(2, 40000)]
     [int]$FloodConnections = 20000,
     [ValidateRange(10, 600)]
@@ -270,6 +272,10 @@ function Format-Value($Value) {
 . (Join-Path $PSScriptRoot 'Measure-Flood.ps1')
 # compression per hop: Measure-Compression, Format-CompressionTable (bench/Measure-Compression.ps1, dot-sourced likewise)
 . (Join-Path $PSScriptRoot 'Measure-Compression.ps1')
+#endregion
+
+#region udp: Invoke-UdpBench (bench/Measure-Udp.ps1, dot-sourced)
+. (Join-Path $PSScriptRoot 'Measure-Udp.ps1')
 #endregion
 
 #region encrypted comparisons: stunnel, ssh -L
@@ -699,6 +705,11 @@ try {
         }
     }
 
+    if ($tunnelReady -and 'udp' -in $Include) {
+        Write-QmStep 'UDP: datagram echo, 64 in flight (64 B and 1,400 B): direct, socat UDP relay, udp:// tunnel'
+        Invoke-UdpBench -Via $via -Seconds $Seconds
+    }
+
     if ($tunnelReady -and 'recovery' -in $Include) {
         Write-QmStep 'Recovery: a permanent tunnel after kill -9 of its far server and a start 2 s later (5 times)'
         Measure-Step 'recovery' 'far server killed and started again (ms to Established)' {
@@ -919,6 +930,9 @@ Add-Row 'Throughput, 1 stream, A as daemon too (Gbit/s)' (Get-Figure 'stream1.di
 Add-Row 'Throughput, 8 streams, A as daemon too (Gbit/s)' (Get-Figure 'stream8.direct') (Get-Figure 'stream8.socat') (Get-Figure 'stream8.daemons') 'reported' $null
 Add-Row 'Ping-pong 64 B, median, A as daemon too (µs)' (Get-Figure 'ping.direct' 'median_us') (Get-Figure 'ping.socat' 'median_us') (Get-Figure 'ping.daemons' 'median_us') 'reported (lower is better)' $null '0.0'
 Add-Row 'Connect + first byte, median, A as daemon too (µs)' (Get-Figure 'connect.direct' 'median_us') (Get-Figure 'connect.socat' 'median_us') (Get-Figure 'connect.daemons' 'median_us') 'reported (lower is better)' $null '0.0'
+Add-Row 'UDP echo 64 B, 64 in flight (datagrams/s)' (Get-Figure 'udp64.direct' 'DatagramsPerS') (Get-Figure 'udp64.socat' 'DatagramsPerS') (Get-Figure 'udp64.tunnel' 'DatagramsPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
+Add-Row 'UDP echo 1,400 B, 64 in flight (datagrams/s)' (Get-Figure 'udp1400.direct' 'DatagramsPerS') (Get-Figure 'udp1400.socat' 'DatagramsPerS') (Get-Figure 'udp1400.tunnel' 'DatagramsPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
+Add-Row 'UDP echo 1,400 B, 64 in flight (Mbit/s each way)' (Get-Figure 'udp1400.direct' 'MbitPerS') (Get-Figure 'udp1400.socat' 'MbitPerS') (Get-Figure 'udp1400.tunnel' 'MbitPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
 foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") }) {
     $idleResult = if ($results.ContainsKey("idle.$count")) { $results["idle.$count"] } else { $null }
     foreach ($side in @(@{ Name = 'A (in-process, pwsh)'; Property = 'AKiBPer' }, @{ Name = 'B (daemon)'; Property = 'BKiBPer' })) {

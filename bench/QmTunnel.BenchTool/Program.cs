@@ -32,6 +32,9 @@ public static class Program
           churn              --port P --proxy-port Q --target-port T [--slots 1000] [--seconds 180] [--cut-every 5]
                              --slots connections at a time, each connect + 2-byte echo + close, over and over, through a
                              tunnel whose hop is the proxy on Q; every link connection reset each --cut-every seconds
+          udp-echo-server    --port P [--address 127.0.0.1]                    every datagram back to its sender
+          udp-echo-load      --port P [--seconds 5] [--size 64] [--window 64]
+                             one socket, up to --window datagrams in flight: answers/s and Mbit/s (each way), lost %
         common: [--host 127.0.0.1] [--watch-stdin 1: stop when standard input ends or reads "stop"]
         """;
 
@@ -77,6 +80,8 @@ public static class Program
                 "flood" => await Flood.RunAsync(options, stop.Token),
                 "resume-probe" => await ResumeProbe.RunAsync(options, stop.Token),
                 "churn" => await ResumeProbe.ChurnAsync(options, stop.Token),
+                "udp-echo-server" => await Udp.EchoServerAsync(options, stop.Token),
+                "udp-echo-load" => await Udp.EchoLoadAsync(options, stop.Token),
                 _ => UnknownCommand(args[0]),
             };
         }

@@ -212,7 +212,7 @@ function Invoke-QmTest {
     $problems = [System.Collections.Generic.List[string]]::new()
     try {
         Write-QmStep 'Test prerequisites'
-        Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3'; ip = 'iproute2'; nft = 'nftables'; curl = 'curl' }
+        Install-QmAptPackage -CommandToPackage @{ socat = 'socat'; iperf3 = 'iperf3'; ip = 'iproute2'; nft = 'nftables'; curl = 'curl'; dnsmasq = 'dnsmasq-base'; dig = 'dnsutils' }
         $pester = Install-QmPester
         Invoke-QmBuild -Configuration $Configuration
         $results.Add((Invoke-QmXunit -Configuration $Configuration))

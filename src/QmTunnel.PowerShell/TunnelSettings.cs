@@ -16,7 +16,7 @@ internal static class TunnelSettings
         nameof(TunnelProfile.Listen), nameof(TunnelProfile.Via), nameof(TunnelProfile.Target), nameof(TunnelProfile.MaxConnections),
         nameof(TunnelProfile.ConnectTimeout), nameof(TunnelProfile.NoDelay), nameof(TunnelProfile.KeepAlive), nameof(TunnelProfile.BufferSize),
         nameof(TunnelProfile.Description), nameof(TunnelProfile.Persistent), nameof(TunnelChange.Permanent), nameof(TunnelChange.OnDemand),
-        nameof(TunnelProfile.IdleTimeout), nameof(TunnelProfile.FailureTolerance),
+        nameof(TunnelProfile.IdleTimeout), nameof(TunnelProfile.FailureTolerance), nameof(TunnelProfile.UdpIdleTimeout),
     ];
 
     /// <summary>The settings that switch the tunnel's mode: a running tunnel takes a new mode at once, without restarting its listener.</summary>
@@ -68,6 +68,7 @@ internal static class TunnelSettings
             OnDemand = Get<bool>(nameof(TunnelChange.OnDemand)),
             IdleTimeout = Get<TimeSpan>(nameof(TunnelChange.IdleTimeout)),
             FailureTolerance = Get<TimeSpan>(nameof(TunnelChange.FailureTolerance)),
+            UdpIdleTimeout = Get<TimeSpan>(nameof(TunnelChange.UdpIdleTimeout)),
         };
     }
 

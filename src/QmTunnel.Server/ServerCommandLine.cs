@@ -34,6 +34,9 @@ internal static class ServerCommandLine
                                   the same per IPv4 address or IPv6 /64 (default 64); over it a new one is closed at once
           --accept-compression true|false
                                   compress the links dialers ask to compress (default true; false: answer None)
+          --udp-port-range FIRST-LAST
+                                  local ports of the UDP sockets this server dials udp:// targets from (saved;
+                                  default 33001-63000)
           --log-max-size MIB      with --log-file: start a new file when it reaches this size (default 10; 0: never)
           --log-files N           with --log-file: old files kept, FILE.1 (newest) to FILE.N (default 3)
           --secrets-from-stdin    read the secrets below from standard input, as lines Name=value, until its end
@@ -71,6 +74,8 @@ internal static class ServerCommandLine
         ["--maxpendinglinkspersource"] = "MaxPendingLinksPerSource",
         ["--accept-compression"] = "AcceptCompression",
         ["--acceptcompression"] = "AcceptCompression",
+        ["--udp-port-range"] = "UdpPortRange",
+        ["--udpportrange"] = "UdpPortRange",
         ["--log-max-size"] = "LogMaxSize",
         ["--logmaxsize"] = "LogMaxSize",
         ["--log-files"] = "LogFiles",
@@ -246,6 +251,10 @@ internal static class ServerCommandLine
                 throw new ArgumentException($"--password-iterations '{iterationsText}' is not a number from 100000 to 10000000.");
             }
             options = options with { PasswordIterations = iterations };
+        }
+        if (config["UdpPortRange"] is { } udpPorts)
+        {
+            options = options with { UdpPortRange = udpPorts };
         }
         if (ReadInt(config, "MaxPendingLinks", "--max-pending-links", "1 to 1000000") is { } maxPending)
         {

@@ -50,6 +50,7 @@ public abstract class AppEndpoint
         EndpointScheme.Socks5 => TcpAppEndpoint.Socks5,
         EndpointScheme.Unix => UnixAppEndpoint.Instance,
         EndpointScheme.Pipe => PipeAppEndpoint.Instance,
+        EndpointScheme.Udp => UdpAppEndpoint.Instance,
         _ => throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, scheme,
             $"{EndpointUri.SchemeText(scheme)}:// is not an application endpoint this server can listen on or connect to."),
     };

@@ -78,6 +78,8 @@ public sealed record TunnelChange
     /// <summary>Only with a tunnel that is OnDemand after the change (TunnelSettingInvalid otherwise).</summary>
     public TimeSpan? IdleTimeout { get; init; }
     public TimeSpan? FailureTolerance { get; init; }
+    /// <summary>udp:// tunnels: an association idle (no datagram either way) this long ends.</summary>
+    public TimeSpan? UdpIdleTimeout { get; init; }
 
     /// <summary>
     /// The profile with this change. TunnelSettingInvalid when Permanent and OnDemand are both true, or when IdleTimeout
@@ -106,6 +108,7 @@ public sealed record TunnelChange
             Mode = mode,
             IdleTimeout = IdleTimeout ?? p.IdleTimeout,
             FailureTolerance = FailureTolerance ?? p.FailureTolerance,
+            UdpIdleTimeout = UdpIdleTimeout ?? p.UdpIdleTimeout,
         };
     }
 

@@ -60,6 +60,7 @@ public sealed partial class QmTunnelEngine
         _linkLimits.MaxBufferedBytes = (store.GetIntSetting(MaxBufferedMBSetting) is { } mb and >= MinBufferedMB and <= MaxBufferedMBLimit ? mb : DefaultMaxBufferedMB) * 1024L * 1024;
         _managementIdleTimeout = ReadTimeout(ManagementIdleTimeoutSetting, DefaultManagementIdleTimeout);
         _linkIdleTimeout = ReadTimeout(LinkIdleTimeoutSetting, DefaultLinkIdleTimeout);
+        ReadUdpSettings();
     }
 
     private TimeSpan ReadTimeout(string setting, TimeSpan fallback) =>
@@ -92,6 +93,7 @@ public sealed partial class QmTunnelEngine
         }
         CheckTimeout(nameof(ServerConfigChange.ManagementIdleTimeout), change.ManagementIdleTimeout, DefaultManagementIdleTimeout);
         CheckTimeout(nameof(ServerConfigChange.LinkIdleTimeout), change.LinkIdleTimeout, DefaultLinkIdleTimeout);
+        CheckUdpSettings(change);
     }
 
     private static void CheckTimeout(string name, TimeSpan? value, TimeSpan fallback)
@@ -145,6 +147,7 @@ public sealed partial class QmTunnelEngine
             store.SetIntSetting(LinkIdleTimeoutSetting, (int)linkIdle.TotalSeconds);
             _linkIdleTimeout = linkIdle;
         }
+        ApplyUdpSettings(change);
         if (change.ManagementIdleTimeout is not null || change.LinkIdleTimeout is not null)
         {
             var period = SweepPeriod();

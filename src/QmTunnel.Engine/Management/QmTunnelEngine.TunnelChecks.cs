@@ -60,11 +60,6 @@ public sealed partial class QmTunnelEngine
                 $"Tunnel '{tunnel}': -Listen {listen} and -Target {target} carry different traffic: udp:// carries datagrams, tcp://, unix:/// and pipe:// a byte stream. " +
                 "Make both ends udp://, or neither.");
         }
-        if (listen.IsDatagram)
-        {
-            throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.NotEnabled, listen.ToString(),
-                $"Tunnel '{tunnel}': {Endpoints.EndpointUri.SchemeText(listen.Scheme)}:// tunnels are not built in this version of qmTunnel; use tcp://, unix:/// or pipe:// ends.");
-        }
     }
 
     /// <summary>

@@ -246,6 +246,7 @@ public sealed partial class QmTunnelEngine
         LinkIdleTimeout = _linkIdleTimeout,
         MaxLinks = _linkLimits.MaxLinks,
         MaxBufferedMB = (int)(_linkLimits.MaxBufferedBytes / (1024 * 1024)),
+        UdpPortRange = _udp.PortRange.ToString(),
         DataPath = Options.DataPath,
     };
 

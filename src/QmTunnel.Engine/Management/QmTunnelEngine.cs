@@ -32,6 +32,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
     private readonly Dictionary<string, TunnelRuntime> _tunnels = new(StringComparer.OrdinalIgnoreCase);
     private readonly HashSet<Link> _inbound = [];
     private readonly TrafficCounters _transit = new();
+    private readonly Endpoints.UdpAppEndpoint _udp = new();
     private LinkPool? _pool;
     private StreamRouter? _router;
 
@@ -172,7 +173,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
             _shutdown = new CancellationTokenSource();
             var shutdown = _shutdown.Token;
             _router = new StreamRouter(new StreamRouterContext(Options.ServerName, () => _pool!, _linkOptions, _logger, CurrentAccess, ServeManagementAsync,
-                _transit, () => Interlocked.Increment(ref _transitStreams)));
+                _transit, () => Interlocked.Increment(ref _transitStreams)) { Udp = _udp, Time = _time });
             // Dialed links route what their peer opens too (docs/architecture.md, "Stream router").
             _pool = new LinkPool(_linkOptions, _logger, new PeerCertificatePolicy(_store), link => _router.Install(link, shutdown));
             _startedAt = _time.GetUtcNow();

@@ -83,6 +83,12 @@ public sealed record ServerOptions
     /// </summary>
     public bool AcceptCompression { get; init; } = true;
 
+    /// <summary>
+    /// The local ports (FIRST-LAST) of the UDP sockets this server dials UDP targets from, one per association (a
+    /// saved setting; null keeps the saved value, 33001-63000 on a new server).
+    /// </summary>
+    public string? UdpPortRange { get; init; }
+
     /// <summary>Process id to report (a daemon sets its own).</summary>
     public int? ProcessId { get; init; }
 
@@ -126,6 +132,10 @@ public sealed record ServerOptions
         if (AdminPassword is not null && AdminPassword.Length is < 8 or > Security.PasswordHasher.MaxPasswordLength)
         {
             errors.Add($"The admin password has {AdminPassword.Length} characters: give 8 to {Security.PasswordHasher.MaxPasswordLength}.");
+        }
+        if (UdpPortRange is not null && Endpoints.UdpPortRange.Parse(UdpPortRange).Problem is { } udpProblem)
+        {
+            errors.Add(udpProblem);
         }
         if (PasswordIterations is < 100_000 or > Security.PasswordHasher.MaxIterations)
         {

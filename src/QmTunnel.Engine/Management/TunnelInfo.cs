@@ -50,6 +50,8 @@ public sealed class TunnelInfo : QmTunnelObject
     public TimeSpan IdleTimeout => Profile.IdleTimeout;
     /// <summary>How long a broken link's session waits for its transport before the application connections are closed.</summary>
     public TimeSpan FailureTolerance => Profile.FailureTolerance;
+    /// <summary>udp:// tunnels: an association with no datagram either way for this long ends.</summary>
+    public TimeSpan UdpIdleTimeout => Profile.UdpIdleTimeout;
     public bool AutoStart => Profile.AutoStart;
     public string Description => Profile.Description;
     public DateTimeOffset CreatedAt => Profile.CreatedAt;
@@ -115,6 +117,15 @@ public sealed class TunnelStats : QmTunnelObject
     public long FailedConnections { get; init; }
     /// <summary>Clients refused because MaxConnections were already open.</summary>
     public long RejectedConnections { get; init; }
+    /// <summary>udp:// tunnels: datagrams from clients carried into the tunnel (BytesFromClients counts their payload).</summary>
+    public long DatagramsFromClients { get; init; }
+    /// <summary>udp:// tunnels: datagrams out of the tunnel sent to clients.</summary>
+    public long DatagramsToClients { get; init; }
+    /// <summary>
+    /// udp:// tunnels: datagrams dropped, either way: no credit in the association's stream, its queue full, a new client
+    /// over MaxConnections or the backlog, an empty datagram, one the network refused (UDP semantics: never waited for).
+    /// </summary>
+    public long DatagramsDropped { get; init; }
     /// <summary>Round trip of the link to the first hop (a Ping, refreshed at most once a second when stats are read); null while no link is up.</summary>
     public TimeSpan? LinkLatency { get; init; }
     /// <summary>
@@ -158,6 +169,12 @@ public sealed class ConnectionInfo : QmTunnelObject
     public required ConnectionState State { get; init; }
     public long BytesFromClient { get; init; }
     public long BytesToClient { get; init; }
+    /// <summary>UDP associations: datagrams from the client into the tunnel (null for a byte-stream connection).</summary>
+    public long? DatagramsFromClient { get; init; }
+    /// <summary>UDP associations: datagrams out of the tunnel to the client.</summary>
+    public long? DatagramsToClient { get; init; }
+    /// <summary>UDP associations: datagrams dropped either way (no credit in the stream, a full queue, the network refused one).</summary>
+    public long? DatagramsDropped { get; init; }
     public required DateTimeOffset ConnectedAt { get; init; }
     public DateTimeOffset? DisconnectedAt { get; init; }
     public string? Error { get; init; }

@@ -99,6 +99,11 @@ public sealed record TunnelProfile
     /// connections are closed. Default 30 s (the original's 1 s is too short for real networks).
     /// </summary>
     public TimeSpan FailureTolerance { get; init; } = DefaultFailureTolerance;
+    /// <summary>
+    /// udp:// tunnels: an association (one client address) with no datagram in EITHER direction for this long is
+    /// ended (Fin both ends, the last server's socket closed). Default 60 s; applies to associations started after a change.
+    /// </summary>
+    public TimeSpan UdpIdleTimeout { get; init; } = DefaultUdpIdleTimeout;
     /// <summary>Survives a server restart (saved in the database). Original default: on.</summary>
     public bool Persistent { get; init; } = true;
     /// <summary>Was running when last changed: started again when the server starts.</summary>
@@ -120,6 +125,8 @@ public sealed record TunnelProfile
     public static readonly TimeSpan MinIdleTimeout = TimeSpan.FromSeconds(1), MaxIdleTimeout = TimeSpan.FromDays(1);
     public static readonly TimeSpan DefaultFailureTolerance = TimeSpan.FromSeconds(30);
     public static readonly TimeSpan MaxFailureTolerance = TimeSpan.FromHours(1);
+    public static readonly TimeSpan DefaultUdpIdleTimeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan MinUdpIdleTimeout = TimeSpan.FromSeconds(1), MaxUdpIdleTimeout = TimeSpan.FromDays(1);
     public const int MinBufferSize = 16 * 1024;
     /// <summary>The original's max I/O buffer: 32 MiB.</summary>
     public const int MaxBufferSize = 32 * 1024 * 1024;
@@ -160,6 +167,10 @@ public sealed record TunnelProfile
         if (FailureTolerance < TimeSpan.Zero || FailureTolerance > MaxFailureTolerance)
         {
             errors.Add($"FailureTolerance {FailureTolerance} is out of range: use 00:00:00 to 01:00:00.");
+        }
+        if (UdpIdleTimeout < MinUdpIdleTimeout || UdpIdleTimeout > MaxUdpIdleTimeout)
+        {
+            errors.Add($"UdpIdleTimeout {UdpIdleTimeout} is out of range: use 00:00:01 to 1.00:00:00 (00:01:00 is the default).");
         }
         if (BufferSize is < MinBufferSize or > MaxBufferSize)
         {

@@ -98,6 +98,8 @@ public sealed class ServerConfig : QmTunnelObject
     public int MaxLinks { get; set; }
     /// <summary>MiB the send queues of all links may hold together; senders of data wait while they do (default 512).</summary>
     public int MaxBufferedMB { get; set; }
+    /// <summary>Local ports of the UDP sockets this server dials targets from, FIRST-LAST (default 33001-63000). Saved.</summary>
+    public string UdpPortRange { get; set; } = string.Empty;
     public string DataPath { get; set; } = string.Empty;
 
     public override string ToString() => $"{ServerName} ({ListenAddress}:{Port})";
@@ -168,4 +170,6 @@ public sealed record ServerConfigChange
     public int? MaxLinks { get; init; }
     /// <summary><see cref="QmTunnelEngine.MinBufferedMB"/> to <see cref="QmTunnelEngine.MaxBufferedMBLimit"/> MiB.</summary>
     public int? MaxBufferedMB { get; init; }
+    /// <summary>FIRST-LAST (ports 1 to 65535), e.g. 33001-63000: the local ports of outgoing UDP sockets.</summary>
+    public string? UdpPortRange { get; init; }
 }

@@ -175,6 +175,12 @@ public enum StreamProtocol : byte
     /// opened on that very link. Carries the client's bytes like a Tcp stream; the owner connects to its target.
     /// </summary>
     Reverse = 8,
+    /// <summary>
+    /// One UDP association (version 4, docs/protocol.md "UDP associations"): the Open describes the tunnel as for
+    /// <see cref="Tcp"/> with a <c>udp://</c> target; the last server dials it with a UDP socket. Data carries datagrams
+    /// framed as u16 length (1 to 65,507) + payload, so boundaries are kept end to end; Fin ends the association.
+    /// </summary>
+    Udp = 9,
 }
 
 /// <summary>

@@ -14,8 +14,10 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
     /// <summary>The stream's counters. A reverse tunnel's record (at its owner) counts the far client's bytes as the stream's output.</summary>
     public TrafficCounters Counters { get; } = counters ?? new();
     public bool Reverse { get; } = reverse;
-    public long BytesFromClient => Reverse ? Counters.AppBytesOut : Counters.AppBytesIn;
-    public long BytesToClient => Reverse ? Counters.AppBytesIn : Counters.AppBytesOut;
+    /// <summary>A UDP association's datagram counts (null for a byte-stream connection).</summary>
+    public DatagramCounters? Datagrams { get; set; }
+    public long BytesFromClient => Datagrams?.BytesIn ?? (Reverse ? Counters.AppBytesOut : Counters.AppBytesIn);
+    public long BytesToClient => Datagrams?.BytesOut ?? (Reverse ? Counters.AppBytesIn : Counters.AppBytesOut);
     public volatile ConnectionState State = ConnectionState.Connecting;
     public DateTimeOffset? DisconnectedAt;
     public string? Error;
@@ -29,6 +31,9 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
         State = State,
         BytesFromClient = BytesFromClient,
         BytesToClient = BytesToClient,
+        DatagramsFromClient = Datagrams?.DatagramsIn,
+        DatagramsToClient = Datagrams?.DatagramsOut,
+        DatagramsDropped = Datagrams?.Dropped,
         ConnectedAt = ConnectedAt,
         DisconnectedAt = DisconnectedAt,
         Error = Error,

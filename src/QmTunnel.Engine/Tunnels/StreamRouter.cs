@@ -48,7 +48,7 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
                 $"{_context.ServerName} takes streams only on links a server or client dialed and logged in to it (on a link it dialed, only Reverse streams of a Bind it opened there); {link.Peer.ServerName} was dialed by {_context.ServerName}.");
             return;
         }
-        if (open.Protocol == StreamProtocol.Tcp)
+        if (open.Protocol is StreamProtocol.Tcp or StreamProtocol.Udp)
         {
             _context.CountTransit();
         }
@@ -156,12 +156,22 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
             stream.Reset(ProtocolErrorCode.OpenRejected, ex.Message);
             return;
         }
+        if (open.Protocol is StreamProtocol.Tcp or StreamProtocol.Udp && (open.Protocol == StreamProtocol.Udp) != target.IsDatagram)
+        {
+            // A Udp stream carries framed datagrams, a Tcp one bytes: the other kind of target would get the wrong thing.
+            stream.Reset(ProtocolErrorCode.OpenRejected, $"{_context.ServerName}: a {open.Protocol} stream cannot go to {target}: " +
+                (target.IsDatagram ? "udp:// targets take Udp streams (a udp:// listener)" : "Udp streams go to udp:// targets only"));
+            return;
+        }
         if (open.Route.Count > 0)
         {
             await ForwardAsync(stream, open, cancellationToken).ConfigureAwait(false);
             return;
         }
-        var (connection, why) = await TargetDialer.ConnectAsync(target, open.Options, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+        var timeout = TimeSpan.FromMilliseconds(open.ConnectTimeoutMs);
+        var (connection, why) = target.IsDatagram
+            ? await _context.Udp.ConnectAsync(target, open.Options, timeout, cancellationToken).ConfigureAwait(false)
+            : await TargetDialer.ConnectAsync(target, open.Options, timeout, cancellationToken).ConfigureAwait(false);
         if (connection is null)
         {
             EngineLog.TargetFailed(_context.Logger, open.Tunnel, target.ToString(), why!);
@@ -169,6 +179,12 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
             return;
         }
         stream.SendOpenAck();
+        if (connection.IsDatagram)
+        {
+            // ends at the owner's Fin (its idle timer) or a reset; no idle timer of its own here
+            await DatagramRelay.RunAsync(connection, stream, _context.Datagrams, _context.Time, idleTimeout: null, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         await Relay.RunAsync(connection, stream, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 

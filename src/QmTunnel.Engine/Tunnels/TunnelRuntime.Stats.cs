@@ -1,3 +1,4 @@
+using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Management;
 
 namespace QmTunnel.Engine.Tunnels;
@@ -18,6 +19,21 @@ internal sealed partial class TunnelRuntime
                 linkSent += record.Counters.LinkBytesSent;
                 linkReceived += record.Counters.LinkBytesReceived;
             }
+            var datagrams = new DatagramCounters();
+            datagrams.Add(_closedDatagrams);
+            foreach (var record in _open)
+            {
+                if (record.Datagrams is { } open)
+                {
+                    datagrams.Add(open);
+                }
+            }
+            if (_listen.IsDatagram)
+            {
+                appIn = datagrams.BytesIn; // payload bytes, without the 2-byte frame lengths
+                appOut = datagrams.BytesOut;
+                datagrams.AddDropped(_listenerDropped + ((_listener as UdpAssociationListener)?.Dropped ?? 0));
+            }
             var link = IsRunning ? _links.TryGet(_firstHop, _firstLogin, Session) : null;
             link?.RefreshRoundTrip(TimeSpan.FromSeconds(1));
             return new TunnelStats
@@ -32,6 +48,9 @@ internal sealed partial class TunnelRuntime
                 ConnectionsCurrent = _open.Count,
                 FailedConnections = Interlocked.Read(ref _failed),
                 RejectedConnections = _rejected,
+                DatagramsFromClients = datagrams.DatagramsIn,
+                DatagramsToClients = datagrams.DatagramsOut,
+                DatagramsDropped = datagrams.Dropped,
                 LinkLatency = link?.LastRoundTrip,
                 Hops = hops?.Hops ?? [],
                 EndToEndLatency = hops?.EndToEndLatency,
@@ -54,6 +73,8 @@ internal sealed partial class TunnelRuntime
             _closedOut = previous._closedOut;
             _closedLinkSent = previous._closedLinkSent;
             _closedLinkReceived = previous._closedLinkReceived;
+            _closedDatagrams.Add(previous._closedDatagrams);
+            _listenerDropped = previous._listenerDropped;
             LastError = previous.LastError;
             LastErrorAt = previous.LastErrorAt;
         }

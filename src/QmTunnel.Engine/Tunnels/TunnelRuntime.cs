@@ -35,6 +35,8 @@ internal sealed partial class TunnelRuntime
     private readonly object _statsGate = new();
     private readonly HashSet<ConnectionRecord> _open = [];
     private readonly HashSet<Task> _connections = [];
+    private readonly DatagramCounters _closedDatagrams = new();
+    private long _listenerDropped;
     private IAppListener? _listener;
     private CancellationTokenSource? _stop;
     private Task? _acceptLoop;
@@ -254,10 +256,15 @@ internal sealed partial class TunnelRuntime
                 {
                     _rejected++;
                     client.Abort();
+                    if (client is UdpAssociation refused)
+                    {
+                        _closedDatagrams.Add(refused.Counters); // its datagrams were dropped (counted by Abort)
+                    }
                     RecordError($"refused a client: MaxConnections ({Profile.MaxConnections}) are open");
                     continue;
                 }
                 var record = Connections.Add(client.Remote, _target);
+                record.Datagrams = (client as UdpAssociation)?.Counters ?? (client.IsDatagram ? new DatagramCounters() : null);
                 _open.Add(record);
                 Interlocked.Increment(ref _clients);
                 _total++;
@@ -324,7 +331,7 @@ internal sealed partial class TunnelRuntime
                 return;
             }
             var options = (Profile.NoDelay ? OpenOptions.NoDelay : OpenOptions.None) | (Profile.KeepAlive ? OpenOptions.KeepAlive : OpenOptions.None);
-            var open = NewOpen(StreamProtocol.Tcp, options, record.Client, record.Target);
+            var open = NewOpen(client.IsDatagram ? StreamProtocol.Udp : StreamProtocol.Tcp, options, record.Client, record.Target);
             MuxStream stream;
             try
             {
@@ -357,7 +364,9 @@ internal sealed partial class TunnelRuntime
                     record.State = ConnectionState.Open;
                 }
             }, TaskScheduler.Default);
-            var result = await Relay.RunAsync(client, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+            var result = client.IsDatagram
+                ? await DatagramRelay.RunAsync(client, stream, record.Datagrams ?? new DatagramCounters(), _time, Profile.UdpIdleTimeout, cancellationToken).ConfigureAwait(false)
+                : await Relay.RunAsync(client, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
             if (!result.Clean)
             {
                 error = result.Error ?? result.ResetCode.ToString();
@@ -391,6 +400,10 @@ internal sealed partial class TunnelRuntime
                 _closedOut += record.Counters.AppBytesOut;
                 _closedLinkSent += record.Counters.LinkBytesSent;
                 _closedLinkReceived += record.Counters.LinkBytesReceived;
+                if (record.Datagrams is { } datagrams)
+                {
+                    _closedDatagrams.Add(datagrams);
+                }
                 Connections.Close(record, error);
                 if (_open.Count == 0)
                 {
@@ -438,7 +451,11 @@ internal sealed partial class TunnelRuntime
         await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         _stop?.Dispose();
         _stop = null;
-        _listener = null;
+        lock (_statsGate)
+        {
+            _listenerDropped += (_listener as UdpAssociationListener)?.Dropped ?? 0;
+            _listener = null;
+        }
         BoundListen = null;
         _state = TunnelState.Stopped;
         TunnelLog.Stopped(_logger, Profile.Name);

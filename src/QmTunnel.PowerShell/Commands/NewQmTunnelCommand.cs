@@ -76,6 +76,11 @@ public sealed class NewQmTunnelCommand : ServerCmdlet
     [SecondsTimeSpan]
     public TimeSpan FailureTolerance { get; set; }
 
+    /// <summary>udp:// tunnels: end an association after this long without a datagram in either direction (default 60 s).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan UdpIdleTimeout { get; set; }
+
     protected override void EndProcessing()
     {
         // Only what was given replaces a default; switches are on unless turned off (-NoDelay:$false).

@@ -64,6 +64,11 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     [SecondsTimeSpan]
     public TimeSpan FailureTolerance { get; set; }
 
+    /// <summary>udp:// tunnels: end an association after this long without a datagram in either direction (default 60 s).</summary>
+    [Parameter]
+    [SecondsTimeSpan]
+    public TimeSpan UdpIdleTimeout { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 

@@ -8,7 +8,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
 /// password set, the session limits to the next session, MaxStreamsPerLink to the next stream, MaxLinks to the next
-/// link accepted, MaxBufferedMB at once, the idle timeouts to what is idle now) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// link accepted, MaxBufferedMB at once, the idle timeouts to what is idle now, UdpPortRange to the next UDP association) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Set-QmTunnelServerConfig.md")]
@@ -45,6 +45,10 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
     [Parameter]
     public int MaxBufferedMB { get; set; }
 
+    /// <summary>Local ports of the UDP sockets the server dials udp:// targets from, FIRST-LAST (default 33001-63000).</summary>
+    [Parameter]
+    public string UdpPortRange { get; set; } = string.Empty;
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -75,7 +79,12 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             LinkIdleTimeout = given.ContainsKey(nameof(LinkIdleTimeout)) ? LinkIdleTimeout : null,
             MaxLinks = given.ContainsKey(nameof(MaxLinks)) ? MaxLinks : null,
             MaxBufferedMB = given.ContainsKey(nameof(MaxBufferedMB)) ? MaxBufferedMB : null,
+            UdpPortRange = given.ContainsKey(nameof(UdpPortRange)) ? UdpPortRange : null,
         };
+        if (change.UdpPortRange is { } ports && QmTunnel.Engine.Endpoints.UdpPortRange.Parse(ports).Problem is { } portProblem)
+        {
+            ThrowTerminatingError(NewErrorRecord(ErrorIds.ServerSettingInvalid, QmErrorKind.InvalidArgument, ports, portProblem));
+        }
         var fields = new[]
         {
             change.AllowPlainLinks is { } allow ? $"AllowPlainLinks = {allow}" : null,
@@ -87,6 +96,7 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             change.LinkIdleTimeout is { } linkIdle ? $"LinkIdleTimeout = {linkIdle}" : null,
             change.MaxLinks is { } links ? $"MaxLinks = {links}" : null,
             change.MaxBufferedMB is { } mb ? $"MaxBufferedMB = {mb}" : null,
+            change.UdpPortRange is { } range ? $"UdpPortRange = {range}" : null,
         }.Where(f => f is not null).ToList();
         if (!ShouldProcess("server configuration" + On(server), fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {

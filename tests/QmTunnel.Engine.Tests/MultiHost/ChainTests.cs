@@ -20,10 +20,11 @@ public sealed class MultiHostCollection
 public sealed class ChainTests
 {
     /// <summary>
-    /// The application schemes of <see cref="Hundred_mixed_streams_at_once_through_the_three_hop_chain_all_arrive_intact"/>:
+    /// The application schemes of <see cref="Hundred_mixed_streams_at_once_tcp_unix_and_udp_through_the_three_hop_chain_all_arrive_intact"/>:
     /// add a scheme's <see cref="IMixedScheme"/> here (udp://, unix://) and its flows join the mix.
     /// </summary>
-    internal static IReadOnlyList<Func<IMixedScheme>> MixedSchemes => [() => new TcpMixedScheme()];
+    internal static IReadOnlyList<(Func<IMixedScheme> Make, int Flows)> MixedSchemes =>
+        [(() => new TcpMixedScheme(), 50), (() => new UnixListenMixedScheme(), 25), (() => new UdpMixedScheme(), 25)];
 
     [NetNsFact]
     public async Task Each_host_reaches_its_neighbours_only_and_no_gateway_forwards()
@@ -123,31 +124,36 @@ public sealed class ChainTests
     }
 
     [NetNsFact]
-    public async Task Hundred_mixed_streams_at_once_through_the_three_hop_chain_all_arrive_intact()
+    public async Task Hundred_mixed_streams_at_once_tcp_unix_and_udp_through_the_three_hop_chain_all_arrive_intact()
     {
         await using var net = await ChainNetwork.StartAsync();
-        var schemes = MixedSchemes.Select(make => make()).ToList();
+        var schemes = MixedSchemes.Select(m => (Scheme: m.Make(), m.Flows)).ToList();
         try
         {
             var flows = new List<Func<Task>>();
-            foreach (var scheme in schemes)
+            foreach (var (scheme, count) in schemes)
             {
                 await scheme.StartAsync(net, $"mixed-{scheme.Scheme}");
-                flows.AddRange(scheme.Flows(100));
+                flows.AddRange(scheme.Flows(count));
             }
+            Assert.Equal(100, flows.Count);
 
             var all = flows.Select(run => Task.Run(run)).ToList();
             await Task.WhenAll(all).WaitAsync(TimeSpan.FromMinutes(5));
 
-            var tcp = schemes.OfType<TcpMixedScheme>().Single();
-            Assert.Empty(tcp.TargetErrors);
-            var stats = await (await net.A.SessionAsync()).GetTunnelStatsAsync("mixed-tcp", CancellationToken.None);
-            Assert.Equal(100, stats.ConnectionsTotal);
-            Assert.Equal(0, stats.FailedConnections);
+            Assert.Empty(schemes.Select(s => s.Scheme).OfType<TcpMixedScheme>().Single().TargetErrors);
+            Assert.Empty(schemes.Select(s => s.Scheme).OfType<UnixListenMixedScheme>().Single().TargetErrors);
+            var session = await net.A.SessionAsync();
+            foreach (var (name, count) in new[] { ("mixed-tcp", 50), ("mixed-unix", 25), ("mixed-udp", 25) })
+            {
+                var stats = await session.GetTunnelStatsAsync(name, CancellationToken.None);
+                Assert.Equal(count, stats.ConnectionsTotal); // one connection, or one association, per flow
+                Assert.Equal(0, stats.FailedConnections);
+            }
         }
         finally
         {
-            foreach (var scheme in schemes)
+            foreach (var (scheme, _) in schemes)
             {
                 await scheme.DisposeAsync();
             }

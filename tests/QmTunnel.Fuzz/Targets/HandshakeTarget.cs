@@ -46,8 +46,8 @@ public sealed class HandshakeTarget : FuzzTarget, IDisposable
 
     public override byte[] Generate(Random random)
     {
-        // Mostly a range that holds version 3 (the login and the link are reached), sometimes one that does not.
-        var (min, max) = random.Next(4) > 0 ? ((ushort)random.Next(1, 4), (ushort)random.Next(3, 5)) : ((ushort)random.Next(0, 5), (ushort)random.Next(0, 5));
+        // Mostly a range that holds version 4 (the login and the link are reached), sometimes one that does not.
+        var (min, max) = random.Next(4) > 0 ? ((ushort)random.Next(1, 5), (ushort)random.Next(4, 6)) : ((ushort)random.Next(0, 6), (ushort)random.Next(0, 6));
         var hello = new HelloMessage(min, max, "id", Targets.Generate.Text(random, 40),
             random.Next(4) == 0 ? random.Next() : 256 * 1024, random.Next(4) == 0 ? random.Next() : 1024 * 1024);
         var password = random.Next(4) > 0;

@@ -1,0 +1,45 @@
+# The udp group of bench/Invoke-QmTunnelBench.ps1 (dot-sourced: it uses the helpers there: Get-FreePort,
+# Start-BenchProcess, Stop-BenchProcess, Wait-Until, Measure-Step, Invoke-BenchTool, $script:ToolDll, $script:Commands).
+# A UDP echo server (qmtunnel-bench udp-echo-server), a socat UDP relay to it (socat UDP-LISTEN:...,fork UDP:...) and a
+# udp:// tunnel A -> B to it; qmtunnel-bench udp-echo-load keeps 64 datagrams in flight for -Seconds and counts the
+# answers: datagrams/s and Mbit/s each way, for 64-byte and 1,400-byte datagrams. Results: udp<size>.<path>.
+
+# Whether something is bound to UDP port $Port on loopback (/proc/net/udp: a socket has no listening state).
+function Test-UdpBound([int]$Port) {
+    $hex = ':{0:X4} ' -f $Port
+    foreach ($line in [System.IO.File]::ReadAllLines('/proc/net/udp')) {
+        $fields = $line.Trim() -split '\s+'
+        if ($fields.Count -gt 2 -and ($fields[1] + ' ').EndsWith($hex)) { return $true }
+    }
+    $false
+}
+
+function Invoke-UdpBench($Via, [int]$Seconds) {
+    $echoPort = Get-FreePort
+    $socatPort = Get-FreePort
+    $tunnelPort = Get-FreePort
+    $echo = Start-BenchProcess -Name 'udp-echo-server' -Command @('dotnet', $script:ToolDll, 'udp-echo-server', '--port', $echoPort, '--watch-stdin', '1')
+    $socat = Start-BenchProcess -Name 'socat-udp' -Command @('socat', "UDP-LISTEN:$socatPort,bind=127.0.0.1,reuseaddr,fork", "UDP:127.0.0.1:$echoPort") -StopWithSigterm
+    try {
+        Wait-Until { (Test-UdpBound $echoPort) -and (Test-UdpBound $socatPort) } 20 'the UDP echo server and the socat UDP relay'
+        $null = New-QmTunnel bench-udp -Listen "udp://127.0.0.1:$tunnelPort" -Via $Via -Target "udp://127.0.0.1:$echoPort" | Start-QmTunnel
+        $script:Commands.Add("tunnel: New-QmTunnel bench-udp -Listen udp://127.0.0.1:$tunnelPort -Via $Via -Target udp://127.0.0.1:$echoPort | Start-QmTunnel")
+        Wait-Until { Test-UdpBound $tunnelPort } 20 'the udp:// tunnel'
+        $paths = [ordered]@{ direct = $echoPort; socat = $socatPort; tunnel = $tunnelPort }
+        foreach ($size in 64, 1400) {
+            foreach ($path in $paths.Keys) {
+                Measure-Step "udp$size.$path" "UDP echo $size B, 64 in flight, $path (datagrams/s)" {
+                    $result = Invoke-BenchTool "udp-echo-load $size B $path" @('udp-echo-load', '--port', $paths[$path], '--seconds', $Seconds, '--size', $size, '--window', '64')
+                    [pscustomobject]@{ DatagramsPerS = [double]$result.datagrams_per_s; MbitPerS = [double]$result.mbit_per_s; LostPct = [double]$result.lost_pct }
+                }
+            }
+        }
+        $stats = Get-QmTunnelStats bench-udp
+        $script:Commands.Add("udp tunnel after the runs: $($stats.DatagramsFromClients) datagrams in, $($stats.DatagramsToClients) out, $($stats.DatagramsDropped) dropped")
+    }
+    finally {
+        try { Remove-QmTunnel bench-udp -Confirm:$false } catch { Write-Verbose $_ }
+        Stop-BenchProcess $socat -GraceSeconds 3
+        Stop-BenchProcess $echo -GraceSeconds 3
+    }
+}
