@@ -71,3 +71,20 @@ Describe 'The table of <TypeName> at 80 columns' -ForEach @(
         foreach ($line in $lines) { $line.TrimEnd().Length | Should -BeLessOrEqual 80 -Because "'$line'" }
     }
 }
+
+Describe 'The list of a connection' {
+    It 'shows the datagram counts only for a UDP association' {
+        $tcp = Get-QmTunnelConnection a-tunnel-with-a-long-name | Select-Object -First 1
+        $tcpText = $tcp | Format-List | Out-String
+        $tcpText | Should -Match 'BytesFromClient\s+: 2097152'
+        $tcpText | Should -Not -Match 'Datagrams'
+
+        $udp = [QmTunnel.Engine.Management.ConnectionInfo]@{
+            Id = 9; Tunnel = 'dns'; Client = '127.0.0.1:5300'; Target = 'udp://10.0.0.2:53'; State = 'Open'
+            DatagramsFromClient = 3; DatagramsToClient = 2; DatagramsDropped = 1; ConnectedAt = [DateTimeOffset]::UtcNow
+        }
+        $udpText = $udp | Format-List | Out-String
+        $udpText | Should -Match 'DatagramsFromClient\s+: 3'
+        $udpText | Should -Match 'DatagramsDropped\s+: 1'
+    }
+}
