@@ -44,6 +44,8 @@ public sealed class ReverseChainTests
         {
             using var client = await net.A.ConnectAsync(listener);
             var end = await CheckedFlow.RunAsync(client, spec);
+            // The target records its end after its last send; the client's read of the end can come first.
+            await Functional.TunnelTests.WaitUntil(() => flows.Targets.ContainsKey(spec.Id), 10_000);
             flows.AssertIntact(spec, end);
         }));
 
