@@ -25,7 +25,13 @@ internal sealed class UdpAssociationListener : IAppListener
     private readonly Channel<UdpAssociation> _accepts;
     private readonly CancellationTokenSource _stop = new();
     private readonly IPEndPoint _template;
+    /// <summary>Datagrams the loop takes before it wakes the relays even though more are waiting (latency under a flood).</summary>
+    internal const int MaxBurst = 64;
+
     private long _queuedBytes, _dropped;
+    // The receive loop's own: associations with datagrams queued since it last woke their relays, and how many.
+    private readonly List<UdpAssociation> _toWake = [];
+    private int _burst;
 
     public UdpAssociationListener(Socket socket, EndpointUri bound, int backlog)
     {
@@ -78,7 +84,15 @@ internal sealed class UdpAssociationListener : IAppListener
                 int n;
                 try
                 {
-                    n = await Socket.ReceiveFromAsync(buffer, SocketFlags.None, address, _stop.Token).ConfigureAwait(false);
+                    // A receive that does not complete at once means the socket is drained: only then are the relays
+                    // of the associations that got datagrams woken, so each takes its burst as one Data frame (and the
+                    // link writes them in one send). A flood is bounded by MaxBurst.
+                    var receive = Socket.ReceiveFromAsync(buffer, SocketFlags.None, address, _stop.Token);
+                    if (!receive.IsCompleted || _burst >= MaxBurst)
+                    {
+                        WakeReceivers();
+                    }
+                    n = await receive.ConfigureAwait(false);
                 }
                 catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
                 {
@@ -131,7 +145,30 @@ internal sealed class UdpAssociationListener : IAppListener
         if (Interlocked.Read(ref _queuedBytes) + datagram.Length > MaxQueuedBytes || !association.TryEnqueue(datagram))
         {
             association.Counters.AddDropped();
+            return;
         }
+        _burst++;
+        if (!association.WakePending)
+        {
+            association.WakePending = true;
+            _toWake.Add(association);
+        }
+    }
+
+    /// <summary>Wakes the relays of the associations that got datagrams since the last call (the receive loop's own list).</summary>
+    private void WakeReceivers()
+    {
+        _burst = 0;
+        if (_toWake.Count == 0)
+        {
+            return;
+        }
+        foreach (var association in _toWake)
+        {
+            association.WakePending = false;
+            association.Wake(); // inline: the relay frames its burst and hands it to the link, then returns here
+        }
+        _toWake.Clear();
     }
 
     internal void AddQueued(long bytes) => Interlocked.Add(ref _queuedBytes, bytes);
@@ -190,9 +227,12 @@ internal sealed class UdpAssociation : AppConnection
     /// <summary>This association's datagram counts; the listener adds the ones it had to drop for it.</summary>
     public Tunnels.DatagramCounters Counters { get; } = new();
 
+    /// <summary>Set and cleared by the listener's loop only: this association is on its list of relays to wake.</summary>
+    internal bool WakePending { get; set; }
+
+    /// <summary>Queues a copy of <paramref name="datagram"/> (false when closed or full); the relay is woken by <see cref="Wake"/>.</summary>
     internal bool TryEnqueue(ReadOnlySpan<byte> datagram)
     {
-        TaskCompletionSource? waiter;
         lock (_gate)
         {
             if (_closed || _queue.Count >= UdpAssociationListener.MaxQueuedPerAssociation)
@@ -203,11 +243,32 @@ internal sealed class UdpAssociation : AppConnection
             datagram.CopyTo(copy.AsSpan(DataOffset));
             _queue.Enqueue((copy, datagram.Length));
             _listener.AddQueued(datagram.Length);
+        }
+        return true;
+    }
+
+    /// <summary>Wakes the relay if it waits for datagrams.</summary>
+    internal void Wake()
+    {
+        TaskCompletionSource? waiter;
+        lock (_gate)
+        {
             waiter = _waiter;
             _waiter = null;
         }
         waiter?.TrySetResult();
-        return true;
+    }
+
+    /// <summary>The length of the next queued datagram, or 0 when none is queued.</summary>
+    internal int NextLength
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _queue.TryPeek(out var item) ? item.Length : 0;
+            }
+        }
     }
 
     public override async ValueTask WaitForDataAsync(CancellationToken cancellationToken)
