@@ -259,6 +259,18 @@ internal sealed class UdpAssociation : AppConnection
         waiter?.TrySetResult();
     }
 
+    /// <summary>Datagrams queued for the relay now.</summary>
+    internal int QueuedCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _queue.Count;
+            }
+        }
+    }
+
     /// <summary>The length of the next queued datagram, or 0 when none is queued.</summary>
     internal int NextLength
     {
