@@ -1116,6 +1116,9 @@ $notes = @(
     "- Idle: the client opens the connections through the tunnel to an echo server (each echoes 1 byte first, so the whole path is up), then holds them. RSS per connection = (VmRSS with the connections open - VmRSS before) / connections; server A's process gets a full GC before each reading, server B's daemon is read as it is."
     "- Machine: 2 cores shared by the client, the relays, both servers and the target: absolute figures are low and noisy; the ratios from the same run are what the goals use."
 )
+if ($results.Keys | Where-Object { $_ -like 'udp*' }) {
+    $notes += "- UDP: qmtunnel-bench udp-echo-load keeps 64 random-byte datagrams in flight for $Seconds s after 1 s not counted; a datagram without an answer for 50 ms counts as lost. The tunnel runs with the product's defaults: one qmt+plain hop, which compresses with LZ4 (frames of 512 B and more; random payloads do not compress, so tries back off to 1 frame in 16), datagrams waiting together coalesced into one Data frame (at most 16 KiB). These rows swing most with the machine's load: the tunnel's path wakes more processes per datagram than socat's."
+}
 $tlsNotes = @(
     "- Encrypted paths, same run, same iperf3 and echo targets. qmTunnel: client -> server A -> one TLS link (qmt://, the peer's certificate pinned on first use) -> server B -> target; 'A in pwsh' is server A in the bench's pwsh process, 'A daemon' is server A2, a qmtunnel-server daemon. Each new connection is a new stream on the open link: no handshake."
     "- stunnel: client (plain in, TLS out) -> stunnel server (TLS in, ECDSA P-256 certificate from openssl) -> target; stunnel's TLS defaults, TCP_NODELAY on both sides; a new connection is a new TLS handshake. ssh: ssh -N -L -c aes128-gcm@openssh.com to a private sshd on loopback (ed25519 keys); each new connection is a new channel on the open ssh connection."
