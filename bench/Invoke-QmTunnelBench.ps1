@@ -513,6 +513,13 @@ try {
             $null = New-QmTunnel bench-iperf -Listen "tcp://127.0.0.1:$daemonIperfPort" -Via $via -Target "tcp://127.0.0.1:$($script:IperfPort)" | Start-QmTunnel
             $null = New-QmTunnel bench-echo -Listen "tcp://127.0.0.1:$daemonEchoPort" -Via $via -Target "tcp://127.0.0.1:$echoPort" -MaxConnections 20000 | Start-QmTunnel
             $a2Tunnels = "bench-iperf (listen :$daemonIperfPort) and bench-echo (:$daemonEchoPort) -Via $via"
+            if ('udp' -in $Include) {
+                # The udp group's tunnel on A2 too (its echo server starts with the group, on this port).
+                $script:UdpEchoPort = Get-FreePort
+                $script:DaemonUdpPort = Get-FreePort
+                $null = New-QmTunnel bench-udp -Listen "udp://127.0.0.1:$($script:DaemonUdpPort)" -Via $via -Target "udp://127.0.0.1:$($script:UdpEchoPort)" | Start-QmTunnel
+                $a2Tunnels += ", bench-udp (udp :$($script:DaemonUdpPort) -> udp :$($script:UdpEchoPort))"
+            }
             if (-not $SkipTls) {
                 # And the same two over a TLS link (tls-daemons).
                 try {
@@ -707,7 +714,7 @@ try {
 
     if ($tunnelReady -and 'udp' -in $Include) {
         Write-QmStep 'UDP: datagram echo, 64 in flight (64 B and 1,400 B): direct, socat UDP relay, udp:// tunnel'
-        Invoke-UdpBench -Via $via -Seconds $Seconds
+        Invoke-UdpBench -Via $via -Seconds $Seconds -EchoPort $script:UdpEchoPort -DaemonPort $script:DaemonUdpPort
     }
 
     if ($tunnelReady -and 'recovery' -in $Include) {
@@ -933,6 +940,9 @@ Add-Row 'Connect + first byte, median, A as daemon too (µs)' (Get-Figure 'conne
 Add-Row 'UDP echo 64 B, 64 in flight (datagrams/s)' (Get-Figure 'udp64.direct' 'DatagramsPerS') (Get-Figure 'udp64.socat' 'DatagramsPerS') (Get-Figure 'udp64.tunnel' 'DatagramsPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
 Add-Row 'UDP echo 1,400 B, 64 in flight (datagrams/s)' (Get-Figure 'udp1400.direct' 'DatagramsPerS') (Get-Figure 'udp1400.socat' 'DatagramsPerS') (Get-Figure 'udp1400.tunnel' 'DatagramsPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
 Add-Row 'UDP echo 1,400 B, 64 in flight (Mbit/s each way)' (Get-Figure 'udp1400.direct' 'MbitPerS') (Get-Figure 'udp1400.socat' 'MbitPerS') (Get-Figure 'udp1400.tunnel' 'MbitPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
+Add-Row 'UDP echo 64 B, 64 in flight, A as daemon too (datagrams/s)' (Get-Figure 'udp64.direct' 'DatagramsPerS') (Get-Figure 'udp64.socat' 'DatagramsPerS') (Get-Figure 'udp64.daemons' 'DatagramsPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
+Add-Row 'UDP echo 1,400 B, 64 in flight, A as daemon too (datagrams/s)' (Get-Figure 'udp1400.direct' 'DatagramsPerS') (Get-Figure 'udp1400.socat' 'DatagramsPerS') (Get-Figure 'udp1400.daemons' 'DatagramsPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
+Add-Row 'UDP echo 1,400 B, 64 in flight, A as daemon too (Mbit/s each way)' (Get-Figure 'udp1400.direct' 'MbitPerS') (Get-Figure 'udp1400.socat' 'MbitPerS') (Get-Figure 'udp1400.daemons' 'MbitPerS') '≥ 1 × socat' { param($r) $r -ge 1 } '0'
 foreach ($count in $IdleCounts | Where-Object { $results.ContainsKey("idle.$_") }) {
     $idleResult = if ($results.ContainsKey("idle.$count")) { $results["idle.$count"] } else { $null }
     foreach ($side in @(@{ Name = 'A (in-process, pwsh)'; Property = 'AKiBPer' }, @{ Name = 'B (daemon)'; Property = 'BKiBPer' })) {
@@ -1106,6 +1116,9 @@ $notes = @(
     "- Idle: the client opens the connections through the tunnel to an echo server (each echoes 1 byte first, so the whole path is up), then holds them. RSS per connection = (VmRSS with the connections open - VmRSS before) / connections; server A's process gets a full GC before each reading, server B's daemon is read as it is."
     "- Machine: 2 cores shared by the client, the relays, both servers and the target: absolute figures are low and noisy; the ratios from the same run are what the goals use."
 )
+if ($results.Keys | Where-Object { $_ -like 'udp*' }) {
+    $notes += "- UDP: qmtunnel-bench udp-echo-load keeps 64 random-byte datagrams in flight for $Seconds s after 1 s not counted; a datagram without an answer for 50 ms counts as lost. The tunnel runs with the product's defaults: one qmt+plain hop, which compresses with LZ4 (frames of 512 B and more; random payloads do not compress, so tries back off to 1 frame in 16), datagrams waiting together coalesced into one Data frame (at most 16 KiB). These rows swing most with the machine's load: the tunnel's path wakes more processes per datagram than socat's."
+}
 $tlsNotes = @(
     "- Encrypted paths, same run, same iperf3 and echo targets. qmTunnel: client -> server A -> one TLS link (qmt://, the peer's certificate pinned on first use) -> server B -> target; 'A in pwsh' is server A in the bench's pwsh process, 'A daemon' is server A2, a qmtunnel-server daemon. Each new connection is a new stream on the open link: no handshake."
     "- stunnel: client (plain in, TLS out) -> stunnel server (TLS in, ECDSA P-256 certificate from openssl) -> target; stunnel's TLS defaults, TCP_NODELAY on both sides; a new connection is a new TLS handshake. ssh: ssh -N -L -c aes128-gcm@openssh.com to a private sshd on loopback (ed25519 keys); each new connection is a new channel on the open ssh connection."

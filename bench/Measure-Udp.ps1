@@ -14,8 +14,10 @@ function Test-UdpBound([int]$Port) {
     $false
 }
 
-function Invoke-UdpBench($Via, [int]$Seconds) {
-    $echoPort = Get-FreePort
+# -EchoPort/-DaemonPort: the echo server's port and the listen port of the same tunnel on server A2 (a daemon), set up
+# with A2 ('daemons' rows); without them only A's tunnel is measured.
+function Invoke-UdpBench($Via, [int]$Seconds, [int]$EchoPort, [int]$DaemonPort) {
+    $echoPort = if ($EchoPort) { $EchoPort } else { Get-FreePort }
     $socatPort = Get-FreePort
     $tunnelPort = Get-FreePort
     $echo = Start-BenchProcess -Name 'udp-echo-server' -Command @('dotnet', $script:ToolDll, 'udp-echo-server', '--port', $echoPort, '--watch-stdin', '1')
@@ -26,6 +28,10 @@ function Invoke-UdpBench($Via, [int]$Seconds) {
         $script:Commands.Add("tunnel: New-QmTunnel bench-udp -Listen udp://127.0.0.1:$tunnelPort -Via $Via -Target udp://127.0.0.1:$echoPort | Start-QmTunnel")
         Wait-Until { Test-UdpBound $tunnelPort } 20 'the udp:// tunnel'
         $paths = [ordered]@{ direct = $echoPort; socat = $socatPort; tunnel = $tunnelPort }
+        if ($DaemonPort) {
+            Wait-Until { Test-UdpBound $DaemonPort } 20 'the udp:// tunnel of server A2'
+            $paths.daemons = $DaemonPort
+        }
         foreach ($size in 64, 1400) {
             foreach ($path in $paths.Keys) {
                 Measure-Step "udp$size.$path" "UDP echo $size B, 64 in flight, $path (datagrams/s)" {

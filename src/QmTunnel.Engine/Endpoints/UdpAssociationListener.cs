@@ -25,7 +25,13 @@ internal sealed class UdpAssociationListener : IAppListener
     private readonly Channel<UdpAssociation> _accepts;
     private readonly CancellationTokenSource _stop = new();
     private readonly IPEndPoint _template;
+    /// <summary>Datagrams the loop takes before it wakes the relays even though more are waiting (latency under a flood).</summary>
+    internal const int MaxBurst = 64;
+
     private long _queuedBytes, _dropped;
+    // The receive loop's own: associations with datagrams queued since it last woke their relays, and how many.
+    private readonly List<UdpAssociation> _toWake = [];
+    private int _burst;
 
     public UdpAssociationListener(Socket socket, EndpointUri bound, int backlog)
     {
@@ -78,7 +84,15 @@ internal sealed class UdpAssociationListener : IAppListener
                 int n;
                 try
                 {
-                    n = await Socket.ReceiveFromAsync(buffer, SocketFlags.None, address, _stop.Token).ConfigureAwait(false);
+                    // A receive that does not complete at once means the socket is drained: only then are the relays
+                    // of the associations that got datagrams woken, so each takes its burst as one Data frame (and the
+                    // link writes them in one send). A flood is bounded by MaxBurst.
+                    var receive = Socket.ReceiveFromAsync(buffer, SocketFlags.None, address, _stop.Token);
+                    if (!receive.IsCompleted || _burst >= MaxBurst)
+                    {
+                        WakeReceivers();
+                    }
+                    n = await receive.ConfigureAwait(false);
                 }
                 catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
                 {
@@ -131,7 +145,30 @@ internal sealed class UdpAssociationListener : IAppListener
         if (Interlocked.Read(ref _queuedBytes) + datagram.Length > MaxQueuedBytes || !association.TryEnqueue(datagram))
         {
             association.Counters.AddDropped();
+            return;
         }
+        _burst++;
+        if (!association.WakePending)
+        {
+            association.WakePending = true;
+            _toWake.Add(association);
+        }
+    }
+
+    /// <summary>Wakes the relays of the associations that got datagrams since the last call (the receive loop's own list).</summary>
+    private void WakeReceivers()
+    {
+        _burst = 0;
+        if (_toWake.Count == 0)
+        {
+            return;
+        }
+        foreach (var association in _toWake)
+        {
+            association.WakePending = false;
+            association.Wake(); // inline: the relay frames its burst and hands it to the link, then returns here
+        }
+        _toWake.Clear();
     }
 
     internal void AddQueued(long bytes) => Interlocked.Add(ref _queuedBytes, bytes);
@@ -154,182 +191,5 @@ internal sealed class UdpAssociationListener : IAppListener
     {
         _stop.Cancel();
         Socket.Dispose();
-    }
-}
-
-/// <summary>
-/// One client of a <c>udp://</c> listener (its source address): datagrams the listener queued for it are read one
-/// per receive; each send is one datagram back to that address from the listener's socket. Dispose ends it (its
-/// relay reads the end, the listener forgets the address: the client's next datagram starts a new association).
-/// </summary>
-internal sealed class UdpAssociation : AppConnection
-{
-    private readonly UdpAssociationListener _listener;
-    /// <summary>Where a queued datagram starts in its buffer: room for a Data frame's header and the datagram's length before it.</summary>
-    internal const int DataOffset = Protocol.FrameHeader.Size + Tunnels.DatagramFrame.LengthSize;
-
-    // Each datagram is kept where a Data frame needs it (DataOffset), so the relay sends the buffer as it is.
-    private readonly Queue<(byte[] Data, int Length)> _queue = new();
-    private readonly object _gate = new();
-    private TaskCompletionSource? _waiter;
-    private bool _closed;
-
-    public UdpAssociation(UdpAssociationListener listener, SocketAddress address, string remote)
-    {
-        _listener = listener;
-        Address = address;
-        Remote = remote;
-    }
-
-    public SocketAddress Address { get; }
-
-    public override string Remote { get; }
-
-    public override bool IsDatagram => true;
-
-    /// <summary>This association's datagram counts; the listener adds the ones it had to drop for it.</summary>
-    public Tunnels.DatagramCounters Counters { get; } = new();
-
-    internal bool TryEnqueue(ReadOnlySpan<byte> datagram)
-    {
-        TaskCompletionSource? waiter;
-        lock (_gate)
-        {
-            if (_closed || _queue.Count >= UdpAssociationListener.MaxQueuedPerAssociation)
-            {
-                return false;
-            }
-            var copy = ArrayPool<byte>.Shared.Rent(DataOffset + datagram.Length);
-            datagram.CopyTo(copy.AsSpan(DataOffset));
-            _queue.Enqueue((copy, datagram.Length));
-            _listener.AddQueued(datagram.Length);
-            waiter = _waiter;
-            _waiter = null;
-        }
-        waiter?.TrySetResult();
-        return true;
-    }
-
-    public override async ValueTask WaitForDataAsync(CancellationToken cancellationToken)
-    {
-        Task wait;
-        lock (_gate)
-        {
-            if (_queue.Count > 0 || _closed)
-            {
-                return;
-            }
-            // Completed inline by the listener's loop: the relay's next step (frame, enqueue on the link) runs there
-            // without a thread hop; it returns to the loop at its next wait.
-            _waiter ??= new TaskCompletionSource();
-            wait = _waiter.Task;
-        }
-        await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// The next queued datagram as it lies in its pooled buffer (at <see cref="DataOffset"/>, <paramref name="length"/>
-    /// bytes; the buffer passes to the caller), or false when none is queued.
-    /// </summary>
-    internal bool TryTake(out byte[] buffer, out int length)
-    {
-        lock (_gate)
-        {
-            if (_queue.TryDequeue(out var item))
-            {
-                _listener.AddQueued(-item.Length);
-                (buffer, length) = item;
-                return true;
-            }
-        }
-        (buffer, length) = (Array.Empty<byte>(), 0);
-        return false;
-    }
-
-    /// <summary>Whether the association was closed (nothing more will be queued).</summary>
-    internal bool IsClosed
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _closed;
-            }
-        }
-    }
-
-    /// <summary>The next datagram (copied into <paramref name="buffer"/>, which holds 65,507 bytes), or 0 once closed.</summary>
-    public override async ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            lock (_gate)
-            {
-                if (_queue.TryDequeue(out var item))
-                {
-                    var n = Math.Min(item.Length, buffer.Length);
-                    item.Data.AsSpan(DataOffset, n).CopyTo(buffer.Span);
-                    ArrayPool<byte>.Shared.Return(item.Data);
-                    _listener.AddQueued(-item.Length);
-                    return n;
-                }
-                if (_closed)
-                {
-                    return 0;
-                }
-            }
-            await WaitForDataAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    public override async ValueTask SendAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken)
-    {
-        if (data.IsSingleSegment)
-        {
-            await _listener.SendToAsync(data.First, Address, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-        var length = (int)data.Length;
-        var copy = ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            data.CopyTo(copy);
-            await _listener.SendToAsync(copy.AsMemory(0, length), Address, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(copy);
-        }
-    }
-
-    /// <summary>UDP has no half-close: nothing to do.</summary>
-    public override void ShutdownSend()
-    {
-    }
-
-    public override void Abort() => Dispose();
-
-    /// <summary>Ends the association: queued datagrams are dropped (and counted), the listener forgets the address.</summary>
-    public override void Dispose()
-    {
-        TaskCompletionSource? waiter;
-        lock (_gate)
-        {
-            if (_closed)
-            {
-                return;
-            }
-            _closed = true;
-            while (_queue.TryDequeue(out var item))
-            {
-                ArrayPool<byte>.Shared.Return(item.Data);
-                _listener.AddQueued(-item.Length);
-                Counters.AddDropped();
-            }
-            waiter = _waiter;
-            _waiter = null;
-        }
-        _listener.Forget(this);
-        waiter?.TrySetResult();
     }
 }

@@ -24,6 +24,13 @@ public sealed class DatagramCounters
         Interlocked.Add(ref _bytesIn, bytes);
     }
 
+    /// <summary>Several datagrams carried in at once (one coalesced frame), <paramref name="bytes"/> of payload in all.</summary>
+    internal void AddIn(int datagrams, int bytes)
+    {
+        Interlocked.Add(ref _in, datagrams);
+        Interlocked.Add(ref _bytesIn, bytes);
+    }
+
     internal void AddOut(int bytes)
     {
         Interlocked.Increment(ref _out);

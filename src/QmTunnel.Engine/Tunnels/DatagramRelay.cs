@@ -16,7 +16,7 @@ namespace QmTunnel.Engine.Tunnels;
 /// with Fin and closes its socket; whichever end reads the other's Fin ends its side too. A hostile frame (length 0,
 /// over 65,507, cut off by Fin) resets the stream (MalformedFrame). It opens nothing.
 /// </summary>
-internal sealed class DatagramRelay
+internal sealed partial class DatagramRelay
 {
     /// <summary>How long an owner whose association ended waits for the far end's Fin before resetting the stream.</summary>
     public static readonly TimeSpan FinWait = TimeSpan.FromSeconds(10);
@@ -94,90 +94,6 @@ internal sealed class DatagramRelay
         catch (ObjectDisposedException)
         {
         }
-    }
-
-    private async Task<string?> UpAsync()
-    {
-        var token = _upStop.Token;
-        try
-        {
-            while (true)
-            {
-                if (_connection is UdpAssociation association)
-                {
-                    // the listener's side: its datagrams lie in buffers laid out as Data frames already
-                    await association.WaitForDataAsync(token).ConfigureAwait(false);
-                    if (!association.TryTake(out var queued, out var length))
-                    {
-                        if (association.IsClosed)
-                        {
-                            break;
-                        }
-                        continue;
-                    }
-                    _idle?.Touch();
-                    if (_stream.SendCredit < DatagramFrame.LengthSize + length)
-                    {
-                        ArrayPool<byte>.Shared.Return(queued);
-                        _counters.AddDropped();
-                        continue;
-                    }
-                    DatagramFrame.WriteLength(queued.AsSpan(FrameHeader.Size), length);
-                    await _stream.SendDataAsync(queued, DatagramFrame.LengthSize + length, token).ConfigureAwait(false);
-                    _counters.AddIn(length);
-                    continue;
-                }
-                int n;
-                var datagram = ArrayPool<byte>.Shared.Rent(DatagramFrame.MaxDatagram + 1);
-                try
-                {
-                    // Wait without a buffer would be cheaper for idle associations, but a UDP socket's zero-byte
-                    // receive takes the datagram away: the association's own wait holds no buffer.
-                    await _connection.WaitForDataAsync(token).ConfigureAwait(false);
-                    n = await _connection.ReceiveAsync(datagram, token).ConfigureAwait(false);
-                }
-                catch (SocketException ex) when (IsTransientUdpError(ex))
-                {
-                    ArrayPool<byte>.Shared.Return(datagram);
-                    continue; // an ICMP error for an earlier datagram (port unreachable...): UDP goes on
-                }
-                catch
-                {
-                    ArrayPool<byte>.Shared.Return(datagram);
-                    throw;
-                }
-                if (n == 0)
-                {
-                    ArrayPool<byte>.Shared.Return(datagram);
-                    break; // the association was closed here (expired, or the listener stopped)
-                }
-                _idle?.Touch();
-                var frame = DatagramFrame.LengthSize + n;
-                if (n > DatagramFrame.MaxDatagram || _stream.SendCredit < frame)
-                {
-                    ArrayPool<byte>.Shared.Return(datagram);
-                    _counters.AddDropped();
-                    continue;
-                }
-                var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + frame);
-                DatagramFrame.WriteLength(buffer.AsSpan(FrameHeader.Size), n);
-                datagram.AsSpan(0, n).CopyTo(buffer.AsSpan(FrameHeader.Size + DatagramFrame.LengthSize));
-                ArrayPool<byte>.Shared.Return(datagram);
-                await _stream.SendDataAsync(buffer, frame, token).ConfigureAwait(false);
-                _counters.AddIn(n);
-            }
-        }
-        catch (OperationCanceledException) when (_upStop.IsCancellationRequested && !_abort.IsCancellationRequested)
-        {
-            // ended normally: expired here, or the far end's Fin was read
-        }
-        catch (Exception ex) when (IsRelayFailure(ex))
-        {
-            return Stop(ex, connectionToAbort: null);
-        }
-        _stream.SendFin();
-        StartFinWait();
-        return null;
     }
 
     /// <summary>At the owner: the far end has <see cref="FinWait"/> to answer this side's Fin, then the stream is reset.</summary>

@@ -182,6 +182,82 @@ public sealed class DatagramRelayTests : IAsyncLifetime
         Assert.Equal(300 - Window / 1002, slowAssociation.Counters.Dropped);
     }
 
+    /// <summary>Data frames a stream sent for <paramref name="datagrams"/> (each framed: 2 + its bytes), from its link counters.</summary>
+    private static long DataFrames(long linkBytesSent, IEnumerable<byte[]> datagrams) =>
+        (linkBytesSent - datagrams.Sum(d => 2 + d.Length)) / FrameHeader.Size;
+
+    [Fact]
+    public async Task Datagrams_queued_together_at_the_listener_go_in_one_data_frame_each_still_whole()
+    {
+        using var listener = await new UdpAppEndpoint().ListenAsync(new EndpointUri(EndpointScheme.Udp, "127.0.0.1", 0), new AppListenOptions("test", "", ""), default);
+        using var client = new UdpClientSocket(listener.Bound.ToString());
+        var datagrams = Enumerable.Range(1, 10).Select(i => Enumerable.Repeat((byte)i, i * 100).ToArray()).ToList();
+        foreach (var datagram in datagrams)
+        {
+            client.Send(datagram);
+        }
+        var association = (UdpAssociation)await listener.AcceptAsync(default).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        var deadline = Environment.TickCount64 + 10_000;
+        while (association.QueuedCount < datagrams.Count && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(10); // polling for the listener to have queued them all (no relay runs yet)
+        }
+        Assert.Equal(datagrams.Count, association.QueuedCount);
+        var (local, remote) = await OpenAsync();
+        _ = DatagramRelay.RunAsync(association, local, association.Counters, TimeProvider.System, idleTimeout: null, default);
+
+        Assert.Equal(datagrams, await ReadDatagramsAsync(remote, datagrams.Count));
+        Assert.Equal(1, DataFrames(local.Counters.LinkBytesSent, datagrams));
+        Assert.Equal(datagrams.Count, association.Counters.DatagramsIn);
+        Assert.Equal(datagrams.Sum(d => d.Length), association.Counters.BytesIn);
+    }
+
+    [Fact]
+    public async Task Datagrams_waiting_at_the_last_servers_socket_go_in_one_data_frame_each_still_whole()
+    {
+        using var target = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        target.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var (connection, failure) = await new UdpAppEndpoint().ConnectAsync(new EndpointUri(EndpointScheme.Udp, "127.0.0.1", ((IPEndPoint)target.LocalEndPoint!).Port),
+            OpenOptions.None, TimeSpan.FromSeconds(5), default);
+        Assert.Null(failure);
+        var dialed = (UdpDialedConnection)connection!;
+        var datagrams = Enumerable.Range(1, 10).Select(i => Enumerable.Repeat((byte)i, i * 100).ToArray()).ToList();
+        foreach (var datagram in datagrams)
+        {
+            target.SendTo(datagram, new IPEndPoint(IPAddress.Loopback, ((IPEndPoint)dialed.Socket.LocalEndPoint!).Port));
+        }
+        var deadline = Environment.TickCount64 + 10_000;
+        while (dialed.Socket.Available == 0 && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(10);
+        }
+        var (local, remote) = await OpenAsync(); // the relay runs at the accepting end, as at a last server
+        var counters = new DatagramCounters();
+        _ = DatagramRelay.RunAsync(dialed, remote, counters, TimeProvider.System, idleTimeout: null, default);
+
+        Assert.Equal(datagrams, await ReadDatagramsAsync(local, datagrams.Count));
+        // loopback delivers a datagram within its send: all ten wait before the relay starts (one frame; two at worst
+        // if the kernel delivered one late), where one frame per datagram made ten
+        Assert.InRange(DataFrames(remote.Counters.LinkBytesSent, datagrams), 1, 2);
+        Assert.Equal(datagrams.Count, counters.DatagramsIn);
+    }
+
+    private static async Task<List<byte[]>> ReadDatagramsAsync(MuxStream stream, int count)
+    {
+        var received = new List<byte[]>();
+        while (received.Count < count)
+        {
+            var result = await stream.Input.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            var buffer = result.Buffer;
+            while (DatagramFrame.TryRead(ref buffer, out var datagram))
+            {
+                received.Add(datagram.ToArray());
+            }
+            stream.Input.AdvanceTo(buffer.Start, result.Buffer.End);
+        }
+        return received;
+    }
+
     [Fact]
     public void The_idle_timer_counts_every_touch_and_expires_only_after_a_whole_quiet_timeout()
     {
