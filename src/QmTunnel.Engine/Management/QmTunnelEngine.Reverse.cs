@@ -16,10 +16,10 @@ public sealed partial class QmTunnelEngine
         }
         foreach (var end in target is null ? [listen] : new[] { listen, target })
         {
-            if (end.IsDatagram || end.Scheme == Endpoints.EndpointScheme.Socks5)
+            if (end.Scheme == Endpoints.EndpointScheme.Socks5)
             {
                 throw new QmTunnelException(ErrorIds.EndpointUriInvalid, QmErrorKind.InvalidArgument, end.ToString(),
-                    $"Tunnel '{profile.Name}': a RemoteToLocal tunnel carries byte streams between tcp://, unix:/// and pipe:// ends, not {end}.");
+                    $"Tunnel '{profile.Name}': a RemoteToLocal tunnel has a fixed target at its owner; a socks5:// listener (each client naming its target) is for LocalToRemote tunnels.");
             }
         }
     }

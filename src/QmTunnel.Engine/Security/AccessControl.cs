@@ -58,6 +58,9 @@ public static class AccessControl
     /// <summary>An end as allow-rules see its host: the host, or for a path endpoint its URI (<c>unix:///run/app.sock</c>) with port 0.</summary>
     public static string RuleHost(EndpointUri end) => end.IsPath ? end.ToString() : end.Host;
 
+    /// <summary>Whether an Open's listen text is a <c>udp://host:port</c> URI (a reverse UDP tunnel's far listener).</summary>
+    public static bool IsUdpText(string text) => text.StartsWith("udp://", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Whether an Open's end text names a path endpoint (unix:// or pipe://) rather than host:port.</summary>
     public static bool IsPathText(string text) =>
         text.StartsWith("unix://", StringComparison.OrdinalIgnoreCase) || text.StartsWith("pipe://", StringComparison.OrdinalIgnoreCase);
@@ -68,7 +71,7 @@ public static class AccessControl
     /// in its plain form only.
     /// </summary>
     private static (string Host, int Port) SplitEnd(string text) =>
-        IsPathText(text) ? (RuleHost(EndpointUri.ParseApplication(text, "Listen")), 0) : SplitHostPort(text);
+        IsPathText(text) ? (RuleHost(EndpointUri.ParseApplication(text, "Listen")), 0) : SplitHostPort(IsUdpText(text) ? text["udp://".Length..] : text);
 
     /// <summary>
     /// The tunnel an Open describes as the receiving server can vouch for it, or why the Open is refused. A dialer may

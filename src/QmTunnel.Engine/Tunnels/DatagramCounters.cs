@@ -8,6 +8,14 @@ namespace QmTunnel.Engine.Tunnels;
 public sealed class DatagramCounters
 {
     private long _in, _out, _bytesIn, _bytesOut, _dropped;
+    private bool _relayFacesTarget;
+
+    /// <summary>
+    /// Counters for a relay whose connection is the TARGET (a reverse tunnel's owner): what it reads from that connection
+    /// goes to the client (counted Out) and what it writes there came from the client (counted In), so the counts keep
+    /// their meaning from the client's side.
+    /// </summary>
+    internal static DatagramCounters FacingTarget() => new() { _relayFacesTarget = true };
 
     /// <summary>Datagrams from the application side carried into the tunnel.</summary>
     public long DatagramsIn => Volatile.Read(ref _in);
@@ -18,23 +26,33 @@ public sealed class DatagramCounters
     /// <summary>Datagrams dropped, either way.</summary>
     public long Dropped => Volatile.Read(ref _dropped);
 
-    internal void AddIn(int bytes)
-    {
-        Interlocked.Increment(ref _in);
-        Interlocked.Add(ref _bytesIn, bytes);
-    }
+    internal void AddIn(int bytes) => AddIn(1, bytes);
 
     /// <summary>Several datagrams carried in at once (one coalesced frame), <paramref name="bytes"/> of payload in all.</summary>
     internal void AddIn(int datagrams, int bytes)
     {
-        Interlocked.Add(ref _in, datagrams);
-        Interlocked.Add(ref _bytesIn, bytes);
+        if (_relayFacesTarget)
+        {
+            Count(ref _out, ref _bytesOut, datagrams, bytes);
+            return;
+        }
+        Count(ref _in, ref _bytesIn, datagrams, bytes);
     }
 
     internal void AddOut(int bytes)
     {
-        Interlocked.Increment(ref _out);
-        Interlocked.Add(ref _bytesOut, bytes);
+        if (_relayFacesTarget)
+        {
+            Count(ref _in, ref _bytesIn, 1, bytes);
+            return;
+        }
+        Count(ref _out, ref _bytesOut, 1, bytes);
+    }
+
+    private static void Count(ref long datagrams, ref long total, int count, int bytes)
+    {
+        Interlocked.Add(ref datagrams, count);
+        Interlocked.Add(ref total, bytes);
     }
 
     internal void AddDropped(long count = 1) => Interlocked.Add(ref _dropped, count);

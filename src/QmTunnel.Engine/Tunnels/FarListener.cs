@@ -112,7 +112,7 @@ internal sealed class FarListener
     public const int MaxAnswerBytes = 2 + 512;
 
     internal sealed record Context(string ServerName, string User, MuxStream Bind, OpenMessage Open, LinkOptions LinkOptions, ILogger Logger,
-        TrafficCounters Transit, Action CountTransit);
+        TrafficCounters Transit, Action CountTransit, TimeProvider Time);
 
     private readonly Context _context;
     private readonly IAppListener _listener;
@@ -142,10 +142,10 @@ internal sealed class FarListener
         try
         {
             var listen = ListenOf(open);
-            if (listen.IsDatagram || listen.Scheme == EndpointScheme.Socks5)
+            if (listen.Scheme == EndpointScheme.Socks5)
             {
                 throw new QmTunnelException(ErrorIds.BindFailed, QmErrorKind.InvalidArgument, listen.ToString(),
-                    $"{context.ServerName}: a reverse tunnel's far listener carries byte streams (tcp://, unix:///, pipe://), not {listen}.");
+                    $"{context.ServerName}: a reverse tunnel's far listener is tcp://, udp://, unix:/// or pipe://, not {listen}.");
             }
             var listener = await AppEndpoint.For(listen.Scheme).ListenAsync(listen, new AppListenOptions(
                 $"{context.ServerName} (reverse tunnel '{open.Tunnel}' of user '{context.User}')",
@@ -172,9 +172,9 @@ internal sealed class FarListener
         return null;
     }
 
-    /// <summary>The endpoint a Bind's listen field names: <c>host:port</c> (tcp) or a path endpoint's URI (unix, pipe).</summary>
+    /// <summary>The endpoint a Bind's listen field names: <c>host:port</c> (tcp), <c>udp://host:port</c>, or a path endpoint's URI (unix, pipe).</summary>
     internal static EndpointUri ListenOf(OpenMessage open) =>
-        EndpointUri.ParseApplication(AccessControl.IsPathText(open.Listen) ? open.Listen : "tcp://" + open.Listen, "Listen");
+        EndpointUri.ParseApplication(AccessControl.IsPathText(open.Listen) || AccessControl.IsUdpText(open.Listen) ? open.Listen : "tcp://" + open.Listen, "Listen");
 
     /// <summary>
     /// Answers the Bind (OpenAck and the bound endpoint), accepts until the Bind ends, then closes the listener (the port
@@ -301,6 +301,13 @@ internal sealed class FarListener
                 return;
             }
             // A Bind that ended (its link closed) is not waited for: the owner refuses the stream, which closes the client.
+            if (client.IsDatagram)
+            {
+                // A UDP association: datagrams framed in the stream; the owner runs the idle timer and ends it with Fin.
+                await DatagramRelay.RunAsync(client, stream, (client as UdpAssociation)?.Counters ?? new DatagramCounters(), _context.Time,
+                    idleTimeout: null, cancellationToken).ConfigureAwait(false);
+                return;
+            }
             await Relay.RunAsync(client, stream, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is System.Net.Sockets.SocketException or ObjectDisposedException or IOException)

@@ -93,7 +93,7 @@ internal sealed partial class StreamRouter
             }
             var user = stream.Link.Principal?.User.Name ?? "?";
             await _farListeners.ServeAsync(new FarListener.Context(_context.ServerName, user, stream, open, _context.LinkOptions, _context.Logger,
-                _context.Transit, _context.CountTransit), cancellationToken).ConfigureAwait(false);
+                _context.Transit, _context.CountTransit, _context.Time), cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -252,7 +252,10 @@ internal sealed partial class TunnelRuntime
             }
             stream.SendOpenAck();
             record.State = ConnectionState.Open;
-            var result = await Relay.RunAsync(connection, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+            // A UDP target: the far listener's association carried as datagrams; this side runs its idle timer.
+            var result = connection.IsDatagram
+                ? await DatagramRelay.RunAsync(connection, stream, record.Datagrams ??= DatagramCounters.FacingTarget(), _time, Profile.UdpIdleTimeout, cancellationToken).ConfigureAwait(false)
+                : await Relay.RunAsync(connection, stream, _linkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
             if (!result.Clean)
             {
                 error = result.Error ?? result.ResetCode.ToString();
@@ -276,6 +279,10 @@ internal sealed partial class TunnelRuntime
                 _closedOut += record.BytesToClient;
                 _closedLinkSent += record.Counters.LinkBytesSent;
                 _closedLinkReceived += record.Counters.LinkBytesReceived;
+                if (record.Datagrams is { } datagrams)
+                {
+                    _closedDatagrams.Add(datagrams);
+                }
                 Connections.Close(record, error);
             }
         }

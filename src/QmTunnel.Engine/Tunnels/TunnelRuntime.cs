@@ -87,7 +87,8 @@ internal sealed partial class TunnelRuntime
         new(protocol, Profile.Name, target, _route, (int)Profile.ConnectTimeout.TotalMilliseconds,
             IsReverse ? options | OpenOptions.RemoteToLocal : options, client)
         {
-            Listen = _listen.HostPort,
+            // a reverse tunnel's far listener of udp:// says so (the far server binds what the Open names)
+            Listen = IsReverse && _listen.IsDatagram ? _listen.ToString() : _listen.HostPort,
             Servers = _servers,
             RouteCredentials = _routeCredentials,
             MaxConnections = protocol == StreamProtocol.Bind ? (uint)Profile.MaxConnections : 0,
