@@ -110,21 +110,8 @@ internal sealed partial class StreamRouter
     /// </summary>
     private async Task ForwardBindAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
     {
-        if (NextHop(inbound, open) is not var (next, login) || Onward(inbound, open, next) is not { } onwardOpen)
+        if (await OnwardLinkAsync(inbound, open, cancellationToken).ConfigureAwait(false) is not var (link, onwardOpen))
         {
-            return;
-        }
-        Link link;
-        try
-        {
-            link = await _context.Pool().GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
-                NextSession(inbound, next)).ConfigureAwait(false);
-        }
-        catch (QmTunnelException ex)
-        {
-            inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed
-                : ex.ErrorId == ErrorIds.LinkLimit ? ProtocolErrorCode.LinkLimit : ProtocolErrorCode.TargetConnectFailed,
-                $"{_context.ServerName}: {ex.Message}");
             return;
         }
         IDisposable? registration = null;

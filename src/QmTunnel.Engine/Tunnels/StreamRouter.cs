@@ -195,25 +195,38 @@ internal sealed partial class StreamRouter(StreamRouterContext context)
     /// </summary>
     private async Task ForwardAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
     {
-        if (NextHop(inbound, open) is not var (next, login) || Onward(inbound, open, next) is not { } onwardOpen)
+        if (await OnwardLinkAsync(inbound, open, cancellationToken).ConfigureAwait(false) is not var (link, onwardOpen))
         {
             return;
         }
-        Link link;
+        var onward = link.OpenStream(onwardOpen, _context.Transit, _context.LinkOptions.InitialWindow);
+        await Splice.RunAsync(inbound, onward, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// At a gateway: the link to the next server of <paramref name="open"/>'s route (dialed when there is none) and the
+    /// Open to send on it; or null after resetting <paramref name="inbound"/> (a malformed route or login, logins that
+    /// would cross a plain link, a failed dial: HopAuthenticationFailed, LinkLimit or TargetConnectFailed, named).
+    /// </summary>
+    private async Task<(Link Link, OpenMessage Onward)?> OnwardLinkAsync(MuxStream inbound, OpenMessage open, CancellationToken cancellationToken)
+    {
+        if (NextHop(inbound, open) is not var (next, login) || Onward(inbound, open, next) is not { } onwardOpen)
+        {
+            return null;
+        }
         try
         {
-            link = await _context.Pool().GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
+            var link = await _context.Pool().GetAsync(next, login, TimeSpan.FromMilliseconds(open.ConnectTimeoutMs), cancellationToken,
                 NextSession(inbound, next)).ConfigureAwait(false);
+            return (link, onwardOpen);
         }
         catch (QmTunnelException ex)
         {
             inbound.Reset(ex.Kind == QmErrorKind.AuthenticationError ? ProtocolErrorCode.HopAuthenticationFailed
                 : ex.ErrorId == ErrorIds.LinkLimit ? ProtocolErrorCode.LinkLimit : ProtocolErrorCode.TargetConnectFailed,
                 $"{_context.ServerName}: {ex.Message}");
-            return;
+            return null;
         }
-        var onward = link.OpenStream(onwardOpen, _context.Transit, _context.LinkOptions.InitialWindow);
-        await Splice.RunAsync(inbound, onward, _context.LinkOptions.ChunkSize, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
