@@ -15,6 +15,9 @@ Starts an in-process qmTunnel server A (in this pwsh process) and a daemon serve
     and of B's daemon process;
   - chain: iperf3 through a 3-hop chain (three more daemons X1 -> X2 -> X3) against 1 hop (-> X3) in the same run,
     both owned by the daemon A2, TLS links (a chain carries the later hops' logins, which never cross a plain link);
+    then the same with each server a host of its own (bench/Measure-ChainLinks.ps1: network namespaces joined by veth
+    pairs), once with every link limited to -ChainLinkMbit and once with every server capped at -ChainCpuQuota of a
+    core (root only; skipped with the reason otherwise);
   - a connection flood (connections that never log in) against a daemon F with the default limits: its resident
     memory before, during and after, a login timed during the flood, its pending-connection counters, its log growth;
   - compression per hop (bench/Measure-Compression.ps1): one stream of log-like text and one of random bytes, echoed
@@ -63,6 +66,12 @@ param(
     # chain: iperf3 runs of each path (1 hop, 3 hops), alternated; the figure is their mean.
     [ValidateRange(1, 10)]
     [int]$ChainRounds = 2,
+    # chain on hosts (network namespaces): the rate of every link in the 'links' measurement, and every server's
+    # share of a core in the 'cpu' one (bench/Measure-ChainLinks.ps1).
+    [ValidateRange(10, 100000)]
+    [int]$ChainLinkMbit = 1000,
+    [ValidateRange(0.05, 4)]
+    [double]$ChainCpuQuota = 0.4,
     [switch]$SkipTunnel,
     [switch]$SkipTls
 )
@@ -276,6 +285,10 @@ function Format-Value($Value) {
 
 #region udp: Invoke-UdpBench (bench/Measure-Udp.ps1, dot-sourced)
 . (Join-Path $PSScriptRoot 'Measure-Udp.ps1')
+#endregion
+
+#region chain on hosts of their own: Invoke-ChainHostsBench (bench/Measure-ChainLinks.ps1, dot-sourced)
+. (Join-Path $PSScriptRoot 'Measure-ChainLinks.ps1')
 #endregion
 
 #region encrypted comparisons: stunnel, ssh -L
@@ -863,6 +876,21 @@ try {
             }
             foreach ($x in $chainServers) { try { $x | Stop-QmTunnelServer -Confirm:$false } catch { Write-Warning "Stopping a chain server: $_" } }
         }
+        $netnsProblem = Test-NetnsUsable
+        if ($netnsProblem) {
+            $results['hostsP1.skipped'] = $netnsProblem
+            Write-Host "   chain on hosts skipped: $netnsProblem" -ForegroundColor Yellow
+        }
+        else {
+            Write-QmStep "Chain on hosts of their own (namespaces): links of $ChainLinkMbit Mbit/s, then every server capped at $ChainCpuQuota of a core"
+            Invoke-ChainHostsBench -Mode links -LinkMbit $ChainLinkMbit -Rounds $ChainRounds
+            if (Test-Path '/sys/fs/cgroup/cpu/cpu.cfs_quota_us') {
+                Invoke-ChainHostsBench -Mode cpu -CpuQuota $ChainCpuQuota -Rounds $ChainRounds
+            }
+            else {
+                $results['hostsP1.cpu.skipped'] = 'no cgroup v1 cpu controller at /sys/fs/cgroup/cpu'
+            }
+        }
     }
 
     if ('flood' -in $Include) {
@@ -1095,12 +1123,40 @@ foreach ($row in @(@{ Key = 'cpu1'; Name = 'Server CPU per Gbit/s carried, 1 str
     $ratioText = if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }
     $chainRows.Add("| $($row.Name) | $(Format-Cell $one $row.Format) | $(Format-Cell $three $row.Format) | $ratioText | reported |  |")
 }
+# The chain on hosts of their own (namespaces): links limited, then servers capped.
+foreach ($mode in 'links', 'cpu') {
+    $one = Get-Figure "hostsP1.$mode.chain1"
+    $three = Get-Figure "hostsP1.$mode.chain3"
+    if ($null -eq $one -and $null -eq $three) { continue }
+    $ratio = Get-Ratio $three $one
+    $ratioText = if ($null -eq $ratio) { 'n/a' } else { $ratio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }
+    $met = if ($null -eq $ratio) { 'n/a' } elseif ($ratio -ge 0.8) { 'yes' } else { '**no**' }
+    $name = if ($mode -eq 'links') { "TLS throughput, 1 stream, a host per server, links of $ChainLinkMbit Mbit/s (Gbit/s)" } else { "TLS throughput, 1 stream, a host per server, each capped at $ChainCpuQuota of a core (Gbit/s)" }
+    $chainRows.Add("| $name | $(Format-Cell $one) | $(Format-Cell $three) | $ratioText | ≥ 0.8 × 1 hop | $met |")
+    $cpuOne = Get-Figure "cpuP1.$mode.chain1"
+    $cpuThree = Get-Figure "cpuP1.$mode.chain3"
+    if ($null -ne $cpuOne -and $null -ne $cpuThree) {
+        $cpuRatio = Get-Ratio $cpuThree $cpuOne
+        $chainRows.Add("| Server CPU per Gbit/s carried, the row above (cores; lower is better) | $(Format-Cell $cpuOne '0.000') | $(Format-Cell $cpuThree '0.000') | $(if ($null -eq $cpuRatio) { 'n/a' } else { $cpuRatio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }) | reported |  |")
+    }
+    $socatOne = Get-Figure "socatP1.$mode.chain1"
+    $socatThree = Get-Figure "socatP1.$mode.chain3"
+    if ($null -ne $socatOne -or $null -ne $socatThree) {
+        $socatRatio = Get-Ratio $socatThree $socatOne
+        $chainRows.Add("| socat TLS relays, the same hosts (Gbit/s) | $(Format-Cell $socatOne) | $(Format-Cell $socatThree) | $(if ($null -eq $socatRatio) { 'n/a' } else { $socatRatio.ToString('0.00', [cultureinfo]::InvariantCulture) + '×' }) | reported |  |")
+    }
+}
+$linkAlone = Get-Figure 'hostsP1.links.link'
 $chainTable = if ($chainRows.Count -gt 2) { $chainRows -join "`n" } else { $null }
 $chainNotes = @(
     "- Both tunnels belong to server A2 (a qmtunnel-server daemon): bench-chain1 -> X3 -> iperf3, bench-chain3 -> X1 -> X2 -> X3 -> iperf3; X1-X3 are daemons started for this group, every link TLS (qmt://, pinned on first use). A chain's later hops log in with keys the owner sends inside the Open, which never cross a plain link, so the comparison is TLS against TLS."
     "- Each figure is the mean of $ChainRounds iperf3 runs of $Seconds s (after $script:WarmUpSeconds s not counted), the two paths alternated. All four servers, iperf3 and its client share this machine's cores: a 3-hop chain on loopback does the work of three links (three TLS encryptions and decryptions of every byte) on the same CPUs, where on real hosts each gateway has its own."
     "- CPU rows: the CPU time (utime + stime from /proc) of the servers of each path over each iperf3 run (its warm-up and set-up included), divided by the run's wall time and rate: cores used per Gbit/s carried. The estimate divides the rate by the busiest server's share of a core: what the path would carry if each server had a core of its own, as on separate hosts (iperf3 itself left out); an estimate, not a measurement."
+    "- Rows 'a host per server' (bench/Measure-ChainLinks.ps1): each server in a network namespace of its own, joined to its neighbours by veth pairs with no forwarding (A - X1 - X2 - X3, and A - X3 for the 1-hop path; iperf3's client in A, its server in X3), every link TLS. 'links of N Mbit/s': each veth end shaped with tc tbf (rate N, burst 512 KiB), as on a network where the link is the limit; iperf3 over one such link without a tunnel: $(if ($null -ne $linkAlone) { (Format-Cell $linkAlone) + ' Gbit/s' } else { 'n/a' }). 'capped at Q of a core': links unlimited, each daemon in a cgroup of its own (v1 cpu.cfs_quota_us of 1 ms per period of 1 ms / share, so the cap acts like a slower CPU rather than stopping a server for most of each 100 ms), as hosts of equal power; a gateway decrypts and encrypts every byte again, so it does about twice an end server's TLS work. No latency is added (tc netem is not in this kernel). The socat rows: the same hosts, links and caps, with socat TLS relays instead (A: TCP-LISTEN -> OPENSSL; X1, X2: OPENSSL-LISTEN -> OPENSSL in one process, as a qmTunnel gateway; X3: OPENSSL-LISTEN -> TCP; each host's socat in that host's cgroup), after qmTunnel's runs."
 )
+
+if ($results.ContainsKey('hostsP1.skipped')) { $chainNotes += "- Rows 'a host per server' not measured: $($results['hostsP1.skipped'])." }
+elseif ($results.ContainsKey('hostsP1.cpu.skipped')) { $chainNotes += "- Row 'capped at a share of a core' not measured: $($results['hostsP1.cpu.skipped'])." }
 
 $cpu = ([System.IO.File]::ReadAllLines('/proc/cpuinfo') | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -replace '^model name\s*:\s*', ''
 $machine = "nproc $([Environment]::ProcessorCount), CPU $cpu, $([math]::Round(((Get-Content /proc/meminfo -TotalCount 1) -split '\s+')[1] / 1MB, 1)) GiB RAM, Linux $((& uname -r)), load average $(((Get-Content /proc/loadavg) -split ' ')[0..2] -join ' ') at the end"
