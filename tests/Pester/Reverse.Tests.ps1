@@ -57,6 +57,25 @@ Describe 'New-QmTunnel -Direction RemoteToLocal' {
         (Get-QmTunnelConnection web).Client | Should -Match '^127\.0\.0\.1:\d+$' -Because 'the address the far listener saw'
     }
 
+    It 'the default views tell it from a local tunnel: Get-QmTunnel''s Dir column, the group of its connections, the stats' {
+        $local = New-QmTunnel forward -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri
+        try {
+            $table = Get-QmTunnel web, forward | Format-Table | Out-String -Width 80
+            $table | Should -Match '(?m)^Name\s+State\s+Dir\s+Listen\s+Via\s+Target'
+            $table | Should -Match '(?m)^web\s+Established\s+R->L\s+127\.0\.0\.1:\d+' -Because $table
+            $table | Should -Match '(?m)^forward\s+Stopped\s+L->R\s+127\.0\.0\.1:0' -Because $table
+        }
+        finally {
+            Remove-QmTunnel $local.Name
+        }
+        $connections = Get-QmTunnelConnection web
+        "$($connections[0].Direction)" | Should -Be 'RemoteToLocal'
+        $grouped = $connections | Format-Table | Out-String -Width 80
+        $grouped | Should -Match 'Tunnel: web \(RemoteToLocal\)' -Because $grouped
+        ($connections[0] | Format-List | Out-String) | Should -Match 'Direction\s+: RemoteToLocal'
+        "$((Get-QmTunnelStats web).Direction)" | Should -Be 'RemoteToLocal'
+    }
+
     It 'Stop-QmTunnel closes the far listener: its port on the last server is free' {
         $port = Get-Port (Get-QmTunnel web).BoundListen
         $null = Stop-QmTunnel web
