@@ -217,13 +217,13 @@ Describe 'Managing the daemon B through -Session' {
 
     It 'turns AcceptCompression of B off and on with Set-QmTunnelServerConfig -Session, shown by Get-QmTunnelServerConfig' {
         (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
-        Set-QmTunnelServerConfig -AcceptCompression $false -Session $s -WhatIf
+        Set-QmTunnelServerConfig -AcceptCompression:$false -Session $s -WhatIf
         (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
-        (Set-QmTunnelServerConfig -AcceptCompression $false -Session $s -PassThru).AcceptCompression | Should -BeFalse
+        (Set-QmTunnelServerConfig -AcceptCompression:$false -Session $s -PassThru).AcceptCompression | Should -BeFalse
         $config = Get-QmTunnelServerConfig -Session $s
         $config.AcceptCompression | Should -BeFalse
         ($config | Out-String) | Should -Match 'AcceptCompression\s*:\s*False'
-        Set-QmTunnelServerConfig -AcceptCompression $true -Session $s
+        Set-QmTunnelServerConfig -AcceptCompression -Session $s
         (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
     }
 
@@ -267,7 +267,7 @@ Describe 'A session as a user without AdministerAllTunnels' {
     }
 
     It 'is refused changing AcceptCompression (no ChangeServerConfiguration), and the setting stays' {
-        $result = Invoke-Capture { Set-QmTunnelServerConfig -AcceptCompression $false -Session $s2 }
+        $result = Invoke-Capture { Set-QmTunnelServerConfig -AcceptCompression:$false -Session $s2 }
         $result.Errors.Count | Should -Be 1
         $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'PermissionDenied,*'
         $result.Errors[0].Exception.Message | Should -Match 'ChangeServerConfiguration'

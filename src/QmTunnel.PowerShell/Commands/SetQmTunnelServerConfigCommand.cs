@@ -49,9 +49,12 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
     [Parameter]
     public string UdpPortRange { get; set; } = string.Empty;
 
-    /// <summary>Whether links accepted from now on may be compressed when the dialer asks (links up keep what they agreed).</summary>
+    /// <summary>
+    /// Agree to compress the links accepted from now on when their dialer asks (-AcceptCompression), or answer every
+    /// dialer None (-AcceptCompression:$false); links up keep what they agreed.
+    /// </summary>
     [Parameter]
-    public bool AcceptCompression { get; set; }
+    public SwitchParameter AcceptCompression { get; set; }
 
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -84,7 +87,7 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             MaxLinks = given.ContainsKey(nameof(MaxLinks)) ? MaxLinks : null,
             MaxBufferedMB = given.ContainsKey(nameof(MaxBufferedMB)) ? MaxBufferedMB : null,
             UdpPortRange = given.ContainsKey(nameof(UdpPortRange)) ? UdpPortRange : null,
-            AcceptCompression = given.ContainsKey(nameof(AcceptCompression)) ? AcceptCompression : null,
+            AcceptCompression = given.ContainsKey(nameof(AcceptCompression)) ? AcceptCompression.IsPresent : null,
         };
         if (change.UdpPortRange is { } ports && QmTunnel.Engine.Endpoints.UdpPortRange.Parse(ports).Problem is { } portProblem)
         {
