@@ -215,6 +215,18 @@ Describe 'Managing the daemon B through -Session' {
         $config.CertificateThumbprint | Should -Be $serverB.CertificateThumbprint
     }
 
+    It 'turns AcceptCompression of B off and on with Set-QmTunnelServerConfig -Session, shown by Get-QmTunnelServerConfig' {
+        (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
+        Set-QmTunnelServerConfig -AcceptCompression:$false -Session $s -WhatIf
+        (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
+        (Set-QmTunnelServerConfig -AcceptCompression:$false -Session $s -PassThru).AcceptCompression | Should -BeFalse
+        $config = Get-QmTunnelServerConfig -Session $s
+        $config.AcceptCompression | Should -BeFalse
+        ($config | Out-String) | Should -Match 'AcceptCompression\s*:\s*False'
+        Set-QmTunnelServerConfig -AcceptCompression -Session $s
+        (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
+    }
+
     It 'completes tunnel names from the -Session on the command line' {
         $line = 'Stop-QmTunnel -Session $s -Name rem'
         (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Be @('remote1')
@@ -252,6 +264,14 @@ Describe 'A session as a user without AdministerAllTunnels' {
         $result = Invoke-Capture { New-QmTunnelUser eve -Group Viewers -Session $s2 -WarningAction SilentlyContinue }
         $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'PermissionDenied,*'
         Get-QmTunnelUser eve -Session $s -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'is refused changing AcceptCompression (no ChangeServerConfiguration), and the setting stays' {
+        $result = Invoke-Capture { Set-QmTunnelServerConfig -AcceptCompression:$false -Session $s2 }
+        $result.Errors.Count | Should -Be 1
+        $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'PermissionDenied,*'
+        $result.Errors[0].Exception.Message | Should -Match 'ChangeServerConfiguration'
+        (Get-QmTunnelServerConfig -Session $s).AcceptCompression | Should -BeTrue
     }
 
     It 'after Disconnect-QmTunnelServer, is refused with SessionClosed (terminating) and no longer listed' {

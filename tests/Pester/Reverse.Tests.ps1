@@ -57,6 +57,55 @@ Describe 'New-QmTunnel -Direction RemoteToLocal' {
         (Get-QmTunnelConnection web).Client | Should -Match '^127\.0\.0\.1:\d+$' -Because 'the address the far listener saw'
     }
 
+    It 'the default views tell it from a local tunnel: Get-QmTunnel''s Dir column, the group of its connections, the stats' {
+        $local = New-QmTunnel forward -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri
+        try {
+            $table = Get-QmTunnel web, forward | Format-Table | Out-String -Width 80
+            $table | Should -Match '(?m)^Name\s+State\s+Dir\s+Listen\s+Via\s+Target'
+            $table | Should -Match '(?m)^web\s+Established\s+R->L\s+127\.0\.0\.1:\d+' -Because $table
+            $table | Should -Match '(?m)^forward\s+Stopped\s+L->R\s+127\.0\.0\.1:0' -Because $table
+        }
+        finally {
+            Remove-QmTunnel $local.Name
+        }
+        $connections = Get-QmTunnelConnection web
+        "$($connections[0].Direction)" | Should -Be 'RemoteToLocal'
+        $grouped = $connections | Format-Table | Out-String -Width 80
+        $grouped | Should -Match 'Tunnel: web \(RemoteToLocal\)' -Because $grouped
+        ($connections[0] | Format-List | Out-String) | Should -Match 'Direction\s+: RemoteToLocal'
+        "$((Get-QmTunnelStats web).Direction)" | Should -Be 'RemoteToLocal'
+    }
+
+    It 'Set-QmTunnel -Direction, or a piped object of the other direction, is refused with TunnelSettingInvalid saying to remove and create; the same direction passes' {
+        $local = New-QmTunnel forward -Listen tcp://127.0.0.1:0 -Via $via -Target $echo.Uri
+        try {
+            $captured = Invoke-Capture { Set-QmTunnel web -Direction LocalToRemote -Description 'not this' }
+            $captured.Errors.Count | Should -Be 1
+            $captured.Errors[0].FullyQualifiedErrorId | Should -BeLike 'TunnelSettingInvalid,*'
+            "$($captured.Errors[0].CategoryInfo.Category)" | Should -Be 'InvalidArgument'
+            "$($captured.Errors[0].TargetObject)" | Should -Be 'web'
+            $captured.Errors[0].Exception.Message | Should -BeLike "Tunnel 'web' is RemoteToLocal, and Set-QmTunnel cannot change the direction*Remove-QmTunnel web; New-QmTunnel web -Listen *"
+            "$((Get-QmTunnel web).Direction)" | Should -Be 'RemoteToLocal'
+            (Get-QmTunnel web).Description | Should -Not -Be 'not this'
+
+            $changed = Get-QmTunnel forward | Select-Object Name, @{ Name = 'Direction'; Expression = { 'RemoteToLocal' } }
+            $piped = Invoke-Capture { $changed | Set-QmTunnel -Description 'not this either' }
+            $piped.Errors.Count | Should -Be 1
+            $piped.Errors[0].FullyQualifiedErrorId | Should -BeLike 'TunnelSettingInvalid,*'
+            $piped.Errors[0].Exception.Message | Should -BeLike "*Remove-QmTunnel forward; New-QmTunnel forward -Direction RemoteToLocal -Listen <address on the last server of -Via>*"
+            (Get-QmTunnel forward).Description | Should -Not -Be 'not this either'
+
+            # A tunnel object piped in carries its own direction: that passes, and so does -Direction naming it.
+            Get-QmTunnel web, forward | Set-QmTunnel -Description 'same direction'
+            Set-QmTunnel forward -Direction LocalToRemote -MaxConnections 7
+            (Get-QmTunnel web).Description | Should -Be 'same direction'
+            (Get-QmTunnel forward).MaxConnections | Should -Be 7
+        }
+        finally {
+            Remove-QmTunnel $local.Name
+        }
+    }
+
     It 'Stop-QmTunnel closes the far listener: its port on the last server is free' {
         $port = Get-Port (Get-QmTunnel web).BoundListen
         $null = Stop-QmTunnel web

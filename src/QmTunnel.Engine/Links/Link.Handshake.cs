@@ -140,7 +140,7 @@ public sealed partial class Link
             throw new ProtocolException(ProtocolErrorCode.PlainLinkRefused, refusePlain);
         }
         ValidatePeerLimits(peer);
-        var (compression, refusal) = LinkCompression.Answer(peer.Compression?.Algorithm ?? 0, peer.Compression?.Level ?? 0, options.AcceptCompression);
+        var (compression, refusal) = LinkCompression.Answer(peer.Compression?.Algorithm ?? 0, peer.Compression?.Level ?? 0, options.Limits.AcceptCompression);
         if (refusal is not null)
         {
             LinkLog.CompressionRefused(logger, socket.RemoteEndPoint?.ToString() ?? "?", $"{peer.Compression?.Algorithm}:{peer.Compression?.Level}", refusal);

@@ -110,7 +110,7 @@ public sealed record LinkCompression(CompressionAlgorithm Algorithm, int Level)
         {
             return (None, problem);
         }
-        return allowed ? (asked, null) : (None, "this server does not compress links (LinkOptions.AcceptCompression is off)");
+        return allowed ? (asked, null) : (None, "this server does not compress links (its AcceptCompression is off; Set-QmTunnelServerConfig -AcceptCompression turns it on)");
     }
 
     public override string ToString() => Enabled ? string.Create(CultureInfo.InvariantCulture, $"{Text(Algorithm)}:{Level}") : "none";

@@ -27,6 +27,7 @@ public sealed class LinkLimits
 
     private volatile int _maxStreams = DefaultMaxStreams;
     private volatile int _maxLinks = DefaultMaxLinks;
+    private volatile bool _acceptCompression = true;
     private long _maxBufferedBytes = DefaultMaxBufferedBytes;
     private int _links, _linkLimitEpisode, _bufferEpisode;
     private long _linksRefused, _streamsRefused, _buffered, _bufferedPeak, _bufferWaits;
@@ -48,6 +49,17 @@ public sealed class LinkLimits
     {
         get => _maxLinks;
         set => _maxLinks = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxLinks must be positive.");
+    }
+
+    /// <summary>
+    /// Whether this side, as the acceptor, agrees to compress a link a dialer asks to (docs/protocol.md, "Compression"),
+    /// read in each accept handshake: off, every link accepted from then on is uncompressed (the dialer is answered None
+    /// and carries on uncompressed); links up, and link sessions resumed later, keep what they agreed.
+    /// </summary>
+    public bool AcceptCompression
+    {
+        get => _acceptCompression;
+        set => _acceptCompression = value;
     }
 
     /// <summary>

@@ -35,12 +35,6 @@ public sealed record LinkOptions
     /// <summary>The longest a session of a dialer is kept waiting for its connection here, whatever it asks (memory is held meanwhile).</summary>
     public TimeSpan MaxSessionTolerance { get; init; } = TimeSpan.FromHours(1);
 
-    /// <summary>
-    /// Whether this side, as the acceptor, agrees to compress a link a dialer asks to (docs/protocol.md, "Compression");
-    /// off: every link accepted here is uncompressed (the dialer is answered None and carries on uncompressed).
-    /// </summary>
-    public bool AcceptCompression { get; init; } = true;
-
     /// <summary>The clock of idle times, heartbeats, receive timeouts, failure tolerance and reconnect backoff (tests pass a fake one).</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }

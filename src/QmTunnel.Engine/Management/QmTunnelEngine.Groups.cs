@@ -139,7 +139,8 @@ public sealed partial class QmTunnelEngine
     /// stay), PasswordIterations to the next password set, MaxManagementSessions and MaxManagementSessionsPerUser to the
     /// next session (sessions already open stay), MaxStreamsPerLink to the next stream opened on any link, MaxLinks to
     /// the next link accepted (links up stay), MaxBufferedMB to the next reservation (a raise wakes waiting senders), the
-    /// idle timeouts to sessions and links idle now. ServerSettingInvalid for a value out of range (nothing is changed then).
+    /// idle timeouts to sessions and links idle now, AcceptCompression to the next link accepted (links up keep what they
+    /// agreed). ServerSettingInvalid for a value out of range (nothing is changed then).
     /// </summary>
     public ServerConfig SetServerConfig(ServerConfigChange change, SecurityPrincipal? caller = null)
     {

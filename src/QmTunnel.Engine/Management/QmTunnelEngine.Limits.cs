@@ -61,6 +61,7 @@ public sealed partial class QmTunnelEngine
         _managementIdleTimeout = ReadTimeout(ManagementIdleTimeoutSetting, DefaultManagementIdleTimeout);
         _linkIdleTimeout = ReadTimeout(LinkIdleTimeoutSetting, DefaultLinkIdleTimeout);
         ReadUdpSettings();
+        ReadCompressionSetting();
     }
 
     private TimeSpan ReadTimeout(string setting, TimeSpan fallback) =>
@@ -148,6 +149,7 @@ public sealed partial class QmTunnelEngine
             _linkIdleTimeout = linkIdle;
         }
         ApplyUdpSettings(change);
+        ApplyCompressionSetting(change);
         if (change.ManagementIdleTimeout is not null || change.LinkIdleTimeout is not null)
         {
             var period = SweepPeriod();

@@ -247,6 +247,7 @@ public sealed partial class QmTunnelEngine
         MaxLinks = _linkLimits.MaxLinks,
         MaxBufferedMB = (int)(_linkLimits.MaxBufferedBytes / (1024 * 1024)),
         UdpPortRange = _udp.PortRange.ToString(),
+        AcceptCompression = _linkLimits.AcceptCompression,
         DataPath = Options.DataPath,
     };
 

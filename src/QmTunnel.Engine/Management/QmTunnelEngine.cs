@@ -66,7 +66,7 @@ public sealed partial class QmTunnelEngine : IAsyncDisposable
         _logger = _loggerFactory.CreateLogger("QmTunnel.Engine");
         _linkOptions = new LinkOptions
         {
-            ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits, AcceptCompression = options.AcceptCompression,
+            ServerName = options.ServerName, HandshakeTimeout = options.HandshakeTimeout, Time = _time, Limits = _linkLimits,
         };
     }
 

@@ -79,9 +79,10 @@ public sealed record ServerOptions
     /// <summary>
     /// Whether links accepted here may be compressed when the dialer asks (docs/protocol.md, "Compression"; daemon
     /// <c>--accept-compression</c>). False: every dialer is answered None and its link runs uncompressed (for a server
-    /// whose CPU is scarce, or that must never compress what it carries).
+    /// whose CPU is scarce, or that must never compress what it carries). A saved setting (Set-QmTunnelServerConfig
+    /// -AcceptCompression changes it while the server runs): null keeps the saved value, true on a new server.
     /// </summary>
-    public bool AcceptCompression { get; init; } = true;
+    public bool? AcceptCompression { get; init; }
 
     /// <summary>
     /// The local ports (FIRST-LAST) of the UDP sockets this server dials UDP targets from, one per association (a

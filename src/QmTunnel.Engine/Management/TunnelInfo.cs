@@ -144,6 +144,8 @@ public sealed class TunnelStats : QmTunnelObject
     /// <summary>The Hops column of the table: "2 up", or how many hops are in the worst state ("1 down", "1 ?", "1 res").</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public string HopSummary => TunnelHopStats.Summary(Hops);
+    /// <summary>The tunnel's direction: RemoteToLocal for a reverse tunnel, whose clients connect to the last server of the chain.</summary>
+    public TunnelDirection Direction { get; init; }
     public DateTimeOffset? StartedAt { get; init; }
     public string? LastError { get; init; }
     public DateTimeOffset? LastErrorAt { get; init; }
@@ -167,6 +169,11 @@ public sealed class ConnectionInfo : QmTunnelObject
     public required string Client { get; init; }
     public required string Target { get; init; }
     public required ConnectionState State { get; init; }
+    /// <summary>
+    /// RemoteToLocal: a connection of a reverse tunnel, whose client connected to the far listener on the last server of
+    /// the chain (Client is the address that server saw) and whose target was dialed from the owning server.
+    /// </summary>
+    public TunnelDirection Direction { get; init; }
     public long BytesFromClient { get; init; }
     public long BytesToClient { get; init; }
     /// <summary>UDP associations: datagrams from the client into the tunnel (null for a byte-stream connection).</summary>

@@ -100,6 +100,8 @@ public sealed class ServerConfig : QmTunnelObject
     public int MaxBufferedMB { get; set; }
     /// <summary>Local ports of the UDP sockets this server dials targets from, FIRST-LAST (default 33001-63000). Saved.</summary>
     public string UdpPortRange { get; set; } = string.Empty;
+    /// <summary>Whether links accepted from now on may be compressed when the dialer asks (default true; links up keep theirs). Saved.</summary>
+    public bool AcceptCompression { get; set; }
     public string DataPath { get; set; } = string.Empty;
 
     public override string ToString() => $"{ServerName} ({ListenAddress}:{Port})";
@@ -172,4 +174,6 @@ public sealed record ServerConfigChange
     public int? MaxBufferedMB { get; init; }
     /// <summary>FIRST-LAST (ports 1 to 65535), e.g. 33001-63000: the local ports of outgoing UDP sockets.</summary>
     public string? UdpPortRange { get; init; }
+    /// <summary>Whether links accepted from now on may be compressed when the dialer asks; links up keep what they agreed.</summary>
+    public bool? AcceptCompression { get; init; }
 }

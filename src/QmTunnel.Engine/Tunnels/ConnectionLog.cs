@@ -29,6 +29,7 @@ internal sealed class ConnectionRecord(long id, string client, string target, Da
         Client = Client,
         Target = Target,
         State = State,
+        Direction = Reverse ? TunnelDirection.RemoteToLocal : TunnelDirection.LocalToRemote,
         BytesFromClient = BytesFromClient,
         BytesToClient = BytesToClient,
         DatagramsFromClient = Datagrams?.DatagramsIn,

@@ -40,6 +40,7 @@ internal sealed partial class TunnelRuntime
             {
                 Name = Profile.Name,
                 State = State,
+                Direction = Profile.Direction,
                 BytesFromClients = appIn,
                 BytesToClients = appOut,
                 LinkBytesSent = linkSent,

@@ -69,6 +69,13 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
     [SecondsTimeSpan]
     public TimeSpan UdpIdleTimeout { get; set; }
 
+    /// <summary>
+    /// A tunnel's direction never changes: given (or bound from a piped object's Direction), it must be the tunnel's own;
+    /// another is refused with TunnelSettingInvalid saying how to change it (remove the tunnel and create it again).
+    /// </summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    public TunnelDirection Direction { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -108,6 +115,15 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
 
     protected override void Process(IQmTunnelServer server, string name)
     {
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Direction)))
+        {
+            var current = InputObject?.FirstOrDefault(t => string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase))?.Direction
+                ?? Wait(server.GetTunnelAsync(name, CancellationToken)).Direction;
+            if (current != Direction)
+            {
+                throw new QmTunnelException(Engine.Errors.ErrorIds.TunnelSettingInvalid, QmErrorKind.InvalidArgument, name, DirectionFixed(name, current, Direction));
+            }
+        }
         var logins = Via is null ? null : QmTunnelHop.Split(Via).Logins;
         var tunnel = WaitWithProgress(server.SetTunnelAsync(name, _change, logins, CancellationToken), "Set-QmTunnel", $"Changing tunnel '{name}'");
         if (PassThru)
@@ -115,4 +131,13 @@ public sealed class SetQmTunnelCommand : TunnelActionCmdlet
             WriteObject(tunnel);
         }
     }
+
+    /// <summary>Why -Direction cannot change tunnel <paramref name="name"/>, and how to get a tunnel of the other direction.</summary>
+    internal static string DirectionFixed(string name, TunnelDirection current, TunnelDirection wanted) =>
+        $"Tunnel '{name}' is {current}, and Set-QmTunnel cannot change the direction of a tunnel: a {wanted} tunnel listens on " +
+        (wanted == TunnelDirection.RemoteToLocal ? "the last server of -Via and reaches its target from this server" : "this server and reaches its target from the last server of -Via") +
+        $", so it is another tunnel. Remove it and create it again: Remove-QmTunnel {name}; New-QmTunnel {name} " +
+        (wanted == TunnelDirection.RemoteToLocal
+            ? "-Direction RemoteToLocal -Listen <address on the last server of -Via> -Via <hops> -Target <address reached from this server>."
+            : "-Listen <address on this server> -Via <hops> -Target <address reached from the last server of -Via>.");
 }

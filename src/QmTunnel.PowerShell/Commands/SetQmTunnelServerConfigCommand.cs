@@ -8,7 +8,7 @@ namespace QmTunnel.PowerShell.Commands;
 /// Set-QmTunnelServerConfig: changes the saved settings given (and only those) of the server (-Session, or the
 /// in-process one); they apply at once (AllowPlainLinks to the next link accepted, PasswordIterations to the next
 /// password set, the session limits to the next session, MaxStreamsPerLink to the next stream, MaxLinks to the next
-/// link accepted, MaxBufferedMB at once, the idle timeouts to what is idle now, UdpPortRange to the next UDP association) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
+/// link accepted, MaxBufferedMB at once, the idle timeouts to what is idle now, UdpPortRange to the next UDP association, AcceptCompression to the next link accepted) and are kept across restarts. The engine checks the ranges (ServerSettingInvalid).
 /// A configuration piped in (Get-QmTunnelServerConfig) says which server: the one it came from (ServerInputCmdlet).
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "QmTunnelServerConfig", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Set-QmTunnelServerConfig.md")]
@@ -49,6 +49,13 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
     [Parameter]
     public string UdpPortRange { get; set; } = string.Empty;
 
+    /// <summary>
+    /// Agree to compress the links accepted from now on when their dialer asks (-AcceptCompression), or answer every
+    /// dialer None (-AcceptCompression:$false); links up keep what they agreed.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter AcceptCompression { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -80,6 +87,7 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             MaxLinks = given.ContainsKey(nameof(MaxLinks)) ? MaxLinks : null,
             MaxBufferedMB = given.ContainsKey(nameof(MaxBufferedMB)) ? MaxBufferedMB : null,
             UdpPortRange = given.ContainsKey(nameof(UdpPortRange)) ? UdpPortRange : null,
+            AcceptCompression = given.ContainsKey(nameof(AcceptCompression)) ? AcceptCompression.IsPresent : null,
         };
         if (change.UdpPortRange is { } ports && QmTunnel.Engine.Endpoints.UdpPortRange.Parse(ports).Problem is { } portProblem)
         {
@@ -97,6 +105,7 @@ public sealed class SetQmTunnelServerConfigCommand : ServerInputCmdlet
             change.MaxLinks is { } links ? $"MaxLinks = {links}" : null,
             change.MaxBufferedMB is { } mb ? $"MaxBufferedMB = {mb}" : null,
             change.UdpPortRange is { } range ? $"UdpPortRange = {range}" : null,
+            change.AcceptCompression is { } accept ? $"AcceptCompression = {accept}" : null,
         }.Where(f => f is not null).ToList();
         if (!ShouldProcess("server configuration" + On(server), fields.Count == 0 ? "Set (no setting given)" : "Set " + string.Join(", ", fields)))
         {

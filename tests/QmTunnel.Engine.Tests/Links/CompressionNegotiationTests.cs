@@ -191,7 +191,7 @@ public sealed class CompressionNegotiationTests
     [Fact]
     public async Task An_acceptor_that_does_not_compress_answers_None_and_both_sides_send_uncompressed()
     {
-        var (dialer, acceptor) = await LinkAsync(LinkCompression.Zstd, new LinkOptions { AcceptCompression = false });
+        var (dialer, acceptor) = await LinkAsync(LinkCompression.Zstd, new LinkOptions { Limits = new LinkLimits { AcceptCompression = false } });
         await using var _ = dialer;
         await using var __ = acceptor;
         Assert.Equal(LinkCompression.None, dialer.Compression);
