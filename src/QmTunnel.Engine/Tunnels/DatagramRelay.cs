@@ -190,8 +190,8 @@ internal sealed partial class DatagramRelay
             _counters.AddDropped(); // the network refused it (no route, ICMP error...): UDP drops
             return;
         }
+        _idle?.Touch(); // before the count: whoever sees the datagram counted sees the idle time restarted
         _counters.AddOut((int)datagram.Length);
-        _idle?.Touch();
     }
 
     private static bool IsTransientUdpError(SocketException ex) =>

@@ -188,6 +188,28 @@ public sealed class BufferBudgetTests : IAsyncLifetime
         Assert.Equal(Budget, limits.BufferedBytesPeak);
     }
 
+    /// <summary>
+    /// The raise itself wakes whoever waits for the budget. (Over sockets, a sender is woken by other frees too: the
+    /// writes of the filling link free room as its socket takes them, so only this unit shows the raise's own wake.)
+    /// </summary>
+    [Fact]
+    public void Raising_the_budget_completes_the_wait_for_it_and_the_room_is_there()
+    {
+        var limits = new LinkLimits { MaxBufferedBytes = Budget };
+        var all = Budget;
+        Assert.True(limits.TryTakeData(Chunk, ref all));
+        var more = Chunk;
+        Assert.False(limits.TryTakeData(Chunk, ref more));
+        var changed = limits.BufferChanged();
+        Assert.False(changed.IsCompleted);
+
+        limits.MaxBufferedBytes = 2 * Budget; // nothing freed: only the raise
+        Assert.True(changed.IsCompleted);
+        Assert.True(limits.TryTakeData(Chunk, ref more));
+        Assert.Equal(Chunk, more);
+        limits.AddBuffered(-limits.BufferedBytes);
+    }
+
     [Fact]
     public async Task Raising_the_budget_lets_a_waiting_sender_go_at_once()
     {
@@ -199,8 +221,16 @@ public sealed class BufferBudgetTests : IAsyncLifetime
         var yCredit = yStream.WaitForCreditAsync(Chunk, _timeout.Token).AsTask();
         Assert.False(yCredit.IsCompleted);
 
-        _limits.MaxBufferedBytes = 4 * Budget; // x's peer still reads nothing
+        // x's peer still reads nothing, and x's sender waits for the budget too: the raise wakes both, in no set order,
+        // and x (credit for all it has) takes all the room it finds. So the raise leaves room for y whatever x does:
+        // x can hold at most its PerStream bytes, in frames of at least a Chunk (each + FrameExtra), plus control
+        // frames. (A raise to 4 * Budget let x, when woken first, fill the new budget before y looked: y then waited
+        // for ever; failed once in CI, and every time with one thread-pool worker and x's wake queued first.)
+        const int XHoldsAtMost = PerStream + (PerStream / Chunk + 1) * FrameExtra + ControlSlack;
+        _limits.MaxBufferedBytes = XHoldsAtMost + Chunk + FrameExtra + Budget;
         Assert.Equal(Chunk, await yCredit.WaitAsync(_timeout.Token));
+        // Both waiting senders went: x too puts more than the old budget in its queue while its peer reads nothing.
+        await TunnelTests.WaitUntil(() => x.QueuedBytes > Budget + ControlSlack, 30_000);
 
         xReceiver.Start();
         Assert.True(await xSending.WaitAsync(_timeout.Token));

@@ -131,10 +131,14 @@ public sealed class CompressionSessionTests : IAsyncLifetime
         await TunnelTests.WaitUntil(() => pair.Acceptor.DataBytesReceived == Window);
         Assert.True(pair.Dialer.DataWireBytesSent < Window / 4, $"{pair.Dialer.DataWireBytesSent} bytes on the wire for {Window}");
 
-        // One byte more waits for credit instead of overrunning the far end's window.
+        // One byte more waits for credit instead of overrunning the far end's window. A Ping queued behind it comes back
+        // only after the far end read every frame queued before it: had the byte gone, it would have arrived by then (or
+        // closed the link as an overrun).
         var more = stream.SendAsync(new byte[1], default);
-        await Task.Delay(100);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await pair.Dialer.PingAsync(timeout.Token);
         Assert.False(more.IsCompleted);
+        Assert.Equal(Window, pair.Acceptor.DataBytesReceived);
         Assert.False(pair.Acceptor.IsClosed);
         Assert.False(pair.Dialer.IsClosed);
     }

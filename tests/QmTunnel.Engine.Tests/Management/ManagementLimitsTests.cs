@@ -174,19 +174,25 @@ public sealed class ManagementLimitsTests : IAsyncLifetime
         var idle = await ConnectAsync(new PasswordLogin("bob", "bob-password-1"));
         var busy = await ConnectAsync(new PasswordLogin("admin", EngineFixture.AdminPassword));
         using var stopWatching = new CancellationTokenSource();
+        var firstUpdate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var watching = Task.Run(async () =>
         {
             try
             {
                 await foreach (var _ in busy.WatchTunnelStatsAsync(null, TimeSpan.FromSeconds(1), stopWatching.Token))
                 {
+                    firstUpdate.TrySetResult();
                 }
             }
             catch (OperationCanceledException)
             {
             }
         });
-        await TunnelTests.WaitUntil(() => _b.ManagementRequestsInProgress == 1); // the watch is in progress on the server
+        // The watch is in progress on the server (it sent an update), and it is the only request there: both sessions'
+        // first requests (ConnectAsync's) have ended, each with its idle time stamped. (The client has an answer before
+        // the server ends the request: a count of 1 alone may be one of those, with the watch not begun yet.)
+        await firstUpdate.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await TunnelTests.WaitUntil(() => _b.ManagementRequestsInProgress == 1);
 
         // Just under the timeout: both stay.
         var timeout = _b.GetServerConfig().ManagementIdleTimeout;

@@ -49,13 +49,23 @@ public sealed class UdpIdleTests : IAsyncLifetime
         }
     }
 
-    /// <summary>After the traffic stopped: 59 s keep the association, the 60th ends it at both ends (B's socket closed).</summary>
-    private async Task AssertExpiresAfterQuietAsync(string name)
+    /// <summary>
+    /// After the traffic stopped: 59 s keep the association, the 60th ends it at both ends (B's socket closed). The 59 s
+    /// are shown by a datagram from the target that still reaches the client through the same association (a wrong
+    /// expiry would have run in the Advance, on this thread: the association closed, the datagram dropped); the 60 s
+    /// are counted from that datagram (counted at A after its touch of the idle timer).
+    /// </summary>
+    private async Task AssertExpiresAfterQuietAsync(string name, UdpClientSocket client)
     {
         _clock.Advance(TimeSpan.FromSeconds(59));
-        await Task.Delay(200); // give a wrong expiry the chance to show
+        var toClients = _a.GetTunnelStats(name).DatagramsToClients;
+        await _target.Socket.SendToAsync("alive"u8.ToArray(), System.Net.Sockets.SocketFlags.None, _target.Senders.Keys.Single());
+        Assert.Equal("alive"u8.ToArray(), await client.ReceiveAsync());
+        await Until(() => _a.GetTunnelStats(name).DatagramsToClients == toClients + 1, "the datagram after 59 s counted at A");
         Assert.Equal(1, _a.GetTunnelStats(name).ConnectionsCurrent);
-        _clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Single(_a.GetConnections(name));
+
+        _clock.Advance(TimeSpan.FromSeconds(60));
         await Until(() => _a.GetTunnelStats(name).ConnectionsCurrent == 0, "the association ended at A");
         await Until(() => _b.UdpPortsInUse == 0, "B closed its socket");
         var connection = Assert.Single(_a.GetConnections(name));
@@ -80,7 +90,7 @@ public sealed class UdpIdleTests : IAsyncLifetime
         Assert.Equal(1, _a.GetTunnelStats("up").ConnectionsCurrent);
         Assert.Single(_a.GetConnections("up"));
         Assert.Single(_target.Senders);
-        await AssertExpiresAfterQuietAsync("up");
+        await AssertExpiresAfterQuietAsync("up", client);
     }
 
     [Fact]
@@ -96,10 +106,11 @@ public sealed class UdpIdleTests : IAsyncLifetime
             _clock.Advance(TimeSpan.FromSeconds(30));
             await _target.Socket.SendToAsync(System.Text.Encoding.ASCII.GetBytes("push " + i), System.Net.Sockets.SocketFlags.None, association);
             Assert.Equal(System.Text.Encoding.ASCII.GetBytes("push " + i), await client.ReceiveAsync());
+            // The client may read it before A counts it (and touches the idle timer): the next 30 s only after that.
+            await Until(() => _a.GetTunnelStats("down").DatagramsToClients == i, $"datagram {i} counted to the client");
         }
         Assert.Equal(1, _a.GetTunnelStats("down").ConnectionsCurrent);
-        await Until(() => _a.GetTunnelStats("down").DatagramsToClients == 10, "10 datagrams counted to the client"); // counted just after the send
-        await AssertExpiresAfterQuietAsync("down");
+        await AssertExpiresAfterQuietAsync("down", client);
 
         // the client's next datagram starts a new association
         client.Send("again"u8);
