@@ -28,6 +28,7 @@ internal sealed class UdpAssociationListener : IAppListener
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopping;
+    private volatile Exception? _fault;
     /// <summary>How long the receive thread's wait lasts at most before it looks at the stop flag again (0.5 s).</summary>
     private const int StopPollMicroseconds = 500_000;
     private readonly IPEndPoint _template;
@@ -83,6 +84,10 @@ internal sealed class UdpAssociationListener : IAppListener
         }
         catch (ChannelClosedException ex)
         {
+            if (_fault is { } fault)
+            {
+                throw new AppAcceptException($"the udp:// listener {Bound} stopped reading its socket: {fault.GetType().Name}: {fault.Message}", false, fault);
+            }
             throw new ObjectDisposedException(nameof(UdpAssociationListener), ex);
         }
     }
@@ -133,8 +138,13 @@ internal sealed class UdpAssociationListener : IAppListener
                 }
             }
         }
-        catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+        catch (Exception ex) when (ex is ObjectDisposedException or SocketException && _stopping)
         {
+        }
+        catch (Exception ex)
+        {
+            // Never out of the thread (that would end the process, pwsh with it): the tunnel's accepts report it.
+            _fault = ex;
         }
         finally
         {
