@@ -164,24 +164,26 @@ internal sealed class UdpAssociation : AppConnection
         }
     }
 
-    public override async ValueTask SendAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken)
+    /// <summary>One datagram back to the client, sent at once (never waits: a full socket buffer throws, the relay counts a drop).</summary>
+    public override ValueTask SendAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken)
     {
         if (data.IsSingleSegment)
         {
-            await _listener.SendToAsync(data.First, Address, cancellationToken).ConfigureAwait(false);
-            return;
+            _listener.SendTo(data.FirstSpan, Address);
+            return ValueTask.CompletedTask;
         }
         var length = (int)data.Length;
         var copy = ArrayPool<byte>.Shared.Rent(length);
         try
         {
             data.CopyTo(copy);
-            await _listener.SendToAsync(copy.AsMemory(0, length), Address, cancellationToken).ConfigureAwait(false);
+            _listener.SendTo(copy.AsSpan(0, length), Address);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(copy);
         }
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>UDP has no half-close: nothing to do.</summary>

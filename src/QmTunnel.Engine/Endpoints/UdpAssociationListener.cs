@@ -12,6 +12,8 @@ namespace QmTunnel.Engine.Endpoints;
 /// for all), so one slow association loses its own datagrams and never stalls another. Bounds against a flood of
 /// (spoofed) sources: associations not yet accepted are at most the backlog; the tunnel closes those over its
 /// MaxConnections at once. Every datagram not queued is counted in <see cref="Dropped"/> (or its association's).
+/// The socket is read by a thread of its own (<see cref="ReceiveLoop"/>), not by awaited receives: inside pwsh, whose
+/// socket completions each hop to the thread pool, that saves a hop and a wake-up per drained socket.
 /// </summary>
 internal sealed class UdpAssociationListener : IAppListener
 {
@@ -23,7 +25,12 @@ internal sealed class UdpAssociationListener : IAppListener
     private readonly Dictionary<SocketAddress, UdpAssociation> _associations = [];
     private readonly object _gate = new();
     private readonly Channel<UdpAssociation> _accepts;
-    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _stopping;
+    private volatile Exception? _fault;
+    /// <summary>How long the receive thread's wait lasts at most before it looks at the stop flag again (0.5 s).</summary>
+    private const int StopPollMicroseconds = 500_000;
     private readonly IPEndPoint _template;
     /// <summary>Datagrams the loop takes before it wakes the relays even though more are waiting (latency under a flood).</summary>
     internal const int MaxBurst = 64;
@@ -39,8 +46,16 @@ internal sealed class UdpAssociationListener : IAppListener
         Bound = bound;
         _template = socket.AddressFamily == AddressFamily.InterNetworkV6 ? new IPEndPoint(IPAddress.IPv6Any, 0) : new IPEndPoint(IPAddress.Any, 0);
         _accepts = Channel.CreateBounded<UdpAssociation>(new BoundedChannelOptions(Math.Max(1, backlog)) { SingleReader = true, SingleWriter = true });
-        _ = Task.Run(ReceiveLoopAsync);
+        socket.Blocking = false; // sends never wait for a full socket buffer (the datagram is dropped), the receive thread polls
+        _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = $"qmt-udp {bound.Port}" };
+        _thread.Start();
     }
+
+    /// <summary>The thread that reads the socket (ends when the listener is disposed).</summary>
+    internal Thread ReceiveThread => _thread;
+
+    /// <summary>Completes when the receive thread has ended (and the associations it had are ended).</summary>
+    internal Task Stopped => _stopped.Task;
 
     public Socket Socket { get; }
 
@@ -69,40 +84,67 @@ internal sealed class UdpAssociationListener : IAppListener
         }
         catch (ChannelClosedException ex)
         {
+            if (_fault is { } fault)
+            {
+                throw new AppAcceptException($"the udp:// listener {Bound} stopped reading its socket: {fault.GetType().Name}: {fault.Message}", false, fault);
+            }
             throw new ObjectDisposedException(nameof(UdpAssociationListener), ex);
         }
     }
 
-    private async Task ReceiveLoopAsync()
+    /// <summary>
+    /// The receive thread. The socket is non-blocking: the thread takes datagrams while the kernel holds some
+    /// (<see cref="Socket.Available"/>), and only when it holds none wakes the relays of the associations that got
+    /// datagrams (each takes its burst as one Data frame; a flood is bounded by <see cref="MaxBurst"/>) and waits in
+    /// <see cref="Socket.Poll(int, SelectMode)"/>. No thread-pool hop and no allocation per datagram, with or without
+    /// inline socket completions (pwsh has none); <see cref="Dispose"/> shuts the socket down, which ends the wait.
+    /// </summary>
+    private void ReceiveLoop()
     {
         var buffer = GC.AllocateUninitializedArray<byte>(65_536, pinned: true);
         var address = new SocketAddress(Socket.AddressFamily);
         try
         {
-            while (true)
+            while (!_stopping)
             {
+                if (Socket.Available == 0)
+                {
+                    WakeReceivers();
+                    // A bounded wait: Dispose's shutdown ends it at once where the platform wakes a poll for it (Linux),
+                    // the flag within StopPollMicroseconds elsewhere.
+                    if (!Socket.Poll(StopPollMicroseconds, SelectMode.SelectRead) || _stopping)
+                    {
+                        continue;
+                    }
+                }
                 int n;
                 try
                 {
-                    // A receive that does not complete at once means the socket is drained: only then are the relays
-                    // of the associations that got datagrams woken, so each takes its burst as one Data frame (and the
-                    // link writes them in one send). A flood is bounded by MaxBurst.
-                    var receive = Socket.ReceiveFromAsync(buffer, SocketFlags.None, address, _stop.Token);
-                    if (!receive.IsCompleted || _burst >= MaxBurst)
-                    {
-                        WakeReceivers();
-                    }
-                    n = await receive.ConfigureAwait(false);
+                    n = Socket.ReceiveFrom(buffer, SocketFlags.None, address);
                 }
-                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
+                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.ConnectionReset or SocketError.MessageSize
+                    or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
                 {
-                    continue; // an ICMP error for a datagram sent earlier (Windows reports it here): the socket goes on
+                    continue; // nothing after all, or an ICMP error for a datagram sent earlier (Windows reports it here)
+                }
+                if (_stopping)
+                {
+                    break;
                 }
                 Deliver(buffer.AsSpan(0, n), address);
+                if (_burst >= MaxBurst)
+                {
+                    WakeReceivers();
+                }
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+        catch (Exception ex) when (ex is ObjectDisposedException or SocketException && _stopping)
         {
+        }
+        catch (Exception ex)
+        {
+            // Never out of the thread (that would end the process, pwsh with it): the tunnel's accepts report it.
+            _fault = ex;
         }
         finally
         {
@@ -116,6 +158,8 @@ internal sealed class UdpAssociationListener : IAppListener
             {
                 association.Dispose(); // their relays read the end
             }
+            _toWake.Clear();
+            _stopped.TrySetResult();
         }
     }
 
@@ -184,12 +228,26 @@ internal sealed class UdpAssociationListener : IAppListener
         }
     }
 
-    internal ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, SocketAddress to, CancellationToken cancellationToken) =>
-        Socket.SendToAsync(datagram, SocketFlags.None, to, cancellationToken);
+    /// <summary>
+    /// Sends one datagram to a client, synchronously: the socket is non-blocking, so this never waits (a full socket
+    /// buffer throws <see cref="SocketError.WouldBlock"/>: the caller counts the datagram as dropped).
+    /// </summary>
+    internal void SendTo(ReadOnlySpan<byte> datagram, SocketAddress to) => Socket.SendTo(datagram, SocketFlags.None, to);
 
     public void Dispose()
     {
-        _stop.Cancel();
+        if (_stopping)
+        {
+            return;
+        }
+        _stopping = true;
+        try
+        {
+            Socket.Shutdown(SocketShutdown.Both); // wakes the receive thread's poll now (a UDP socket reports ENOTCONN and wakes it all the same; .NET's Dispose does it too on Linux)
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
         Socket.Dispose();
     }
 }

@@ -181,6 +181,9 @@ internal sealed partial class DatagramRelay
             _counters.AddDropped();
             return;
         }
+        // Touched before the send: the client may read the datagram (and its user move on) before the send returns here;
+        // an idle check in between must see this datagram's traffic, not expire the association and drop the next one.
+        _idle?.Touch();
         try
         {
             await _connection.SendAsync(datagram, token).ConfigureAwait(false);
