@@ -181,8 +181,9 @@ internal sealed partial class DatagramRelay
             _counters.AddDropped();
             return;
         }
-        // Touched before the send: the client may read the datagram (and its user move on) before the send returns here;
-        // an idle check in between must see this datagram's traffic, not expire the association and drop the next one.
+        // Touched before the send (so before the count too): the client may read the datagram (and its user move on)
+        // before the send returns here; an idle check in between must see this datagram's traffic, not expire the
+        // association and drop the next one, and whoever sees the datagram counted sees the idle time restarted.
         _idle?.Touch();
         try
         {
@@ -193,7 +194,6 @@ internal sealed partial class DatagramRelay
             _counters.AddDropped(); // the network refused it (no route, ICMP error...): UDP drops
             return;
         }
-        _idle?.Touch(); // before the count: whoever sees the datagram counted sees the idle time restarted
         _counters.AddOut((int)datagram.Length);
     }
 
