@@ -14,6 +14,12 @@ public static class SocketTuning
     public const string RuntimeVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
     public const string OptOutVariable = "QMTUNNEL_INLINE_COMPLETIONS";
 
+    /// <summary>
+    /// Whether this process runs socket completions inline, judged by the variable (the daemon sets it first thing; in
+    /// pwsh it is unset: a value set there after the start would be misjudged, as the runtime read it before).
+    /// </summary>
+    public static bool InlineCompletionsOn => Environment.GetEnvironmentVariable(RuntimeVariable) == "1";
+
     /// <summary>Requests inline completions; returns true when the variable was set by this call.</summary>
     public static bool EnableInlineCompletions()
     {

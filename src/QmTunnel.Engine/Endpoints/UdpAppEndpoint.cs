@@ -68,7 +68,7 @@ public sealed class UdpAppEndpoint : AppEndpoint
         }
         TryEnlargeBuffers(socket);
         var bound = (IPEndPoint)socket.LocalEndPoint!;
-        return new UdpAssociationListener(socket, new EndpointUri(EndpointScheme.Udp, bound.Address.ToString(), bound.Port), options.Backlog);
+        return new UdpAssociationListener(socket, new EndpointUri(EndpointScheme.Udp, bound.Address.ToString(), bound.Port), options.Backlog, receiveThread: !Diagnostics.SocketTuning.InlineCompletionsOn);
     }
 
     /// <summary>Asks for 4 MiB socket buffers (the kernel caps them at its maximum): bursts queue in the kernel, not on the floor.</summary>

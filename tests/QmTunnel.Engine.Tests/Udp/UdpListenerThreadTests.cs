@@ -7,8 +7,9 @@ using QmTunnel.Engine.Tests.Functional;
 namespace QmTunnel.Engine.Tests.Udp;
 
 /// <summary>
-/// The udp:// listener's receive thread (one per listener socket, not awaited receives): it ends with the listener and
-/// gives its port back, it keeps every association apart under a flood, and it sends answers without waiting.
+/// The udp:// listener's two ways of reading its socket (a receive thread of its own without inline socket completions,
+/// as in pwsh and this test process; awaited receives with them, as in the daemon): either ends with the listener and
+/// gives its port back and keeps every association apart under a flood; answers are sent without waiting.
 /// </summary>
 public sealed class UdpListenerThreadTests
 {
@@ -16,6 +17,15 @@ public sealed class UdpListenerThreadTests
 
     private static async Task<UdpAssociationListener> ListenAsync(int backlog = 1024) =>
         (UdpAssociationListener)await UdpAppEndpoint.Instance.ListenAsync(EndpointUri.ParseApplication("udp://127.0.0.1:0", "-Listen"), Options with { Backlog = backlog }, default);
+
+    /// <summary>A listener reading its socket the way <paramref name="receiveThread"/> says, whatever this process's completions.</summary>
+    private static UdpAssociationListener Listen(bool receiveThread, int backlog = 1024)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+        return new UdpAssociationListener(socket, new EndpointUri(EndpointScheme.Udp, "127.0.0.1", port), backlog, receiveThread);
+    }
 
     private static async Task<bool> PollAsync(Func<bool> condition, int timeoutMs = 10_000)
     {
@@ -46,11 +56,21 @@ public sealed class UdpListenerThreadTests
     }
 
     [Fact]
-    public async Task Disposing_the_listener_ends_its_receive_thread_and_its_associations_and_frees_the_port()
+    public async Task Without_inline_completions_a_listener_reads_on_a_thread_of_its_own()
     {
-        var listener = await ListenAsync();
+        Assert.False(QmTunnel.Engine.Diagnostics.SocketTuning.InlineCompletionsOn); // the test process, like pwsh
+        using var listener = await ListenAsync();
+        Assert.True(listener.ReceiveThread?.IsAlive);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Disposing_the_listener_ends_its_receive_loop_and_its_associations_and_frees_the_port(bool receiveThread)
+    {
+        var listener = Listen(receiveThread);
         var port = listener.Bound.Port;
-        Assert.True(listener.ReceiveThread.IsAlive);
+        Assert.Equal(receiveThread, listener.ReceiveThread?.IsAlive == true);
         Assert.False(CanBind(port));
         using var client = new UdpClientSocket(listener.Bound.ToString());
         client.Send("hello"u8);
@@ -61,18 +81,20 @@ public sealed class UdpListenerThreadTests
 
         listener.Dispose();
 
-        // The thread waits in a poll of the socket: Dispose must end it, not leave it parked there for good.
-        Assert.True(listener.ReceiveThread.Join(TimeSpan.FromSeconds(10)), "the receive thread ended");
+        // The thread waits in a poll of the socket (the loop in a receive): Dispose must end it, not leave it parked.
+        Assert.True(listener.ReceiveThread?.Join(TimeSpan.FromSeconds(10)) ?? true, "the receive thread ended");
         await listener.Stopped.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(0, await association.ReceiveAsync(buffer, accept.Token)); // its relay reads the end
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await listener.AcceptAsync(accept.Token));
         Assert.True(CanBind(port), "the port is free again");
     }
 
-    [Fact]
-    public async Task An_association_nobody_reads_loses_only_its_own_datagrams_while_a_flood_of_new_sources_is_dropped_and_counted()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task An_association_nobody_reads_loses_only_its_own_datagrams_while_a_flood_of_new_sources_is_dropped_and_counted(bool receiveThread)
     {
-        var listener = await ListenAsync(backlog: 2);
+        var listener = Listen(receiveThread, backlog: 2);
         try
         {
             using var stuck = new UdpClientSocket(listener.Bound.ToString());
@@ -86,10 +108,18 @@ public sealed class UdpListenerThreadTests
             Assert.Equal(5, await liveAssociation.ReceiveAsync(buffer, accept.Token));
 
             // One association whose relay never takes anything, and sources nobody accepts beyond the backlog of 2.
+            // Sent 50 at a time, each batch taken before the next: a socket buffer that overflowed would make the kernel
+            // drop datagrams where the listener should (and count them).
             var extra = UdpAssociationListener.MaxQueuedPerAssociation + 50;
             for (var i = 0; i < extra; i++)
             {
                 stuck.Send("stuck"u8);
+                if (i % 50 == 49 || i == extra - 1)
+                {
+                    var sent = i + 2; // with "first"
+                    Assert.True(await PollAsync(() => stuckAssociation.QueuedCount + stuckAssociation.Counters.Dropped >= sent),
+                        $"the listener took the stuck client's datagrams ({sent} sent)");
+                }
             }
             var flood = Enumerable.Range(0, 40).Select(_ => new UdpClientSocket(listener.Bound.ToString())).ToList();
             try
