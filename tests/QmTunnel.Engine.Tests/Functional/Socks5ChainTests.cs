@@ -43,7 +43,7 @@ public sealed class Socks5ChainTests : IAsyncLifetime
         }, [EngineFixture.AdminLogin, new HopLogin("socks", "socks-password")]);
         var bound = (await _a.StartTunnelAsync("chain")).BoundListen!;
         var port = int.Parse(bound[(bound.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(await Socks5TunnelTests.PollAsync(() => _a.GetTunnel("chain").State == TunnelState.Established), _a.GetTunnel("chain").LastError);
+        Assert.True(await Poll.UntilAsync(() => _a.GetTunnel("chain").State == TunnelState.Established), _a.GetTunnel("chain").LastError);
 
         var (s, reply) = await Socks5Client.ConnectAsync(port, "127.0.0.1", _echo.Port);
         using (s)
@@ -58,7 +58,7 @@ public sealed class Socks5ChainTests : IAsyncLifetime
         var accepted = _echo.Accepted;
         Assert.Equal(2, await Socks5Client.ReplyAsync(port, "localhost", _echo.Port));
         Assert.Equal(accepted, _echo.Accepted);
-        Assert.True(await Socks5TunnelTests.PollAsync(() => _a.GetTunnel("chain").LastError is not null));
+        Assert.True(await Poll.UntilAsync(() => _a.GetTunnel("chain").LastError is not null));
         Assert.Contains("allow-rules of group 'Socks'", _a.GetTunnel("chain").LastError, StringComparison.Ordinal);
     }
 }

@@ -55,15 +55,15 @@ public sealed class Socks5DeadlineTests : IAsyncLifetime
     {
         using var s = await Socks5Client.OpenAsync(_port);
         await s.SendAllAsync(sent);
-        Assert.True(await Socks5TunnelTests.PollAsync(() => _a.GetConnections("socks").Count == 1));
+        Assert.True(await Poll.UntilAsync(() => _a.GetConnections("socks").Count == 1));
         var closed = Socks5Client.ReadUntilClosedAsync(s);
         // real time passing does not end it: only A's clock does
-        Assert.False(await Socks5TunnelTests.PollAsync(() => closed.IsCompleted, 300));
+        Assert.False(await Poll.UntilAsync(() => closed.IsCompleted, 300));
 
         var answer = await AdvanceUntilAsync(closed, ConnectTimeout + TimeSpan.FromSeconds(1));
         Assert.Equal(sent.Length > 2 ? new byte[] { 5, 0 } : [], answer);
         // the client may see the close before the connection list records why
-        Assert.True(await Socks5TunnelTests.PollAsync(() => _a.GetConnections("socks") is [{ Error: not null }]));
+        Assert.True(await Poll.UntilAsync(() => _a.GetConnections("socks") is [{ Error: not null }]));
         Assert.Contains("did not complete its request within 60 s", Assert.Single(_a.GetConnections("socks")).Error, StringComparison.Ordinal);
     }
 
@@ -97,11 +97,11 @@ public sealed class Socks5DeadlineTests : IAsyncLifetime
             await s.SendAllAsync(new byte[] { 5, 1, 0 });
             Assert.Equal(new byte[] { 5, 0 }, await Socks5Client.ReadExactAsync(s, 2));
             await s.SendAllAsync(Socks5Client.Request("127.0.0.1", target));
-            Assert.True(await Socks5TunnelTests.PollAsync(() => _a.GetConnections("socks") is [{ Target.Length: > 0 }]));
+            Assert.True(await Poll.UntilAsync(() => _a.GetConnections("socks") is [{ Target.Length: > 0 }]));
 
             var reply = await AdvanceUntilAsync(Socks5Client.ReadExactAsync(s, 10), ConnectTimeout + TimeSpan.FromSeconds(1));
             Assert.Equal(new byte[] { 5, 6, 0, 1, 0, 0, 0, 0, 0, 0 }, reply);
-            Assert.True(await Socks5TunnelTests.PollAsync(() => _a.GetConnections("socks") is [{ Error: not null }]));
+            Assert.True(await Poll.UntilAsync(() => _a.GetConnections("socks") is [{ Error: not null }]));
             Assert.Contains("did not open the connection within", Assert.Single(_a.GetConnections("socks")).Error, StringComparison.Ordinal);
         }
         finally

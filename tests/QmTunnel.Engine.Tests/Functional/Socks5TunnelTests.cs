@@ -146,7 +146,7 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
         // a name the last server cannot resolve: 0x04
         Assert.Equal(4, await Socks5Client.ReplyAsync(port, "no-such-host.invalid", 80));
         // the client may have its reply before the connection list records the error
-        Assert.True(await PollAsync(() => _a.GetConnections("s-fail").All(c => c.Error is not null)));
+        Assert.True(await Poll.UntilAsync(() => _a.GetConnections("s-fail").All(c => c.Error is not null)));
         var connections = _a.GetConnections("s-fail");
         Assert.Equal(["tcp://127.0.0.2:" + _echo.Port, "tcp://127.0.0.1:" + ClosedPort, "tcp://no-such-host.invalid:80"], connections.Select(c => c.Target));
         Assert.All(connections, c => Assert.NotNull(c.Error));
@@ -170,7 +170,7 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
             await EchoThroughAsync(s, 1000);
         }
         Assert.Equal(2, await Socks5Client.ReplyAsync(port, "localhost", _echo.Port));
-        Assert.True(await PollAsync(() => _a.GetTunnel("s-owner").LastError is not null));
+        Assert.True(await Poll.UntilAsync(() => _a.GetTunnel("s-owner").LastError is not null));
         Assert.Contains("allow-rules of group 'Owners'", _a.GetTunnel("s-owner").LastError, StringComparison.Ordinal);
 
         // a bind the owner's rules do not allow: refused at creation, whatever the targets would be
@@ -211,7 +211,7 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
 
         Assert.Equal(accepted, _echo.Accepted); // nothing was dialed
         Assert.Null(_a.GetTunnel("s-bad").LastError); // a client's garbage is its connection's error, not the tunnel's
-        Assert.True(await PollAsync(() => _a.GetConnections("s-bad").All(c => c.Error is not null)));
+        Assert.True(await Poll.UntilAsync(() => _a.GetConnections("s-bad").All(c => c.Error is not null)));
         Assert.All(_a.GetConnections("s-bad"), c => Assert.StartsWith("SOCKS5 client 127.0.0.1:", c.Error, StringComparison.Ordinal));
         var (s, reply) = await Socks5Client.ConnectAsync(port, "127.0.0.1", _echo.Port);
         using (s)
@@ -277,7 +277,7 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
     public async Task Permanent_and_on_demand_socks5_tunnels_hold_their_chain_without_a_target()
     {
         var permanent = await StartAsync(Socks("s-perm", TunnelMode.Permanent));
-        Assert.True(await PollAsync(() => _a.GetTunnel("s-perm").State == TunnelState.Established), _a.GetTunnel("s-perm").LastError);
+        Assert.True(await Poll.UntilAsync(() => _a.GetTunnel("s-perm").State == TunnelState.Established), _a.GetTunnel("s-perm").LastError);
         Assert.Equal(0, await Socks5Client.ReplyAsync(permanent, "127.0.0.1", _echo.Port));
 
         var onDemand = await StartAsync(Socks("s-demand", TunnelMode.OnDemand));
@@ -322,19 +322,6 @@ public sealed class Socks5TunnelTests : IAsyncLifetime
         });
     }
 
-    internal static async Task<bool> PollAsync(Func<bool> condition, int milliseconds = 20_000)
-    {
-        var deadline = Environment.TickCount64 + milliseconds;
-        while (Environment.TickCount64 < deadline)
-        {
-            if (condition())
-            {
-                return true;
-            }
-            await Task.Delay(20);
-        }
-        return condition();
-    }
 }
 
 /// <summary>A test that needs the IPv6 loopback [::1]: skipped, and saying so, where it cannot be bound.</summary>

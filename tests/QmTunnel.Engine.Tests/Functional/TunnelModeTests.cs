@@ -66,7 +66,7 @@ public sealed class TunnelModeTests : IAsyncLifetime
         var step = new global::QmTunnel.Engine.Tunnels.ReconnectBackoff().Longest;
         for (var i = 0; i < 40; i++)
         {
-            if (await PollAsync(condition, 500))
+            if (await Poll.UntilAsync(condition, 500))
             {
                 return;
             }
@@ -75,19 +75,6 @@ public sealed class TunnelModeTests : IAsyncLifetime
         Assert.Fail($"{what}: not reached after 40 reconnect delays (state {State("held")}, LastError {_a.GetTunnel("held").LastError})");
     }
 
-    private static async Task<bool> PollAsync(Func<bool> condition, int timeoutMs)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (!condition())
-        {
-            if (Environment.TickCount64 > deadline)
-            {
-                return false;
-            }
-            await Task.Delay(10);
-        }
-        return true;
-    }
 
     [Fact]
     public async Task A_permanent_tunnel_is_established_without_any_client_and_the_target_is_not_touched()

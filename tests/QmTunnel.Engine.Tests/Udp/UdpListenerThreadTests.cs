@@ -27,19 +27,6 @@ public sealed class UdpListenerThreadTests
         return new UdpAssociationListener(socket, new EndpointUri(EndpointScheme.Udp, "127.0.0.1", port), backlog, receiveThread);
     }
 
-    private static async Task<bool> PollAsync(Func<bool> condition, int timeoutMs = 10_000)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (Environment.TickCount64 < deadline)
-        {
-            if (condition())
-            {
-                return true;
-            }
-            await Task.Delay(20);
-        }
-        return condition();
-    }
 
     private static bool CanBind(int port)
     {
@@ -117,7 +104,7 @@ public sealed class UdpListenerThreadTests
                 if (i % 50 == 49 || i == extra - 1)
                 {
                     var sent = i + 2; // with "first"
-                    Assert.True(await PollAsync(() => stuckAssociation.QueuedCount + stuckAssociation.Counters.Dropped >= sent),
+                    Assert.True(await Poll.UntilAsync(() => stuckAssociation.QueuedCount + stuckAssociation.Counters.Dropped >= sent),
                         $"the listener took the stuck client's datagrams ({sent} sent)");
                 }
             }
@@ -131,10 +118,10 @@ public sealed class UdpListenerThreadTests
                     Assert.Equal(4, await liveAssociation.ReceiveAsync(buffer, accept.Token));
                     Assert.Equal(i, BitConverter.ToInt32(buffer)); // every one, in order, none held up behind the others
                 }
-                Assert.True(await PollAsync(() => stuckAssociation.Counters.Dropped == extra + 1 - UdpAssociationListener.MaxQueuedPerAssociation),
+                Assert.True(await Poll.UntilAsync(() => stuckAssociation.Counters.Dropped == extra + 1 - UdpAssociationListener.MaxQueuedPerAssociation),
                     $"the stuck association's datagrams over its queue are dropped and counted ({stuckAssociation.Counters.Dropped})");
                 Assert.Equal(UdpAssociationListener.MaxQueuedPerAssociation, stuckAssociation.QueuedCount);
-                Assert.True(await PollAsync(() => listener.Dropped == 38), $"the sources over the backlog are dropped and counted ({listener.Dropped})");
+                Assert.True(await Poll.UntilAsync(() => listener.Dropped == 38), $"the sources over the backlog are dropped and counted ({listener.Dropped})");
             }
             finally
             {

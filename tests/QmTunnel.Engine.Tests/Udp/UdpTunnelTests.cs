@@ -37,19 +37,6 @@ public sealed class UdpTunnelTests : IAsyncLifetime
         return (await _a.StartTunnelAsync(name)).BoundListen!;
     }
 
-    private static async Task<bool> PollAsync(Func<bool> condition, int timeoutMs = 10_000)
-    {
-        var deadline = Environment.TickCount64 + timeoutMs;
-        while (Environment.TickCount64 < deadline)
-        {
-            if (condition())
-            {
-                return true;
-            }
-            await Task.Delay(20);
-        }
-        return condition();
-    }
 
     [Theory]
     [InlineData(1)]
@@ -66,7 +53,7 @@ public sealed class UdpTunnelTests : IAsyncLifetime
             Assert.Equal(datagram, answer); // the whole datagram, alone: nothing clipped (frp clips at 1,500), nothing merged
         }
 
-        Assert.True(await PollAsync(() => _a.GetTunnelStats("sizes").DatagramsToClients == 8), "counted just after each send");
+        Assert.True(await Poll.UntilAsync(() => _a.GetTunnelStats("sizes").DatagramsToClients == 8), "counted just after each send");
         var stats = _a.GetTunnelStats("sizes");
         Assert.Equal(8, stats.DatagramsFromClients);
         Assert.Equal(8, stats.DatagramsToClients);
@@ -122,7 +109,7 @@ public sealed class UdpTunnelTests : IAsyncLifetime
 
         three.Send("3"u8);
         Assert.Null(await three.ReceiveAsync(1000));
-        Assert.True(await PollAsync(() => _a.GetTunnelStats("ranged").FailedConnections == 1), "the third association fails");
+        Assert.True(await Poll.UntilAsync(() => _a.GetTunnelStats("ranged").FailedConnections == 1), "the third association fails");
         var error = _a.GetTunnel("ranged").LastError;
         Assert.Contains("no free port in the outgoing UDP port range 47301-47302", error);
         Assert.Contains("Set-QmTunnelServerConfig -UdpPortRange", error);
@@ -169,7 +156,7 @@ public sealed class UdpTunnelTests : IAsyncLifetime
         try
         {
             clients.ForEach(c => c.Send("x"u8));
-            Assert.True(await PollAsync(() => _a.GetTunnelStats("bounded").RejectedConnections == 50), "50 sources over MaxConnections refused");
+            Assert.True(await Poll.UntilAsync(() => _a.GetTunnelStats("bounded").RejectedConnections == 50), "50 sources over MaxConnections refused");
             var stats = _a.GetTunnelStats("bounded");
             Assert.Equal(10, stats.ConnectionsCurrent);
             Assert.True(stats.DatagramsDropped >= 50, $"the refused sources' datagrams are dropped and counted ({stats.DatagramsDropped})");
@@ -207,7 +194,7 @@ public sealed class UdpTunnelTests : IAsyncLifetime
         var listen = (await _a.StartTunnelAsync("held")).BoundListen!;
         if (mode == TunnelMode.Permanent)
         {
-            Assert.True(await PollAsync(() => _a.GetTunnel("held").State == TunnelState.Established), $"Established ({_a.GetTunnel("held").State}, {_a.GetTunnel("held").LastError})");
+            Assert.True(await Poll.UntilAsync(() => _a.GetTunnel("held").State == TunnelState.Established), $"Established ({_a.GetTunnel("held").State}, {_a.GetTunnel("held").LastError})");
         }
         using var client = new UdpClientSocket(listen);
         Assert.Equal("held"u8.ToArray(), await client.RoundTripAsync("held"u8.ToArray()));
