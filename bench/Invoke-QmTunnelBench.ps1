@@ -158,7 +158,9 @@ function Stop-BenchProcess($Entry, [int]$GraceSeconds = 5) {
     try {
         if (-not $process.HasExited) {
             if ($Entry.Sigterm) {
-                # bash exec'd the program: this id is the program's own.
+                # bash exec'd the program: this id is the program's own. Its forked children first: socat's
+                # UDP-LISTEN,fork children wait for datagrams for ever and outlived every run before.
+                & pkill -TERM -P $process.Id 2>$null
                 & kill -TERM $process.Id 2>$null
             }
             else {
