@@ -38,16 +38,8 @@ public sealed class PipeTunnelTests : IAsyncLifetime
 
     private static async Task<ConnectionInfo> EndedAsync(QmTunnelEngine engine, string tunnel)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            var connection = Assert.Single(engine.GetConnections(tunnel));
-            if (connection.DisconnectedAt is not null || DateTime.UtcNow > deadline)
-            {
-                return connection;
-            }
-            await Task.Delay(20);
-        }
+        await Poll.UntilAsync(() => Assert.Single(engine.GetConnections(tunnel)).DisconnectedAt is not null);
+        return Assert.Single(engine.GetConnections(tunnel));
     }
 
     [Fact]

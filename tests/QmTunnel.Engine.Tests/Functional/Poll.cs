@@ -20,4 +20,19 @@ internal static class Poll
         }
         return condition();
     }
+
+    /// <summary>The same for a condition that must be asked for (a remote session, a stream opened each try).</summary>
+    public static async Task<bool> UntilAsync(Func<Task<bool>> condition, int timeoutMs = 20_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (Environment.TickCount64 < deadline)
+        {
+            if (await condition())
+            {
+                return true;
+            }
+            await Task.Delay(20);
+        }
+        return await condition();
+    }
 }

@@ -36,12 +36,8 @@ public sealed class ReverseMultiHostTests
 
     private static async Task WaitEstablishedAsync(QmTunnelSession session, string name)
     {
-        var deadline = Environment.TickCount64 + 30_000;
-        while ((await session.GetTunnelAsync(name, CancellationToken.None)).State != TunnelState.Established)
-        {
-            Assert.True(Environment.TickCount64 < deadline, $"tunnel {name} not Established: {(await session.GetTunnelAsync(name, CancellationToken.None)).LastError}");
-            await Task.Delay(50);
-        }
+        Assert.True(await Poll.UntilAsync(async () => (await session.GetTunnelAsync(name, CancellationToken.None)).State == TunnelState.Established, 30_000),
+            $"tunnel {name} not Established: {(await session.GetTunnelAsync(name, CancellationToken.None)).LastError}");
     }
 
     /// <summary>From a socket of <paramref name="from"/>: <paramref name="size"/> random bytes to <paramref name="to"/>, echoed back whole (SHA-256).</summary>

@@ -8,6 +8,7 @@ using QmTunnel.Engine.Endpoints;
 using QmTunnel.Engine.Links;
 using QmTunnel.Engine.Protocol;
 using QmTunnel.Engine.Tunnels;
+using QmTunnel.Engine.Tests.Functional;
 
 namespace QmTunnel.Engine.Tests.Udp;
 
@@ -113,12 +114,7 @@ public sealed class DatagramRelayTests : IAsyncLifetime
 
     private static async Task AssertResetAsync(MuxStream stream, ProtocolErrorCode code)
     {
-        var deadline = Environment.TickCount64 + 10_000;
-        while (!stream.IsReset && Environment.TickCount64 < deadline)
-        {
-            await Task.Delay(10);
-        }
-        Assert.True(stream.IsReset, "the sender's stream is reset");
+        Assert.True(await Poll.UntilAsync(() => stream.IsReset, 10_000), "the sender's stream is reset");
         Assert.Equal(code, stream.ResetCode);
     }
 
@@ -172,11 +168,7 @@ public sealed class DatagramRelayTests : IAsyncLifetime
         Assert.Equal(0, quickAssociation.Counters.Dropped);
 
         // the slow one: what fit in its window went, the rest was dropped and counted; none waited
-        var deadline = Environment.TickCount64 + 10_000;
-        while (slowAssociation.Counters.DatagramsIn + slowAssociation.Counters.Dropped < 300 && Environment.TickCount64 < deadline)
-        {
-            await Task.Delay(10);
-        }
+        await Poll.UntilAsync(() => slowAssociation.Counters.DatagramsIn + slowAssociation.Counters.Dropped >= 300, 10_000);
         Assert.Equal(300, slowAssociation.Counters.DatagramsIn + slowAssociation.Counters.Dropped);
         Assert.Equal(Window / 1002, slowAssociation.Counters.DatagramsIn); // 65 frames of 2 + 1,000 bytes fit in 64 KiB
         Assert.Equal(300 - Window / 1002, slowAssociation.Counters.Dropped);
@@ -197,11 +189,7 @@ public sealed class DatagramRelayTests : IAsyncLifetime
             client.Send(datagram);
         }
         var association = (UdpAssociation)await listener.AcceptAsync(default).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
-        var deadline = Environment.TickCount64 + 10_000;
-        while (association.QueuedCount < datagrams.Count && Environment.TickCount64 < deadline)
-        {
-            await Task.Delay(10); // polling for the listener to have queued them all (no relay runs yet)
-        }
+        await Poll.UntilAsync(() => association.QueuedCount >= datagrams.Count, 10_000); // the listener has queued them all (no relay runs yet)
         Assert.Equal(datagrams.Count, association.QueuedCount);
         var (local, remote) = await OpenAsync();
         _ = DatagramRelay.RunAsync(association, local, association.Counters, TimeProvider.System, idleTimeout: null, default);
@@ -226,11 +214,7 @@ public sealed class DatagramRelayTests : IAsyncLifetime
         {
             target.SendTo(datagram, new IPEndPoint(IPAddress.Loopback, ((IPEndPoint)dialed.Socket.LocalEndPoint!).Port));
         }
-        var deadline = Environment.TickCount64 + 10_000;
-        while (dialed.Socket.Available == 0 && Environment.TickCount64 < deadline)
-        {
-            await Task.Delay(10);
-        }
+        await Poll.UntilAsync(() => dialed.Socket.Available > 0, 10_000);
         var (local, remote) = await OpenAsync(); // the relay runs at the accepting end, as at a last server
         var counters = new DatagramCounters();
         _ = DatagramRelay.RunAsync(dialed, remote, counters, TimeProvider.System, idleTimeout: null, default);

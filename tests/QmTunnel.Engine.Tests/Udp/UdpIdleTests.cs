@@ -41,12 +41,7 @@ public sealed class UdpIdleTests : IAsyncLifetime
 
     private static async Task Until(Func<bool> condition, string what)
     {
-        var deadline = Environment.TickCount64 + 10_000;
-        while (!condition())
-        {
-            Assert.True(Environment.TickCount64 < deadline, $"not reached within 10 s: {what}");
-            await Task.Delay(10);
-        }
+        Assert.True(await Poll.UntilAsync(condition, 10_000), $"not reached within 10 s: {what}");
     }
 
     /// <summary>

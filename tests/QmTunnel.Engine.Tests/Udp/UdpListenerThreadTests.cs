@@ -193,11 +193,7 @@ public sealed class UdpTunnelStopTests : IAsyncLifetime
 
         await _a.StopTunnelAsync("stop");
 
-        var deadline = Environment.TickCount64 + 10_000;
-        while (ThreadsNamed(thread) > 0 && Environment.TickCount64 < deadline)
-        {
-            await Task.Delay(20);
-        }
+        await Poll.UntilAsync(() => ThreadsNamed(thread) == 0, 10_000);
         Assert.Equal(0, ThreadsNamed(thread));
         using var rebind = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         rebind.Bind(new IPEndPoint(IPAddress.Loopback, port)); // throws AddressAlreadyInUse while the tunnel still holds it
